@@ -1,0 +1,106 @@
+"""API authentication: `Authorization: Bearer <token>` plus `X-Api-Key`, both required and both of
+the same credential. The token's hash is looked up once and cached briefly, so authentication costs
+no query on the hot path; every comparison of a secret is constant-time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
+from rest_framework.throttling import SimpleRateThrottle
+
+from campaign.models import AccessToken, hash_secret
+
+_MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class ApiCaller:
+    """Who is calling: a credential of one organization. Stands in for `request.user` on the API."""
+
+    credential_id: int
+    api_key: str
+    organization_id: int
+    organization_slug: str
+    token_expires_at: dt.datetime
+
+    is_authenticated = True
+    is_anonymous = False
+
+
+def _cache_key(token_hash: str) -> str:
+    return f"auth:token:{token_hash}"
+
+
+def caller_for_token(token: str) -> ApiCaller | None:
+    token_hash = hash_secret(token)
+    cached = cache.get(_cache_key(token_hash))
+    if cached == _MISSING:
+        return None
+    if cached is None:
+        row = (
+            AccessToken.objects.filter(token_hash=token_hash, credential__is_active=True)
+            .select_related("credential__organization")
+            .first()
+        )
+        if row is None:
+            cache.set(_cache_key(token_hash), _MISSING, 5)
+            return None
+        cached = ApiCaller(
+            credential_id=row.credential_id,
+            api_key=row.credential.api_key,
+            organization_id=row.credential.organization_id,
+            organization_slug=row.credential.organization.slug,
+            token_expires_at=row.expires_at,
+        )
+        remaining = (row.expires_at - timezone.now()).total_seconds()
+        if remaining > 0:
+            cache.set(_cache_key(token_hash), cached, min(settings.AUTH_CACHE_SECONDS, int(remaining) + 1))
+    if cached.token_expires_at <= timezone.now():
+        return None
+    return cached
+
+
+def forget_tokens(token_hashes: list[str]) -> None:
+    """Drop cached callers at once (revocation), rather than waiting for the cache to expire."""
+    cache.delete_many([_cache_key(h) for h in token_hashes])
+
+
+class CampaignTokenAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        api_key = request.META.get("HTTP_X_API_KEY", "")
+        if not header and not api_key:
+            raise NotAuthenticated("Authorization: Bearer <token> and X-Api-Key headers are required.")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationFailed("The Authorization header must be 'Bearer <access token>'.")
+        if not api_key:
+            raise AuthenticationFailed("The X-Api-Key header is required.")
+        caller = caller_for_token(token.strip())
+        if caller is None or not hmac.compare_digest(caller.api_key.encode(), api_key.encode()):
+            raise AuthenticationFailed(
+                "Invalid or expired access token, or an API key that does not match it."
+            )
+        return caller, token
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="campaign"'
+
+
+class CredentialRateThrottle(SimpleRateThrottle):
+    """Requests per credential (API_RATE_LIMIT, e.g. `6000/min`); 429 with Retry-After beyond."""
+
+    scope = "credential"
+
+    def get_cache_key(self, request, view):
+        caller = getattr(request, "user", None)
+        if not isinstance(caller, ApiCaller):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": caller.credential_id}

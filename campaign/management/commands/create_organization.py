@@ -1,0 +1,29 @@
+"""`manage.py create_organization ORG [--name NAME]`."""
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError
+
+from campaign import services
+from campaign.cli import CampaignCommand
+
+
+class Command(CampaignCommand):
+    help = "Create an organization (its id is the ORG of the API's URLs)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("organization", help="organization id, e.g. geometrixx")
+        parser.add_argument("--name", default="", help="display name (default: the id)")
+        parser.add_argument("--sender", default="", help="default From address of its emails")
+
+    def handle(self, *args, organization: str, name: str, sender: str, **options):
+        try:
+            created = services.create_organization(slug=organization, name=name, sender_address=sender)
+        except ValidationError as error:
+            raise CommandError(_one_line(error)) from None
+        self.stdout.write(
+            f"Created organization {created.slug} (API: /{created.slug}/campaign/{created.api_name}/)"
+        )
+
+
+def _one_line(error: ValidationError) -> str:
+    return " ".join(error.messages)

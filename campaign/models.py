@@ -1,0 +1,168 @@
+"""The marketing database every app shares: organizations, their API credentials and tokens,
+their members (admin users), profiles and the quarantine."""
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+
+ORGANIZATION_ID_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$",
+    "An organization id is 1 to 63 letters, digits, '-' or '_', starting with a letter or digit.",
+)
+
+# Top-level paths of our own: an organization with one of these ids would shadow them.
+RESERVED_ORGANIZATION_IDS = frozenset({"admin", "api", "ims", "static", "healthz", "readyz", "metrics", "u"})
+
+
+def validate_not_reserved(value: str) -> None:
+    if value.lower() in RESERVED_ORGANIZATION_IDS:
+        raise ValidationError(f"'{value}' is reserved; choose another organization id.")
+
+
+def hash_secret(value: str) -> str:
+    """SHA-256 of a random, high-entropy secret or token.
+
+    Secrets and tokens are 256-bit random strings, so a fast hash is as safe as a slow one here and
+    keeps authentication off the hot path's CPU budget; comparison is by hash lookup plus
+    `hmac.compare_digest`.
+    """
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class Organization(models.Model):
+    slug = models.CharField(
+        "organization id",
+        max_length=63,
+        unique=True,
+        validators=[ORGANIZATION_ID_VALIDATOR, validate_not_reserved],
+    )
+    name = models.CharField(max_length=200, blank=True)
+    sender_name = models.CharField(max_length=200, blank=True, help_text="Default From name (brand).")
+    sender_address = models.EmailField(blank=True, help_text="Default From address.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def api_name(self) -> str:
+        """The transactional API's name in URLs: `mc` + organization id."""
+        return f"mc{self.slug}"
+
+
+class Membership(models.Model):
+    """Ties an admin user to the one organization whose objects they see."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization}"
+
+
+def new_api_key() -> str:
+    return secrets.token_hex(16)
+
+
+class ApiCredential(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="credentials")
+    name = models.CharField(max_length=200, blank=True)
+    api_key = models.CharField(max_length=64, unique=True, default=new_api_key, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    is_active = models.BooleanField(default=True, help_text="Untick to revoke the key and all its tokens.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}: {self.name or self.api_key}"
+
+
+class AccessToken(models.Model):
+    credential = models.ForeignKey(ApiCredential, on_delete=models.CASCADE, related_name="tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"])]
+
+    def __str__(self) -> str:
+        return f"token of {self.credential} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class Profile(models.Model):
+    """A person of the marketing database, the target of profile-based messages."""
+
+    STANDARD_FIELDS = ("email", "firstName", "lastName", "mobilePhone", "language")
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="profiles")
+    email = models.EmailField(blank=True)
+    first_name = models.CharField(max_length=200, blank=True)
+    last_name = models.CharField(max_length=200, blank=True)
+    mobile_phone = models.CharField(max_length=32, blank=True)
+    language = models.CharField(max_length=16, blank=True)
+    opted_out = models.BooleanField(default=False, help_text="No marketing or transactional email.")
+    blocklisted = models.BooleanField(default=False)
+    data = models.JSONField(default=dict, blank=True, help_text="Other profile fields, by name.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["email"]
+        constraints = [
+            models.UniqueConstraint(
+                "organization",
+                Lower("email"),
+                condition=~models.Q(email=""),
+                name="profile_unique_email_per_organization",
+            )
+        ]
+        indexes = [models.Index(fields=["organization", "mobile_phone"])]
+
+    def __str__(self) -> str:
+        return self.email or self.mobile_phone or f"profile {self.pk}"
+
+    def as_context(self) -> dict[str, object]:
+        """The plain data a message template sees as `profile`."""
+        return {
+            **self.data,
+            "email": self.email,
+            "firstName": self.first_name,
+            "lastName": self.last_name,
+            "mobilePhone": self.mobile_phone,
+            "language": self.language,
+        }
+
+
+class Quarantine(models.Model):
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        SMS = "sms", "SMS"
+        PUSH = "push", "Push"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="quarantines")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    address = models.CharField(max_length=512)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "channel", "address"], name="quarantine_unique_address"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.address}"

@@ -1,0 +1,81 @@
+"""Writes about organizations and their credentials: creation, secrets shown once, tokens, revocation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from campaign.auth import forget_tokens
+from campaign.models import AccessToken, ApiCredential, Organization, hash_secret
+
+
+class InvalidClient(Exception):
+    """Unknown API key, wrong secret, or a revoked credential."""
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    credential: ApiCredential
+    client_secret: str  # shown once; only its hash is stored
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+
+
+def create_organization(*, slug: str, name: str = "", sender_address: str = "") -> Organization:
+    organization = Organization(
+        slug=slug, name=name or slug, sender_name=name or slug, sender_address=sender_address
+    )
+    organization.full_clean()
+    organization.save()
+    return organization
+
+
+def create_api_credential(*, organization: Organization, name: str = "") -> IssuedCredential:
+    secret = secrets.token_urlsafe(32)
+    credential = ApiCredential.objects.create(
+        organization=organization, name=name, secret_hash=hash_secret(secret)
+    )
+    return IssuedCredential(credential=credential, client_secret=secret)
+
+
+def issue_access_token(*, api_key: str, client_secret: str) -> IssuedToken:
+    """OAuth client-credentials: a random bearer token, stored hashed, expiring."""
+    credential = ApiCredential.objects.filter(api_key=api_key, is_active=True).first()
+    # Compare against a dummy hash when the key is unknown so timing says nothing about which part failed.
+    expected = credential.secret_hash if credential else hash_secret(secrets.token_hex(8))
+    if not hmac.compare_digest(expected.encode(), hash_secret(client_secret).encode()) or credential is None:
+        raise InvalidClient
+    token = secrets.token_urlsafe(32)
+    lifetime = settings.API_TOKEN_TTL_SECONDS
+    AccessToken.objects.create(
+        credential=credential,
+        token_hash=hash_secret(token),
+        expires_at=timezone.now() + dt.timedelta(seconds=lifetime),
+    )
+    return IssuedToken(access_token=token, expires_in=lifetime)
+
+
+def revoke_credential(*, credential: ApiCredential) -> None:
+    """Deactivate a credential and kill every token it issued."""
+    with transaction.atomic():
+        hashes = list(credential.tokens.values_list("token_hash", flat=True))
+        credential.tokens.all().delete()
+        ApiCredential.objects.filter(pk=credential.pk).update(is_active=False)
+        forget_tokens(hashes)
+        # And again after the commit: a request in between could have cached a token again.
+        transaction.on_commit(lambda: forget_tokens(hashes))
+
+
+def purge_expired_tokens() -> int:
+    deleted, _ = AccessToken.objects.filter(expires_at__lt=timezone.now()).delete()
+    return deleted

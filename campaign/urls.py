@@ -1,0 +1,22 @@
+"""Routes: the admin (the product's UI), IMS tokens, health, the OpenAPI schema, and the event API."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from campaign import ims, views
+from campaign.metrics import metrics_view
+from messages import views as message_views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("admin/", admin.site.urls),
+    path("ims/token/v3", ims.token, name="ims-token"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
+    path("u/<str:token>", message_views.unsubscribe, name="unsubscribe"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("", include("events.api.urls")),
+]

@@ -1,0 +1,299 @@
+"""Admin pages of event types (administrators) and of events (read-only, for everyone)."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from campaign.admin import OrganizationScopedAdmin, organization_of
+from events import services
+from events.models import Event, EventConfiguration, EventField, EventStatusChange
+from events.schema import build_schema, format_datetime, sample_body
+
+
+class EventFieldForm(forms.ModelForm):
+    class Meta:
+        model = EventField
+        fields = ["collection", "name", "label", "type", "required", "max_length", "values", "position"]
+        # One line per field: the admin's defaults (20em inputs, a 10-row textarea for the JSON list)
+        # make each row tall and push the last columns off the page.
+        widgets = {
+            "collection": forms.TextInput(attrs={"style": "width: 6em"}),
+            "name": forms.TextInput(attrs={"style": "width: 8em"}),
+            "label": forms.TextInput(attrs={"style": "width: 8em"}),
+            "type": forms.Select(attrs={"style": "width: 7em"}),
+            "max_length": forms.NumberInput(attrs={"style": "width: 4em"}),
+            "values": forms.TextInput(attrs={"style": "width: 8em", "placeholder": '["gold", "silver"]'}),
+            "position": forms.NumberInput(attrs={"style": "width: 3.5em"}),
+        }
+
+
+class EventFieldInline(admin.TabularInline):
+    model = EventField
+    form = EventFieldForm
+    extra = 1
+    fields = ["collection", "name", "label", "type", "required", "max_length", "values", "position"]
+
+
+class EventConfigurationForm(forms.ModelForm):
+    class Meta:
+        model = EventConfiguration
+        fields = [
+            "organization",
+            "name",
+            "label",
+            "channel",
+            "targeting",
+            "reconciliation_event_field",
+            "reconciliation_profile_field",
+        ]
+
+    def __init__(self, *args, organization=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+        if "name" in self.fields:
+            # EVT + name <= 64: the form accepts a typed prefix and strips it in clean_name.
+            self.fields["name"].max_length = None
+            self.fields["name"].validators = []
+
+    def clean_name(self) -> str:
+        name = services.normalise_event_name(self.cleaned_data.get("name", ""))
+        self.instance.name = name
+        organization = (
+            self.organization
+            or self.cleaned_data.get("organization")
+            or getattr(self.instance, "organization", None)
+        )
+        errors = services.event_name_errors(name)
+        if errors:
+            raise forms.ValidationError(errors)
+        if organization is not None:
+            taken = EventConfiguration.objects.filter(organization=organization, name=name)
+            if taken.exclude(pk=self.instance.pk).exists():
+                raise forms.ValidationError(f"The event EVT{name} already exists in this organization.")
+        return name
+
+
+@admin.register(EventConfiguration)
+class EventConfigurationAdmin(OrganizationScopedAdmin):
+    form = EventConfigurationForm
+    change_form_template = "admin/events/eventconfiguration/change_form.html"
+    inlines = [EventFieldInline]
+    list_display = ["event_id", "label", "channel", "targeting", "status", "published_at"]
+    list_filter = ["status", "channel", "targeting"]
+    search_fields = ["name", "label"]
+    actions = ["duplicate"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        organization = organization_of(request) or (obj.organization if obj else None)
+
+        class ScopedForm(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, organization=organization, **inner)
+
+        return ScopedForm
+
+    def get_fieldsets(self, request, obj=None):
+        identity = ["name", "label", "channel", "targeting"]
+        if request.user.is_superuser:
+            identity.insert(0, "organization")
+        fieldsets = [
+            (None, {"fields": identity}),
+            (
+                "Reconciliation (profile targeting)",
+                {
+                    "fields": ["reconciliation_event_field", "reconciliation_profile_field"],
+                    "description": "Which event field (in ctx) identifies the profile, "
+                    "and which profile field it matches.",
+                },
+            ),
+        ]
+        if obj is not None:
+            fieldsets.append(
+                ("Publication", {"fields": ["status", "published_at", "endpoint", "api_preview"]})
+            )
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = ["status", "published_at", "endpoint", "api_preview"]
+        if obj is not None:  # channel and targeting are chosen at creation and cannot change
+            readonly += ["channel", "targeting"] + (["organization"] if request.user.is_superuser else [])
+        if obj is not None and obj.is_published:
+            # The endpoint is found by name: renaming would move it before any republish.
+            readonly.append("name")
+        return readonly
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_published:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        published = queryset.filter(status=EventConfiguration.Status.PUBLISHED)
+        if published.exists():
+            self.message_user(
+                request, "Published event types cannot be deleted: unpublish them first.", messages.ERROR
+            )
+            queryset = queryset.exclude(pk__in=published)
+        super().delete_queryset(request, queryset)
+
+    @admin.display(description="Endpoint")
+    def endpoint(self, obj: EventConfiguration) -> str:
+        if not obj.is_published:
+            return "Not deployed: publish the event to make its endpoint answer."
+        return format_html("<code>POST {}</code>", self._base_url(obj) + obj.endpoint_path())
+
+    @admin.display(description="API preview")
+    def api_preview(self, obj: EventConfiguration) -> str:
+        if not obj.is_published:
+            return "Shown once the event is published."
+        body = json.dumps(sample_body(obj.published_schema), indent=2)
+        url = self._base_url(obj) + obj.endpoint_path()
+        curl = (
+            f"curl -X POST '{url}' \\\n"
+            "  -H 'Authorization: Bearer <ACCESS_TOKEN>' \\\n"
+            "  -H 'Cache-Control: no-cache' \\\n"
+            "  -H 'X-Api-Key: <API_KEY>' \\\n"
+            "  -H 'Content-Type: application/json;charset=utf-8' \\\n"
+            f"  -d '{body}'"
+        )
+        schema = obj.published_schema
+        rows = [(f["name"], f) for f in schema["fields"]] + [
+            (f"{collection['name']}[].{f['name']}", f)
+            for collection in schema.get("collections", [])
+            for f in collection["fields"]
+        ]
+        fields = format_html_join(
+            "",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            ((name, f["type"], "required" if f.get("required") else "") for name, f in rows),
+        )
+        return format_html(
+            '<div class="api-preview"><p>Request (published {}):</p><pre id="api-preview-curl">{}</pre>'
+            "<p>Body fields (in <code>ctx</code>):</p><table>{}</table>"
+            "<p>Get a token: <code>curl -X POST '{}/ims/token/v3' -d grant_type=client_credentials "
+            "-d client_id=&lt;API_KEY&gt; -d client_secret=&lt;SECRET&gt;</code></p></div>",
+            format_datetime(obj.published_at),
+            curl,
+            fields,
+            self._base_url(obj),
+        )
+
+    @staticmethod
+    def _base_url(obj: EventConfiguration) -> str:
+        return settings.PUBLIC_URL.rstrip("/") or getattr(obj, "request_base_url", "")
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            # On the object, not on this admin: one admin instance serves every request and thread.
+            obj.request_base_url = request.build_absolute_uri("/").rstrip("/")
+        return obj
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        if object_id:
+            obj = self.get_object(request, object_id)
+            if obj is not None:
+                message = getattr(obj, "message", None) if hasattr(obj, "message") else None
+                extra_context.update(
+                    is_published=obj.is_published,
+                    has_unpublished_changes=obj.is_published and obj.published_schema != build_schema(obj),
+                    message_url=reverse("admin:transactional_transactionalmessage_change", args=[message.pk])
+                    if message
+                    else "",
+                )
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def response_change(self, request, obj):
+        if "_publish" in request.POST:
+            return self._run(request, obj, services.publish_configuration, "published: its endpoint answers")
+        if "_unpublish" in request.POST:
+            return self._run(
+                request, obj, services.unpublish_configuration, "unpublished: its endpoint is down"
+            )
+        return super().response_change(request, obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if "_publish" in request.POST:
+            return self._run(request, obj, services.publish_configuration, "published: its endpoint answers")
+        return super().response_add(request, obj, post_url_continue)
+
+    def _run(self, request, obj, action, done: str):
+        try:
+            action(configuration=obj)
+        except services.PublicationError as error:
+            for line in error.errors:
+                self.message_user(request, line, messages.ERROR)
+        else:
+            self.message_user(request, f"{obj.event_id} {done}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:events_eventconfiguration_change", args=[obj.pk]))
+
+    @admin.action(description="Duplicate (as drafts, with the message)")
+    def duplicate(self, request, queryset):
+        for configuration in queryset:
+            copy = services.duplicate_configuration(configuration=configuration)
+            self.message_user(request, f"{configuration.event_id} duplicated as {copy.event_id}.")
+
+
+class StatusChangeInline(admin.TabularInline):
+    model = EventStatusChange
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "from_status", "to_status", "reason"]
+    readonly_fields = fields
+
+    def has_view_permission(self, request, obj=None):
+        # The history is part of the event: whoever may read the event reads it (no role has a
+        # permission on the history model itself).
+        return request.user.has_perm("events.view_event")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(OrganizationScopedAdmin):
+    list_display = ["pkey", "event_type", "status", "recipient", "scheduled_at", "attempts", "created_at"]
+    list_filter = ["status", ("configuration", admin.RelatedOnlyFieldListFilter)]
+    date_hierarchy = "created_at"
+    search_fields = ["=pkey", "email", "mobile_phone", "registration_token"]
+    list_select_related = ["configuration"]
+    inlines = [StatusChangeInline]
+    show_full_result_count = False
+
+    def get_list_filter(self, request):
+        return self.list_filter
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Event._meta.fields if f.name not in ("request_fingerprint",)]
+
+    def get_exclude(self, request, obj=None):
+        return ["request_fingerprint"]
+
+    @admin.display(description="Event", ordering="configuration__name")
+    def event_type(self, event: Event) -> str:
+        return event.configuration.event_id
+
+    @admin.display(description="Recipient")
+    def recipient(self, event: Event) -> str:
+        return event.email or event.mobile_phone or event.registration_token[:24]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,332 @@
+"""OpenAPI 3 (drf-spectacular): the generic event API, the token endpoint, and one path per
+published event of the caller's organization with its own request schema and example.
+
+Who asks decides what is listed: an API caller (Bearer + X-Api-Key) or an admin user sees their
+organization's published events (a superuser sees all); an anonymous reader sees only the generic
+shape, so the schema reveals no organization's events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import AllowAny
+
+from campaign.auth import ApiCaller, CampaignTokenAuthentication
+from events.models import EventConfiguration, FieldType
+from events.schema import RECIPIENT_KEYS, sample_body
+
+JSON_TYPES: dict[str, dict[str, Any]] = {
+    FieldType.TEXT: {"type": "string"},
+    FieldType.INTEGER: {"type": "integer"},
+    FieldType.DECIMAL: {"oneOf": [{"type": "number"}, {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}]},
+    FieldType.BOOLEAN: {"type": "boolean"},
+    FieldType.DATE: {"type": "string", "format": "date"},
+    FieldType.DATETIME: {"type": "string", "format": "date-time"},
+    FieldType.EMAIL: {"type": "string", "format": "email"},
+    FieldType.URL: {"type": "string", "format": "uri"},
+}
+DATE_TIME = {
+    "type": "string",
+    "description": "ISO 8601; the T between date and time is optional",
+    "example": "2017-12-01 08:00:00.768Z",
+}
+ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string", "nullable": True},
+            },
+        }
+    },
+}
+EVENT_OUT = {
+    "type": "object",
+    "properties": {
+        "PKey": {"type": "string"},
+        "ctx": {"type": "object"},
+        "email": {"type": "string"},
+        "mobilePhone": {"type": "string"},
+        "pushPlatform": {"type": "string"},
+        "registrationToken": {"type": "string"},
+        "application": {"type": "string"},
+        "scheduled": {**DATE_TIME, "nullable": True},
+        "expiration": {**DATE_TIME, "nullable": True},
+        "href": {"type": "string"},
+        "serverUrl": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": [
+                "pending",
+                "processing",
+                "paused",
+                "processed",
+                "ignored",
+                "deliveryFailed",
+                "routingFailed",
+                "tooOld",
+                "targetingFailed",
+            ],
+        },
+        "type": {"type": "string"},
+    },
+}
+ERRORS = {
+    str(code): {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for code, text in [
+        (400, "Bad input (the field is named)"),
+        (401, "Missing or bad credentials"),
+        (404, "Unknown or unpublished event"),
+        (413, "Body too large"),
+        (415, "Not JSON"),
+        (429, "Rate limited"),
+    ]
+}
+
+
+def _field_schema(spec: dict[str, Any]) -> dict[str, Any]:
+    schema = dict(JSON_TYPES[spec["type"]])
+    if spec.get("maxLength"):
+        schema["maxLength"] = spec["maxLength"]
+    if spec.get("values"):
+        schema["enum"] = spec["values"]
+    if spec.get("label"):
+        schema["description"] = spec["label"]
+    return schema
+
+
+def request_schema(published: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema of a POST body for one published event."""
+    ctx_properties = {spec["name"]: _field_schema(spec) for spec in published.get("fields", [])}
+    for collection in published.get("collections", []):
+        ctx_properties[collection["name"]] = {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {spec["name"]: _field_schema(spec) for spec in collection["fields"]},
+            },
+        }
+    required_ctx = [spec["name"] for spec in published.get("fields", []) if spec.get("required")]
+    reconciliation = (published.get("reconciliation") or {}).get("eventField")
+    if reconciliation and reconciliation not in required_ctx:
+        required_ctx.append(reconciliation)
+    ctx: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": ctx_properties}
+    if required_ctx:
+        ctx["required"] = required_ctx
+    properties: dict[str, Any] = {"ctx": ctx, "scheduled": DATE_TIME, "expiration": DATE_TIME}
+    channel = published["channel"]
+    recipient = {
+        "email": {"type": "string", "format": "email"},
+        "mobilePhone": {"type": "string", "description": "E.164, e.g. +33612345678"},
+        "pushPlatform": {"type": "string", "enum": ["gcm", "fcm", "apns"]},
+        "registrationToken": {"type": "string"},
+        "application": {"type": "string"},
+    }
+    for key in RECIPIENT_KEYS[channel]:
+        properties[key] = recipient[key]
+    body: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": properties}
+    if published.get("targeting") == "event":
+        body["required"] = [k for k in RECIPIENT_KEYS[channel] if k != "application"]
+    return body
+
+
+def _configurations_for(request) -> list[EventConfiguration]:
+    if request is None:
+        return []
+    user = getattr(request, "user", None)
+    published = EventConfiguration.objects.filter(status=EventConfiguration.Status.PUBLISHED).select_related(
+        "organization"
+    )
+    if isinstance(user, ApiCaller):
+        return list(published.filter(organization_id=user.organization_id))
+    if user is not None and getattr(user, "is_authenticated", False) and user.is_staff:
+        if user.is_superuser:
+            return list(published)
+        membership = getattr(user, "membership", None)
+        return list(published.filter(organization_id=membership.organization_id)) if membership else []
+    return []
+
+
+def _operations(*, post_body: dict[str, Any], example: dict[str, Any] | None, tag: str) -> dict[str, Any]:
+    content: dict[str, Any] = {"schema": post_body}
+    if example is not None:
+        content["example"] = example
+    event_out = {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}}
+    return {
+        "post": {
+            "tags": [tag],
+            "summary": "Send an event",
+            "operationId": f"send_{tag}",
+            "security": [{"bearer": [], "apiKey": []}],
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "maxLength": 255},
+                }
+            ],
+            "requestBody": {"required": True, "content": {"application/json": content}},
+            "responses": {"201": {"description": "Accepted, status pending", "content": event_out}, **ERRORS},
+        },
+        "get": {
+            "tags": [tag],
+            "summary": "List events, newest first",
+            "operationId": f"list_{tag}",
+            "security": [{"bearer": [], "apiKey": []}],
+            "parameters": [
+                {"name": "status", "in": "query", "schema": EVENT_OUT["properties"]["status"]},
+                {
+                    "name": "_lineCount",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+                {"name": "_lineStart", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "A page of events",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "content": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Event"},
+                                    },
+                                    "next": {"type": "object", "properties": {"href": {"type": "string"}}},
+                                },
+                            }
+                        }
+                    },
+                },
+                **ERRORS,
+            },
+        },
+    }
+
+
+def _detail(tag: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "tags": [tag],
+            "summary": "An event's current state",
+            "operationId": f"get_{tag}",
+            "security": [{"bearer": [], "apiKey": []}],
+            "parameters": [{"name": "PKey", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {
+                    "description": "The event",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}},
+                },
+                **ERRORS,
+            },
+        }
+    }
+
+
+def add_event_paths(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the token endpoint, the generic event API, and the
+    caller's published events."""
+    components = result.setdefault("components", {})
+    components.setdefault("schemas", {}).update({"Error": ERROR, "Event": EVENT_OUT})
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+    }
+    paths = result.setdefault("paths", {})
+    paths["/ims/token/v3"] = {
+        "post": {
+            "tags": ["auth"],
+            "summary": "Get an access token (OAuth client credentials)",
+            "operationId": "token",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["grant_type", "client_id", "client_secret"],
+                            "properties": {
+                                "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                                "client_id": {"type": "string"},
+                                "client_secret": {"type": "string"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "A bearer token",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "access_token": {"type": "string"},
+                                    "token_type": {"type": "string"},
+                                    "expires_in": {"type": "integer"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "401": {"description": "Bad credentials"},
+            },
+        }
+    }
+    generic_body = {
+        "type": "object",
+        "description": "Depends on the event's published fields.",
+        "properties": {
+            "ctx": {"type": "object"},
+            "email": {"type": "string"},
+            "scheduled": DATE_TIME,
+            "expiration": DATE_TIME,
+        },
+    }
+    base = "/{organization}/campaign/{apiName}/{eventId}"
+    path_parameters = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        for n in ("organization", "apiName", "eventId")
+    ]
+    generic = _operations(post_body=generic_body, example=None, tag="events")
+    for operation in generic.values():
+        operation["parameters"] = path_parameters + operation["parameters"]
+    paths[base] = generic
+    detail = _detail("events")
+    detail["get"]["parameters"] = path_parameters + detail["get"]["parameters"]
+    paths[base + "/{PKey}"] = detail
+    for configuration in _configurations_for(request):
+        published = configuration.published_schema
+        path = configuration.endpoint_path()
+        tag = configuration.event_id
+        operations = _operations(post_body=request_schema(published), example=sample_body(published), tag=tag)
+        operations["post"]["description"] = configuration.label or configuration.event_id
+        paths[path] = operations
+        paths[path + "/{PKey}"] = _detail(tag)
+    return result
+
+
+class OptionalTokenAuthentication(CampaignTokenAuthentication):
+    """The API's authentication, but a reader without credentials is anonymous rather than refused."""
+
+    def authenticate(self, request):
+        if not request.META.get("HTTP_AUTHORIZATION") and not request.META.get("HTTP_X_API_KEY"):
+            return None
+        return super().authenticate(request)
+
+
+SCHEMA_AUTHENTICATION = [OptionalTokenAuthentication, SessionAuthentication]
+SCHEMA_PERMISSIONS = [AllowAny]

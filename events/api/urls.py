@@ -1,0 +1,12 @@
+"""The spec's URL shape, bound explicitly: `/ORG/campaign/mcORG/EVTname[/PKey]` (trailing slash optional)."""
+
+from django.urls import re_path
+
+from events.api.views import EventViewSet
+
+_BASE = r"^(?P<organization>[^/]+)/campaign/(?P<api_name>[^/]+)/(?P<event_id>[^/]+)"
+
+urlpatterns = [
+    re_path(_BASE + r"/?$", EventViewSet.as_view({"get": "list", "post": "create"}), name="event-list"),
+    re_path(_BASE + r"/(?P<pkey>[^/]+)/?$", EventViewSet.as_view({"get": "retrieve"}), name="event-detail"),
+]

@@ -1,0 +1,134 @@
+"""The event API, one ViewSet: `create` (POST an event), `retrieve` (GET by PKey), `list`.
+
+The URL carries the organization twice (`/ORG/campaign/mcORG/EVTname`); both must be the caller's,
+and anything else answers 404 exactly like an endpoint that does not exist, so nothing of another
+organization is revealed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from rest_framework import viewsets
+from rest_framework.exceptions import NotFound, UnsupportedMediaType
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from campaign.api_errors import Conflict, FieldError, RequestTooLarge
+from campaign.auth import ApiCaller
+from events import selectors, services
+from events.api.parsers import LimitedJSONParser
+from events.api.serializers import EventInputSerializer, EventOutputSerializer
+from events.models import Event, EventConfiguration
+
+logger = logging.getLogger(__name__)
+NOT_FOUND = "No such event type for this organization, or it is not published."
+
+
+class EventViewSet(viewsets.ViewSet):
+    parser_classes = [LimitedJSONParser]
+    schema = None  # described per published event by events.api.openapi
+    configuration: EventConfiguration
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)  # authentication, permissions, throttling
+        caller: ApiCaller = request.user
+        organization = kwargs["organization"]
+        if organization != caller.organization_slug or kwargs["api_name"] != f"mc{organization}":
+            raise NotFound(NOT_FOUND)
+        lookup = (
+            selectors.published_configuration if self.action == "create" else selectors.configuration_for_api
+        )
+        configuration = lookup(organization_id=caller.organization_id, event_id=kwargs["event_id"])
+        if configuration is None:
+            raise NotFound(NOT_FOUND)
+        self.configuration = configuration
+
+    def get_serializer_context(self) -> dict:
+        configuration = self.configuration
+        organization = self.kwargs["organization"]
+        return {
+            "api_name": f"mc{organization}",
+            "event_id": configuration.event_id,
+            "channel": configuration.channel,
+            "server_url": settings.PUBLIC_URL.rstrip("/") or self.request.build_absolute_uri("/").rstrip("/"),
+        }
+
+    def create(self, request: Request, **kwargs) -> Response:
+        content_type = request.META.get("CONTENT_TYPE", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            raise UnsupportedMediaType(
+                content_type or "none", "The body must be JSON (Content-Type: application/json)."
+            )
+        try:
+            declared_length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared_length = 0
+        if declared_length > settings.API_MAX_BODY_BYTES:
+            raise RequestTooLarge(f"The request body is larger than {settings.API_MAX_BODY_BYTES} bytes.")
+        body = request.data
+        schema = self.configuration.published_schema
+        serializer = EventInputSerializer(data=body, context={"schema": schema})
+        serializer.is_valid(raise_exception=True)
+        idempotency_key = request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip() or None
+        if idempotency_key and len(idempotency_key) > 255:
+            raise FieldError("Idempotency-Key", "The Idempotency-Key header is longer than 255 characters.")
+        try:
+            event, created = services.ingest(
+                configuration=self.configuration,
+                validated=serializer.validated_data,
+                body=body,
+                idempotency_key=idempotency_key,
+            )
+        except services.IdempotencyConflict:
+            raise Conflict("This Idempotency-Key was already used with another request body.") from None
+        logger.info(
+            "event %s %s",
+            event.pkey,
+            "accepted" if created else "replayed (Idempotency-Key)",
+            extra={
+                "pkey": event.pkey,
+                "organization": self.kwargs["organization"],
+                "event_id": self.configuration.event_id,
+            },
+        )
+        response = Response(
+            EventOutputSerializer(event, context=self.get_serializer_context()).data, status=201
+        )
+        if not created:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    def retrieve(self, request: Request, pkey: str, **kwargs) -> Response:
+        event = selectors.event_by_pkey(configuration=self.configuration, pkey=pkey)
+        if event is None:
+            raise NotFound("No event with this PKey.")
+        return Response(EventOutputSerializer(event, context=self.get_serializer_context()).data)
+
+    def list(self, request: Request, **kwargs) -> Response:
+        status = request.query_params.get("status") or None
+        if status and status not in Event.Status.values:
+            raise FieldError("status", f"Unknown status '{status}'; one of {', '.join(Event.Status.values)}.")
+        try:
+            line_count = int(request.query_params.get("_lineCount", settings.API_PAGE_SIZE))
+        except ValueError:
+            raise FieldError("_lineCount", "_lineCount must be a whole number.") from None
+        if not 1 <= line_count <= 1000:
+            raise FieldError("_lineCount", "_lineCount must be between 1 and 1000.")
+        events = selectors.events_of_configuration(configuration=self.configuration, status=status)
+        line_start = request.query_params.get("_lineStart")
+        if line_start:
+            start = events.filter(pkey=line_start).values_list("id", flat=True).first()
+            if start is None:
+                raise FieldError("_lineStart", "_lineStart is not the PKey of an event of this list.")
+            events = events.filter(id__lte=start)
+        page = list(events[: line_count + 1])
+        context = self.get_serializer_context()
+        body: dict = {"content": [EventOutputSerializer(e, context=context).data for e in page[:line_count]]}
+        if len(page) > line_count:
+            query = request.query_params.copy()
+            query["_lineCount"] = str(line_count)
+            query["_lineStart"] = page[line_count].pkey
+            body["next"] = {"href": request.build_absolute_uri(f"{request.path}?{query.urlencode()}")}
+        return Response(body)

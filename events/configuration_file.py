@@ -1,0 +1,373 @@
+"""Configuration as code: the JSON file of `import_events` / `export_events` (format in the README).
+
+An import is all or nothing: the whole file is checked (types, names, duplicates, reconciliation,
+templates) before any row is written, and the writes share one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+
+from campaign.models import Organization
+from events import services
+from events.models import Channel, EventConfiguration, EventField, FieldType, Targeting
+from events.schema import SchemaError, build_schema, check_value
+from messages.models import CONTENT_KEYS, TransactionalMessage
+from messages.rendering import TemplateError, Vocabulary, validate_content
+
+FILE_KEYS = {"organization", "events"}
+FIELD_KEYS = {"name", "type", "label", "required", "maxLength", "values"}
+COLLECTION_KEYS = {"name", "fields"}
+EVENT_KEYS = {"name", "label", "channel", "targeting", "fields", "collections", "reconciliation", "message"}
+MESSAGE_KEYS = {"subject", "html", "text", "title", "body", "from", "replyTo", "variants"}
+
+
+class ConfigurationFileError(Exception):
+    """One line that names the event and the field at fault."""
+
+
+@dataclass
+class PlannedEvent:
+    name: str
+    label: str
+    channel: str
+    targeting: str
+    fields: list[dict[str, Any]] = field(default_factory=list)  # with "collection"
+    reconciliation: dict[str, str] = field(default_factory=dict)
+    message: dict[str, Any] | None = None
+
+
+def _fail(where: str, message: str) -> None:
+    raise ConfigurationFileError(f"{where}: {message}")
+
+
+def _label(raw: dict[str, Any], where: str, model: Any) -> str:
+    label = raw.get("label", "")
+    if label is None:
+        return ""
+    if not isinstance(label, str):
+        _fail(where, "label: a text")
+    limit = model._meta.get_field("label").max_length
+    if len(label) > limit:
+        _fail(where, f"label: at most {limit} characters")
+    return label
+
+
+def _check_field(raw: Any, where: str, collection: str = "") -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        _fail(where, "a field is an object with a name and a type")
+    unknown = set(raw) - FIELD_KEYS
+    if unknown:
+        _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        _fail(where, "a field needs a name")
+    try:
+        EventField._meta.get_field("name").run_validators(name)
+    except Exception:
+        _fail(f"{where} ({name})", "a field name uses letters, digits and '_', starting with a letter")
+    kind = raw.get("type", "text")
+    if kind not in FieldType.values:
+        _fail(f"{where} ({name})", f"unknown type '{kind}'; one of {', '.join(FieldType.values)}")
+    max_length = raw.get("maxLength")
+    if max_length is not None and (
+        not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1
+    ):
+        _fail(f"{where} ({name})", "maxLength is a positive whole number")
+    values = raw.get("values", [])
+    if not isinstance(values, list):
+        _fail(f"{where} ({name})", "values is a list")
+    for value in values:
+        # An allowed value the field's own type refuses would make every event fail.
+        try:
+            check_value({"name": name, "type": kind, "maxLength": max_length}, value, "values")
+            if value is None:
+                raise SchemaError("values", "null is not an allowed value")
+        except SchemaError as error:
+            _fail(f"{where} ({name})", f"values: {value!r} {error.message}")
+    required = raw.get("required", False)
+    if not isinstance(required, bool):
+        _fail(f"{where} ({name})", "required is true or false")
+    return {
+        "collection": collection,
+        "name": name,
+        "type": kind,
+        "label": _label(raw, f"{where} ({name})", EventField),
+        "required": required,
+        "max_length": max_length,
+        "values": values,
+    }
+
+
+def _check_event(raw: Any, index: int) -> PlannedEvent:
+    if not isinstance(raw, dict):
+        _fail(f"events[{index}]", "an event is an object")
+    name = services.normalise_event_name(raw.get("name") if isinstance(raw.get("name"), str) else "")
+    where = f"event {name or f'#{index + 1}'}"
+    unknown = set(raw) - EVENT_KEYS
+    if unknown:
+        _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
+    for error in services.event_name_errors(name):
+        _fail(where, f"name: {error}")
+    channel = raw.get("channel", "email")
+    if channel not in Channel.values:
+        _fail(where, f"channel: unknown channel '{channel}'; one of {', '.join(Channel.values)}")
+    targeting = raw.get("targeting", "event")
+    if targeting not in Targeting.values:
+        _fail(where, f"targeting: unknown targeting '{targeting}'; one of {', '.join(Targeting.values)}")
+    planned = PlannedEvent(
+        name=name, label=_label(raw, where, EventConfiguration), channel=channel, targeting=targeting
+    )
+    if not isinstance(raw.get("fields", []), list):
+        _fail(where, "fields: a list of fields")
+    for position, item in enumerate(raw.get("fields", [])):
+        planned.fields.append({**_check_field(item, f"{where}, fields[{position}]"), "position": position})
+    if not isinstance(raw.get("collections", []), list):
+        _fail(where, "collections: a list of collections")
+    collection_names: set[str] = set()
+    for c_index, collection in enumerate(raw.get("collections", [])):
+        c_where = f"{where}, collections[{c_index}]"
+        if not isinstance(collection, dict) or not isinstance(collection.get("name"), str):
+            _fail(c_where, "a collection is an object with a name and fields")
+        unknown = set(collection) - COLLECTION_KEYS
+        if unknown:
+            _fail(c_where, f"unknown key(s) {', '.join(sorted(unknown))}")
+        if not isinstance(collection.get("fields", []), list):
+            _fail(c_where, "fields: a list of fields")
+        c_name = collection["name"]
+        try:
+            # run_validators skips "" (an empty name would make its fields top-level ones).
+            if not c_name:
+                raise ValidationError("empty")
+            EventField._meta.get_field("collection").run_validators(c_name)
+        except ValidationError:
+            _fail(c_where, f"'{c_name}' is not a valid collection name")
+        if c_name in collection_names:
+            _fail(c_where, f"collection '{c_name}' is declared twice")
+        collection_names.add(c_name)
+        for position, item in enumerate(collection.get("fields", [])):
+            planned.fields.append(
+                {**_check_field(item, f"{c_where}.fields[{position}]", c_name), "position": position}
+            )
+    seen: set[tuple[str, str]] = set()
+    for item in planned.fields:
+        key = (item["collection"], item["name"])
+        if key in seen:
+            declared = f"{item['collection']}.{item['name']}" if item["collection"] else item["name"]
+            _fail(where, f"field '{declared}' is declared twice")
+        seen.add(key)
+    reconciliation = raw.get("reconciliation") or {}
+    if not isinstance(reconciliation, dict):
+        _fail(where, "reconciliation: an object with eventField and profileField")
+    unknown = set(reconciliation) - {"eventField", "profileField"}
+    if unknown:
+        _fail(f"{where}, reconciliation", f"unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("eventField", "profileField"):
+        if not isinstance(reconciliation.get(key, ""), str):
+            _fail(f"{where}, reconciliation.{key}", "a field name")
+    planned.reconciliation = {
+        "eventField": reconciliation.get("eventField", ""),
+        "profileField": reconciliation.get("profileField", ""),
+    }
+    _check_reconciliation(planned, where)
+    configuration = _unsaved_configuration(planned)
+    errors = services.configuration_errors(configuration, fields=[EventField(**f) for f in planned.fields])
+    if errors:
+        _fail(where, errors[0])
+    message = raw.get("message")
+    if message is not None:
+        if not isinstance(message, dict):
+            _fail(where, "message: an object of content parts")
+        _check_message(message, channel, f"{where}, message")
+        vocabulary = Vocabulary.from_schema(_schema_of(planned))
+        try:
+            validate_content(message, vocabulary=vocabulary, keys=CONTENT_KEYS[channel])
+        except TemplateError as error:
+            _fail(
+                f"{where}, message.{error.part}",
+                error.message + (f" (line {error.line})" if error.line else ""),
+            )
+        planned.message = message
+    return planned
+
+
+def _check_reconciliation(planned: PlannedEvent, where: str) -> None:
+    """The reconciliation's own mistakes, named by their key (the publication rules repeat them)."""
+    event_field = planned.reconciliation["eventField"]
+    profile_field = planned.reconciliation["profileField"]
+    if planned.targeting != Targeting.PROFILE:
+        if event_field or profile_field:
+            _fail(f"{where}, reconciliation", "only profile targeting has a reconciliation")
+        return
+    if not event_field or not profile_field:
+        _fail(
+            f"{where}, reconciliation",
+            "profile targeting needs a reconciliation: an eventField and a profileField",
+        )
+    top_level = {f["name"] for f in planned.fields if not f["collection"]}
+    if event_field not in top_level:
+        _fail(f"{where}, reconciliation.eventField", f"'{event_field}' is not a field of the event")
+
+
+def _check_message(message: dict[str, Any], channel: str, where: str) -> None:
+    unknown = set(message) - MESSAGE_KEYS
+    if unknown:
+        _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
+    parts = CONTENT_KEYS[channel]
+    for key in ("subject", "html", "text", "title", "body"):
+        if key not in message:
+            continue
+        if key not in parts:
+            _fail(f"{where}.{key}", f"{channel} messages have no {key} (their parts: {', '.join(parts)})")
+        if message[key] is not None and not isinstance(message[key], str):
+            _fail(f"{where}.{key}", "a text (a template)")
+        limit = TransactionalMessage._meta.get_field(key).max_length
+        if limit and len(message[key] or "") > limit:
+            _fail(f"{where}.{key}", f"at most {limit} characters")
+    sender = message.get("from")
+    if sender is not None:
+        if not isinstance(sender, dict) or set(sender) - {"name", "address"}:
+            _fail(f"{where}.from", 'an object {"name": ..., "address": ...}')
+        name, address = sender.get("name") or "", sender.get("address") or ""
+        limit = TransactionalMessage._meta.get_field("from_name").max_length
+        if not isinstance(name, str) or len(name) > limit:
+            _fail(f"{where}.from.name", f"a text of at most {limit} characters")
+        _check_address(address, f"{where}.from.address")
+    _check_address(message.get("replyTo") or "", f"{where}.replyTo")
+
+
+def _check_address(address: Any, where: str) -> None:
+    if not isinstance(address, str):
+        _fail(where, "an email address")
+    if address:
+        try:
+            validate_email(address)
+            if len(address) > TransactionalMessage._meta.get_field("reply_to").max_length:
+                raise ValidationError("too long")
+        except ValidationError:
+            _fail(where, f"'{address}' is not an email address")
+
+
+def _unsaved_configuration(planned: PlannedEvent) -> EventConfiguration:
+    return EventConfiguration(
+        name=planned.name,
+        label=planned.label,
+        channel=planned.channel,
+        targeting=planned.targeting,
+        reconciliation_event_field=planned.reconciliation["eventField"],
+        reconciliation_profile_field=planned.reconciliation["profileField"],
+    )
+
+
+def _schema_of(planned: PlannedEvent) -> dict[str, Any]:
+    collections: dict[str, list] = {}
+    for item in planned.fields:
+        if item["collection"]:
+            collections.setdefault(item["collection"], []).append(
+                {"name": item["name"], "type": item["type"]}
+            )
+    return {
+        "channel": planned.channel,
+        "targeting": planned.targeting,
+        "fields": [{"name": f["name"], "type": f["type"]} for f in planned.fields if not f["collection"]],
+        "collections": [{"name": n, "fields": f} for n, f in collections.items()],
+    }
+
+
+def check_file(data: Any) -> tuple[Organization, list[PlannedEvent]]:
+    """Validate the whole file; raise ConfigurationFileError naming the first problem."""
+    if not isinstance(data, dict):
+        _fail("file", "the file is a JSON object with 'organization' and 'events'")
+    unknown = set(data) - FILE_KEYS
+    if unknown:
+        _fail("file", f"unknown key(s) {', '.join(sorted(unknown))}")
+    slug = data.get("organization")
+    if not isinstance(slug, str) or not slug:
+        _fail("organization", "the file must name its organization")
+    organization = Organization.objects.filter(slug=slug).first()
+    if organization is None:
+        _fail("organization", f"no organization '{slug}' (create it with create_organization)")
+    events = data.get("events")
+    if not isinstance(events, list):
+        _fail("events", "a list of events")
+    planned = [_check_event(raw, index) for index, raw in enumerate(events)]
+    names = [p.name for p in planned]
+    for name in names:
+        if names.count(name) > 1:
+            _fail(f"event {name}", "declared twice in the file")
+    existing = {
+        c.name: c for c in EventConfiguration.objects.filter(organization=organization, name__in=names)
+    }
+    for item in planned:
+        current = existing.get(item.name)
+        if current and (current.channel != item.channel or current.targeting != item.targeting):
+            _fail(f"event {item.name}", "channel and targeting of an existing event cannot change")
+    return organization, planned
+
+
+def import_file(data: Any, *, publish: bool = False) -> list[EventConfiguration]:
+    """Create or update every event of the file (and its message), all or nothing."""
+    from messages import services as message_services
+
+    organization, planned = check_file(data)
+    imported: list[EventConfiguration] = []
+    with transaction.atomic():
+        for item in planned:
+            configuration, _ = EventConfiguration.objects.update_or_create(
+                organization=organization,
+                name=item.name,
+                defaults={
+                    "label": item.label,
+                    "channel": item.channel,
+                    "targeting": item.targeting,
+                    "reconciliation_event_field": item.reconciliation["eventField"],
+                    "reconciliation_profile_field": item.reconciliation["profileField"],
+                },
+            )
+            configuration.fields.all().delete()
+            EventField.objects.bulk_create(
+                [EventField(configuration=configuration, **f) for f in item.fields]
+            )
+            message = TransactionalMessage.objects.filter(configuration=configuration).first()
+            if item.message is not None:
+                message = message or TransactionalMessage(configuration=configuration)
+                message.load_content(item.message)
+                message.save()
+            if publish:
+                try:
+                    configuration = services.publish_configuration(configuration=configuration)
+                    message = TransactionalMessage.objects.get(configuration=configuration)
+                    message_services.publish_message(message=message)
+                except services.PublicationError as error:
+                    raise ConfigurationFileError(f"event {item.name}: {error.errors[0]}") from None
+            imported.append(configuration)
+    return imported
+
+
+def export_organization(organization: Organization) -> dict[str, Any]:
+    """The organization's event types in the import format (round-trips with import_file)."""
+    events = []
+    configurations = EventConfiguration.objects.filter(organization=organization).prefetch_related("fields")
+    for configuration in configurations.order_by("name"):
+        schema = build_schema(configuration)
+        entry: dict[str, Any] = {
+            "name": configuration.name,
+            "label": configuration.label,
+            "channel": configuration.channel,
+            "targeting": configuration.targeting,
+            "fields": [{k: v for k, v in f.items()} for f in schema["fields"]],
+        }
+        if schema["collections"]:
+            entry["collections"] = schema["collections"]
+        if configuration.targeting == Targeting.PROFILE:
+            entry["reconciliation"] = schema["reconciliation"]
+        message = TransactionalMessage.objects.filter(configuration=configuration).first()
+        if message is not None:
+            entry["message"] = message.draft_content()
+        events.append(entry)
+    return {"organization": organization.slug, "events": events}

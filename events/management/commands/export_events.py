@@ -1,0 +1,22 @@
+"""`manage.py export_events ORG`: prints the organization's event configurations in the import format."""
+
+import json
+
+from django.core.management.base import CommandError
+
+from campaign.cli import CampaignCommand
+from campaign.models import Organization
+from events.configuration_file import export_organization
+
+
+class Command(CampaignCommand):
+    help = "Print an organization's event configurations and messages as JSON (the import_events format)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("organization")
+
+    def handle(self, *args, organization: str, **options):
+        found = Organization.objects.filter(slug=organization).first()
+        if found is None:
+            raise CommandError(f"No organization '{organization}'.")
+        self.stdout.write(json.dumps(export_organization(found), indent=2, ensure_ascii=False))

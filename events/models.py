@@ -1,0 +1,234 @@
+"""Event configurations (the event types administrators define and publish), their fields, and
+the events (instances) that web developers POST, with their status history."""
+
+import secrets
+
+from django.core.validators import RegexValidator
+from django.db import models
+
+from campaign.models import Organization, Profile
+
+EVENT_ID_PREFIX = "EVT"
+EVENT_ID_MAX_LENGTH = 64
+NAME_VALIDATOR = RegexValidator(
+    r"^[A-Za-z][A-Za-z0-9_]*$", "Use letters, digits and '_', starting with a letter."
+)
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    PUSH = "push", "Push notification"
+
+
+class Targeting(models.TextChoices):
+    EVENT = "event", "Real-time event (recipient in the event)"
+    PROFILE = "profile", "Profile (reconciled with the marketing database)"
+
+
+class FieldType(models.TextChoices):
+    TEXT = "text", "Text"
+    INTEGER = "integer", "Integer"
+    DECIMAL = "decimal", "Decimal"
+    BOOLEAN = "boolean", "Boolean"
+    DATE = "date", "Date"
+    DATETIME = "datetime", "Date and time"
+    EMAIL = "email", "Email"
+    URL = "url", "URL"
+
+
+class EventConfiguration(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PUBLISHED = "published", "Published"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="configurations")
+    name = models.CharField(
+        max_length=EVENT_ID_MAX_LENGTH - len(EVENT_ID_PREFIX),
+        validators=[NAME_VALIDATOR],
+        help_text="The event id is EVT + this name (the prefix is added if you omit it).",
+    )
+    label = models.CharField(max_length=200, blank=True)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.EMAIL)
+    targeting = models.CharField(max_length=8, choices=Targeting.choices, default=Targeting.EVENT)
+    reconciliation_event_field = models.CharField(
+        max_length=64, blank=True, help_text="Profile targeting: the event field that identifies the profile."
+    )
+    reconciliation_profile_field = models.CharField(
+        max_length=64, blank=True, help_text="Profile targeting: the profile field it matches (e.g. email)."
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
+    # The schema the API enforces, frozen at publication; later edits wait for the next publish.
+    published_schema = models.JSONField(null=True, blank=True, editable=False)
+    published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="configuration_unique_name"),
+            models.CheckConstraint(
+                condition=models.Q(status="draft") | models.Q(published_schema__isnull=False),
+                name="configuration_published_has_schema",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.event_id
+
+    @property
+    def event_id(self) -> str:
+        return f"{EVENT_ID_PREFIX}{self.name}"
+
+    @property
+    def is_published(self) -> bool:
+        return self.status == self.Status.PUBLISHED
+
+    def endpoint_path(self) -> str:
+        return f"/{self.organization.slug}/campaign/{self.organization.api_name}/{self.event_id}"
+
+
+class EventField(models.Model):
+    """One data field of an event; with a `collection` name it is a field of that collection's items."""
+
+    configuration = models.ForeignKey(EventConfiguration, on_delete=models.CASCADE, related_name="fields")
+    collection = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[NAME_VALIDATOR],
+        help_text="Empty for a field of ctx; a collection name for a field of that list's items.",
+    )
+    name = models.CharField(max_length=64, validators=[NAME_VALIDATOR])
+    label = models.CharField(max_length=200, blank=True)
+    type = models.CharField(max_length=10, choices=FieldType.choices, default=FieldType.TEXT)
+    required = models.BooleanField(default=False)
+    max_length = models.PositiveIntegerField(null=True, blank=True, help_text="Text fields only.")
+    values = models.JSONField(
+        default=list, blank=True, help_text='Allowed values as a JSON list, e.g. ["gold", "silver"].'
+    )
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["collection", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["configuration", "collection", "name"], name="field_unique_name_in_collection"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.collection}.{self.name}" if self.collection else self.name
+
+
+def new_pkey() -> str:
+    """Opaque and unguessable: 144 random bits, URL-safe."""
+    return secrets.token_urlsafe(18)
+
+
+class EventStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    PAUSED = "paused", "Paused"
+    PROCESSED = "processed", "Processed"
+    IGNORED = "ignored", "Ignored"
+    DELIVERY_FAILED = "deliveryFailed", "Delivery failed"
+    ROUTING_FAILED = "routingFailed", "Routing failed"
+    TOO_OLD = "tooOld", "Too old"
+    TARGETING_FAILED = "targetingFailed", "Targeting failed"
+
+
+class Event(models.Model):
+    Status = EventStatus
+
+    pkey = models.CharField("PKey", max_length=32, unique=True, default=new_pkey, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="events")
+    configuration = models.ForeignKey(EventConfiguration, on_delete=models.PROTECT, related_name="events")
+    email = models.CharField(max_length=254, blank=True)
+    mobile_phone = models.CharField(max_length=32, blank=True)
+    push_platform = models.CharField(max_length=8, blank=True)
+    registration_token = models.CharField(max_length=4096, blank=True)
+    application = models.CharField(max_length=255, blank=True)
+    ctx = models.JSONField(default=dict)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    expiration_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # When the event is next due for processing (scheduled date, retry time, or re-enqueue time).
+    next_attempt_at = models.DateTimeField()
+    # When it was last handed to the broker; the sweep re-enqueues a due event whose enqueue is stale.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    profile = models.ForeignKey(Profile, on_delete=models.SET_NULL, null=True, blank=True)
+    message_version = models.ForeignKey(
+        "transactional.MessageVersion", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="event_unique_idempotency_key",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(expiration_at__isnull=True)
+                | models.Q(scheduled_at__isnull=True)
+                | models.Q(expiration_at__gte=models.F("scheduled_at")),
+                name="event_expiration_after_scheduled",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=EventStatus.values), name="event_status_valid"
+            ),
+        ]
+        indexes = [
+            # The sweep: due pending events and expired leases.
+            models.Index(fields=["status", "next_attempt_at"], name="event_due_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="event_lease_idx"),
+            # The API's list, newest first, per organization and type.
+            models.Index(fields=["organization", "configuration", "-created_at"], name="event_list_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.pkey
+
+    @property
+    def event_id(self) -> str:
+        return self.configuration.event_id
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {
+        Event.Status.PROCESSED,
+        Event.Status.IGNORED,
+        Event.Status.DELIVERY_FAILED,
+        Event.Status.ROUTING_FAILED,
+        Event.Status.TOO_OLD,
+        Event.Status.TARGETING_FAILED,
+    }
+)
+
+
+class EventStatusChange(models.Model):
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} -> {self.to_status}"

@@ -1,0 +1,346 @@
+"""Process one event: claim -> expired? -> route -> target -> render -> deliver -> final status.
+
+The claim is a conditional UPDATE with a lease, so a duplicate task or a second worker finds
+nothing to do. Network I/O (SMTP, HTTP) runs outside any database transaction: claim in one short
+transaction, send, then record the outcome (a Delivery row and the status) in another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import OperationalError, close_old_connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from campaign.log_context import event_context
+from campaign.metrics import EVENT_LATENCY, RETRIES
+from campaign.models import Profile, Quarantine
+from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
+from events.transitions import transition
+
+logger = logging.getLogger(__name__)
+S = Event.Status
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    reason: str = ""
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with full jitter around the base: base * 2^(attempt-1) * [0.5, 1.5)."""
+    base = settings.EVENT_RETRY_DELAY_SECONDS * (2 ** max(0, attempt - 1))
+    return base * (0.5 + random.random())
+
+
+class LeaseLost(Exception):
+    """Another worker took the event over (our lease ran out): stop without sending."""
+
+
+@dataclass
+class Claim:
+    """This worker's hold on one event: the lease value is the token every later write checks."""
+
+    event_id: int
+    lease: dt.datetime
+
+    def renew(self) -> None:
+        """Extend the lease just before sending, so a slow step before it cannot cause a double send."""
+        renewed = timezone.now() + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
+        won = Event.objects.filter(pk=self.event_id, status=S.PROCESSING, lease_expires_at=self.lease).update(
+            lease_expires_at=renewed
+        )
+        if not won:
+            raise LeaseLost
+        self.lease = renewed
+
+
+@dataclass
+class Decision:
+    """What processing decided: the outcome, the fields to store with it, and the delivery to record."""
+
+    outcome: Outcome
+    fields: dict = field(default_factory=dict)
+    delivery: dict | None = None
+    quarantine: dict | None = None
+
+
+def claim(event_id: int, *, now: dt.datetime) -> dt.datetime | None:
+    """Take the event for this worker; return the lease (our claim's token) or None if not ours."""
+    lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
+    won = transition(
+        event_id,
+        to=S.PROCESSING,
+        sources=[S.PENDING],
+        extra=Q(next_attempt_at__lte=now),
+        lease_expires_at=lease,
+        attempts=F("attempts") + 1,
+        enqueued_at=None,
+    )
+    return lease if won else None
+
+
+def finish(event_id: int, lease: dt.datetime, outcome: Outcome, **fields) -> bool:
+    """Leave `processing` for the outcome, only if our lease still holds the event."""
+    return transition(
+        event_id,
+        to=outcome.status,
+        sources=[S.PROCESSING],
+        reason=outcome.reason,
+        extra=Q(lease_expires_at=lease),
+        **fields,
+    )
+
+
+def process(event_id: int) -> str | None:
+    """Process one event. Returns the status it reached, or None if another worker has it."""
+    lease = _with_database_retries(lambda: claim(event_id, now=timezone.now()))
+    if lease is None:
+        return None
+    held = Claim(event_id=event_id, lease=lease)
+    event = Event.objects.select_related("configuration__organization").get(pk=event_id)
+    with event_context(pkey=event.pkey, organization=event.configuration.organization.slug):
+        return _process_claimed(event, held)
+
+
+def _process_claimed(event: Event, held: Claim) -> str | None:
+    try:
+        decision = _decide_and_deliver(event, held)
+    except LeaseLost:
+        logger.warning("event %s: lease lost before sending; another worker has it", event.pkey)
+        return None
+    except Exception as error:  # a bug must not strand the event in `processing` until the lease ends
+        logger.exception("event %s failed unexpectedly", event.pkey)
+        decision = _retry_or_fail(event, f"internal error: {error.__class__.__name__}: {error}")
+    if not _with_database_retries(lambda: _record(event, held, decision)):
+        logger.warning("event %s: lease lost before recording %s", event.pkey, decision.outcome.status)
+        return None
+    status = decision.outcome.status
+    logger.info(
+        "event %s -> %s", event.pkey, status, extra={"status": status, "reason": decision.outcome.reason}
+    )
+    if status == S.PENDING:
+        RETRIES.labels(event.configuration.channel).inc()
+    elif status in FINAL_STATUSES:
+        EVENT_LATENCY.labels(status).observe((timezone.now() - event.created_at).total_seconds())
+    return status
+
+
+def _record(event: Event, held: Claim, decision: Decision) -> bool:
+    """The delivery, the quarantine and the final status, in one transaction.
+
+    A message that was sent is recorded even if our lease was lost meanwhile, so that whoever holds
+    the event now sees the delivery and does not send it again.
+    """
+    from messages import services as message_services
+
+    with transaction.atomic():
+        if decision.delivery is not None:
+            message_services.record_delivery(event=event, **decision.delivery)
+        if decision.quarantine is not None:
+            message_services.quarantine(**decision.quarantine)
+        return finish(event.pk, held.lease, decision.outcome, **decision.fields)
+
+
+def _with_database_retries(operation, *, attempts: int = 8):
+    """Ride out transient database errors (SQLite's lock, a dropped connection) around a write
+    that must happen: an email already sent has to be recorded."""
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            close_old_connections()
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+    raise AssertionError("unreachable")
+
+
+def _decide_and_deliver(event: Event, held: Claim) -> Decision:
+    from messages import services as message_services
+    from messages.models import Delivery, TransactionalMessage
+
+    if _expired(event):
+        return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"))
+    if Delivery.objects.filter(event=event, outcome=Delivery.Outcome.SENT).exists():
+        # An earlier attempt sent it but died before recording the status: never send twice.
+        return Decision(Outcome(S.PROCESSED, "sent by an earlier attempt"))
+    configuration = event.configuration
+    if configuration.status != EventConfiguration.Status.PUBLISHED:
+        return Decision(
+            Outcome(S.ROUTING_FAILED, f"the event type {configuration.event_id} is not published")
+        )
+    message = (
+        TransactionalMessage.objects.filter(configuration=configuration)
+        .select_related("live_version")
+        .first()
+    )
+    if message is None or message.status == TransactionalMessage.Status.DRAFT or message.live_version is None:
+        return Decision(Outcome(S.ROUTING_FAILED, f"no published message for {configuration.event_id}"))
+    if message.status == TransactionalMessage.Status.PAUSED:
+        return Decision(Outcome(S.PAUSED, "the message is paused"))
+
+    profile: Profile | None = None
+    if configuration.targeting == Targeting.PROFILE:
+        profile = find_profile(event)
+        if profile is None:
+            return Decision(Outcome(S.TARGETING_FAILED, "no profile matches the reconciliation key"))
+        if profile.blocklisted or profile.opted_out:
+            return Decision(
+                Outcome(S.IGNORED, "the profile has opted out or is blocklisted"), {"profile": profile}
+            )
+    recipient = message_services.recipient_for(event=event, profile=profile)
+    if not recipient.address:
+        reason = f"the profile has no {configuration.channel} address"
+        return Decision(Outcome(S.TARGETING_FAILED, reason), {"profile": profile})
+    if Quarantine.objects.filter(
+        organization_id=event.organization_id,
+        channel=configuration.channel,
+        address=recipient.address.lower(),
+    ).exists():
+        return Decision(Outcome(S.IGNORED, f"{recipient.address} is quarantined"), {"profile": profile})
+
+    version = message.live_version
+    try:
+        rendered = message_services.compose(version=version, event=event, profile=profile)
+    except Exception as error:  # a template that fails at render time will fail every time
+        reason = f"the message could not be rendered: {error}"
+        return Decision(Outcome(S.DELIVERY_FAILED, reason), {"profile": profile})
+    if _expired(event):  # never send after expiration, even if rendering took long
+        return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"), {"profile": profile})
+
+    _with_database_retries(held.renew)
+    started = time.monotonic()
+    result = message_services.send(channel=configuration.channel, rendered=rendered, recipient=recipient)
+    delivery = {
+        "message": message,
+        "version": version,
+        "recipient": recipient,
+        "result": result,
+        "duration_ms": int((time.monotonic() - started) * 1000),
+    }
+    common = {"profile": profile, "message_version": version}
+    if result.sent:
+        return Decision(
+            Outcome(S.PROCESSED, result.provider_message_id), {**common, "last_error": ""}, delivery
+        )
+    if result.outcome == "permanentFailure":
+        quarantine = {
+            "organization_id": event.organization_id,
+            "channel": configuration.channel,
+            "address": recipient.address,
+            "reason": result.provider_response,
+        }
+        return Decision(
+            Outcome(S.DELIVERY_FAILED, result.provider_response),
+            {**common, "last_error": result.provider_response},
+            delivery,
+            quarantine,
+        )
+    decision = _retry_or_fail(event, result.provider_response)
+    decision.fields.update(common)
+    decision.delivery = delivery
+    return decision
+
+
+def _expired(event: Event) -> bool:
+    return event.expiration_at is not None and event.expiration_at <= timezone.now()
+
+
+def _retry_or_fail(event: Event, error: str) -> Decision:
+    """A temporary failure: try again later, unless the attempts or the expiration run out first."""
+    attempts = event.attempts  # read after the claim, which counted this attempt
+    if attempts >= settings.EVENT_MAX_ATTEMPTS:
+        return Decision(
+            Outcome(S.DELIVERY_FAILED, f"{attempts} attempts failed; last: {error}"), {"last_error": error}
+        )
+    next_attempt_at = timezone.now() + dt.timedelta(seconds=retry_delay(attempts))
+    if event.expiration_at is not None and next_attempt_at >= event.expiration_at:
+        reason = f"expires before the next attempt; last error: {error}"
+        return Decision(Outcome(S.TOO_OLD, reason), {"last_error": error})
+    return Decision(
+        Outcome(S.PENDING, f"attempt {attempts} failed, retrying: {error}"),
+        {
+            "last_error": error,
+            "next_attempt_at": next_attempt_at,
+            "enqueued_at": None,
+            "lease_expires_at": None,
+        },
+    )
+
+
+def find_profile(event: Event) -> Profile | None:
+    """The profile whose reconciliation field equals the event's key, in the event's organization."""
+    configuration = event.configuration
+    value = event.ctx.get(configuration.reconciliation_event_field)
+    if value in (None, ""):
+        return None
+    profiles = Profile.objects.filter(organization_id=event.organization_id)
+    column = {
+        "email": "email__iexact",
+        "firstName": "first_name",
+        "lastName": "last_name",
+        "mobilePhone": "mobile_phone",
+        "language": "language",
+    }.get(configuration.reconciliation_profile_field)
+    if column:
+        return profiles.filter(**{column: value}).order_by("pk").first()
+    return (
+        profiles.filter(**{f"data__{configuration.reconciliation_profile_field}": value})
+        .order_by("pk")
+        .first()
+    )
+
+
+def recover(*, now: dt.datetime | None = None, limit: int | None = None) -> dict[str, int]:
+    """The sweep's work: reclaim expired leases, expire what is past expiration, and enqueue due events."""
+    from events import selectors
+    from events.services import enqueue_events
+    from events.transitions import transition_many
+
+    now = now or timezone.now()
+    limit = limit or settings.SWEEP_BATCH_SIZE
+    reclaimed_ids = list(selectors.expired_leases(now=now).values_list("pk", flat=True)[:limit])
+    reclaimed = (
+        transition_many(
+            Q(pk__in=reclaimed_ids, lease_expires_at__lt=now),
+            to=S.PENDING,
+            sources=[S.PROCESSING],
+            reason="the worker's lease expired (worker crash or timeout)",
+            lease_expires_at=None,
+            enqueued_at=None,
+            next_attempt_at=now,
+        )
+        if reclaimed_ids
+        else []
+    )
+    expired_ids = list(selectors.expired_waiting_events(now=now).values_list("pk", flat=True)[:limit])
+    expired = (
+        transition_many(
+            Q(pk__in=expired_ids, expiration_at__lt=now),
+            to=S.TOO_OLD,
+            sources=[S.PENDING, S.PAUSED],
+            reason="expired before it could be sent",
+        )
+        if expired_ids
+        else []
+    )
+    stale = now - dt.timedelta(seconds=settings.EVENT_REENQUEUE_AFTER_SECONDS)
+    with transaction.atomic():
+        due = list(
+            selectors.due_pending_events(now=now)
+            .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        if due:
+            Event.objects.filter(pk__in=due).update(enqueued_at=now)
+            transaction.on_commit(lambda: enqueue_events(due))
+    return {"reclaimed": len(reclaimed), "expired": len(expired), "enqueued": len(due)}

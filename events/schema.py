@@ -1,0 +1,348 @@
+"""The event schema: built from a configuration's fields, frozen at publication, and used by the
+API to validate a POSTed body.
+
+A schema is plain JSON (stored on the configuration as `published_schema`) so that validating a
+request needs no query once the configuration is cached.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import phonenumbers
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, URLValidator
+from django.utils import timezone
+
+from events.models import Channel, EventConfiguration, FieldType
+
+RECIPIENT_KEYS: dict[str, tuple[str, ...]] = {
+    Channel.EMAIL: ("email",),
+    Channel.SMS: ("mobilePhone",),
+    Channel.PUSH: ("pushPlatform", "registrationToken", "application"),
+}
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "ctx",
+        "scheduled",
+        "expiration",
+        "email",
+        "mobilePhone",
+        "pushPlatform",
+        "registrationToken",
+        "application",
+    }
+)
+PUSH_PLATFORMS = {"gcm": "gcm", "fcm": "gcm", "apns": "apns"}
+_email_validator = EmailValidator()
+_url_validator = URLValidator()
+_DATETIME_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+
+
+class SchemaError(Exception):
+    """A body that does not fit the schema; `field` is a dotted path such as `ctx.products[1].price`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def build_schema(configuration: EventConfiguration) -> dict[str, Any]:
+    """The JSON schema snapshot of a configuration as it stands now."""
+    fields = list(configuration.fields.all())
+
+    def describe(field) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": field.name, "type": field.type}
+        if field.label:
+            entry["label"] = field.label
+        if field.required:
+            entry["required"] = True
+        if field.max_length:
+            entry["maxLength"] = field.max_length
+        if field.values:
+            entry["values"] = list(field.values)
+        return entry
+
+    collections: dict[str, list[dict[str, Any]]] = {}
+    for field in fields:
+        if field.collection:
+            collections.setdefault(field.collection, []).append(describe(field))
+    schema: dict[str, Any] = {
+        "eventId": configuration.event_id,
+        "channel": configuration.channel,
+        "targeting": configuration.targeting,
+        "fields": [describe(f) for f in fields if not f.collection],
+        "collections": [{"name": name, "fields": items} for name, items in collections.items()],
+    }
+    if configuration.targeting == "profile":
+        schema["reconciliation"] = {
+            "eventField": configuration.reconciliation_event_field,
+            "profileField": configuration.reconciliation_profile_field,
+        }
+    return schema
+
+
+def parse_datetime(value: Any, field: str) -> dt.datetime:
+    """ISO 8601 with or without the `T`, with milliseconds, with `Z`/offset (naive means UTC)."""
+    if not isinstance(value, str):
+        raise SchemaError(field, "must be an ISO 8601 date and time string")
+    match = _DATETIME_RE.match(value.strip())
+    if not match:
+        raise SchemaError(
+            field, f"'{value}' is not an ISO 8601 date and time (e.g. 2017-12-01 08:00:00.768Z)"
+        )
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        tzinfo: dt.tzinfo = dt.UTC
+        if zone and zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            digits = zone[1:].replace(":", "")
+            offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+            tzinfo = dt.timezone(sign * offset)
+        return dt.datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")[:6]),
+            tzinfo=tzinfo,
+        ).astimezone(dt.UTC)
+    except ValueError as error:
+        raise SchemaError(field, f"'{value}' is not a valid date: {error}") from None
+
+
+def format_datetime(value: dt.datetime | None) -> str | None:
+    """The API's date format, as in Adobe's examples: `2017-12-01 08:00:00.768Z` (UTC)."""
+    if value is None:
+        return None
+    value = value.astimezone(dt.UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def check_value(spec: dict[str, Any], value: Any, path: str) -> Any:
+    kind = spec["type"]
+    if value is None:
+        if spec.get("required"):
+            raise SchemaError(path, "is required")
+        return None
+    if isinstance(value, dict | list):
+        raise SchemaError(
+            path, f"must be a {kind} value, not an {'object' if isinstance(value, dict) else 'array'}"
+        )
+    if kind in (FieldType.TEXT, FieldType.EMAIL, FieldType.URL):
+        if not isinstance(value, str):
+            raise SchemaError(path, f"must be a string ({kind})")
+        if spec.get("maxLength") and len(value) > spec["maxLength"]:
+            raise SchemaError(path, f"is longer than {spec['maxLength']} characters")
+        if kind == FieldType.EMAIL and value:
+            try:
+                _email_validator(value)
+            except ValidationError:
+                raise SchemaError(path, f"'{value}' is not an email address") from None
+        if kind == FieldType.URL and value:
+            try:
+                _url_validator(value)
+            except ValidationError:
+                raise SchemaError(path, f"'{value}' is not a URL") from None
+    elif kind == FieldType.INTEGER:
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        ):
+            raise SchemaError(path, "must be an integer")
+        value = int(value)
+    elif kind == FieldType.DECIMAL:
+        if isinstance(value, bool):
+            raise SchemaError(path, "must be a number")
+        if isinstance(value, str):
+            try:
+                Decimal(value)
+            except InvalidOperation:
+                raise SchemaError(path, "must be a number") from None
+        elif not isinstance(value, int | float):
+            raise SchemaError(path, "must be a number")
+    elif kind == FieldType.BOOLEAN:
+        if not isinstance(value, bool):
+            raise SchemaError(path, "must be true or false")
+    elif kind == FieldType.DATE:
+        if not isinstance(value, str):
+            raise SchemaError(path, "must be a date string (YYYY-MM-DD)")
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            raise SchemaError(path, f"'{value}' is not a date (YYYY-MM-DD)") from None
+    elif kind == FieldType.DATETIME:
+        parse_datetime(value, path)
+    if spec.get("values") and value not in spec["values"]:
+        raise SchemaError(path, f"must be one of {', '.join(map(str, spec['values']))}")
+    return value
+
+
+def _check_object(
+    specs: list[dict[str, Any]], data: Any, path: str, collections: list[dict[str, Any]]
+) -> dict:
+    if not isinstance(data, dict):
+        raise SchemaError(path, "must be an object")
+    by_name = {spec["name"]: spec for spec in specs}
+    collection_by_name = {c["name"]: c for c in collections}
+    for key in data:
+        if key not in by_name and key not in collection_by_name:
+            raise SchemaError(f"{path}.{key}", "is not a field of this event")
+    cleaned: dict[str, Any] = {}
+    for spec in specs:
+        if spec["name"] in data or spec.get("required"):
+            cleaned_value = check_value(spec, data.get(spec["name"]), f"{path}.{spec['name']}")
+            if spec["name"] in data:
+                cleaned[spec["name"]] = cleaned_value
+    for collection in collections:
+        name = collection["name"]
+        if name not in data or data[name] is None:
+            continue
+        items = data[name]
+        if not isinstance(items, list):
+            raise SchemaError(f"{path}.{name}", "must be a list of objects")
+        cleaned[name] = [
+            _check_object(collection["fields"], item, f"{path}.{name}[{index}]", [])
+            for index, item in enumerate(items)
+        ]
+    return cleaned
+
+
+@dataclass(frozen=True)
+class ValidatedEvent:
+    ctx: dict[str, Any]
+    email: str = ""
+    mobile_phone: str = ""
+    push_platform: str = ""
+    registration_token: str = ""
+    application: str = ""
+    scheduled_at: dt.datetime | None = None
+    expiration_at: dt.datetime | None = None
+
+
+def _normalise_phone(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SchemaError("mobilePhone", "is required for an SMS event (E.164, e.g. +33612345678)")
+    try:
+        number = phonenumbers.parse(value, None if value.strip().startswith("+") else "US")
+    except phonenumbers.NumberParseException:
+        raise SchemaError("mobilePhone", f"'{value}' is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise SchemaError("mobilePhone", f"'{value}' is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def validate_event(schema: dict[str, Any], body: Any) -> ValidatedEvent:
+    """Check a POSTed body against a published schema; raise SchemaError naming the first bad field."""
+    if not isinstance(body, dict):
+        raise SchemaError("body", "must be a JSON object")
+    channel = schema["channel"]
+    event_targeting = schema.get("targeting") == "event"
+    allowed = {"ctx", "scheduled", "expiration", *RECIPIENT_KEYS[channel]}
+    for key in body:
+        if key not in allowed:
+            if key in TOP_LEVEL_KEYS:
+                raise SchemaError(key, f"is not a recipient field of a {channel} event")
+            raise SchemaError(key, "is not a field of this event (event data goes in ctx)")
+    ctx = _check_object(
+        schema.get("fields", []),
+        body.get("ctx", {}) if body.get("ctx") is not None else {},
+        "ctx",
+        schema.get("collections", []),
+    )
+
+    recipient: dict[str, str] = {}
+    if channel == Channel.EMAIL:
+        email = body.get("email")
+        if email is not None or event_targeting:
+            if not isinstance(email, str) or not email.strip():
+                raise SchemaError("email", "is required for an email event")
+            try:
+                _email_validator(email.strip())
+            except ValidationError:
+                raise SchemaError("email", f"'{email}' is not an email address") from None
+            recipient["email"] = email.strip()
+    elif channel == Channel.SMS:
+        if body.get("mobilePhone") is not None or event_targeting:
+            recipient["mobile_phone"] = _normalise_phone(body.get("mobilePhone"))
+    else:
+        platform, token = body.get("pushPlatform"), body.get("registrationToken")
+        if platform is not None or token is not None or event_targeting:
+            if not isinstance(platform, str) or platform.lower() not in PUSH_PLATFORMS:
+                raise SchemaError("pushPlatform", "is required for a push event: gcm (or fcm) or apns")
+            if not isinstance(token, str) or not token.strip():
+                raise SchemaError("registrationToken", "is required for a push event")
+            application = body.get("application", "")
+            if not isinstance(application, str):
+                raise SchemaError("application", "must be a string")
+            recipient.update(
+                push_platform=PUSH_PLATFORMS[platform.lower()],
+                registration_token=token.strip(),
+                application=application,
+            )
+    if not event_targeting:
+        key = (schema.get("reconciliation") or {}).get("eventField", "")
+        if key and ctx.get(key) in (None, ""):
+            raise SchemaError(f"ctx.{key}", "is required: it identifies the profile")
+
+    scheduled = parse_datetime(body["scheduled"], "scheduled") if body.get("scheduled") is not None else None
+    expiration = (
+        parse_datetime(body["expiration"], "expiration") if body.get("expiration") is not None else None
+    )
+    if scheduled and expiration and expiration < scheduled:
+        raise SchemaError("expiration", "is before scheduled")
+    return ValidatedEvent(ctx=ctx, scheduled_at=scheduled, expiration_at=expiration, **recipient)
+
+
+def sample_value(spec: dict[str, Any]) -> Any:
+    """An example value for a field type, for the API preview and the message preview."""
+    if spec.get("values"):
+        return spec["values"][0]
+    now = timezone.now()
+    return {
+        FieldType.TEXT: spec["name"][:1].upper() + spec["name"][1:] + " value",
+        FieldType.INTEGER: 3,
+        FieldType.DECIMAL: 125.5,
+        FieldType.BOOLEAN: True,
+        FieldType.DATE: now.date().isoformat(),
+        FieldType.DATETIME: format_datetime(now),
+        FieldType.EMAIL: "jane.doe@example.com",
+        FieldType.URL: "https://www.example.com/",
+    }.get(spec["type"], "")
+
+
+def sample_ctx(schema: dict[str, Any]) -> dict[str, Any]:
+    ctx: dict[str, Any] = {spec["name"]: sample_value(spec) for spec in schema.get("fields", [])}
+    for collection in schema.get("collections", []):
+        ctx[collection["name"]] = [
+            {spec["name"]: sample_value(spec) for spec in collection["fields"]} for _ in range(2)
+        ]
+    return ctx
+
+
+def sample_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A request body in the shape of Adobe's example, built from the schema."""
+    body: dict[str, Any] = {}
+    if schema.get("targeting") == "event":
+        if schema["channel"] == Channel.EMAIL:
+            body["email"] = "test@example.com"
+        elif schema["channel"] == Channel.SMS:
+            body["mobilePhone"] = "+15555550123"
+        else:
+            body.update(
+                pushPlatform="gcm", registrationToken="<REGISTRATION_TOKEN>", application="com.example.app"
+            )
+    now = timezone.now().replace(microsecond=0)
+    body["scheduled"] = format_datetime(now)
+    body["expiration"] = format_datetime(now + dt.timedelta(days=30))
+    body["ctx"] = sample_ctx(schema)
+    return body

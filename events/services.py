@@ -1,0 +1,319 @@
+"""Writes about event configurations and events: publication, duplication, ingest and enqueueing.
+
+Every rule of publishing an event type lives here; the admin, the CLI and the API call these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from campaign.metrics import EVENTS_RECEIVED
+from campaign.models import Profile
+from events.models import (
+    EVENT_ID_MAX_LENGTH,
+    EVENT_ID_PREFIX,
+    NAME_VALIDATOR,
+    Event,
+    EventConfiguration,
+    EventField,
+    Targeting,
+)
+from events.schema import ValidatedEvent, build_schema
+from events.transitions import transition_many
+
+logger = logging.getLogger(__name__)
+
+RESERVED_NAMES = frozenset({"loop"})
+
+
+class PublicationError(Exception):
+    """A configuration or message that cannot be published as it stands; `errors` says why."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was already used, within the window, for another request body."""
+
+
+def normalise_event_name(name: str) -> str:
+    """The admin may type `EVTcartAbandonment` or `cartAbandonment`: both name `cartAbandonment`."""
+    name = (name or "").strip()
+    if name.startswith(EVENT_ID_PREFIX) and len(name) > len(EVENT_ID_PREFIX):
+        name = name[len(EVENT_ID_PREFIX) :]
+    return name
+
+
+def event_name_errors(name: str) -> list[str]:
+    if not name:
+        return ["The event needs a name."]
+    errors = []
+    if len(EVENT_ID_PREFIX + name) > EVENT_ID_MAX_LENGTH:
+        errors.append(
+            f"The event id {EVENT_ID_PREFIX}{name} is longer than {EVENT_ID_MAX_LENGTH} characters."
+        )
+    try:
+        NAME_VALIDATOR(name)
+    except ValidationError:
+        errors.append(f"The name '{name}' must use letters, digits and '_', starting with a letter.")
+    return errors
+
+
+def configuration_errors(
+    configuration: EventConfiguration, fields: list[EventField] | None = None
+) -> list[str]:
+    """Everything that stops a configuration from being published, in words an administrator reads."""
+    errors: list[str] = []
+    if fields is None:
+        fields = list(configuration.fields.all())
+    errors.extend(event_name_errors(configuration.name))
+    top_level = {f.name for f in fields if not f.collection}
+    collections = {f.collection for f in fields if f.collection}
+    for clash in sorted(top_level & collections):
+        errors.append(f"'{clash}' is both a field and a collection.")
+    for reserved in sorted((top_level | collections) & RESERVED_NAMES):
+        errors.append(f"'{reserved}' is a reserved name.")
+    for field in fields:
+        if field.max_length and field.type != "text":
+            errors.append(f"Field '{field}': a maximum length applies to text fields only.")
+        if field.values and not isinstance(field.values, list):
+            errors.append(f"Field '{field}': allowed values must be a JSON list.")
+    if configuration.targeting == Targeting.PROFILE:
+        event_field = configuration.reconciliation_event_field
+        if not event_field or not configuration.reconciliation_profile_field:
+            errors.append("Profile targeting needs a reconciliation: an event field and a profile field.")
+        elif event_field not in top_level:
+            errors.append(f"The reconciliation field '{event_field}' is not a field of the event.")
+        profile_field = configuration.reconciliation_profile_field
+        if (
+            profile_field
+            and profile_field not in Profile.STANDARD_FIELDS
+            and not profile_field.isidentifier()
+        ):
+            errors.append(f"The profile field '{profile_field}' is not a valid field name.")
+    elif configuration.reconciliation_event_field or configuration.reconciliation_profile_field:
+        errors.append("A reconciliation is only for profile targeting.")
+    return errors
+
+
+def default_message_content(schema: dict[str, Any]) -> dict[str, str]:
+    """A first draft of the message that lists the event's fields, so a marketer starts from data."""
+    fields = [f["name"] for f in schema.get("fields", [])]
+    collections = schema.get("collections", [])
+    label = schema["eventId"]
+    lines_text = [f"{name}: {{{{ ctx.{name} }}}}" for name in fields]
+    lines_html = [f"<li>{name}: {{{{ ctx.{name} }}}}</li>" for name in fields]
+    for collection in collections:
+        item = " ".join(f"{{{{ item.{f['name']} }}}}" for f in collection["fields"])
+        lines_text.append(f"{{% for item in ctx.{collection['name']} %}}- {item}\n{{% endfor %}}")
+        lines_html.append(
+            f"<li>{collection['name']}<ul>{{% for item in ctx.{collection['name']} %}}<li>{item}</li>"
+            f"{{% endfor %}}</ul></li>"
+        )
+    text = "\n".join(lines_text)
+    if schema["channel"] == "email":
+        return {
+            "subject": label,
+            "html": f"<p>{label}</p>\n<ul>\n" + "\n".join(lines_html) + "\n</ul>",
+            "text": f"{label}\n\n{text}",
+        }
+    if schema["channel"] == "sms":
+        return {"text": " ".join(f"{{{{ ctx.{name} }}}}" for name in fields) or label}
+    return {"title": label, "body": " ".join(f"{{{{ ctx.{name} }}}}" for name in fields) or label}
+
+
+def publish_configuration(*, configuration: EventConfiguration) -> EventConfiguration:
+    """Validate, freeze the schema the API enforces, deploy the endpoint, and make sure the event
+    has its transactional message (a draft with default content listing the fields)."""
+    from messages.models import TransactionalMessage
+
+    with transaction.atomic():
+        configuration = EventConfiguration.objects.select_for_update().get(pk=configuration.pk)
+        errors = configuration_errors(configuration)
+        if errors:
+            raise PublicationError(errors)
+        schema = build_schema(configuration)
+        configuration.published_schema = schema
+        configuration.status = EventConfiguration.Status.PUBLISHED
+        configuration.published_at = timezone.now()
+        configuration.save(update_fields=["published_schema", "status", "published_at", "updated_at"])
+        if not TransactionalMessage.objects.filter(configuration=configuration).exists():
+            TransactionalMessage.objects.create(
+                configuration=configuration, **default_message_content(schema)
+            )
+    logger.info("published %s of %s", configuration.event_id, configuration.organization_id)
+    return configuration
+
+
+def unpublish_configuration(*, configuration: EventConfiguration, reason: str = "") -> EventConfiguration:
+    """Take the endpoint down, return the message to draft, and fail the events still queued."""
+    from messages.models import TransactionalMessage
+
+    with transaction.atomic():
+        configuration = EventConfiguration.objects.select_for_update().get(pk=configuration.pk)
+        configuration.status = EventConfiguration.Status.DRAFT
+        configuration.save(update_fields=["status", "updated_at"])
+        TransactionalMessage.objects.filter(configuration=configuration).update(
+            status=TransactionalMessage.Status.DRAFT, updated_at=timezone.now()
+        )
+        transition_many(
+            Q(configuration=configuration),
+            to=Event.Status.ROUTING_FAILED,
+            sources=[Event.Status.PENDING, Event.Status.PAUSED],
+            reason=reason or "the event type was unpublished",
+        )
+    return configuration
+
+
+def duplicate_configuration(
+    *, configuration: EventConfiguration, name: str | None = None
+) -> EventConfiguration:
+    """Copy a configuration and its message as drafts, under a free name."""
+    from messages.models import TransactionalMessage
+
+    limit = EVENT_ID_MAX_LENGTH - len(EVENT_ID_PREFIX)
+    stem, suffix = (name, "") if name else (configuration.name, "Copy")
+
+    def fitted(tail: str) -> str:  # shorten the stem, never the distinguishing tail
+        return stem[: limit - len(tail)] + tail
+
+    candidate, counter = fitted(suffix), 2
+    siblings = EventConfiguration.objects.filter(organization=configuration.organization)
+    while siblings.filter(name=candidate).exists():
+        candidate, counter = fitted(f"{suffix}{counter}"), counter + 1
+    with transaction.atomic():
+        copy = EventConfiguration.objects.create(
+            organization=configuration.organization,
+            name=candidate,
+            label=configuration.label,
+            channel=configuration.channel,
+            targeting=configuration.targeting,
+            reconciliation_event_field=configuration.reconciliation_event_field,
+            reconciliation_profile_field=configuration.reconciliation_profile_field,
+        )
+        EventField.objects.bulk_create(
+            [
+                EventField(
+                    configuration=copy,
+                    collection=f.collection,
+                    name=f.name,
+                    label=f.label,
+                    type=f.type,
+                    required=f.required,
+                    max_length=f.max_length,
+                    values=f.values,
+                    position=f.position,
+                )
+                for f in configuration.fields.all()
+            ]
+        )
+        message = TransactionalMessage.objects.filter(configuration=configuration).first()
+        if message is not None:
+            TransactionalMessage.objects.create(
+                configuration=copy,
+                **{key: getattr(message, key) for key in TransactionalMessage.DRAFT_FIELDS},
+            )
+    return copy
+
+
+def request_fingerprint(*, configuration: EventConfiguration, body: Any) -> str:
+    canonical = orjson.dumps([configuration.event_id, body], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _previous_idempotent_event(*, organization_id: int, key: str, fingerprint: str) -> Event | None:
+    """The event an Idempotency-Key already made within the window, or None (expired keys are freed)."""
+    existing = Event.objects.filter(organization_id=organization_id, idempotency_key=key).first()
+    if existing is None:
+        return None
+    window = dt.timedelta(seconds=settings.IDEMPOTENCY_WINDOW_SECONDS)
+    if existing.created_at < timezone.now() - window:
+        Event.objects.filter(pk=existing.pk, idempotency_key=key).update(idempotency_key=None)
+        return None
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(key)
+    return existing
+
+
+def ingest(
+    *,
+    configuration: EventConfiguration,
+    validated: ValidatedEvent,
+    body: Any = None,
+    idempotency_key: str | None = None,
+) -> tuple[Event, bool]:
+    """Store an accepted event (status `pending`) and enqueue it once the row is committed.
+
+    Returns the event and whether it is new; a repeated Idempotency-Key returns the first event.
+    """
+    fingerprint = request_fingerprint(configuration=configuration, body=body) if idempotency_key else ""
+    if idempotency_key:
+        previous = _previous_idempotent_event(
+            organization_id=configuration.organization_id, key=idempotency_key, fingerprint=fingerprint
+        )
+        if previous is not None:
+            return previous, False
+    now = timezone.now()
+    scheduled_at = validated.scheduled_at
+    due_now = scheduled_at is None or scheduled_at <= now
+    event = Event(
+        organization_id=configuration.organization_id,
+        configuration=configuration,
+        email=validated.email,
+        mobile_phone=validated.mobile_phone,
+        push_platform=validated.push_platform,
+        registration_token=validated.registration_token,
+        application=validated.application,
+        ctx=validated.ctx,
+        scheduled_at=validated.scheduled_at,
+        expiration_at=validated.expiration_at,
+        next_attempt_at=scheduled_at if scheduled_at is not None and not due_now else now,
+        enqueued_at=now if due_now else None,
+        idempotency_key=idempotency_key or None,
+        request_fingerprint=fingerprint,
+    )
+    try:
+        with transaction.atomic():
+            event.save(force_insert=True)
+            if due_now:
+                transaction.on_commit(lambda: enqueue_events([event.pk]))
+        EVENTS_RECEIVED.labels(configuration.event_id).inc()
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # Another request with the same key won the race: answer with its event.
+        previous = _previous_idempotent_event(
+            organization_id=configuration.organization_id, key=idempotency_key, fingerprint=fingerprint
+        )
+        if previous is None:
+            raise
+        return previous, False
+    return event, True
+
+
+def enqueue_events(event_ids: list[int]) -> None:
+    """Hand events to the broker. A failure loses nothing: the events are stored, and clearing
+    `enqueued_at` lets the next sweep pick them up."""
+    from events.tasks import process_event
+
+    failed: list[int] = []
+    for event_id in event_ids:
+        try:
+            process_event.apply_async(args=[event_id], queue=settings.CELERY_TRANSACTIONAL_QUEUE)
+        except Exception:  # the broker is down or unreachable: the sweep will recover
+            logger.warning("could not enqueue event %s; the sweep will retry", event_id, exc_info=True)
+            failed.append(event_id)
+    if failed:
+        Event.objects.filter(pk__in=failed, status=Event.Status.PENDING).update(enqueued_at=None)

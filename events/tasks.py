@@ -1,0 +1,15 @@
+"""Thin Celery tasks: they take ids, re-read the rows, and call the pipeline."""
+
+from celery import shared_task
+
+from events import pipeline
+
+
+@shared_task(name="events.process_event", ignore_result=True)
+def process_event(event_id: int) -> str | None:
+    return pipeline.process(event_id)
+
+
+@shared_task(name="events.sweep", ignore_result=True)
+def sweep() -> dict[str, int]:
+    return pipeline.recover()

@@ -1,0 +1,114 @@
+"""THE only code that changes an event's status.
+
+Each move is one conditional UPDATE (`... WHERE status IN (allowed sources)`) that reports whether
+it won, so a duplicate task or a stale worker changes nothing; the history row is written in the
+same transaction. A move the ALLOWED map forbids raises InvalidTransition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from events.models import Event, EventStatusChange
+
+S = Event.Status
+
+ALLOWED: dict[str, frozenset[str]] = {
+    # to-status: the statuses it may come from
+    S.PENDING: frozenset({S.PENDING, S.PROCESSING, S.PAUSED}),
+    S.PROCESSING: frozenset({S.PENDING}),
+    S.PAUSED: frozenset({S.PENDING, S.PROCESSING}),
+    S.PROCESSED: frozenset({S.PROCESSING}),
+    S.IGNORED: frozenset({S.PROCESSING}),
+    S.DELIVERY_FAILED: frozenset({S.PROCESSING}),
+    S.TARGETING_FAILED: frozenset({S.PROCESSING}),
+    S.ROUTING_FAILED: frozenset({S.PENDING, S.PROCESSING, S.PAUSED}),
+    S.TOO_OLD: frozenset({S.PENDING, S.PROCESSING, S.PAUSED}),
+}
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+def _check(sources: Iterable[str], target: str) -> list[str]:
+    sources = list(sources)
+    forbidden = [s for s in sources if s not in ALLOWED[target]]
+    if forbidden:
+        raise InvalidTransition(f"an event cannot go from {', '.join(forbidden)} to {target}")
+    return sources
+
+
+def transition(
+    event_id: int,
+    *,
+    to: str,
+    sources: Iterable[str],
+    reason: str = "",
+    extra: Q | None = None,
+    **fields: Any,
+) -> bool:
+    """Move one event from any of `sources` to `to`; return False if it was not in those states.
+
+    `fields` are set in the same UPDATE (lease, attempts, next_attempt_at...); `extra` narrows the
+    WHERE clause further (e.g. only if the lease is still ours).
+    """
+    sources = _check(sources, to)
+    now = timezone.now()
+    with transaction.atomic():
+        current = Event.objects.filter(pk=event_id, status__in=sources)
+        if extra is not None:
+            current = current.filter(extra)
+        # The previous status is needed for the history row: read it under the same conditions.
+        previous = current.values_list("status", flat=True).first()
+        if previous is None:
+            return False
+        updated = (
+            Event.objects.filter(pk=event_id, status=previous)
+            .filter(extra if extra is not None else Q())
+            .update(status=to, updated_at=now, **_final_fields(to, now), **fields)
+        )
+        if not updated:
+            return False
+        EventStatusChange.objects.create(
+            event_id=event_id, from_status=previous, to_status=to, reason=reason[:2000]
+        )
+    return True
+
+
+def transition_many(
+    queryset_filter: Q, *, to: str, sources: Iterable[str], reason: str = "", **fields: Any
+) -> list[int]:
+    """Move every event matching `queryset_filter` and `sources` to `to`; return the ids moved.
+
+    Used by pause / resume / unpublish and the sweep: rows are locked (SKIP LOCKED where the
+    database has it) so that a worker holding one is not waited for, and it keeps its own move.
+    """
+    sources = _check(sources, to)
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Event.objects.filter(queryset_filter, status__in=sources).select_for_update(skip_locked=True)
+        rows = list(locked.values_list("pk", "status"))
+        if not rows:
+            return []
+        ids = [pk for pk, _ in rows]
+        Event.objects.filter(pk__in=ids).update(status=to, updated_at=now, **_final_fields(to, now), **fields)
+        EventStatusChange.objects.bulk_create(
+            [
+                EventStatusChange(event_id=pk, from_status=status, to_status=to, reason=reason[:2000])
+                for pk, status in rows
+            ]
+        )
+    return ids
+
+
+def _final_fields(to: str, now: dt.datetime) -> dict[str, Any]:
+    if to in (S.PENDING, S.PROCESSING):
+        return {}
+    return {"lease_expires_at": None, **({"processed_at": now} if to == S.PROCESSED else {})}

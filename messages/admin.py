@@ -1,0 +1,243 @@
+"""The marketer's editor: content per channel, validation on save, a preview with sample data, the
+publication buttons (Publish, Pause, Resume, Unpublish), versions and deliveries."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from campaign.admin import OrganizationScopedAdmin
+from events.schema import build_schema
+from events.services import PublicationError
+from messages import admin_views, services
+from messages.channels.sms import sms_length
+from messages.models import CONTENT_KEYS, Delivery, MessageVersion, TransactionalMessage
+from messages.rendering import TemplateError, Vocabulary, validate_template
+
+SENDER_FIELDS = ["from_name", "from_address", "reply_to", "variants"]
+
+
+class TransactionalMessageForm(forms.ModelForm):
+    class Meta:
+        model = TransactionalMessage
+        fields = [*dict.fromkeys(k for keys in CONTENT_KEYS.values() for k in keys), *SENDER_FIELDS]
+        widgets = {
+            # Subjects and titles are long templates: the admin's 20em input hides most of them.
+            "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
+            "title": forms.TextInput(attrs={"class": "vLargeTextField"}),
+            "html": forms.Textarea(attrs={"rows": 14, "cols": 100, "class": "vLargeTextField"}),
+            "text": forms.Textarea(attrs={"rows": 6, "cols": 100}),
+            "body": forms.Textarea(attrs={"rows": 4, "cols": 100}),
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        message = self.instance
+        configuration = message.configuration
+        schema = configuration.published_schema or build_schema(configuration)
+        vocabulary = Vocabulary.from_schema(schema)
+        for key in CONTENT_KEYS[configuration.channel]:
+            if key in cleaned:
+                try:
+                    validate_template(cleaned.get(key) or "", part=key, vocabulary=vocabulary)
+                except TemplateError as error:
+                    self.add_error(key, str(error))
+        variants = cleaned.get("variants") or {}
+        if not isinstance(variants, dict):
+            self.add_error("variants", 'Variants are an object: {"fr": {"subject": ...}}.')
+        if configuration.is_published and message.status != TransactionalMessage.Status.DRAFT:
+            content = {key: cleaned.get(key, "") for key in CONTENT_KEYS[configuration.channel]}
+            for group in services.REQUIRED_PARTS[configuration.channel]:
+                if not any(str(content.get(part) or "").strip() for part in group):
+                    self.add_error(group[0], "The message of a published event cannot be emptied.")
+        return cleaned
+
+
+class VersionInline(admin.TabularInline):
+    model = MessageVersion
+    extra = 0
+    can_delete = False
+    fields = ["number", "published_by", "published_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TransactionalMessage)
+class TransactionalMessageAdmin(OrganizationScopedAdmin):
+    organization_path = "configuration__organization"
+    form = TransactionalMessageForm
+    change_form_template = "admin/transactional/transactionalmessage/change_form.html"
+    inlines = [VersionInline]
+    list_display = ["event_id", "channel", "status", "live_version", "changes", "updated_at"]
+    list_filter = ["status", "configuration__channel"]
+    search_fields = ["configuration__name", "subject", "title"]
+    list_select_related = ["configuration", "live_version"]
+
+    @admin.display(description="Event", ordering="configuration__name")
+    def event_id(self, message: TransactionalMessage) -> str:
+        return message.configuration.event_id
+
+    @admin.display(description="Channel")
+    def channel(self, message: TransactionalMessage) -> str:
+        return message.configuration.get_channel_display()
+
+    @admin.display(description="Unpublished changes", boolean=True)
+    def changes(self, message: TransactionalMessage) -> bool:
+        return message.has_unpublished_changes
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["configuration"]
+        return ["event", "status", "live_version", *CONTENT_KEYS[obj.channel], *SENDER_FIELDS, "preview"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["event", "status", "live_version", "preview"]
+
+    @admin.display(description="Event")
+    def event(self, message: TransactionalMessage) -> str:
+        return format_html(
+            "<code>{}</code> ({})", message.configuration.event_id, message.configuration.get_status_display()
+        )
+
+    @admin.display(description="Preview (sample data)")
+    def preview(self, message: TransactionalMessage) -> str:
+        try:
+            rendered = services.preview_message(message=message)
+        except Exception as error:  # show the marketer what is wrong instead of a broken page
+            return format_html('<p class="errornote">The preview could not be rendered: {}</p>', error)
+        parts = rendered.parts
+        channel = message.configuration.channel
+        if channel == "email":
+            return format_html(
+                '<p><strong>Subject:</strong> {}</p><iframe sandbox="" title="HTML preview" srcdoc="{}" '
+                'style="width:100%;height:22rem;border:1px solid #ccc;background:#fff"></iframe>'
+                "<p><strong>Text part:</strong></p><pre>{}</pre>",
+                parts.get("subject", ""),
+                parts.get("html", ""),
+                parts.get("text", ""),
+            )
+        if channel == "sms":
+            length = sms_length(parts.get("text", ""))
+            return format_html(
+                "<pre>{}</pre><p>{} characters, {}, {} segment(s)</p>",
+                parts.get("text", ""),
+                length.characters,
+                length.encoding,
+                length.segments,
+            )
+        return format_html(
+            "<p><strong>{}</strong></p><p>{}</p>", parts.get("title", ""), parts.get("body", "")
+        )
+
+    def get_urls(self):
+        def wrap(view):
+            def wrapped(request, *args, **kwargs):
+                return view(self, request, *args, **kwargs)
+
+            return self.admin_site.admin_view(wrapped)
+
+        return [
+            path(
+                "<path:object_id>/preview/",
+                wrap(admin_views.preview_view),
+                name="transactional_transactionalmessage_preview",
+            ),
+            path(
+                "<path:object_id>/proof/",
+                wrap(admin_views.proof_view),
+                name="transactional_transactionalmessage_proof",
+            ),
+            path(
+                "<path:object_id>/versions/",
+                wrap(admin_views.diff_view),
+                name="transactional_transactionalmessage_versions",
+            ),
+            path(
+                "<path:object_id>/versions/<int:number>/republish/",
+                wrap(admin_views.republish_view),
+                name="transactional_transactionalmessage_republish",
+            ),
+            *super().get_urls(),
+        ]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.save_draft(message=obj)  # never write back the status or the live version
+        else:
+            super().save_model(request, obj, form, change)
+
+    def has_add_permission(self, request):
+        return False  # a message is created by publishing its event
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.status != TransactionalMessage.Status.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def response_change(self, request, obj):
+        for button, action, done in (
+            ("_publish", lambda: services.publish_message(message=obj, user=request.user), "published"),
+            ("_pause", lambda: services.pause_message(message=obj), "paused"),
+            ("_resume", lambda: services.resume_message(message=obj), "resumed"),
+            ("_unpublish", lambda: services.unpublish_message(message=obj), "unpublished"),
+        ):
+            if button in request.POST:
+                try:
+                    action()
+                except PublicationError as error:
+                    for line in error.errors:
+                        self.message_user(request, line, messages.ERROR)
+                else:
+                    self.message_user(
+                        request, f"The message of {obj.configuration.event_id} is {done}.", messages.SUCCESS
+                    )
+                return HttpResponseRedirect(
+                    reverse("admin:transactional_transactionalmessage_change", args=[obj.pk])
+                )
+        return super().response_change(request, obj)
+
+
+@admin.register(MessageVersion)
+class MessageVersionAdmin(OrganizationScopedAdmin):
+    organization_path = "message__configuration__organization"
+    list_display = ["message", "number", "published_by", "published_at"]
+    readonly_fields = ["message", "number", "content", "published_by", "published_at"]
+
+    def has_module_permission(self, request):
+        return False  # reached from its message
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(OrganizationScopedAdmin):
+    list_display = ["created_at", "channel", "recipient", "outcome", "is_proof", "event", "duration_ms"]
+    list_filter = ["outcome", "channel", "is_proof"]
+    search_fields = ["recipient", "event__pkey", "provider_message_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["event"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Delivery._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,208 @@
+"""The marketer's extra admin pages of a message: preview with editable sample data, proofs,
+the difference between versions, and republishing an older version.
+
+Each view is reached through TransactionalMessageAdmin.get_urls, so the admin's login, permission
+and organization scoping (get_object through the scoped queryset) apply before anything here runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import messages as flash
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from campaign.models import Profile
+from events.schema import sample_ctx
+from events.services import PublicationError
+from messages import services
+from messages.channels.sms import sms_length
+from messages.models import MessageVersion, TransactionalMessage
+
+
+class PreviewForm(forms.Form):
+    ctx = forms.CharField(
+        label="Sample data (ctx, JSON)", widget=forms.Textarea(attrs={"rows": 12, "cols": 80}), required=False
+    )
+
+    def clean_ctx(self) -> dict:
+        raw = self.cleaned_data["ctx"].strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise forms.ValidationError(f"Not valid JSON: {error.msg} (line {error.lineno})") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("The sample data is a JSON object, like the event's ctx.")
+        return value
+
+
+class ProofForm(PreviewForm):
+    addresses = forms.CharField(
+        label="Test addresses",
+        required=False,
+        help_text="Separated by commas or new lines.",
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+    )
+    profiles = forms.ModelMultipleChoiceField(
+        queryset=Profile.objects.none(), required=False, label="Test profiles"
+    )
+
+    def __init__(self, *args, organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["profiles"].queryset = Profile.objects.filter(organization=organization)
+
+
+def _message_or_404(model_admin, request, object_id) -> TransactionalMessage:
+    message = model_admin.get_object(request, object_id)
+    if message is None:
+        raise Http404("No such message.")
+    if not model_admin.has_view_permission(request, message):
+        raise PermissionDenied
+    return message
+
+
+def _context(model_admin, request, message, **extra) -> dict:
+    return {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "original": message,
+        "title": extra.pop("title"),
+        "change_url": reverse("admin:transactional_transactionalmessage_change", args=[message.pk]),
+        **extra,
+    }
+
+
+def preview_view(model_admin, request, object_id):
+    message = _message_or_404(model_admin, request, object_id)
+    default_ctx = sample_ctx(services.configuration_schema(message))
+    form = PreviewForm(request.POST or None, initial={"ctx": json.dumps(default_ctx, indent=2)})
+    ctx = default_ctx
+    if request.method == "POST" and form.is_valid():
+        ctx = form.cleaned_data["ctx"]
+    rendered, error = None, ""
+    try:
+        rendered = services.preview_message(message=message, ctx=ctx)
+    except Exception as exc:  # show the template's problem to the marketer, not a 500
+        error = f"{exc.__class__.__name__}: {exc}"
+    sms = sms_length(rendered.parts.get("text", "")) if rendered and message.channel == "sms" else None
+    return TemplateResponse(
+        request,
+        "admin/transactional/transactionalmessage/preview.html",
+        _context(
+            model_admin,
+            request,
+            message,
+            title=f"Preview of {message.configuration.event_id}",
+            form=form,
+            rendered=rendered,
+            error=error,
+            sms=sms,
+            channel=message.channel,
+        ),
+    )
+
+
+def proof_view(model_admin, request, object_id):
+    message = _message_or_404(model_admin, request, object_id)
+    if not model_admin.has_change_permission(request, message):
+        raise PermissionDenied
+    organization = message.configuration.organization
+    default_ctx = sample_ctx(services.configuration_schema(message))
+    form = ProofForm(
+        request.POST or None, organization=organization, initial={"ctx": json.dumps(default_ctx, indent=2)}
+    )
+    if request.method == "POST" and form.is_valid():
+        addresses = [a for chunk in form.cleaned_data["addresses"].splitlines() for a in chunk.split(",")]
+        try:
+            deliveries = services.send_proof(
+                message=message,
+                addresses=addresses,
+                profiles=list(form.cleaned_data["profiles"]),
+                ctx=form.cleaned_data["ctx"] or default_ctx,
+            )
+        except services.ProofError as error:
+            form.add_error(None, str(error))
+        except Exception as error:  # a template that fails to render: tell, don't crash
+            form.add_error(None, f"The proof could not be rendered: {error}")
+        else:
+            for delivery in deliveries:
+                level = flash.SUCCESS if delivery.outcome == "sent" else flash.ERROR
+                flash.add_message(
+                    request,
+                    level,
+                    f"Proof to {delivery.recipient}: {delivery.outcome} {delivery.provider_response}".strip(),
+                )
+            return HttpResponseRedirect(
+                reverse("admin:transactional_transactionalmessage_change", args=[message.pk])
+            )
+    return TemplateResponse(
+        request,
+        "admin/transactional/transactionalmessage/proof.html",
+        _context(
+            model_admin,
+            request,
+            message,
+            title=f"Send a proof of {message.configuration.event_id}",
+            form=form,
+        ),
+    )
+
+
+def diff_view(model_admin, request, object_id):
+    """`?a=<number>&b=<number|draft>`: what changed between two versions (or a version and the draft)."""
+    message = _message_or_404(model_admin, request, object_id)
+    versions = {v.number: v for v in message.versions.all()}
+    live = message.live_version.number if message.live_version else None
+
+    def content_of(key: str | None, default):
+        if key in (None, ""):
+            return default
+        if key == "draft":
+            return ("draft", message.draft_content())
+        try:
+            version = versions[int(key)]
+        except (ValueError, KeyError):
+            raise Http404("No such version.") from None
+        return (f"v{version.number}", version.content)
+
+    older = content_of(request.GET.get("a"), (f"v{live}", versions[live].content) if live else ("empty", {}))
+    newer = content_of(request.GET.get("b"), ("draft", message.draft_content()))
+    differences = services.content_difference(older=older[1], newer=newer[1], channel=message.channel)
+    return TemplateResponse(
+        request,
+        "admin/transactional/transactionalmessage/diff.html",
+        _context(
+            model_admin,
+            request,
+            message,
+            title=f"{older[0]} → {newer[0]} of {message.configuration.event_id}",
+            differences=differences,
+            versions=sorted(versions.values(), key=lambda v: -v.number),
+            live=live,
+            older=older[0],
+            newer=newer[0],
+        ),
+    )
+
+
+def republish_view(model_admin, request, object_id, number):
+    message = _message_or_404(model_admin, request, object_id)
+    if request.method != "POST" or not model_admin.has_change_permission(request, message):
+        raise PermissionDenied
+    version = MessageVersion.objects.filter(message=message, number=number).first()
+    if version is None:
+        raise Http404("No such version.")
+    try:
+        new_version = services.republish_version(version=version, user=request.user)
+    except PublicationError as error:
+        for line in error.errors:
+            flash.error(request, line)
+    else:
+        flash.success(request, f"v{number} is live again (as v{new_version.number}).")
+    return HttpResponseRedirect(reverse("admin:transactional_transactionalmessage_change", args=[message.pk]))

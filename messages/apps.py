@@ -1,0 +1,10 @@
+"""Transactional messages. The label is "transactional" because django.contrib.messages owns "messages"."""
+
+from django.apps import AppConfig
+
+
+class TransactionalConfig(AppConfig):
+    name = "messages"
+    label = "transactional"
+    verbose_name = "Transactional messages"
+    default_auto_field = "django.db.models.BigAutoField"

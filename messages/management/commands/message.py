@@ -1,0 +1,43 @@
+"""`manage.py message ORG EVTname publish|pause|resume|unpublish`."""
+
+from django.core.management.base import CommandError
+
+from campaign.cli import CampaignCommand
+from events.selectors import event_name_from_id
+from events.services import PublicationError, normalise_event_name
+from messages import services
+from messages.models import TransactionalMessage
+
+ACTIONS = {
+    "publish": lambda message: services.publish_message(message=message),
+    "pause": lambda message: services.pause_message(message=message),
+    "resume": lambda message: services.resume_message(message=message),
+    "unpublish": lambda message: services.unpublish_message(message=message),
+}
+
+
+class Command(CampaignCommand):
+    help = "Publish, pause, resume or unpublish the transactional message of an event."
+
+    def add_arguments(self, parser):
+        parser.add_argument("organization")
+        parser.add_argument("event", help="the event id, e.g. EVTcartAbandonment")
+        parser.add_argument("action", choices=sorted(ACTIONS))
+
+    def handle(self, *args, organization: str, event: str, action: str, **options):
+        name = event_name_from_id(event) or normalise_event_name(event)
+        message = (
+            TransactionalMessage.objects.select_related("configuration")
+            .filter(configuration__organization__slug=organization, configuration__name=name)
+            .first()
+        )
+        if message is None:
+            raise CommandError(
+                f"No message for EVT{name} in organization '{organization}' (publish the event first)."
+            )
+        try:
+            ACTIONS[action](message)
+        except PublicationError as error:
+            raise CommandError(" ".join(error.errors)) from None
+        message.refresh_from_db()
+        self.stdout.write(f"EVT{name}: message {message.status}")

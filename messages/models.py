@@ -1,0 +1,146 @@
+"""Transactional messages: the editable draft, the immutable versions made on publish, and a
+Delivery row for every attempt to send (events and proofs alike)."""
+
+from django.conf import settings
+from django.db import models
+
+from events.models import Channel, Event, EventConfiguration
+
+# The content keys of each channel, as in the configuration file's `message` object.
+CONTENT_KEYS: dict[str, tuple[str, ...]] = {
+    Channel.EMAIL: ("subject", "html", "text"),
+    Channel.SMS: ("text",),
+    Channel.PUSH: ("title", "body"),
+}
+
+
+class TransactionalMessage(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PUBLISHED = "published", "Published"
+        PAUSED = "paused", "Paused"
+
+    configuration = models.OneToOneField(EventConfiguration, on_delete=models.CASCADE, related_name="message")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
+    # The working draft. Events are always sent with `live_version`, never with these fields.
+    subject = models.CharField(max_length=998, blank=True)
+    html = models.TextField("HTML", blank=True)
+    text = models.TextField(blank=True)
+    title = models.CharField(max_length=255, blank=True)
+    body = models.TextField(blank=True)
+    from_name = models.CharField(max_length=200, blank=True)
+    from_address = models.EmailField(blank=True)
+    reply_to = models.EmailField(blank=True)
+    variants = models.JSONField(
+        default=dict, blank=True, help_text='Language variants: {"fr": {"subject": ..., "html": ...}}.'
+    )
+    live_version = models.ForeignKey(
+        "MessageVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["configuration__organization__slug", "configuration__name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status="draft") | models.Q(live_version__isnull=False),
+                name="message_live_has_version",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Message of {self.configuration.event_id}"
+
+    @property
+    def channel(self) -> str:
+        return self.configuration.channel
+
+    # The fields of the editable draft; the status and live version belong to the lifecycle services.
+    DRAFT_FIELDS = (
+        "subject",
+        "html",
+        "text",
+        "title",
+        "body",
+        "from_name",
+        "from_address",
+        "reply_to",
+        "variants",
+    )
+
+    def load_content(self, content: dict) -> None:
+        """Set the draft from a content dictionary (the inverse of draft_content)."""
+        for key in ("subject", "html", "text", "title", "body"):
+            setattr(self, key, str(content.get(key) or ""))
+        sender = content.get("from") or {}
+        self.from_name = str(sender.get("name", ""))
+        self.from_address = str(sender.get("address", ""))
+        self.reply_to = str(content.get("replyTo") or "")
+        self.variants = content.get("variants") or {}
+
+    def draft_content(self) -> dict[str, object]:
+        """The draft as the content dictionary that versions, rendering and import/export share."""
+        content: dict[str, object] = {key: getattr(self, key) for key in CONTENT_KEYS[self.channel]}
+        if self.from_name or self.from_address:
+            content["from"] = {"name": self.from_name, "address": self.from_address}
+        if self.reply_to:
+            content["replyTo"] = self.reply_to
+        if self.variants:
+            content["variants"] = self.variants
+        return content
+
+    @property
+    def has_unpublished_changes(self) -> bool:
+        return self.live_version is None or self.live_version.content != self.draft_content()
+
+
+class MessageVersion(models.Model):
+    """A published snapshot of a message's content. Never changed after it is made."""
+
+    message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    content = models.JSONField()
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    published_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["message", "number"], name="version_unique_number")]
+
+    def __str__(self) -> str:
+        return f"v{self.number}"
+
+
+class Delivery(models.Model):
+    class Outcome(models.TextChoices):
+        SENT = "sent", "Sent"
+        TEMPORARY_FAILURE = "temporaryFailure", "Temporary failure"
+        PERMANENT_FAILURE = "permanentFailure", "Permanent failure"
+
+    organization = models.ForeignKey(
+        "campaign.Organization", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event = models.ForeignKey(
+        Event, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries"
+    )
+    message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="deliveries")
+    version = models.ForeignKey(MessageVersion, on_delete=models.SET_NULL, null=True, blank=True)
+    is_proof = models.BooleanField(default=False)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    recipient = models.CharField(max_length=4096)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    provider_message_id = models.CharField(max_length=998, blank=True)
+    provider_response = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.recipient}: {self.outcome}"

@@ -1,0 +1,472 @@
+"""The lifecycle of a transactional message: publish (snapshot a version), pause, resume, unpublish.
+
+Message states: draft -> published <-> paused; unpublish from published or paused -> draft (and
+the event configuration with it). Event statuses move only through events.transitions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import css_inline
+import inscriptis
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import Max, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from campaign.metrics import DELIVERIES
+from campaign.models import Profile, Quarantine
+from events.models import Event, EventConfiguration
+from events.services import PublicationError, enqueue_events, unpublish_configuration
+from events.transitions import transition_many
+from messages.channels import Recipient, RenderedMessage, SendResult, backend_for
+from messages.models import CONTENT_KEYS, Delivery, MessageVersion, TransactionalMessage
+from messages.rendering import TemplateError, Vocabulary, render_content, validate_content
+
+REQUIRED_PARTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    # each inner tuple: at least one of these parts must be non-empty
+    "email": (("subject",), ("html", "text")),
+    "sms": (("text",),),
+    "push": (("title", "body"),),
+}
+
+
+def content_errors(*, channel: str, content: dict[str, Any], schema: dict[str, Any] | None) -> list[str]:
+    """Why a content cannot be sent: empty parts, templates that do not compile, unknown variables."""
+    errors = [
+        f"The message needs a {' or '.join(group)}."
+        for group in REQUIRED_PARTS[channel]
+        if not any(str(content.get(part) or "").strip() for part in group)
+    ]
+    vocabulary = Vocabulary.from_schema(schema) if schema else None
+    try:
+        validate_content(content, vocabulary=vocabulary, keys=CONTENT_KEYS[channel])
+    except TemplateError as error:
+        errors.append(str(error))
+    return errors
+
+
+def _lock(message: TransactionalMessage) -> TransactionalMessage:
+    return (
+        TransactionalMessage.objects.select_for_update(of=("self",))
+        .select_related("configuration", "live_version")
+        .get(pk=message.pk)
+    )
+
+
+def publish_message(*, message: TransactionalMessage, user: Any = None) -> MessageVersion:
+    """Snapshot the draft as an immutable version and make it live. Events use it from now on."""
+    with transaction.atomic():
+        message = _lock(message)
+        configuration = message.configuration
+        if configuration.status != EventConfiguration.Status.PUBLISHED:
+            raise PublicationError([f"Publish the event {configuration.event_id} before its message."])
+        content = message.draft_content()
+        errors = content_errors(
+            channel=configuration.channel, content=content, schema=configuration.published_schema
+        )
+        if errors:
+            raise PublicationError(errors)
+        version = message.live_version
+        if version is None or version.content != content:
+            number = (message.versions.aggregate(top=Max("number"))["top"] or 0) + 1
+            version = MessageVersion.objects.create(
+                message=message,
+                number=number,
+                content=content,
+                published_by=user if getattr(user, "pk", None) else None,
+            )
+        was_paused = message.status == TransactionalMessage.Status.PAUSED
+        message.live_version = version
+        message.status = TransactionalMessage.Status.PUBLISHED
+        message.save(update_fields=["live_version", "status", "updated_at"])
+        if was_paused:
+            _release_paused_events(configuration)
+    return version
+
+
+def republish_version(*, version: MessageVersion, user: Any = None) -> MessageVersion:
+    """Bring an older version back: its content becomes the draft and is published."""
+    message = version.message
+    message.load_content(version.content)
+    with transaction.atomic():
+        save_draft(message=message)
+        return publish_message(message=message, user=user)
+
+
+def save_draft(*, message: TransactionalMessage) -> None:
+    """Save the draft's content only: the status and the live version belong to the lifecycle
+    functions, and a stale copy of the message must never write them back."""
+    message.save(update_fields=[*TransactionalMessage.DRAFT_FIELDS, "updated_at"])
+
+
+def pause_message(*, message: TransactionalMessage) -> TransactionalMessage:
+    """Stop sending: waiting events become `paused`, kept until the message is resumed."""
+    with transaction.atomic():
+        message = _lock(message)
+        if message.status != TransactionalMessage.Status.PUBLISHED:
+            raise PublicationError(
+                [f"Only a published message can be paused (this one is {message.status})."]
+            )
+        message.status = TransactionalMessage.Status.PAUSED
+        message.save(update_fields=["status", "updated_at"])
+        transition_many(
+            Q(configuration_id=message.configuration_id),
+            to=Event.Status.PAUSED,
+            sources=[Event.Status.PENDING],
+            reason="the message was paused",
+        )
+    return message
+
+
+def resume_message(*, message: TransactionalMessage) -> TransactionalMessage:
+    """Send again: paused events that have not expired are processed with the live version."""
+    with transaction.atomic():
+        message = _lock(message)
+        if message.status != TransactionalMessage.Status.PAUSED:
+            raise PublicationError([f"Only a paused message can be resumed (this one is {message.status})."])
+        message.status = TransactionalMessage.Status.PUBLISHED
+        message.save(update_fields=["status", "updated_at"])
+        _release_paused_events(message.configuration)
+    return message
+
+
+def _release_paused_events(configuration: EventConfiguration) -> None:
+    now = timezone.now()
+    of_configuration = Q(configuration_id=configuration.pk)
+    transition_many(
+        of_configuration & Q(expiration_at__lt=now),
+        to=Event.Status.TOO_OLD,
+        sources=[Event.Status.PAUSED],
+        reason="expired while the message was paused",
+    )
+    released = transition_many(
+        of_configuration,
+        to=Event.Status.PENDING,
+        sources=[Event.Status.PAUSED],
+        reason="the message was resumed",
+        enqueued_at=None,
+    )
+    # Scheduled events keep their date (the sweep takes them then); those already due go now.
+    due_events = Event.objects.filter(pk__in=released, next_attempt_at__lte=now)
+    due = list(due_events.values_list("pk", flat=True))
+    if due:
+        due_events.update(enqueued_at=now)
+        transaction.on_commit(lambda: enqueue_events(due))
+
+
+def unpublish_message(*, message: TransactionalMessage) -> TransactionalMessage:
+    """Back to draft; as in the product we follow, this unpublishes the event type too."""
+    if message.status == TransactionalMessage.Status.DRAFT:
+        raise PublicationError(["The message is not published."])
+    unpublish_configuration(configuration=message.configuration, reason="the message was unpublished")
+    message.refresh_from_db()
+    return message
+
+
+# --- Composing and sending -------------------------------------------------------------------
+
+UNSUBSCRIBE_SALT = "messages.unsubscribe"
+
+
+def unsubscribe_url(*, profile: Profile) -> str:
+    """A signed link that opts the profile out; nobody can forge one for another profile."""
+    token = signing.dumps(
+        {"p": profile.pk, "o": profile.organization_id}, salt=UNSUBSCRIBE_SALT, compress=True
+    )
+    return (
+        f"{settings.PUBLIC_URL.rstrip('/') or 'http://localhost:8000'}{reverse('unsubscribe', args=[token])}"
+    )
+
+
+def profile_for_unsubscribe_token(token: str) -> Profile | None:
+    try:
+        data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    except signing.BadSignature:
+        return None
+    return Profile.objects.filter(pk=data.get("p"), organization_id=data.get("o")).first()
+
+
+def opt_out(*, profile: Profile) -> None:
+    Profile.objects.filter(pk=profile.pk).update(opted_out=True, updated_at=timezone.now())
+
+
+def recipient_for(*, event: Event, profile: Profile | None) -> Recipient:
+    channel = event.configuration.channel
+    if profile is not None:
+        address = profile.email if channel == "email" else profile.mobile_phone if channel == "sms" else ""
+        if channel == "push":
+            address = event.registration_token
+        name = " ".join(p for p in (profile.first_name, profile.last_name) if p)
+        return Recipient(
+            address=address, name=name, push_platform=event.push_platform, application=event.application
+        )
+    if channel == "email":
+        return Recipient(address=event.email)
+    if channel == "sms":
+        return Recipient(address=event.mobile_phone)
+    return Recipient(
+        address=event.registration_token, push_platform=event.push_platform, application=event.application
+    )
+
+
+def template_context(
+    *, event: Event | None, ctx: dict[str, Any], profile: Profile | None, event_id: str
+) -> dict[str, Any]:
+    """The plain data a template sees: never a model instance, never a callable."""
+    context: dict[str, Any] = {
+        "ctx": ctx,
+        "event": {
+            "PKey": event.pkey if event else "PREVIEW",
+            "eventId": event_id,
+            "received": (event.created_at if event else timezone.now()).isoformat(),
+        },
+    }
+    if profile is not None:
+        context["profile"] = profile.as_context()
+        context["unsubscribe_url"] = unsubscribe_url(profile=profile) if profile.pk else "#unsubscribe"
+    return context
+
+
+def compose(
+    *,
+    version: MessageVersion | None,
+    event: Event,
+    profile: Profile | None = None,
+    content: dict[str, Any] | None = None,
+    ctx: dict[str, Any] | None = None,
+) -> RenderedMessage:
+    """Render a message version (or a given content, for previews) for one event."""
+    configuration = event.configuration
+    if content is None:
+        if version is None:
+            raise ValueError("compose needs a version or a content")
+        content = version.content
+    ctx = ctx if ctx is not None else event.ctx
+    language = (profile.language if profile else "") or str(ctx.get("AC_language") or "")
+    context = template_context(
+        event=event if event.pk else None, ctx=ctx, profile=profile, event_id=configuration.event_id
+    )
+    parts = render_content(
+        content, keys=CONTENT_KEYS[configuration.channel], context=context, language=language
+    )
+    organization = configuration.organization
+    sender = content.get("from") or {}
+    headers: dict[str, str] = {}
+    if configuration.channel == "email":
+        parts = finish_email_parts(parts)
+        if profile is not None and profile.pk:
+            link = context["unsubscribe_url"]
+            headers = {"List-Unsubscribe": f"<{link}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return RenderedMessage(
+        parts=parts,
+        from_name=sender.get("name") or organization.sender_name or organization.name,
+        from_address=sender.get("address") or organization.sender_address,
+        reply_to=str(content.get("replyTo") or ""),
+        headers=headers,
+        data={"eventId": configuration.event_id, "PKey": event.pkey},
+    )
+
+
+def finish_email_parts(parts: dict[str, str]) -> dict[str, str]:
+    """Email hygiene: CSS inlined in the HTML, and a text part derived from it when left empty."""
+    html = parts.get("html", "")
+    if not html.strip():
+        return parts
+    try:
+        html = css_inline.inline(html)
+    except ValueError:  # unparseable CSS: send the HTML as written
+        pass
+    text = parts.get("text", "")
+    if not text.strip():
+        text = inscriptis.get_text(html).strip()
+    return {**parts, "html": html, "text": text}
+
+
+def send(*, channel: str, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
+    return backend_for(channel).send(rendered, recipient)
+
+
+def record_delivery(
+    *,
+    event: Event | None,
+    message: TransactionalMessage,
+    version: MessageVersion | None,
+    recipient: Recipient,
+    result: SendResult,
+    duration_ms: int,
+    is_proof: bool = False,
+) -> Delivery:
+    DELIVERIES.labels(message.configuration.channel, result.outcome).inc()
+    return Delivery.objects.create(
+        organization_id=message.configuration.organization_id,
+        event=event,
+        message=message,
+        version=version,
+        is_proof=is_proof,
+        channel=message.configuration.channel,
+        recipient=recipient.address,
+        outcome=result.outcome,
+        provider_message_id=result.provider_message_id[:998],
+        provider_response=result.provider_response[:4000],
+        duration_ms=duration_ms,
+    )
+
+
+def quarantine(*, organization_id: int, channel: str, address: str, reason: str) -> None:
+    """Stop sending to an address that failed for good; its next event is `ignored`."""
+    Quarantine.objects.get_or_create(
+        organization_id=organization_id,
+        channel=channel,
+        address=address.lower(),
+        defaults={"reason": reason[:500]},
+    )
+
+
+# --- Authoring: preview, proofs, version differences -----------------------------------------
+
+PROOF_PREFIX = "[Proof] "
+
+
+def configuration_schema(message: TransactionalMessage) -> dict[str, Any]:
+    """The schema a message is written against: the published one, else the configuration as it stands."""
+    from events.schema import build_schema
+
+    configuration = message.configuration
+    return configuration.published_schema or build_schema(configuration)
+
+
+def sample_profile(message: TransactionalMessage) -> Profile | None:
+    """A stand-in profile for previews of profile-based messages (never saved)."""
+    if message.configuration.targeting != "profile":
+        return None
+    return Profile(
+        organization=message.configuration.organization,
+        email="jane.doe@example.com",
+        first_name="Jane",
+        last_name="Doe",
+        language="en",
+    )
+
+
+def preview_message(
+    *,
+    message: TransactionalMessage,
+    ctx: dict[str, Any] | None = None,
+    content: dict[str, Any] | None = None,
+    profile: Profile | None = None,
+) -> RenderedMessage:
+    """Render the draft (or a given content) with sample data generated from the field types."""
+    from events.schema import sample_ctx
+
+    configuration = message.configuration
+    if ctx is None:
+        ctx = sample_ctx(configuration_schema(message))
+    event = Event(configuration=configuration, organization=configuration.organization, ctx=ctx)
+    return compose(
+        version=None,
+        event=event,
+        profile=profile or sample_profile(message),
+        content=content if content is not None else message.draft_content(),
+        ctx=ctx,
+    )
+
+
+class ProofError(Exception):
+    pass
+
+
+def send_proof(
+    *,
+    message: TransactionalMessage,
+    addresses: list[str],
+    profiles: list[Profile] | None = None,
+    ctx: dict[str, Any] | None = None,
+) -> list[Delivery]:
+    """Send the rendered draft to test addresses or test profiles, marked `[Proof]`.
+
+    Recorded as deliveries (is_proof), never as events, so it counts in no event statistics.
+    """
+    configuration = message.configuration
+    channel = configuration.channel
+    targets: list[tuple[Recipient, Profile | None]] = []
+    for address in (a.strip() for a in addresses):
+        if not address:
+            continue
+        if channel == "email":
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ProofError(f"'{address}' is not an email address") from None
+        targets.append((Recipient(address=address), None))
+    for profile in profiles or []:
+        if profile.organization_id != configuration.organization_id:
+            raise ProofError("a test profile must belong to the message's organization")
+        address = profile.email if channel == "email" else profile.mobile_phone
+        if not address:
+            raise ProofError(f"the profile {profile} has no {channel} address")
+        name = " ".join(p for p in (profile.first_name, profile.last_name) if p)
+        targets.append((Recipient(address=address, name=name), profile))
+    if not targets:
+        raise ProofError("give at least one test address or test profile")
+    deliveries = []
+    for recipient, test_profile in targets:
+        rendered = preview_message(message=message, ctx=ctx, profile=test_profile)
+        first_part = {"email": "subject", "sms": "text", "push": "title"}[channel]
+        parts = {**rendered.parts, first_part: PROOF_PREFIX + rendered.parts.get(first_part, "")}
+        rendered = RenderedMessage(
+            parts=parts,
+            from_name=rendered.from_name,
+            from_address=rendered.from_address,
+            reply_to=rendered.reply_to,
+            headers=rendered.headers,
+            data=rendered.data,
+        )
+        started = time.monotonic()
+        result = send(channel=channel, rendered=rendered, recipient=recipient)
+        deliveries.append(
+            record_delivery(
+                event=None,
+                message=message,
+                version=None,
+                recipient=recipient,
+                result=result,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                is_proof=True,
+            )
+        )
+    return deliveries
+
+
+def content_difference(
+    *, older: dict[str, Any], newer: dict[str, Any], channel: str
+) -> list[tuple[str, str]]:
+    """(part, HTML table) for each content part that differs between two contents."""
+    import difflib
+    import json as json_module
+
+    differences = []
+    keys = [*CONTENT_KEYS[channel], "from", "replyTo", "variants"]
+    for key in keys:
+        before, after = older.get(key, ""), newer.get(key, "")
+        if before == after:
+            continue
+        as_lines = [
+            (
+                json_module.dumps(value, indent=2, sort_keys=True)
+                if isinstance(value, dict)
+                else str(value or "")
+            ).splitlines()
+            for value in (before, after)
+        ]
+        table = difflib.HtmlDiff(wrapcolumn=80).make_table(
+            as_lines[0], as_lines[1], "before", "after", context=True, numlines=2
+        )
+        differences.append((key, table))
+    return differences

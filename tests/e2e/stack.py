@@ -1,0 +1,174 @@
+"""The real stack for end-to-end tests: gunicorn and a Celery worker (with beat) as subprocesses,
+Redis as the broker, the test database shared, and an SMTP server on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from django.db import connection
+
+from tests.smtp import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def test_database_url() -> str:
+    """The URL of the database this test session uses, for the subprocesses."""
+    settings = connection.settings_dict
+    if settings["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or "postgres"
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    host, port = settings.get("HOST") or "127.0.0.1", settings.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+
+
+def stack_environment(*, smtp_port: int, var_dir: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "CELERY_BROKER_URL": REDIS_URL,
+        "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "VAR_DIR": str(var_dir),
+        "EVENT_LEASE_SECONDS": "3",
+        "EVENT_RETRY_DELAY_SECONDS": "0.5",
+        "EVENT_MAX_ATTEMPTS": "2",
+        "EVENT_REENQUEUE_AFTER_SECONDS": "5",
+        "SWEEP_INTERVAL_SECONDS": "0.5",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update(overrides)
+    return env
+
+
+def flush_broker() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+class Process:
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no chance to finish anything."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+    def output(self, tail: int | None = 5000) -> str:
+        self.log.flush()
+        text = self.log_path.read_text(errors="replace")
+        return text[-tail:] if tail else text
+
+
+def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker", *, beat: bool = True) -> Process:
+    command = [
+        str(BIN / "celery"),
+        "-A",
+        "campaign",
+        "worker",
+        "-l",
+        "INFO",
+        "-c",
+        "2",
+        "-n",
+        f"{name}-{os.getpid()}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    if beat:
+        command += ["--beat", "-s", str(log_dir / f"{name}-beat-schedule")]
+    return Process(name, command, env, log_dir)
+
+
+def start_beat(env: dict[str, str], log_dir: Path) -> Process:
+    return Process(
+        "beat",
+        [str(BIN / "celery"), "-A", "campaign", "beat", "-l", "INFO", "-s", str(log_dir / "beat-schedule")],
+        env,
+        log_dir,
+    )
+
+
+def start_web(env: dict[str, str], log_dir: Path, name: str = "web") -> tuple[Process, str]:
+    port = free_port()
+    process = Process(
+        name,
+        [
+            str(BIN / "gunicorn"),
+            "-c",
+            str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "campaign.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+        ],
+        env,
+        log_dir,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_until(
+        lambda: http("GET", f"{base}/healthz")[0] == 200, timeout=30, what="the web server", process=process
+    )
+    return process, base
+
+
+def wait_until(condition, *, timeout: float, what: str, process: Process | None = None, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        if process is not None and process.popen.poll() is not None:
+            raise AssertionError(f"{process.name} exited while waiting for {what}:\n{process.output()}")
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}" + (f":\n{process.output()}" if process else ""))
+
+
+def http(method: str, url: str, *, body=None, headers=None, form=None) -> tuple[int, dict]:
+    data = None
+    headers = dict(headers or {})
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json;charset=utf-8")
+    if form is not None:
+        data = urllib.parse.urlencode(form).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")

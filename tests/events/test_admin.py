@@ -1,0 +1,362 @@
+"""Event configurations and events in the admin: who may open them, organization scoping, creating
+an event type with its fields, publication from the admin, and the API preview it then shows."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from html import unescape
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from events.models import Event, EventConfiguration
+from events.schema import validate_event
+from events.services import ingest
+from tests.admin_forms import change_form_data
+from tests.conftest import CART_EVENT, publish_events, seed_body
+from tests.factories import ConfigurationFactory, FieldFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:events_eventconfiguration_changelist")
+ADD = reverse("admin:events_eventconfiguration_add")
+EVENTS = reverse("admin:events_event_changelist")
+FUTURE = (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.000Z")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def change_url(configuration: EventConfiguration) -> str:
+    return reverse("admin:events_eventconfiguration_change", args=[configuration.pk])
+
+
+def accept(configuration: EventConfiguration, **overrides) -> Event:
+    body = {**seed_body(scheduled=None, expiration=FUTURE), **overrides}
+    event, _ = ingest(
+        configuration=configuration, validated=validate_event(configuration.published_schema, body)
+    )
+    return event
+
+
+def add_configuration(client, *, name: str, fields=(), **values):
+    """Fill in the admin's "Add event configuration" page as an administrator would, and submit it."""
+    page = client.get(ADD)
+    assert page.status_code == 200
+    data = {
+        key: value
+        for key, value in change_form_data(page, name=name, label=f"The {name} event", **values).items()
+        if not key.startswith(("fields-0-", "initial-fields-0-"))
+    }
+    data["fields-TOTAL_FORMS"] = str(len(fields))
+    for index, field in enumerate(fields):
+        field_name, field_type, *allowed = field
+        values = json.dumps(allowed[0]) if allowed else "[]"
+        row = {"name": field_name, "type": field_type, "collection": "", "label": "", "values": values}
+        data.update({f"fields-{index}-{key}": value for key, value in row.items()})
+        data[f"fields-{index}-position"] = str(index)
+    return client.post(ADD, data)
+
+
+def form_errors(response) -> dict:
+    assert response.status_code == 200, "expected the form again, with errors"
+    return response.context["adminform"].form.errors
+
+
+@pytest.fixture
+def other_configuration(other_organization) -> EventConfiguration:
+    event = {**copy.deepcopy(CART_EVENT), "name": "acmeSecretLaunch", "label": "Acme secret launch"}
+    return publish_events(other_organization, event)[0]
+
+
+# --- Who may open what ---------------------------------------------------------------------------
+
+
+def test_marketer_is_forbidden_every_event_configuration_page(client, marketer, cart_configuration):
+    client.force_login(marketer)
+    assert client.get(CHANGELIST).status_code == 403
+    assert client.get(ADD).status_code == 403
+    assert client.get(change_url(cart_configuration)).status_code == 403
+    answer = client.post(change_url(cart_configuration), {"label": "changed", "_unpublish": "Unpublish"})
+    assert answer.status_code == 403
+    cart_configuration.refresh_from_db()
+    assert cart_configuration.is_published and cart_configuration.label == "Cart abandonment"
+
+
+def test_marketer_lists_and_reads_events_but_cannot_change_them(client, marketer, cart_configuration):
+    event = accept(cart_configuration)
+    client.force_login(marketer)
+    listing = client.get(EVENTS)
+    assert listing.status_code == 200
+    assert event.pkey in listing.content.decode()
+    url = reverse("admin:events_event_change", args=[event.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "test@example.com" in page.content.decode()
+    assert 'name="_save"' not in page.content.decode()
+    assert client.post(url, {"status": "processed"}).status_code == 403
+    event.refresh_from_db()
+    assert event.status == "pending"
+
+
+def test_administrator_sees_the_status_history_of_an_event(client, administrator, cart_configuration):
+    event = accept(cart_configuration)
+    Event.objects.filter(pk=event.pk).update(status="processing")  # history rows come from transitions
+    event.status_changes.create(from_status="pending", to_status="processing", reason="claimed by a worker")
+    client.force_login(administrator)
+    page = client.get(reverse("admin:events_event_change", args=[event.pk]))
+    assert "claimed by a worker" in page.content.decode()
+
+
+# --- Organization scoping ----------------------------------------------------------------------
+
+
+def test_administrator_lists_only_the_own_organizations_configurations(
+    client, administrator, cart_configuration, other_configuration
+):
+    client.force_login(administrator)
+    html = client.get(CHANGELIST).content.decode()
+    assert "EVTcartAbandonment" in html
+    assert "EVTacmeSecretLaunch" not in html
+
+
+def test_another_organizations_configuration_cannot_be_opened_changed_or_deleted_by_url(
+    client, administrator, other_configuration
+):
+    client.force_login(administrator)
+    url = change_url(other_configuration)
+    page = client.get(url, follow=True)
+    html = page.content.decode()
+    assert "Acme secret launch" not in html and "acmeSecretLaunch" not in html
+    assert page.status_code == 404 or "doesn’t exist" in html
+
+    client.post(url, {"name": "stolen", "label": "stolen", "_unpublish": "Unpublish"})
+    client.post(
+        reverse("admin:events_eventconfiguration_delete", args=[other_configuration.pk]), {"post": "yes"}
+    )
+    other_configuration.refresh_from_db()
+    assert other_configuration.name == "acmeSecretLaunch" and other_configuration.is_published
+
+
+def test_administrator_lists_only_the_own_organizations_events(
+    client, administrator, cart_configuration, other_configuration
+):
+    ours = accept(cart_configuration)
+    theirs = accept(other_configuration, email="secret@acme.example.com")
+    client.force_login(administrator)
+    html = client.get(EVENTS).content.decode()
+    assert ours.pkey in html
+    assert theirs.pkey not in html
+    assert "EVTacmeSecretLaunch" not in html  # nor in the event-type filter
+    page = client.get(reverse("admin:events_event_change", args=[theirs.pk]), follow=True)
+    assert "secret@acme.example.com" not in page.content.decode()
+
+
+def test_a_configuration_created_by_an_administrator_belongs_to_the_administrators_organization(
+    client, administrator, organization, other_organization
+):
+    client.force_login(administrator)
+    # Even a forged organization in the POST is ignored: the page has no such field.
+    answer = add_configuration(client, name="orderShipped", organization=str(other_organization.pk))
+    assert answer.status_code == 302
+    configuration = EventConfiguration.objects.get(name="orderShipped")
+    assert configuration.organization == organization
+
+
+# --- Creating an event type ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed", ["orderShipped", "EVTorderShipped", " EVTorderShipped "])
+def test_the_name_is_stored_without_the_evt_prefix_however_it_is_typed(client, administrator, typed):
+    client.force_login(administrator)
+    answer = add_configuration(
+        client,
+        name=typed,
+        fields=[("orderId", "text"), ("total", "decimal"), ("tier", "text", ["gold", "silver"])],
+    )
+    assert answer.status_code == 302
+    configuration = EventConfiguration.objects.get()
+    assert configuration.name == "orderShipped"
+    assert configuration.event_id == "EVTorderShipped"
+    assert [(f.name, f.type, f.values) for f in configuration.fields.order_by("position")] == [
+        ("orderId", "text", []),
+        ("total", "decimal", []),
+        ("tier", "text", ["gold", "silver"]),
+    ]
+    assert configuration.status == "draft"
+
+
+@pytest.mark.parametrize("typed", ["cartAbandonment", "EVTcartAbandonment"])
+def test_a_name_already_used_in_the_organization_is_a_form_error(
+    client, administrator, cart_configuration, typed
+):
+    client.force_login(administrator)
+    errors = form_errors(add_configuration(client, name=typed))
+    assert "EVTcartAbandonment already exists" in errors["name"][0]
+    assert EventConfiguration.objects.filter(name="cartAbandonment").count() == 1
+
+
+def test_the_same_name_in_another_organization_is_fine(client, administrator, other_configuration):
+    client.force_login(administrator)
+    answer = add_configuration(client, name="acmeSecretLaunch")
+    assert answer.status_code == 302
+    assert EventConfiguration.objects.filter(name="acmeSecretLaunch").count() == 2
+
+
+def test_an_invalid_name_is_a_form_error(client, administrator):
+    client.force_login(administrator)
+    errors = form_errors(add_configuration(client, name="order shipped!"))
+    assert "letters, digits and '_'" in errors["name"][0]
+    assert not EventConfiguration.objects.exists()
+
+
+def test_save_and_publish_deploys_the_endpoint_and_creates_the_draft_message(client, administrator, api):
+    client.force_login(administrator)
+    answer = add_configuration(
+        client,
+        name="orderShipped",
+        fields=[("orderId", "text"), ("trackingUrl", "url")],
+        _publish="Save and publish",
+    )
+    configuration = EventConfiguration.objects.get(name="orderShipped")
+    assert answer.status_code == 302 and answer.url == change_url(configuration)
+    assert configuration.is_published
+    assert configuration.message.status == "draft"
+    assert "{{ ctx.orderId }}" in configuration.message.html  # a first draft listing the fields
+
+    html = client.get(answer.url).content.decode()
+    assert "EVTorderShipped published: its endpoint answers." in html
+    assert "http://testserver/geometrixx/campaign/mcgeometrixx/EVTorderShipped" in html
+    assert "curl -X POST" in html and "X-Api-Key: &lt;API_KEY&gt;" in html
+    assert "&quot;orderId&quot;" in html and "&quot;trackingUrl&quot;" in html  # the JSON body's ctx
+    assert reverse("admin:transactional_transactionalmessage_change", args=[configuration.message.pk]) in html
+
+    body = {"email": "jane@example.com", "ctx": {"orderId": "A-1", "trackingUrl": "https://t.example/1"}}
+    posted = api.post(
+        "/geometrixx/campaign/mcgeometrixx/EVTorderShipped",
+        data=json.dumps(body),
+        content_type="application/json",
+    )
+    assert posted.status_code == 201, posted.content
+
+
+def test_the_api_preview_is_a_curl_whose_body_is_valid_json_with_the_fields(
+    client, administrator, cart_configuration
+):
+    client.force_login(administrator)
+    html = client.get(change_url(cart_configuration)).content.decode()
+    curl = unescape(html.split('<pre id="api-preview-curl">', 1)[1].split("</pre>", 1)[0])
+    assert curl.startswith(
+        "curl -X POST 'http://testserver/geometrixx/campaign/mcgeometrixx/EVTcartAbandonment'"
+    )
+    body = json.loads(curl.split(" -d '", 1)[1].rstrip("'"))
+    assert body["email"] == "test@example.com"
+    assert set(body["ctx"]) == {"firstName", "cartAmount", "lastProduct", "products"}
+    fields_table = html.split("Body fields", 1)[1].split("</table>", 1)[0]
+    for name in ("firstName", "cartAmount", "lastProduct", "products[].sku", "products[].price"):
+        assert f"<code>{name}</code>" in fields_table
+
+
+def test_publishing_a_profile_configuration_without_reconciliation_is_refused(client, administrator):
+    client.force_login(administrator)
+    answer = add_configuration(
+        client, name="welcome", targeting="profile", fields=[("email", "email")], _publish="Save and publish"
+    )
+    configuration = EventConfiguration.objects.get(name="welcome")
+    assert configuration.status == "draft"
+    assert not hasattr(configuration, "message")
+    html = client.get(answer.url).content.decode()
+    assert "Profile targeting needs a reconciliation" in html
+    assert "Not deployed" in html
+
+
+def test_unpublish_takes_the_endpoint_down(client, administrator, cart_configuration, api):
+    client.force_login(administrator)
+    page = client.get(change_url(cart_configuration))
+    answer = client.post(change_url(cart_configuration), change_form_data(page, _unpublish="Unpublish"))
+    assert answer.status_code == 302
+    cart_configuration.refresh_from_db()
+    assert cart_configuration.status == "draft"
+    assert cart_configuration.message.status == "draft"
+    assert "Not deployed" in client.get(answer.url).content.decode()
+    posted = api.post(
+        "/geometrixx/campaign/mcgeometrixx/EVTcartAbandonment",
+        data=json.dumps(seed_body()),
+        content_type="application/json",
+    )
+    assert posted.status_code == 404
+
+
+def test_a_published_configuration_cannot_be_deleted(client, administrator, cart_configuration):
+    client.force_login(administrator)
+    delete_url = reverse("admin:events_eventconfiguration_delete", args=[cart_configuration.pk])
+    assert client.get(delete_url).status_code == 403
+    assert client.post(delete_url, {"post": "yes"}).status_code == 403
+    client.post(
+        CHANGELIST,
+        {"action": "delete_selected", "_selected_action": [cart_configuration.pk], "post": "yes"},
+    )
+    assert EventConfiguration.objects.filter(pk=cart_configuration.pk).exists()
+    assert "Delete" not in client.get(change_url(cart_configuration)).content.decode().split("submit-row")[1]
+
+
+def test_a_draft_configuration_can_be_deleted(client, administrator, organization):
+    draft = ConfigurationFactory(organization=organization)
+    client.force_login(administrator)
+    answer = client.post(reverse("admin:events_eventconfiguration_delete", args=[draft.pk]), {"post": "yes"})
+    assert answer.status_code == 302
+    assert not EventConfiguration.objects.filter(pk=draft.pk).exists()
+
+
+def test_channel_and_targeting_cannot_change_once_created(client, administrator, organization):
+    configuration = ConfigurationFactory(organization=organization, channel="email", targeting="event")
+    FieldFactory(configuration=configuration, name="orderId")
+    client.force_login(administrator)
+    page = client.get(change_url(configuration))
+    html = page.content.decode()
+    assert 'name="channel"' not in html and 'name="targeting"' not in html
+    data = change_form_data(page, channel="sms", targeting="profile", label="Renamed", _save="Save")
+    assert client.post(change_url(configuration), data).status_code == 302
+    configuration.refresh_from_db()
+    assert (configuration.channel, configuration.targeting, configuration.label) == (
+        "email",
+        "event",
+        "Renamed",
+    )
+
+
+def test_a_published_configuration_keeps_its_name_so_its_endpoint_does_not_move(
+    client, administrator, cart_configuration
+):
+    client.force_login(administrator)
+    page = client.get(change_url(cart_configuration))
+    assert 'name="name"' not in page.content.decode()
+    client.post(change_url(cart_configuration), change_form_data(page, name="renamed", _save="Save"))
+    cart_configuration.refresh_from_db()
+    assert cart_configuration.name == "cartAbandonment"
+
+
+def test_a_field_added_to_a_published_configuration_waits_for_the_next_publish(
+    client, administrator, cart_configuration
+):
+    client.force_login(administrator)
+    page = client.get(change_url(cart_configuration))
+    data = change_form_data(page)
+    new = int(data["fields-TOTAL_FORMS"]) - 1  # the page's blank extra row
+    data.update({f"fields-{new}-name": "couponCode", f"fields-{new}-type": "text", "_save": "Save"})
+    assert client.post(change_url(cart_configuration), data).status_code == 302
+    html = client.get(change_url(cart_configuration)).content.decode()
+    assert "changes that are not published yet" in html
+    assert "couponCode" not in str(cart_configuration.published_schema)
+
+    client.post(
+        change_url(cart_configuration),
+        change_form_data(client.get(change_url(cart_configuration)), _publish="Save and republish"),
+    )
+    cart_configuration.refresh_from_db()
+    assert "couponCode" in [f["name"] for f in cart_configuration.published_schema["fields"]]

@@ -1,0 +1,340 @@
+"""Processing one event, status by status, as a worker does it (the pipeline called directly)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from campaign.models import Quarantine
+from events import pipeline
+from events.models import Event
+from events.schema import validate_event
+from events.services import ingest, unpublish_configuration
+from messages import services as message_services
+from messages.models import Delivery, TransactionalMessage
+from tests.conftest import publish_events, seed_body
+from tests.factories import ProfileFactory
+
+pytestmark = pytest.mark.django_db
+FUTURE = (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.000Z")
+
+
+def accept(configuration, body) -> Event:
+    event, _ = ingest(
+        configuration=configuration, validated=validate_event(configuration.published_schema, body)
+    )
+    return event
+
+
+def live_body(**overrides):
+    return {**seed_body(scheduled=None, expiration=FUTURE), **overrides}
+
+
+def history(event) -> list[str]:
+    return [change.to_status for change in event.status_changes.all()]
+
+
+def test_seed_example_becomes_an_email_saying_jack_and_the_product(cart_configuration):
+    event = accept(cart_configuration, live_body())
+    assert pipeline.process(event.pk) == "processed"
+    event.refresh_from_db()
+    assert event.status == "processed" and event.processed_at is not None
+    assert history(event) == ["processing", "processed"]
+    (sent,) = mail.outbox
+    assert sent.to == ["test@example.com"]
+    assert sent.subject == "Jack, your cart is waiting"
+    assert "Jack" in sent.body and "Leather motorbike jacket" in sent.body
+    html = sent.alternatives[0][0]
+    assert "Leather motorbike jacket" in html
+    delivery = Delivery.objects.get(event=event)
+    assert delivery.outcome == "sent" and delivery.provider_message_id == sent.extra_headers["Message-ID"]
+    assert event.message_version == cart_configuration.message.live_version
+
+
+def test_seed_example_with_its_past_expiration_becomes_too_old(cart_configuration):
+    event = accept(cart_configuration, seed_body(scheduled=None))
+    assert pipeline.process(event.pk) == "tooOld"
+    assert mail.outbox == []
+
+
+def test_a_second_process_of_the_same_event_sends_nothing(cart_configuration):
+    event = accept(cart_configuration, live_body())
+    assert pipeline.process(event.pk) == "processed"
+    assert pipeline.process(event.pk) is None
+    assert len(mail.outbox) == 1
+
+
+def test_nothing_is_processed_before_scheduled(cart_configuration):
+    later = (timezone.now() + dt.timedelta(hours=1)).isoformat()
+    event = accept(cart_configuration, live_body(scheduled=later))
+    assert pipeline.process(event.pk) is None
+    assert Event.objects.get(pk=event.pk).status == "pending"
+    assert pipeline.recover()["enqueued"] == 0
+    Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now(), scheduled_at=timezone.now())
+    assert pipeline.recover()["enqueued"] == 1
+    assert pipeline.process(event.pk) == "processed"
+
+
+def test_unpublished_event_type_fails_routing(cart_configuration):
+    event = accept(cart_configuration, live_body())
+    unpublish_configuration(configuration=cart_configuration)
+    assert Event.objects.get(pk=event.pk).status == "routingFailed"
+    assert pipeline.process(event.pk) is None
+    assert mail.outbox == []
+
+
+def test_a_message_in_draft_fails_routing(organization):
+    configuration = publish_events(organization, {"name": "noMessage", "channel": "email", "fields": []})[0]
+    TransactionalMessage.objects.filter(configuration=configuration).update(status="draft")
+    event = accept(configuration, {"email": "a@example.com"})
+    assert pipeline.process(event.pk) == "routingFailed"
+    assert mail.outbox == []
+
+
+def test_paused_message_keeps_events_and_resume_sends_them(cart_configuration):
+    message = cart_configuration.message
+    waiting = accept(cart_configuration, live_body())
+    message_services.pause_message(message=message)
+    assert Event.objects.get(pk=waiting.pk).status == "paused"
+    arriving = accept(cart_configuration, live_body())
+    assert pipeline.process(arriving.pk) == "paused"
+    expired = accept(cart_configuration, live_body())
+    Event.objects.filter(pk=expired.pk).update(
+        status="paused", expiration_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    assert mail.outbox == []
+    message_services.resume_message(message=message)
+    assert Event.objects.get(pk=expired.pk).status == "tooOld"
+    for event in (waiting, arriving):
+        assert Event.objects.get(pk=event.pk).status == "pending"
+        assert pipeline.process(event.pk) == "processed"
+    assert len(mail.outbox) == 2
+
+
+def test_resumed_events_use_the_content_live_at_resume(cart_configuration):
+    message = cart_configuration.message
+    event = accept(cart_configuration, live_body())
+    message = message_services.pause_message(message=message)
+    message.subject = "New subject for {{ ctx.firstName }}"
+    message.save()
+    message_services.publish_message(message=message)  # publishing a paused message resumes it
+    assert pipeline.process(event.pk) == "processed"
+    assert mail.outbox[0].subject == "New subject for Jack"
+
+
+def test_a_draft_edit_never_leaks_into_sent_mail(cart_configuration):
+    message = cart_configuration.message
+    message.subject = "DRAFT ONLY"
+    message.save()
+    event = accept(cart_configuration, live_body())
+    assert pipeline.process(event.pk) == "processed"
+    assert mail.outbox[0].subject == "Jack, your cart is waiting"
+
+
+def test_quarantined_address_is_ignored(cart_configuration, organization):
+    Quarantine.objects.create(organization=organization, channel="email", address="test@example.com")
+    event = accept(cart_configuration, live_body())
+    assert pipeline.process(event.pk) == "ignored"
+    assert mail.outbox == []
+
+
+WELCOME = {
+    "name": "welcome",
+    "channel": "email",
+    "targeting": "profile",
+    "fields": [{"name": "email", "type": "email"}, {"name": "plan", "type": "text"}],
+    "reconciliation": {"eventField": "email", "profileField": "email"},
+    "message": {
+        "subject": "Welcome {{ profile.firstName }}",
+        "html": "<p>Plan {{ ctx.plan }}</p><a href='{{ unsubscribe_url }}'>Unsubscribe</a>",
+        "text": "",
+    },
+}
+
+
+def test_profile_event_goes_to_the_profile_with_unsubscribe_headers(organization, client):
+    configuration = publish_events(organization, WELCOME)[0]
+    profile = ProfileFactory(organization=organization, email="jane@example.com", first_name="Jane")
+    event = accept(configuration, {"ctx": {"email": "JANE@example.com", "plan": "gold"}})
+    assert pipeline.process(event.pk) == "processed"
+    (sent,) = mail.outbox
+    assert sent.to == ["Jane Doe <jane@example.com>"] and sent.subject == "Welcome Jane"
+    assert "Plan gold" in sent.body  # text part derived from the HTML
+    link = sent.extra_headers["List-Unsubscribe"].strip("<>")
+    assert sent.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # One-click unsubscribe opts the profile out; its next event is ignored.
+    path = link.split("localhost:8000", 1)[1]
+    assert client.post(path, {"List-Unsubscribe": "One-Click"}).status_code == 200
+    profile.refresh_from_db()
+    assert profile.opted_out
+    again = accept(configuration, {"ctx": {"email": "jane@example.com", "plan": "gold"}})
+    assert pipeline.process(again.pk) == "ignored"
+    assert client.post(path[:-3] + "xyz/").status_code == 404
+
+
+def test_profile_event_without_matching_profile_fails_targeting(organization):
+    configuration = publish_events(organization, WELCOME)[0]
+    ProfileFactory(organization__slug="acme", email="nobody@example.com")  # another organization's profile
+    event = accept(configuration, {"ctx": {"email": "nobody@example.com", "plan": "gold"}})
+    assert pipeline.process(event.pk) == "targetingFailed"
+
+
+def test_blocklisted_profile_is_ignored(organization):
+    configuration = publish_events(organization, WELCOME)[0]
+    ProfileFactory(organization=organization, email="jane@example.com", blocklisted=True)
+    event = accept(configuration, {"ctx": {"email": "jane@example.com", "plan": "gold"}})
+    assert pipeline.process(event.pk) == "ignored"
+
+
+def test_permanent_smtp_failure_quarantines_the_address(cart_configuration, smtp_email):
+    event = accept(cart_configuration, live_body(email="reject-me@example.com"))
+    assert pipeline.process(event.pk) == "deliveryFailed"
+    assert Quarantine.objects.filter(address="reject-me@example.com").exists()
+    assert Delivery.objects.get(event=event).provider_response.startswith("550")
+    again = accept(cart_configuration, live_body(email="reject-me@example.com"))
+    assert pipeline.process(again.pk) == "ignored"
+
+
+def test_temporary_smtp_failure_retries_later_then_fails_for_good(cart_configuration, smtp_email, settings):
+    settings.EVENT_MAX_ATTEMPTS = 3
+    event = accept(cart_configuration, live_body(email="tempfail@example.com"))
+    for attempt in (1, 2):
+        assert pipeline.process(event.pk) == "pending"
+        event.refresh_from_db()
+        assert event.attempts == attempt and event.next_attempt_at > timezone.now()
+        assert "451" in event.last_error
+        assert pipeline.process(event.pk) is None  # not before its retry time
+        Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+    assert pipeline.process(event.pk) == "deliveryFailed"
+    assert Delivery.objects.filter(event=event, outcome="temporaryFailure").count() == 3
+    assert not Quarantine.objects.exists()
+
+
+def test_retry_after_expiration_becomes_too_old(cart_configuration, smtp_email, settings):
+    settings.EVENT_RETRY_DELAY_SECONDS = 3600
+    soon = (timezone.now() + dt.timedelta(minutes=5)).isoformat()
+    event = accept(
+        cart_configuration, seed_body(scheduled=None, expiration=soon, email="tempfail@example.com")
+    )
+    assert pipeline.process(event.pk) == "tooOld"
+
+
+def test_connection_refused_is_temporary(cart_configuration, settings):
+    from messages.channels import backend_for
+    from tests.smtp import free_port
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+    backend_for.cache_clear()
+    try:
+        event = accept(cart_configuration, live_body())
+        assert pipeline.process(event.pk) == "pending"
+        assert "Connection" in Event.objects.get(pk=event.pk).last_error
+    finally:
+        backend_for.cache_clear()
+
+
+def test_smtp_delivery_is_multipart_with_message_id(cart_configuration, smtp_email):
+    events = [accept(cart_configuration, live_body(email=f"user{i}@example.com")) for i in range(3)]
+    assert [pipeline.process(e.pk) for e in events] == ["processed"] * 3
+    received = smtp_email.wait_for(3)
+    assert len(received) == 3
+    first = received[0]
+    assert first.part("text/plain") and "Jack" in first.part("text/html")
+    assert first.message["Message-ID"] == Delivery.objects.get(event=events[0]).provider_message_id
+
+
+def test_sweep_reclaims_an_event_whose_worker_died(cart_configuration):
+    event = accept(cart_configuration, live_body())
+    lease = pipeline.claim(event.pk, now=timezone.now())
+    assert lease is not None  # a worker took it, then died
+    assert pipeline.recover()["reclaimed"] == 0  # the lease still runs
+    Event.objects.filter(pk=event.pk).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+    result = pipeline.recover()
+    assert result["reclaimed"] == 1 and result["enqueued"] == 1
+    assert pipeline.process(event.pk) == "processed"
+    # The dead worker, coming back, cannot record anything over the new outcome.
+    assert not pipeline.finish(event.pk, lease, pipeline.Outcome("deliveryFailed"))
+    assert Event.objects.get(pk=event.pk).status == "processed"
+
+
+def test_sweep_expires_waiting_events_and_re_enqueues_lost_ones(cart_configuration, settings):
+    lost = accept(cart_configuration, live_body())
+    expired = accept(cart_configuration, live_body())
+    Event.objects.filter(pk=expired.pk).update(expiration_at=timezone.now() - dt.timedelta(seconds=1))
+    # The lost one was just enqueued at ingest: not yet considered lost.
+    assert pipeline.recover() == {"reclaimed": 0, "expired": 1, "enqueued": 0}
+    assert Event.objects.get(pk=expired.pk).status == "tooOld"
+    Event.objects.filter(pk=lost.pk).update(enqueued_at=timezone.now() - dt.timedelta(minutes=5))
+    assert pipeline.recover() == {"reclaimed": 0, "expired": 0, "enqueued": 1}
+
+
+def test_ingest_enqueues_only_after_commit(
+    cart_configuration, django_capture_on_commit_callbacks, monkeypatch
+):
+    enqueued = []
+    monkeypatch.setattr("events.services.enqueue_events", lambda ids: enqueued.extend(ids))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        event = accept(cart_configuration, live_body())
+        assert enqueued == []
+    assert len(callbacks) == 1 and enqueued == [event.pk]
+
+
+def test_a_broker_failure_loses_nothing(cart_configuration, monkeypatch):
+    from events import services, tasks
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.process_event, "apply_async", broken)
+    event = accept(cart_configuration, live_body())
+    services.enqueue_events([event.pk])
+    event.refresh_from_db()
+    assert event.status == "pending" and event.enqueued_at is None
+    monkeypatch.undo()
+    sent = []
+    monkeypatch.setattr("events.services.enqueue_events", lambda ids: sent.extend(ids))
+    assert pipeline.recover()["enqueued"] == 1
+
+
+def test_a_template_that_fails_at_render_time_fails_delivery(cart_configuration):
+    from messages.models import MessageVersion
+
+    version = cart_configuration.message.live_version
+    MessageVersion.objects.filter(pk=version.pk).update(content={**version.content, "subject": "{{ 1 / 0 }}"})
+    event = accept(cart_configuration, live_body())
+    assert pipeline.process(event.pk) == "deliveryFailed"
+    assert "rendered" in Event.objects.get(pk=event.pk).status_changes.last().reason
+
+
+def test_sms_and_push_go_through_their_backends(organization, settings, tmp_path):
+    settings.CHANNEL_OUTBOX_DIR = str(tmp_path)
+    sms, push = publish_events(
+        organization,
+        {
+            "name": "otp",
+            "channel": "sms",
+            "fields": [{"name": "code", "type": "text"}],
+            "message": {"text": "Your code: {{ ctx.code }}"},
+        },
+        {
+            "name": "shipped",
+            "channel": "push",
+            "fields": [{"name": "order", "type": "text"}],
+            "message": {"title": "Shipped", "body": "Order {{ ctx.order }} is on its way"},
+        },
+    )
+    first = accept(sms, {"mobilePhone": "+33612345678", "ctx": {"code": "4242"}})
+    second = accept(push, {"pushPlatform": "gcm", "registrationToken": "tok-1", "ctx": {"order": "A1"}})
+    assert pipeline.process(first.pk) == "processed"
+    assert pipeline.process(second.pk) == "processed"
+    import json
+
+    sms_file = json.loads(next((tmp_path / "sms").iterdir()).read_text())
+    assert sms_file == {"to": "+33612345678", "from": "Geometrixx", "text": "Your code: 4242"}
+    push_file = json.loads(next((tmp_path / "push").iterdir()).read_text())
+    assert push_file["message"]["token"] == "tok-1"
+    assert push_file["message"]["notification"] == {"title": "Shipped", "body": "Order A1 is on its way"}

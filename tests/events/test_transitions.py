@@ -1,0 +1,145 @@
+"""The only code that changes an event's status: the ALLOWED map, conditional updates, history rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db.models import Q
+from django.utils import timezone
+
+from events.models import Event, EventStatusChange
+from events.transitions import ALLOWED, InvalidTransition, transition, transition_many
+
+pytestmark = pytest.mark.django_db
+S = Event.Status
+
+LEGAL = sorted((source, target) for target, sources in ALLOWED.items() for source in sources)
+ILLEGAL = sorted(
+    (source, target) for target in S.values for source in S.values if source not in ALLOWED.get(target, ())
+)
+
+
+def event_in(configuration, status: str, **fields) -> Event:
+    event = Event.objects.create(
+        organization_id=configuration.organization_id,
+        configuration=configuration,
+        email="jack@example.com",
+        next_attempt_at=timezone.now(),
+        **fields,
+    )
+    Event.objects.filter(pk=event.pk).update(status=status)
+    return Event.objects.get(pk=event.pk)
+
+
+def history(event: Event) -> list[tuple[str, str, str]]:
+    return list(event.status_changes.values_list("from_status", "to_status", "reason"))
+
+
+def test_the_map_is_the_lifecycle_of_the_spec():
+    finals = {S.PROCESSED, S.IGNORED, S.DELIVERY_FAILED, S.ROUTING_FAILED, S.TOO_OLD, S.TARGETING_FAILED}
+    # A final status is never left, and only a claimed event can be sent or fail to be.
+    assert all(not (sources & finals) for sources in ALLOWED.values())
+    for target in (S.PROCESSED, S.IGNORED, S.DELIVERY_FAILED, S.TARGETING_FAILED):
+        assert ALLOWED[target] == {S.PROCESSING}
+    assert ALLOWED[S.PROCESSING] == {S.PENDING}
+    assert set(ALLOWED) == set(S.values)
+
+
+@pytest.mark.parametrize(("source", "target"), LEGAL)
+def test_every_legal_move_works_and_writes_a_history_row(cart_configuration, source, target):
+    event = event_in(cart_configuration, source)
+    assert transition(event.pk, to=target, sources=[source], reason="because") is True
+    event.refresh_from_db()
+    assert event.status == target
+    assert history(event) == [(source, target, "because")]
+
+
+@pytest.mark.parametrize(("source", "target"), ILLEGAL)
+def test_every_illegal_move_raises_and_changes_nothing(cart_configuration, source, target):
+    event = event_in(cart_configuration, source)
+    with pytest.raises(InvalidTransition):
+        transition(event.pk, to=target, sources=[source])
+    assert Event.objects.get(pk=event.pk).status == source
+    assert not EventStatusChange.objects.exists()
+
+
+def test_a_move_is_refused_if_any_of_its_sources_is_illegal(cart_configuration):
+    event = event_in(cart_configuration, S.PENDING)
+    with pytest.raises(InvalidTransition, match="processed"):
+        transition(event.pk, to=S.PENDING, sources=[S.PENDING, S.PROCESSED])
+    assert not EventStatusChange.objects.exists()
+
+
+def test_a_duplicate_task_finds_the_event_moved_on_and_changes_nothing(cart_configuration):
+    event = event_in(cart_configuration, S.PENDING)
+    assert transition(event.pk, to=S.PROCESSING, sources=[S.PENDING]) is True
+    assert transition(event.pk, to=S.PROCESSED, sources=[S.PROCESSING]) is True
+    updated_at = Event.objects.get(pk=event.pk).updated_at
+    # The same task delivered twice: its claim and its outcome both find the event elsewhere.
+    assert transition(event.pk, to=S.PROCESSING, sources=[S.PENDING]) is False
+    assert transition(event.pk, to=S.PROCESSED, sources=[S.PROCESSING]) is False
+    event.refresh_from_db()
+    assert event.status == S.PROCESSED and event.updated_at == updated_at
+    assert [(f, t) for f, t, _ in history(event)] == [(S.PENDING, S.PROCESSING), (S.PROCESSING, S.PROCESSED)]
+
+
+def test_a_stale_worker_whose_lease_was_taken_over_changes_nothing(cart_configuration):
+    mine = timezone.now() + dt.timedelta(seconds=30)
+    event = event_in(cart_configuration, S.PROCESSING, lease_expires_at=mine + dt.timedelta(seconds=60))
+    assert (
+        transition(event.pk, to=S.PROCESSED, sources=[S.PROCESSING], extra=Q(lease_expires_at=mine)) is False
+    )
+    assert Event.objects.get(pk=event.pk).status == S.PROCESSING
+    assert not EventStatusChange.objects.exists()
+
+
+def test_fields_are_set_in_the_same_update_and_final_moves_clear_the_lease(cart_configuration):
+    lease = timezone.now() + dt.timedelta(seconds=60)
+    event = event_in(cart_configuration, S.PENDING)
+    assert transition(event.pk, to=S.PROCESSING, sources=[S.PENDING], lease_expires_at=lease, attempts=1)
+    event.refresh_from_db()
+    assert (event.lease_expires_at, event.attempts) == (lease, 1)
+    assert transition(event.pk, to=S.PROCESSED, sources=[S.PROCESSING])
+    event.refresh_from_db()
+    assert event.lease_expires_at is None and event.processed_at is not None
+
+
+def test_an_unknown_event_is_not_moved(cart_configuration):
+    assert transition(987654321, to=S.PROCESSING, sources=[S.PENDING]) is False
+    assert not EventStatusChange.objects.exists()
+
+
+def test_transition_many_moves_only_events_in_its_sources_and_records_each(cart_configuration):
+    pending = event_in(cart_configuration, S.PENDING)
+    paused = event_in(cart_configuration, S.PAUSED)
+    processing = event_in(cart_configuration, S.PROCESSING)
+    processed = event_in(cart_configuration, S.PROCESSED)
+    moved = transition_many(
+        Q(configuration=cart_configuration),
+        to=S.ROUTING_FAILED,
+        sources=[S.PENDING, S.PAUSED],
+        reason="unpublished",
+    )
+    assert sorted(moved) == sorted([pending.pk, paused.pk])
+    statuses = dict(Event.objects.values_list("pk", "status"))
+    assert statuses == {
+        pending.pk: S.ROUTING_FAILED,
+        paused.pk: S.ROUTING_FAILED,
+        processing.pk: S.PROCESSING,
+        processed.pk: S.PROCESSED,
+    }
+    assert history(pending) == [(S.PENDING, S.ROUTING_FAILED, "unpublished")]
+    assert history(paused) == [(S.PAUSED, S.ROUTING_FAILED, "unpublished")]
+    assert history(processing) == [] and history(processed) == []
+    # Run again, as a repeated pause or unpublish would: nothing left to move.
+    assert (
+        transition_many(Q(configuration=cart_configuration), to=S.ROUTING_FAILED, sources=[S.PENDING]) == []
+    )
+
+
+def test_transition_many_refuses_an_illegal_move_before_touching_anything(cart_configuration):
+    event = event_in(cart_configuration, S.PROCESSED)
+    with pytest.raises(InvalidTransition):
+        transition_many(Q(pk=event.pk), to=S.PENDING, sources=[S.PROCESSED])
+    assert Event.objects.get(pk=event.pk).status == S.PROCESSED

@@ -1,0 +1,202 @@
+"""The marketer's message editor in the admin: editing, validation, the publication buttons, and
+organization scoping of messages, versions and deliveries."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from django.urls import reverse
+
+from campaign.roles import ADMINISTRATORS, MARKETERS
+from events.services import unpublish_configuration
+from messages.models import TransactionalMessage
+from tests.admin_forms import change_form_data
+from tests.conftest import CART_EVENT, publish_events
+from tests.factories import member
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def change_url(message: TransactionalMessage) -> str:
+    return reverse("admin:transactional_transactionalmessage_change", args=[message.pk])
+
+
+def submit(client, message: TransactionalMessage, **changes):
+    """Open the message's editor and submit it as shown, with `changes` (a button is a change too)."""
+    page = client.get(change_url(message))
+    assert page.status_code == 200
+    return client.post(change_url(message), change_form_data(page, **changes))
+
+
+@pytest.fixture
+def message(cart_configuration) -> TransactionalMessage:
+    return cart_configuration.message
+
+
+@pytest.fixture
+def other_message(other_organization) -> TransactionalMessage:
+    event = {**copy.deepcopy(CART_EVENT), "name": "acmeSecretLaunch"}
+    event["message"]["subject"] = "Acme secret subject"
+    return publish_events(other_organization, event)[0].message
+
+
+def test_marketer_opens_the_message_with_its_content_and_a_rendered_preview(client, marketer, message):
+    client.force_login(marketer)
+    page = client.get(change_url(message))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "{{ ctx.firstName }}, your cart is waiting" in html  # the editable template
+    assert "Preview (sample data)" in html and "The preview could not be rendered" not in html
+    assert 'name="_publish"' in html and 'name="_pause"' in html and 'name="_unpublish"' in html
+    assert 'name="_resume"' not in html  # only a paused message can be resumed
+
+
+def test_marketer_saves_a_new_subject_as_a_draft_change_that_is_not_live_yet(client, marketer, message):
+    client.force_login(marketer)
+    answer = submit(client, message, subject="Still thinking, {{ ctx.firstName }}?", _save="Save")
+    assert answer.status_code == 302
+    message.refresh_from_db()
+    assert message.subject == "Still thinking, {{ ctx.firstName }}?"
+    assert message.status == "published"
+    assert message.live_version.content["subject"] == "{{ ctx.firstName }}, your cart is waiting"
+    assert message.has_unpublished_changes
+
+
+def test_marketer_publishes_the_edited_message_as_a_new_live_version(client, marketer, message):
+    client.force_login(marketer)
+    answer = submit(client, message, subject="Come back, {{ ctx.firstName }}", _publish="Save and publish")
+    assert answer.status_code == 302 and answer.url == change_url(message)
+    message.refresh_from_db()
+    assert message.status == "published"
+    assert message.live_version.number == 2
+    assert message.live_version.content["subject"] == "Come back, {{ ctx.firstName }}"
+    assert message.live_version.published_by == marketer
+    page = client.get(answer.url)
+    assert "The message of EVTcartAbandonment is published." in page.content.decode()
+
+
+def test_marketer_pauses_resumes_and_unpublishes_the_message(client, marketer, message):
+    client.force_login(marketer)
+
+    submit(client, message, _pause="Pause")
+    message.refresh_from_db()
+    assert message.status == "paused"
+    page = client.get(change_url(message)).content.decode()
+    assert 'name="_resume"' in page and 'name="_pause"' not in page
+
+    submit(client, message, _resume="Resume")
+    message.refresh_from_db()
+    assert message.status == "published"
+
+    submit(client, message, _unpublish="Unpublish")
+    message.refresh_from_db()
+    message.configuration.refresh_from_db()
+    assert message.status == "draft"
+    assert message.configuration.status == "draft"  # unpublishing the message takes the endpoint down
+
+
+def test_publishing_the_message_of_an_unpublished_event_is_refused_with_a_message(client, marketer, message):
+    unpublish_configuration(configuration=message.configuration)
+    client.force_login(marketer)
+    answer = submit(client, message, _publish="Save and publish")
+    message.refresh_from_db()
+    assert message.status == "draft"
+    page = client.get(answer.url).content.decode()
+    assert "Publish the event EVTcartAbandonment before its message." in page
+
+
+def test_a_template_with_a_syntax_error_is_a_form_error_and_nothing_is_saved(client, marketer, message):
+    client.force_login(marketer)
+    answer = submit(client, message, subject="Hello {{ ctx.firstName ", _publish="Save and publish")
+    assert answer.status_code == 200  # the form again, with the error
+    assert answer.context["adminform"].form.errors["subject"]
+    assert "subject" in answer.context["adminform"].form.errors["subject"][0]
+    message.refresh_from_db()
+    assert message.subject == "{{ ctx.firstName }}, your cart is waiting"
+    assert message.live_version.number == 1
+
+
+def test_an_unknown_variable_is_a_form_error_naming_it(client, marketer, message):
+    client.force_login(marketer)
+    answer = submit(client, message, html="<p>{{ ctx.nope }}</p>", _save="Save")
+    assert answer.status_code == 200
+    (error,) = answer.context["adminform"].form.errors["html"]
+    assert "nope" in error
+    message.refresh_from_db()
+    assert "nope" not in message.html
+
+
+def test_the_message_of_a_published_event_cannot_be_emptied(client, marketer, message):
+    client.force_login(marketer)
+    answer = submit(client, message, subject="", _save="Save")
+    assert answer.status_code == 200
+    assert "cannot be emptied" in answer.context["adminform"].form.errors["subject"][0]
+    message.refresh_from_db()
+    assert message.subject == "{{ ctx.firstName }}, your cart is waiting"
+
+
+def test_marketer_cannot_delete_a_message_nor_create_one(client, marketer, message):
+    client.force_login(marketer)
+    assert (
+        client.get(reverse("admin:transactional_transactionalmessage_delete", args=[message.pk])).status_code
+        == 403
+    )
+    assert client.get(reverse("admin:transactional_transactionalmessage_add")).status_code == 403
+    assert TransactionalMessage.objects.filter(pk=message.pk).exists()
+
+
+def test_administrator_cannot_delete_a_published_message(client, administrator, message):
+    client.force_login(administrator)
+    answer = client.post(
+        reverse("admin:transactional_transactionalmessage_delete", args=[message.pk]), {"post": "yes"}
+    )
+    assert answer.status_code == 403
+    assert TransactionalMessage.objects.filter(pk=message.pk).exists()
+
+
+@pytest.mark.parametrize("role", [ADMINISTRATORS, MARKETERS])
+def test_the_message_list_shows_only_the_own_organization(client, organization, message, other_message, role):
+    client.force_login(member(organization=organization, role=role))
+    page = client.get(reverse("admin:transactional_transactionalmessage_changelist"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "EVTcartAbandonment" in html
+    assert "EVTacmeSecretLaunch" not in html
+
+
+@pytest.mark.parametrize("role", [ADMINISTRATORS, MARKETERS])
+def test_another_organizations_message_cannot_be_opened_or_changed_by_url(
+    client, organization, message, other_message, role
+):
+    client.force_login(member(organization=organization, role=role))
+    url = change_url(other_message)
+    page = client.get(url, follow=True)
+    assert "Acme secret subject" not in page.content.decode()
+    assert "doesn’t exist" in page.content.decode() or page.status_code == 404
+
+    client.post(url, {"subject": "hijacked", "_publish": "Save and publish"})
+    client.post(url, {"_unpublish": "Unpublish"})
+    other_message.refresh_from_db()
+    assert other_message.subject == "Acme secret subject"
+    assert other_message.status == "published"
+
+
+def test_the_versions_of_a_message_are_visible_read_only_to_its_marketer(client, marketer, message):
+    client.force_login(marketer)
+    submit(client, message, subject="v2 {{ ctx.firstName }}", _publish="Save and publish")
+    page = client.get(change_url(message)).content.decode()
+    for version in message.versions.all():
+        assert reverse("admin:transactional_messageversion_change", args=[version.pk]) in page
+    version = message.versions.get(number=1)
+    url = reverse("admin:transactional_messageversion_change", args=[version.pk])
+    view = client.get(url)
+    assert view.status_code == 200
+    assert client.post(url, {"number": "7"}).status_code == 403
+    version.refresh_from_db()
+    assert version.number == 1

@@ -1,0 +1,95 @@
+"""The marketer's preview, proof and versions pages in the admin."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from events.models import Event
+from messages import services
+from messages.models import Delivery
+from tests.conftest import publish_events
+from tests.factories import member
+
+pytestmark = pytest.mark.django_db
+
+
+def url(message, page: str) -> str:
+    return f"/admin/transactional/transactionalmessage/{message.pk}/{page}/"
+
+
+def test_preview_shows_the_draft_rendered_with_editable_sample_data(client, marketer, cart_configuration):
+    message = cart_configuration.message
+    message.subject = "Draft for {{ ctx.firstName }}"
+    services.save_draft(message=message)
+    client.force_login(marketer)
+    page = client.get(url(message, "preview")).content.decode()
+    assert "Draft for FirstName value" in page and 'sandbox=""' in page
+    ctx = {"firstName": "<Zoé>", "products": [{"sku": "SKU-1", "price": 9.5}]}
+    page = client.post(url(message, "preview"), {"ctx": json.dumps(ctx)}).content.decode()
+    assert "Draft for &lt;Zoé&gt;" in page and "SKU-1" in page
+    bad = client.post(url(message, "preview"), {"ctx": "{not json"}).content.decode()
+    assert "Not valid JSON" in bad
+    assert Event.objects.count() == 0
+
+
+def test_sms_preview_counts_characters_encoding_and_segments(client, marketer, organization):
+    configuration = publish_events(
+        organization,
+        {
+            "name": "otp",
+            "channel": "sms",
+            "fields": [{"name": "code", "type": "text"}],
+            "message": {"text": "Votre code : {{ ctx.code }} — merci"},
+        },
+    )[0]
+    client.force_login(marketer)
+    page = client.post(url(configuration.message, "preview"), {"ctx": '{"code": "1234"}'}).content.decode()
+    assert "Votre code : 1234" in page
+    assert "UCS-2" in page and "1 segment" in page  # the dash is not in GSM-7
+
+
+def test_proof_page_sends_to_test_addresses(client, marketer, cart_configuration, smtp_email):
+    client.force_login(marketer)
+    response = client.post(
+        url(cart_configuration.message, "proof"), {"addresses": "qa@example.com, lead@example.com", "ctx": ""}
+    )
+    assert response.status_code == 302
+    received = smtp_email.wait_for(2)
+    assert {m.subject for m in received} == {"[Proof] FirstName value, your cart is waiting"}
+    assert Delivery.objects.filter(is_proof=True).count() == 2 and Event.objects.count() == 0
+    error = client.post(url(cart_configuration.message, "proof"), {"addresses": "", "ctx": ""})
+    assert "at least one" in error.content.decode()
+
+
+def test_versions_page_shows_differences_and_republishes_an_older_version(
+    client, marketer, cart_configuration
+):
+    message = cart_configuration.message
+    message.subject = "Version two"
+    services.save_draft(message=message)
+    services.publish_message(message=message, user=marketer)
+    client.force_login(marketer)
+    page = client.get(url(message, "versions"), {"a": 1, "b": 2}).content.decode()
+    assert "Version&nbsp;two" in page and "v2 (live)" in page and str(marketer) in page
+    response = client.post(url(message, "versions/1/republish"))
+    assert response.status_code == 302
+    message.refresh_from_db()
+    assert message.live_version.number == 3
+    assert message.live_version.content["subject"] == "{{ ctx.firstName }}, your cart is waiting"
+
+
+def test_another_organizations_marketer_cannot_reach_these_pages(
+    client, cart_configuration, other_organization
+):
+    from campaign.roles import MARKETERS
+
+    client.force_login(member(organization=other_organization, role=MARKETERS))
+    for page in ("preview", "proof", "versions"):
+        response = client.get(url(cart_configuration.message, page))
+        assert response.status_code in (302, 404)
+        assert "cart is waiting" not in response.content.decode()
+    assert client.post(url(cart_configuration.message, "versions/1/republish")).status_code in (302, 404)
+    cart_configuration.message.refresh_from_db()
+    assert cart_configuration.message.live_version.number == 1
