@@ -214,7 +214,9 @@ def set_up(args) -> dict:
     call_command("migrate", verbosity=0)
     organization = campaign_services.create_organization(slug=ORGANIZATION, sender_address="shop@example.com")
     credential = campaign_services.create_api_credential(organization=organization, name="bench")
-    token = campaign_services.issue_access_token(api_key=credential.api_key, client_secret=credential.client_secret)
+    token = campaign_services.issue_access_token(
+        api_key=credential.credential.api_key, client_secret=credential.client_secret
+    )
     [configuration] = import_file(
         {
             "organization": ORGANIZATION,
@@ -226,7 +228,7 @@ def set_up(args) -> dict:
         "organization_id": organization.pk,
         "configuration_id": configuration.pk,
         "event_id": configuration.event_id,
-        "headers": {"Authorization": f"Bearer {token.access_token}", "X-Api-Key": credential.api_key},
+        "headers": {"Authorization": f"Bearer {token.access_token}", "X-Api-Key": credential.credential.api_key},
     }
 
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -173,6 +174,20 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TRANSACTIONAL_QUEUE = env.str("CELERY_TRANSACTIONAL_QUEUE", default="transactional")
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=5.0)
 SWEEP_BATCH_SIZE = env.int("SWEEP_BATCH_SIZE", default=500)
+# A plain `celery -A campaign worker` consumes both queues; a dedicated worker can take `-Q transactional`.
+CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(CELERY_TRANSACTIONAL_QUEUE))
+CELERY_TASK_ROUTES = {
+    "events.process_event": {"queue": CELERY_TRANSACTIONAL_QUEUE},
+    "events.sweep": {"queue": CELERY_TRANSACTIONAL_QUEUE},
+}
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {
+        "task": "events.sweep",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+        # A sweep that waited longer than the next one is pointless: drop it.
+        "options": {"expires": SWEEP_INTERVAL_SECONDS * 2},
+    },
+}
 
 # --- Event processing ------------------------------------------------------------------------
 EVENT_LEASE_SECONDS = env.int("EVENT_LEASE_SECONDS", default=60)
