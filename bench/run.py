@@ -180,7 +180,6 @@ def environment(args, smtp_port: int | None = None) -> dict[str, str]:
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "ACCESS_LOG": "-",
-        "API_RATE_LIMIT": "1000000/s",
         "VAR_DIR": str(OUT / "var"),
         "PROMETHEUS_MULTIPROC_DIR": str(OUT / "prometheus"),
         "PYTHONUNBUFFERED": "1",

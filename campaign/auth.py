@@ -12,10 +12,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, NotFound
 from rest_framework.throttling import SimpleRateThrottle
 
-from campaign.models import AccessToken, hash_secret
+from campaign.models import AccessToken, ApiCredential, hash_secret
 
 _MISSING = "missing"
 
@@ -72,6 +72,17 @@ def forget_tokens(token_hashes: list[str]) -> None:
     cache.delete_many([_cache_key(h) for h in token_hashes])
 
 
+NOT_FOUND = "No such event type for this organization, or it is not published."
+
+
+def _key_of_another_organization(api_key: str, organization_id: int) -> bool:
+    return (
+        ApiCredential.objects.filter(api_key=api_key, is_active=True)
+        .exclude(organization_id=organization_id)
+        .exists()
+    )
+
+
 class CampaignTokenAuthentication(BaseAuthentication):
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -84,7 +95,12 @@ class CampaignTokenAuthentication(BaseAuthentication):
         if not api_key:
             raise AuthenticationFailed("The X-Api-Key header is required.")
         caller = caller_for_token(token.strip())
-        if caller is None or not hmac.compare_digest(caller.api_key.encode(), api_key.encode()):
+        if caller is not None and not hmac.compare_digest(caller.api_key.encode(), api_key.encode()):
+            if _key_of_another_organization(api_key, caller.organization_id):
+                # Credentials of two organizations mixed: answered like a URL of another organization.
+                raise NotFound(NOT_FOUND)
+            caller = None
+        if caller is None:
             raise AuthenticationFailed(
                 "Invalid or expired access token, or an API key that does not match it."
             )
@@ -95,7 +111,7 @@ class CampaignTokenAuthentication(BaseAuthentication):
 
 
 class CredentialRateThrottle(SimpleRateThrottle):
-    """Requests per credential (API_RATE_LIMIT, e.g. `6000/min`); 429 with Retry-After beyond."""
+    """Requests per credential (API_RATE_LIMIT, e.g. `6000/min`; none when unset); 429 with Retry-After."""
 
     scope = "credential"
 

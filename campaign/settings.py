@@ -120,14 +120,14 @@ STORAGES = {
 }
 
 # --- Email -----------------------------------------------------------------------------------
-# EMAIL_URL (smtp://user:pass@host:port, consolemail://, filemail://...) wins; else EMAIL_HOST/PORT
-# choose SMTP; else emails are written as files under var/mail so that the demo needs no server.
+# EMAIL_URL (smtp://user:pass@host:port, consolemail://, filemail://...) wins; else EMAIL_HOST and/or
+# EMAIL_PORT choose SMTP (host default localhost, port default 25); else emails are written as files under var/mail so that the demo needs no server.
 EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
-elif env.str("EMAIL_HOST", default=""):
+elif env.str("EMAIL_HOST", default="") or env.str("EMAIL_PORT", default=""):
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = env.str("EMAIL_HOST")
+    EMAIL_HOST = env.str("EMAIL_HOST", default="") or "localhost"
     EMAIL_PORT = env.int("EMAIL_PORT", default=25)
     EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
     EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
@@ -199,7 +199,8 @@ EVENT_REENQUEUE_AFTER_SECONDS = env.int("EVENT_REENQUEUE_AFTER_SECONDS", default
 # --- API -------------------------------------------------------------------------------------
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=256 * 1024)
 API_TOKEN_TTL_SECONDS = env.int("API_TOKEN_TTL_SECONDS", default=24 * 3600)
-API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="6000/min")
+# Requests per credential, e.g. `6000/min`; empty (the default): no limit, as the hosted API's clients expect.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="") or None
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=25)
 IDEMPOTENCY_WINDOW_SECONDS = env.int("IDEMPOTENCY_WINDOW_SECONDS", default=24 * 3600)
 AUTH_CACHE_SECONDS = env.int("AUTH_CACHE_SECONDS", default=60)

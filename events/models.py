@@ -61,6 +61,9 @@ class EventConfiguration(models.Model):
     # The schema the API enforces, frozen at publication; later edits wait for the next publish.
     published_schema = models.JSONField(null=True, blank=True, editable=False)
     published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Unpublishing a message takes its endpoint down too; publishing that message again brings the
+    # endpoint back, but never one an administrator unpublished on purpose.
+    unpublished_with_message = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -35,9 +35,10 @@ class Outcome:
 
 
 def retry_delay(attempt: int) -> float:
-    """Exponential backoff with full jitter around the base: base * 2^(attempt-1) * [0.5, 1.5)."""
+    """Exponential backoff, jittered upwards only: base * 2^(attempt-1) * [1, 1.5). Never sooner than
+    the operator's EVENT_RETRY_DELAY_SECONDS, and retries of a burst do not hit the server together."""
     base = settings.EVENT_RETRY_DELAY_SECONDS * (2 ** max(0, attempt - 1))
-    return base * (0.5 + random.random())
+    return base * (1 + 0.5 * random.random())
 
 
 class LeaseLost(Exception):

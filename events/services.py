@@ -148,7 +148,10 @@ def publish_configuration(*, configuration: EventConfiguration) -> EventConfigur
         configuration.published_schema = schema
         configuration.status = EventConfiguration.Status.PUBLISHED
         configuration.published_at = timezone.now()
-        configuration.save(update_fields=["published_schema", "status", "published_at", "updated_at"])
+        configuration.unpublished_with_message = False
+        configuration.save(
+            update_fields=["published_schema", "status", "published_at", "unpublished_with_message", "updated_at"]
+        )
         if not TransactionalMessage.objects.filter(configuration=configuration).exists():
             TransactionalMessage.objects.create(
                 configuration=configuration, **default_message_content(schema)
@@ -157,14 +160,19 @@ def publish_configuration(*, configuration: EventConfiguration) -> EventConfigur
     return configuration
 
 
-def unpublish_configuration(*, configuration: EventConfiguration, reason: str = "") -> EventConfiguration:
-    """Take the endpoint down, return the message to draft, and fail the events still queued."""
+def unpublish_configuration(
+    *, configuration: EventConfiguration, reason: str = "", with_message: bool = False
+) -> EventConfiguration:
+    """Take the endpoint down, return the message to draft, and fail the events still queued.
+
+    `with_message`: the message's Unpublish did it, so publishing the message brings it back."""
     from messages.models import TransactionalMessage
 
     with transaction.atomic():
         configuration = EventConfiguration.objects.select_for_update().get(pk=configuration.pk)
         configuration.status = EventConfiguration.Status.DRAFT
-        configuration.save(update_fields=["status", "updated_at"])
+        configuration.unpublished_with_message = with_message
+        configuration.save(update_fields=["status", "unpublished_with_message", "updated_at"])
         TransactionalMessage.objects.filter(configuration=configuration).update(
             status=TransactionalMessage.Status.DRAFT, updated_at=timezone.now()
         )

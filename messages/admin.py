@@ -51,6 +51,10 @@ class TransactionalMessageForm(forms.ModelForm):
         if configuration.is_published and message.status != TransactionalMessage.Status.DRAFT:
             content = {key: cleaned.get(key, "") for key in CONTENT_KEYS[configuration.channel]}
             for group in services.REQUIRED_PARTS[configuration.channel]:
+                # A part with an error of its own has left cleaned_data: it is not empty, it is wrong,
+                # and that error is the one to show.
+                if any(part in self.errors for part in group):
+                    continue
                 if not any(str(content.get(part) or "").strip() for part in group):
                     self.add_error(group[0], "The message of a published event cannot be emptied.")
         return cleaned
@@ -184,7 +188,7 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
         for button, action, done in (
             ("_publish", lambda: services.publish_message(message=obj, user=request.user), "published"),
             ("_pause", lambda: services.pause_message(message=obj), "paused"),
-            ("_resume", lambda: services.resume_message(message=obj), "resumed"),
+            ("_resume", lambda: services.resume_message(message=obj, user=request.user), "resumed"),
             ("_unpublish", lambda: services.unpublish_message(message=obj), "unpublished"),
         ):
             if button in request.POST:

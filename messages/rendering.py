@@ -128,9 +128,10 @@ def _guarded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
 class MessageSandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox, plus rules for plain data and a message's size.
 
-    * `ctx.values` means the event's field `values`, not the dict method (Jinja prefers attributes,
-      so a field or collection named `items`, `keys`, `values`, `get` or `copy` would render a
-      method); data keys win over attributes.
+    * `ctx.values` means the event's field `values`, never the dict method (Jinja prefers
+      attributes, so a field or collection named `items`, `keys`, `values`, `get` or `copy` would
+      render a method, or fail to loop when the optional field is absent): on a dict, `.name` is
+      only ever a key, and a missing key is undefined like any other missing field.
     * Jinja folds constant expressions when it compiles, so `{{ 'a' * 10**9 }}`, `{{ 9**9**9 }}` or
       `{{ 'x'|center(10**9) }}` would exhaust the server when a template is merely *saved*: `*`,
       `**` and `%` are intercepted (computed at render time only) and, like method and filter
@@ -140,8 +141,10 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, dict) and attribute in obj:
-            return obj[attribute]
+        if isinstance(obj, dict):
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:

@@ -23,7 +23,12 @@ from django.utils import timezone
 from campaign.metrics import DELIVERIES
 from campaign.models import Profile, Quarantine
 from events.models import Event, EventConfiguration
-from events.services import PublicationError, enqueue_events, unpublish_configuration
+from events.services import (
+    PublicationError,
+    enqueue_events,
+    publish_configuration,
+    unpublish_configuration,
+)
 from events.transitions import transition_many
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_for
 from messages.models import CONTENT_KEYS, Delivery, MessageVersion, TransactionalMessage
@@ -61,33 +66,44 @@ def _lock(message: TransactionalMessage) -> TransactionalMessage:
 
 
 def publish_message(*, message: TransactionalMessage, user: Any = None) -> MessageVersion:
-    """Snapshot the draft as an immutable version and make it live. Events use it from now on."""
+    """Snapshot the draft as an immutable version and make it live. Events use it from now on.
+
+    Unpublishing a message also took its event's endpoint down; publishing the message again
+    brings that endpoint back (an event an administrator unpublished stays down).
+    """
     with transaction.atomic():
         message = _lock(message)
         configuration = message.configuration
         if configuration.status != EventConfiguration.Status.PUBLISHED:
-            raise PublicationError([f"Publish the event {configuration.event_id} before its message."])
-        content = message.draft_content()
-        errors = content_errors(
-            channel=configuration.channel, content=content, schema=configuration.published_schema
+            if not configuration.unpublished_with_message:
+                raise PublicationError([f"Publish the event {configuration.event_id} before its message."])
+            message.configuration = publish_configuration(configuration=configuration)
+        return _make_draft_live(message, user=user)
+
+
+def _make_draft_live(message: TransactionalMessage, *, user: Any = None) -> MessageVersion:
+    """Validate the draft, snapshot it as a new version if it changed, publish, and release the
+    events a pause kept. The caller holds the message's lock."""
+    configuration = message.configuration
+    content = message.draft_content()
+    errors = content_errors(channel=configuration.channel, content=content, schema=configuration.published_schema)
+    if errors:
+        raise PublicationError(errors)
+    version = message.live_version
+    if version is None or version.content != content:
+        number = (message.versions.aggregate(top=Max("number"))["top"] or 0) + 1
+        version = MessageVersion.objects.create(
+            message=message,
+            number=number,
+            content=content,
+            published_by=user if getattr(user, "pk", None) else None,
         )
-        if errors:
-            raise PublicationError(errors)
-        version = message.live_version
-        if version is None or version.content != content:
-            number = (message.versions.aggregate(top=Max("number"))["top"] or 0) + 1
-            version = MessageVersion.objects.create(
-                message=message,
-                number=number,
-                content=content,
-                published_by=user if getattr(user, "pk", None) else None,
-            )
-        was_paused = message.status == TransactionalMessage.Status.PAUSED
-        message.live_version = version
-        message.status = TransactionalMessage.Status.PUBLISHED
-        message.save(update_fields=["live_version", "status", "updated_at"])
-        if was_paused:
-            _release_paused_events(configuration)
+    was_paused = message.status == TransactionalMessage.Status.PAUSED
+    message.live_version = version
+    message.status = TransactionalMessage.Status.PUBLISHED
+    message.save(update_fields=["live_version", "status", "updated_at"])
+    if was_paused:
+        _release_paused_events(configuration)
     return version
 
 
@@ -125,15 +141,14 @@ def pause_message(*, message: TransactionalMessage) -> TransactionalMessage:
     return message
 
 
-def resume_message(*, message: TransactionalMessage) -> TransactionalMessage:
-    """Send again: paused events that have not expired are processed with the live version."""
+def resume_message(*, message: TransactionalMessage, user: Any = None) -> TransactionalMessage:
+    """Send again: paused events that have not expired are processed with the content as it stands
+    at resume (edits made during the pause are validated and published as a new version)."""
     with transaction.atomic():
         message = _lock(message)
         if message.status != TransactionalMessage.Status.PAUSED:
             raise PublicationError([f"Only a paused message can be resumed (this one is {message.status})."])
-        message.status = TransactionalMessage.Status.PUBLISHED
-        message.save(update_fields=["status", "updated_at"])
-        _release_paused_events(message.configuration)
+        _make_draft_live(message, user=user)
     return message
 
 
@@ -165,7 +180,9 @@ def unpublish_message(*, message: TransactionalMessage) -> TransactionalMessage:
     """Back to draft; as in the product we follow, this unpublishes the event type too."""
     if message.status == TransactionalMessage.Status.DRAFT:
         raise PublicationError(["The message is not published."])
-    unpublish_configuration(configuration=message.configuration, reason="the message was unpublished")
+    unpublish_configuration(
+        configuration=message.configuration, reason="the message was unpublished", with_message=True
+    )
     message.refresh_from_db()
     return message
 

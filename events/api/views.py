@@ -16,14 +16,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaign.api_errors import Conflict, FieldError, RequestTooLarge
-from campaign.auth import ApiCaller
+from campaign.auth import NOT_FOUND, ApiCaller  # one wording for every "not yours"
 from events import selectors, services
 from events.api.parsers import LimitedJSONParser
 from events.api.serializers import EventInputSerializer, EventOutputSerializer
 from events.models import Event, EventConfiguration
 
 logger = logging.getLogger(__name__)
-NOT_FOUND = "No such event type for this organization, or it is not published."
 
 
 class EventViewSet(viewsets.ViewSet):

@@ -61,7 +61,23 @@ def test_create_organization_with_a_sender_that_is_not_an_address_is_refused():
     with pytest.raises(CommandError) as refused:
         call_command("create_organization", "geometrixx", "--sender", "not-an-address")
     assert refused.value.returncode == 2
+    assert str(refused.value) == "--sender: Enter a valid email address."
     assert not Organization.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_organization_with_a_too_long_name_names_the_option_once():
+    with pytest.raises(CommandError) as refused:
+        call_command("create_organization", "geometrixx", "--name", "x" * 201)
+    assert str(refused.value).startswith("--name: ") and str(refused.value).count("--name") == 1
+    assert not Organization.objects.exists()
+
+
+def test_create_organization_with_a_bad_sender_says_so_on_one_line(cli):
+    result = cli.run("create_organization", "acme2", "--sender", "notanemail")
+    assert_bad_input(result)
+    assert "--sender" in result.stderr and "valid email address" in result.stderr
+    assert cli.rows("SELECT COUNT(*) FROM campaign_organization WHERE slug = 'acme2'") == [(0,)]
 
 
 # --- create_api_credential ---------------------------------------------------------------------

@@ -338,3 +338,10 @@ def test_sms_and_push_go_through_their_backends(organization, settings, tmp_path
     push_file = json.loads(next((tmp_path / "push").iterdir()).read_text())
     assert push_file["message"]["token"] == "tok-1"
     assert push_file["message"]["notification"] == {"title": "Shipped", "body": "Order A1 is on its way"}
+
+
+def test_retry_delays_never_come_before_the_configured_delay_and_double(settings):
+    settings.EVENT_RETRY_DELAY_SECONDS = 10
+    for attempt, base in ((1, 10), (2, 20), (3, 40)):
+        delays = [pipeline.retry_delay(attempt) for _ in range(200)]
+        assert base <= min(delays) and max(delays) < base * 1.5

@@ -141,6 +141,25 @@ def test_the_message_of_a_published_event_cannot_be_emptied(client, marketer, me
     assert message.subject == "{{ ctx.firstName }}, your cart is waiting"
 
 
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"subject": "Hello {{ ctx.firstName "}, "subject"),
+        ({"subject": "Hello {{ ctx.nope }}"}, "subject"),
+        ({"html": "<p>{% for %}</p>", "text": ""}, "html"),
+    ],
+)
+def test_a_template_error_is_the_only_error_shown_not_also_emptied(client, marketer, message, changes, field):
+    client.force_login(marketer)
+    answer = submit(client, message, **changes, _save="Save")
+    assert answer.status_code == 200
+    errors = answer.context["adminform"].form.errors
+    assert list(errors) == [field]
+    (error,) = errors[field]
+    assert "cannot be emptied" not in error
+    assert "cannot be emptied" not in answer.content.decode()
+
+
 def test_marketer_cannot_delete_a_message_nor_create_one(client, marketer, message):
     client.force_login(marketer)
     assert (

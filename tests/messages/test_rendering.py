@@ -122,6 +122,13 @@ def test_fields_named_like_dict_methods_render_their_values():
     assert render_content({"text": source}, keys=("text",), context={"ctx": ctx})["text"] == "V/K:ab"
 
 
+def test_absent_optional_fields_named_like_dict_methods_are_empty_not_methods():
+    """An optional collection `items` left out of the event loops over nothing (it used to fail
+    the delivery: the dict's own `.items` method is not iterable)."""
+    source = "[{{ ctx.values }}]{% for i in ctx.items %}{{ i.sku }}{% endfor %}{{ ctx.get | default('-') }}"
+    assert render_content({"text": source}, keys=("text",), context={"ctx": {}})["text"] == "[]-"
+
+
 # --- Language variants -------------------------------------------------------------------------
 
 VARIANTS = {

@@ -51,6 +51,49 @@ def test_a_message_cannot_publish_before_its_event_or_empty(organization):
         services.publish_message(message=message)
 
 
+def test_a_message_whose_event_an_administrator_unpublished_cannot_be_published(cart_configuration):
+    from events.services import unpublish_configuration
+
+    unpublish_configuration(configuration=cart_configuration)
+    with pytest.raises(PublicationError, match="Publish the event EVTcartAbandonment before its message"):
+        services.publish_message(message=cart_configuration.message)
+
+
+def test_publishing_an_unpublished_message_again_brings_its_endpoint_back(cart_configuration):
+    message = cart_configuration.message
+    services.unpublish_message(message=message)
+    cart_configuration.refresh_from_db()
+    assert cart_configuration.status == "draft"
+    services.publish_message(message=message)
+    message.refresh_from_db()
+    cart_configuration.refresh_from_db()
+    assert message.status == "published" and cart_configuration.status == "published"
+
+
+def test_resume_publishes_the_content_as_it_stands_at_resume(cart_configuration):
+    message = cart_configuration.message
+    first = message.live_version
+    services.pause_message(message=message)
+    message.subject = "Edited while paused, {{ ctx.firstName }}"
+    services.save_draft(message=message)
+    services.resume_message(message=message)
+    message.refresh_from_db()
+    assert message.status == "published"
+    assert message.live_version.number == first.number + 1
+    assert message.live_version.content["subject"] == "Edited while paused, {{ ctx.firstName }}"
+
+
+def test_resume_refuses_a_draft_that_does_not_compile_and_stays_paused(cart_configuration):
+    message = cart_configuration.message
+    services.pause_message(message=message)
+    message.subject = "{{ ctx.firstName "
+    services.save_draft(message=message)
+    with pytest.raises(PublicationError, match="subject"):
+        services.resume_message(message=message)
+    message.refresh_from_db()
+    assert message.status == "paused"
+
+
 def test_pause_and_resume_only_from_the_right_states(cart_configuration):
     message = cart_configuration.message
     with pytest.raises(PublicationError):

@@ -1,4 +1,4 @@
-"""`manage.py create_organization ORG [--name NAME]`."""
+"""`manage.py create_organization ORG [--name NAME] [--sender ADDRESS]`."""
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
@@ -25,5 +25,15 @@ class Command(CampaignCommand):
         )
 
 
+# The model's fields as the command's options, so that an error names what the operator typed.
+OPTIONS = {"sender_address": "--sender", "name": "--name", "sender_name": "--name"}
+
+
 def _one_line(error: ValidationError) -> str:
-    return " ".join(error.messages)
+    if not hasattr(error, "error_dict"):
+        return " ".join(error.messages)
+    parts = []
+    for field, errors in error.message_dict.items():
+        text = " ".join(errors)
+        parts.append(f"{OPTIONS[field]}: {text}" if field in OPTIONS else text)
+    return " ".join(dict.fromkeys(parts))  # --name fills two fields: say it once

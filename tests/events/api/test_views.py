@@ -178,6 +178,23 @@ def test_token_without_matching_api_key_is_401(api, cart_configuration, organiza
     assert post(api, seed_body()).status_code == 401
 
 
+def test_token_and_key_of_two_organizations_are_404_and_reveal_nothing(
+    api, cart_configuration, other_organization
+):
+    pkey = post(api, seed_body()).json()["PKey"]
+    intruder = api_client_for(other_organization)
+    for token_of, key_of in ((api, intruder), (intruder, api)):
+        mixed = api_client_for(other_organization)
+        mixed.credentials(
+            HTTP_AUTHORIZATION=token_of._credentials["HTTP_AUTHORIZATION"],
+            HTTP_X_API_KEY=key_of.credential.api_key,
+        )
+        for response in (post(mixed, seed_body()), mixed.get(f"{CART_URL}/{pkey}")):
+            assert response.status_code == 404
+            assert pkey not in response.content.decode()
+    assert Event.objects.count() == 1
+
+
 def test_api_key_alone_is_401(api, cart_configuration):
     api.credentials(HTTP_X_API_KEY=api.credential.api_key)
     assert post(api, seed_body()).status_code == 401
@@ -287,7 +304,7 @@ def test_rate_limit_per_credential_answers_429_with_retry_after(api, cart_config
             api_client_for(organization).get(CART_URL).status_code == 200
         )  # another credential is not limited
     finally:
-        CredentialRateThrottle.THROTTLE_RATES = {"credential": "6000/min"}
+        CredentialRateThrottle.THROTTLE_RATES = {"credential": None}
         api_settings.reload()
 
 
@@ -305,6 +322,9 @@ def test_sms_event_normalises_the_phone_to_e164(api, organization):
     response = post(api, {"mobilePhone": "+33 6 12 34 56 78", "ctx": {"code": "1234"}}, url=url)
     assert response.status_code == 201
     assert response.json()["mobilePhone"] == "+33612345678"
+    # Test ranges (+1 555 01xx, +44 7700 900xxx) are numbers of the right length: accepted.
+    for number in ("+15555550123", "+447700900123"):
+        assert post(api, {"mobilePhone": number, "ctx": {"code": "1"}}, url=url).status_code == 201
     assert (
         post(api, {"mobilePhone": "12", "ctx": {"code": "1"}}, url=url).json()["error"]["field"]
         == "mobilePhone"
