@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from typing import TextIO
 
 from django.core.exceptions import ValidationError
@@ -11,6 +12,8 @@ from django.db import transaction
 from django.db.models.functions import Lower
 
 from campaign.models import Organization, Profile
+from events.schema import SchemaError
+from events.schema import _normalise_phone as normalise_phone  # the API's rule, so both store the same
 
 COLUMNS = {
     "email": "email",
@@ -21,6 +24,9 @@ COLUMNS = {
 }
 BOOLEAN_COLUMNS = {"optedOut": "opted_out", "blocklisted": "blocklisted"}
 TRUE, FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
+# A language code as variants are keyed: `en`, `fr`, `pt-BR`, `zh_Hant` (2 to 8 letters, then
+# optional subtags). The model has no rule of its own; this is the shape choose_variant() reads.
+LANGUAGE = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 
 
 class ProfileFileError(Exception):
@@ -49,7 +55,18 @@ def import_profiles_csv(*, organization: Organization, handle: TextIO) -> tuple[
                     limit = Profile._meta.get_field(COLUMNS[column]).max_length
                     if len(raw) > limit:
                         raise ProfileFileError(f"line {line}: {column}: longer than {limit} characters")
-                    values[COLUMNS[column]] = raw.lower() if column == "email" else raw
+                    if column == "email":
+                        raw = raw.lower()
+                    elif column == "mobilePhone" and raw:
+                        try:
+                            raw = normalise_phone(raw)
+                        except SchemaError as error:
+                            raise ProfileFileError(f"line {line}: {column}: {error.message}") from None
+                    elif column == "language" and raw and not LANGUAGE.match(raw):
+                        raise ProfileFileError(
+                            f"line {line}: {column}: '{raw}' is not a language code (en, fr, pt-BR...)"
+                        )
+                    values[COLUMNS[column]] = raw
                 elif column in BOOLEAN_COLUMNS:
                     if raw.lower() not in TRUE | FALSE:
                         raise ProfileFileError(f"line {line}: {column}: '{raw}' is not true or false")

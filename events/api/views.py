@@ -12,11 +12,13 @@ import logging
 from django.conf import settings
 from rest_framework import viewsets
 from rest_framework.exceptions import NotFound, UnsupportedMediaType
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaign.api_errors import Conflict, FieldError, RequestTooLarge
 from campaign.auth import NOT_FOUND, ApiCaller  # one wording for every "not yours"
+from campaign.negotiation import AlwaysJSON
 from events import selectors, services
 from events.api.parsers import LimitedJSONParser
 from events.api.serializers import EventInputSerializer, EventOutputSerializer
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 class EventViewSet(viewsets.ViewSet):
     parser_classes = [LimitedJSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = AlwaysJSON
     schema = None  # described per published event by events.api.openapi
     configuration: EventConfiguration
 

@@ -195,6 +195,15 @@ def test_token_and_key_of_two_organizations_are_404_and_reveal_nothing(
     assert Event.objects.count() == 1
 
 
+@pytest.mark.parametrize("accept", ["text/plain", "application/xml", "text/html;q=0.9"])
+def test_any_accept_header_gets_json_never_406(api, cart_configuration, accept):
+    created = post(api, seed_body(), HTTP_ACCEPT=accept)
+    assert created.status_code == 201 and created["Content-Type"] == "application/json"
+    fetched = api.get(f"{CART_URL}/{created.json()['PKey']}", HTTP_ACCEPT=accept)
+    assert fetched.status_code == 200 and fetched.json()["PKey"] == created.json()["PKey"]
+    assert post(api, {"ctx": {}}, HTTP_ACCEPT=accept).json()["error"]["field"] == "email"
+
+
 def test_api_key_alone_is_401(api, cart_configuration):
     api.credentials(HTTP_X_API_KEY=api.credential.api_key)
     assert post(api, seed_body()).status_code == 401
