@@ -24,9 +24,9 @@ COLUMNS = {
 }
 BOOLEAN_COLUMNS = {"optedOut": "opted_out", "blocklisted": "blocklisted"}
 TRUE, FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
-# A language code as variants are keyed: `en`, `fr`, `pt-BR`, `zh_Hant` (2 to 8 letters, then
-# optional subtags). The model has no rule of its own; this is the shape choose_variant() reads.
-LANGUAGE = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
+# A language code as variants are keyed (the model has no rule of its own): an ISO 639 code of 2 or 3
+# letters, then optional subtags, as choose_variant() reads them: `en`, `fr`, `pt-BR`, `zh_Hant`.
+LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
 class ProfileFileError(Exception):

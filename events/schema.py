@@ -236,10 +236,13 @@ def _normalise_phone(value: Any) -> str:
         number = phonenumbers.parse(value, None if value.strip().startswith("+") else "US")
     except phonenumbers.NumberParseException:
         raise SchemaError("mobilePhone", f"'{value}' is not a phone number") from None
-    # "Possible" (the right length for its country), not "valid": numbering plans change faster than
-    # the library, and test ranges such as +1 555 0100 must be accepted; the gateway has the last word.
-    if not phonenumbers.is_possible_number(number):
-        raise SchemaError("mobilePhone", f"'{value}' is not a valid phone number")
+    # International numbers: "possible" (the right length for their country), not "valid": numbering
+    # plans change faster than the library, and test ranges such as +1 555 0100 must pass. A number
+    # without a country code is ambiguous: it is read as a US number only if it is a valid one.
+    international = value.strip().startswith("+")
+    acceptable = phonenumbers.is_possible_number if international else phonenumbers.is_valid_number
+    if not acceptable(number):
+        raise SchemaError("mobilePhone", f"'{value}' is not a valid phone number (E.164, e.g. +33612345678)")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

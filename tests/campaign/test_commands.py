@@ -143,8 +143,17 @@ def test_bad_profile_files_exit_2_with_one_line_and_write_nothing(cli, tmp_path)
     not_utf8 = tmp_path / "latin1.csv"
     not_utf8.write_bytes("email,firstName\nzoe@example.com,Zoë\n".encode("latin-1"))
     missing = tmp_path / "missing.csv"
+    bad_phone = tmp_path / "bad-phone.csv"
+    bad_phone.write_text(
+        "email,mobilePhone\nok@example.com,+33612345678\nbad@example.com,abc\n", encoding="utf-8"
+    )
+    bad_language = tmp_path / "bad-language.csv"
+    bad_language.write_text("email,language\nok@example.com,en\nbad@example.com,klingon\n", encoding="utf-8")
     results = cli.run_all(
-        [["import_profiles", "geometrixx", str(path)] for path in (bad_email, no_column, not_utf8, missing)]
+        [
+            ["import_profiles", "geometrixx", str(path)]
+            for path in (bad_email, no_column, not_utf8, missing, bad_phone, bad_language)
+        ]
     )
     for result in results:
         assert_bad_input(result)
@@ -152,6 +161,8 @@ def test_bad_profile_files_exit_2_with_one_line_and_write_nothing(cli, tmp_path)
     assert "'email' column" in results[1].stderr
     assert "not UTF-8" in results[2].stderr
     assert "Cannot read" in results[3].stderr
+    assert "line 3: mobilePhone: 'abc'" in results[4].stderr
+    assert "line 3: language: 'klingon'" in results[5].stderr
     assert cli.count("campaign_profile") == 0
 
 
@@ -172,6 +183,25 @@ def test_import_profiles_keeps_other_columns_as_profile_data_and_reads_booleans(
     assert (profile.email, profile.first_name, profile.last_name) == ("jane@example.com", "Jane", "Doe")
     assert (profile.mobile_phone, profile.language, profile.opted_out) == ("+33612345678", "fr", True)
     assert profile.data == {"loyaltyTier": "gold"}
+
+
+@pytest.mark.django_db
+def test_import_profiles_normalises_phones_to_e164_as_the_api_does_and_accepts_language_codes(
+    organization, tmp_path
+):
+    path = write_csv(
+        tmp_path,
+        "email,mobilePhone,language\n"
+        "a@example.com,+33 6 12 34 56 78,fr\n"
+        "b@example.com,(201) 555-0123,pt-BR\n"
+        "c@example.com,,\n",
+    )
+    assert run("import_profiles", "geometrixx", str(path)).strip() == "3 profile(s) created, 0 updated."
+    assert list(Profile.objects.order_by("email").values_list("mobile_phone", "language")) == [
+        ("+33612345678", "fr"),
+        ("+12015550123", "pt-BR"),
+        ("", ""),
+    ]
 
 
 @pytest.mark.django_db
@@ -210,6 +240,10 @@ def test_import_profiles_does_not_touch_another_organizations_profile(
         ("email,firstName\na@example.com," + "x" * 201, "firstName: longer than 200"),
         ("email,language\na@example.com,a-very-long-language-tag", "language: longer than 16"),
         ("email,firstName\n,Nobody", "email: '' is not an email address"),
+        ("email,mobilePhone\na@example.com,abc", "mobilePhone: 'abc' is not a phone number"),
+        ("email,mobilePhone\na@example.com,12", "mobilePhone: '12' is not a valid phone number"),
+        ("email,language\na@example.com,klingon", "language: 'klingon' is not a language code"),
+        ("email,language\na@example.com,e", "language: 'e' is not a language code"),
     ],
 )
 def test_a_bad_row_rejects_the_whole_profile_file(organization, tmp_path, text, message):
