@@ -144,14 +144,25 @@ async def _open_loop(host, port, make_request, rate, duration, expect, token_pre
 
 
 def closed_loop(
-    host: str, port: int, make_request: Callable[[str], Request], *, concurrency: int, duration: float,
+    host: str,
+    port: int,
+    make_request: Callable[[str], Request],
+    *,
+    concurrency: int,
+    duration: float,
     expect: int = 201,
 ) -> LoadResult:
     return asyncio.run(_closed_loop(host, port, make_request, concurrency, duration, expect))
 
 
 def open_loop(
-    host: str, port: int, make_request: Callable[[str], Request], *, rate: float, duration: float,
-    token_prefix: str, expect: int = 201,
+    host: str,
+    port: int,
+    make_request: Callable[[str], Request],
+    *,
+    rate: float,
+    duration: float,
+    token_prefix: str,
+    expect: int = 201,
 ) -> LoadResult:
     return asyncio.run(_open_loop(host, port, make_request, rate, duration, expect, token_prefix))

@@ -43,7 +43,9 @@ EVENT = {
         {"name": "lastProduct", "type": "text"},
         {"name": "token", "type": "text"},
     ],
-    "collections": [{"name": "products", "fields": [{"name": "sku", "type": "text"}, {"name": "price", "type": "text"}]}],
+    "collections": [
+        {"name": "products", "fields": [{"name": "sku", "type": "text"}, {"name": "price", "type": "text"}]}
+    ],
 }
 # One content, valid in both Jinja2 (ours) and Django templates (the peer's): the same emails.
 SUBJECT = "{{ ctx.firstName }}, your cart is waiting [bench:{{ ctx.token }}]"
@@ -131,7 +133,9 @@ class Sink:
         self.port = free_port()
         self.path = OUT / "smtp-accepted.log"
         self.path.write_text("")
-        self.process = Process("smtp-sink", [sys.executable, "bench/smtp_sink.py", str(self.port), str(self.path)], env)
+        self.process = Process(
+            "smtp-sink", [sys.executable, "bench/smtp_sink.py", str(self.port), str(self.path)], env
+        )
         wait_until(lambda: "ready" in self.process.log_path.read_text(), timeout=15, what="the SMTP sink")
 
     def accepted(self, prefix: str) -> dict[str, float]:
@@ -227,7 +231,10 @@ def set_up(args) -> dict:
         "organization_id": organization.pk,
         "configuration_id": configuration.pk,
         "event_id": configuration.event_id,
-        "headers": {"Authorization": f"Bearer {token.access_token}", "X-Api-Key": credential.credential.api_key},
+        "headers": {
+            "Authorization": f"Bearer {token.access_token}",
+            "X-Api-Key": credential.credential.api_key,
+        },
     }
 
 
@@ -269,14 +276,20 @@ def start_worker(env: dict[str, str], concurrency: int, *, beat: bool = False) -
 
 def run_pgbench(args, ids: dict, clients: int, duration: float) -> dict:
     script = OUT / "insert.sql"
-    script.write_text(
-        "INSERT INTO events_event (pkey, organization_id, configuration_id, email, mobile_phone, push_platform,"
-        " registration_token, application, ctx, status, attempts, next_attempt_at, enqueued_at, last_error,"
-        " request_fingerprint, created_at, updated_at) VALUES (md5(random()::text || clock_timestamp()::text),"
-        f" {ids['organization_id']}, {ids['configuration_id']}, 'jack@example.com', '', '', '', '',"
-        f" '{json.dumps(event_body('pgbench')['ctx'])}'::jsonb, 'pending', 0, now(), now(), '', '', now(), now());\n"
+    columns = (
+        "pkey, organization_id, configuration_id, email, mobile_phone, push_platform, registration_token,"
+        " application, ctx, status, attempts, next_attempt_at, enqueued_at, last_error, request_fingerprint,"
+        " created_at, updated_at"
     )
-    pgbench = shutil.which("pgbench") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
+    ctx = json.dumps(event_body("pgbench")["ctx"])
+    script.write_text(
+        f"INSERT INTO events_event ({columns}) VALUES (md5(random()::text || clock_timestamp()::text),"
+        f" {ids['organization_id']}, {ids['configuration_id']}, 'jack@example.com', '', '', '', '',"
+        f" '{ctx}'::jsonb, 'pending', 0, now(), now(), '', '', now(), now());\n"
+    )
+    pgbench = shutil.which("pgbench") or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None
+    )
     if pgbench is None:
         return {"tps": float("nan"), "latency_ms": float("nan")}
     database = args.database.replace("postgres://", "postgresql://", 1)
@@ -297,14 +310,20 @@ def measure_ingest(args, stack: Stack, ids: dict) -> list[dict]:
     closed_loop("127.0.0.1", stack.web_port, floor, concurrency=8, duration=args.warmup)
     for concurrency in args.concurrency:
         clear_events(args)
-        result_ours = closed_loop("127.0.0.1", stack.web_port, ours, concurrency=concurrency, duration=args.duration)
+        result_ours = closed_loop(
+            "127.0.0.1", stack.web_port, ours, concurrency=concurrency, duration=args.duration
+        )
         clear_events(args)
         result_floor = closed_loop(
             "127.0.0.1", stack.web_port, floor, concurrency=concurrency, duration=args.duration
         )
         clear_events(args)
         pgbench = run_pgbench(args, ids, concurrency, args.duration)
-        row = {"concurrency": concurrency, "ours": summary(result_ours), "django_floor": summary(result_floor)}
+        row = {
+            "concurrency": concurrency,
+            "ours": summary(result_ours),
+            "django_floor": summary(result_floor),
+        }
         row["pgbench"] = pgbench
         rows.append(row)
         print_progress(
@@ -338,7 +357,9 @@ def measure_end_to_end(args, stack: Stack, sink: Sink) -> list[dict]:
                 duration=args.e2e_duration, token_prefix=prefix,
             )  # fmt: skip
             accepted = sink.wait_for(prefix + "-", len(result.sent_at), timeout=60)
-            latencies = [accepted[token] - sent for token, sent in result.sent_at.items() if token in accepted]
+            latencies = [
+                accepted[token] - sent for token, sent in result.sent_at.items() if token in accepted
+            ]
             row = {
                 "rate": rate,
                 "sent": len(result.sent_at),
@@ -423,7 +444,9 @@ def measure_post_office(args, stack: Stack, sink: Sink, processes: int) -> float
     sender.stop()
     accepted = sink.wait_for(prefix + "-", args.events, timeout=30)
     if len(accepted) < args.events:
-        print_progress(f"django-post-office delivered {len(accepted)} of {args.events}; see {sender.log_path}")
+        print_progress(
+            f"django-post-office delivered {len(accepted)} of {args.events}; see {sender.log_path}"
+        )
     return delivery_rate(list(accepted.values()))
 
 
@@ -453,8 +476,8 @@ def render(results: dict) -> str:
         o, f, p = row["ours"], row["django_floor"], row["pgbench"]
         lines.append(
             f"| {row['concurrency']} | {o['rate']:.0f} | {ms(o['p50'])} | {ms(o['p95'])} | {ms(o['p99'])} "
-            f"| {o['errors']} | {f['rate']:.0f} | {ms(f['p99'])} | {p['tps']:.0f} | {ratio(o['rate'], f['rate'])} "
-            f"| {ratio(o['rate'], p['tps'])} |"
+            f"| {o['errors']} | {f['rate']:.0f} | {ms(f['p99'])} | {p['tps']:.0f} "
+            f"| {ratio(o['rate'], f['rate'])} | {ratio(o['rate'], p['tps'])} |"
         )
     if results.get("end_to_end"):
         lines.append("")
@@ -473,7 +496,8 @@ def render(results: dict) -> str:
         lines.append("")
         lines.append(f"Worker throughput: {results['events']} queued emails drained to the SMTP server")
         lines.append(
-            "| processes | ours emails/s | per process | per core | django-post-office emails/s | ours / peer |"
+            "| processes | ours emails/s | per process | per core "
+            "| django-post-office emails/s | ours / peer |"
         )
         lines.append("|---:|---:|---:|---:|---:|---:|")
         cores = machine["cores"]
@@ -502,7 +526,9 @@ def machine_facts(args) -> dict:
 
 def parse_arguments() -> argparse.Namespace:
     numbers = lambda text: [int(part) for part in text.split(",") if part]  # noqa: E731
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--database", default="postgres://postgres@127.0.0.1:5432/campaign_bench",
                         help="a PostgreSQL database that the bench drops and re-creates")  # fmt: skip
     parser.add_argument("--redis-broker", default="redis://127.0.0.1:6379/12")

@@ -121,7 +121,8 @@ STORAGES = {
 
 # --- Email -----------------------------------------------------------------------------------
 # EMAIL_URL (smtp://user:pass@host:port, consolemail://, filemail://...) wins; else EMAIL_HOST and/or
-# EMAIL_PORT choose SMTP (host default localhost, port default 25); else emails are written as files under var/mail so that the demo needs no server.
+# EMAIL_PORT choose SMTP (host default localhost, port default 25); else emails are written as files
+# under var/mail so that the demo needs no server.
 EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
@@ -193,6 +194,8 @@ CELERY_BEAT_SCHEDULE = {
 EVENT_LEASE_SECONDS = env.int("EVENT_LEASE_SECONDS", default=60)
 EVENT_RETRY_DELAY_SECONDS = env.float("EVENT_RETRY_DELAY_SECONDS", default=30.0)
 EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)
+# How many due events one task claims at once when a backlog waits (1: one event per task).
+EVENT_CLAIM_BATCH = env.int("EVENT_CLAIM_BATCH", default=20)
 # How long an enqueued-but-unclaimed pending event waits before the sweep enqueues it again.
 EVENT_REENQUEUE_AFTER_SECONDS = env.int("EVENT_REENQUEUE_AFTER_SECONDS", default=30)
 

@@ -150,7 +150,13 @@ def publish_configuration(*, configuration: EventConfiguration) -> EventConfigur
         configuration.published_at = timezone.now()
         configuration.unpublished_with_message = False
         configuration.save(
-            update_fields=["published_schema", "status", "published_at", "unpublished_with_message", "updated_at"]
+            update_fields=[
+                "published_schema",
+                "status",
+                "published_at",
+                "unpublished_with_message",
+                "updated_at",
+            ]
         )
         if not TransactionalMessage.objects.filter(configuration=configuration).exists():
             TransactionalMessage.objects.create(

@@ -6,8 +6,9 @@ from events import pipeline
 
 
 @shared_task(name="events.process_event", ignore_result=True)
-def process_event(event_id: int) -> str | None:
-    return pipeline.process(event_id)
+def process_event(event_id: int) -> None:
+    """This event, and the due events a backlog left waiting, in one batch (pipeline.claim_due)."""
+    pipeline.process_batch(event_id)
 
 
 @shared_task(name="events.sweep", ignore_result=True)

@@ -61,18 +61,21 @@ def transition(
     """
     sources = _check(sources, to)
     now = timezone.now()
-    with transaction.atomic():
-        current = Event.objects.filter(pk=event_id, status__in=sources)
-        if extra is not None:
-            current = current.filter(extra)
-        # The previous status is needed for the history row: read it under the same conditions.
-        previous = current.values_list("status", flat=True).first()
-        if previous is None:
-            return False
-        updated = (
-            Event.objects.filter(pk=event_id, status=previous)
-            .filter(extra if extra is not None else Q())
-            .update(status=to, updated_at=now, **_final_fields(to, now), **fields)
+    narrowed = Q(pk=event_id) & (extra if extra is not None else Q())
+    # No savepoint when called inside a larger transaction (recording a delivery): nothing here
+    # catches a database error, so the outer transaction's rollback is the right outcome anyway.
+    with transaction.atomic(savepoint=False):
+        if len(sources) == 1:
+            previous: str | None = sources[0]  # one possible source: the UPDATE alone decides
+        else:
+            # The previous status is needed for the history row: read it under the same conditions.
+            previous = (
+                Event.objects.filter(narrowed, status__in=sources).values_list("status", flat=True).first()
+            )
+            if previous is None:
+                return False
+        updated = Event.objects.filter(narrowed, status=previous).update(
+            status=to, updated_at=now, **_final_fields(to, now), **fields
         )
         if not updated:
             return False

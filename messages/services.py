@@ -86,7 +86,9 @@ def _make_draft_live(message: TransactionalMessage, *, user: Any = None) -> Mess
     events a pause kept. The caller holds the message's lock."""
     configuration = message.configuration
     content = message.draft_content()
-    errors = content_errors(channel=configuration.channel, content=content, schema=configuration.published_schema)
+    errors = content_errors(
+        channel=configuration.channel, content=content, schema=configuration.published_schema
+    )
     if errors:
         raise PublicationError(errors)
     version = message.live_version

@@ -32,7 +32,12 @@ def settings_with(tmp_path, **variables: str) -> list:
         ({}, "django.core.mail.backends.filebased.EmailBackend", None, None),
         ({"EMAIL_PORT": "1025"}, "django.core.mail.backends.smtp.EmailBackend", "localhost", 1025),
         ({"EMAIL_HOST": "mail.internal"}, "django.core.mail.backends.smtp.EmailBackend", "mail.internal", 25),
-        ({"EMAIL_URL": "smtp://127.0.0.1:2525"}, "django.core.mail.backends.smtp.EmailBackend", "127.0.0.1", 2525),
+        (
+            {"EMAIL_URL": "smtp://127.0.0.1:2525"},
+            "django.core.mail.backends.smtp.EmailBackend",
+            "127.0.0.1",
+            2525,
+        ),
     ],
 )
 def test_email_settings_choose_smtp_from_host_port_or_url(tmp_path, variables, backend, host, port):

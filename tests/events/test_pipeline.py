@@ -345,3 +345,47 @@ def test_retry_delays_never_come_before_the_configured_delay_and_double(settings
     for attempt, base in ((1, 10), (2, 20), (3, 40)):
         delays = [pipeline.retry_delay(attempt) for _ in range(200)]
         assert base <= min(delays) and max(delays) < base * 1.5
+
+
+# --- Batched claims (the worker task) ------------------------------------------------------------
+
+
+def test_a_task_also_drains_the_due_backlog_once_each_and_leaves_the_rest(cart_configuration):
+    mine, *backlog = [accept(cart_configuration, live_body(email=f"b{n}@example.com")) for n in range(4)]
+    later = accept(
+        cart_configuration, live_body(scheduled=(timezone.now() + dt.timedelta(hours=1)).isoformat())
+    )
+    done = pipeline.process_batch(mine.pk)
+    assert list(done)[0] == mine.pk  # its own event first
+    assert set(done) == {mine.pk, *(event.pk for event in backlog)}
+    assert set(done.values()) == {"processed"}
+    assert sorted(m.to[0] for m in mail.outbox) == [f"b{n}@example.com" for n in range(4)]
+    assert Event.objects.get(pk=later.pk).status == "pending"
+    # The backlog's own tasks arrive later and find nothing left to send.
+    assert all(pipeline.process_batch(event.pk) == {} for event in backlog)
+    assert len(mail.outbox) == 4
+    assert all(history(event) == ["processing", "processed"] for event in backlog)
+
+
+def test_a_batch_claims_at_most_its_limit_starting_with_its_own_event(cart_configuration):
+    events = [accept(cart_configuration, live_body(email=f"c{n}@example.com")) for n in range(5)]
+    done = pipeline.process_batch(events[3].pk, limit=2)
+    assert list(done)[0] == events[3].pk and len(done) == 2
+    assert Event.objects.filter(status="pending").count() == 3
+
+
+def test_the_lease_is_renewed_before_a_send_only_once_half_of_it_is_gone(cart_configuration, settings):
+    settings.EVENT_LEASE_SECONDS = 60
+    event = accept(cart_configuration, live_body())
+    lease = pipeline.claim(event.pk, now=timezone.now())
+    fresh = pipeline.Claim(event_id=event.pk, lease=lease)
+    fresh.renew()
+    assert fresh.lease == lease  # most of the lease left: no write
+    old = timezone.now() + dt.timedelta(seconds=10)
+    Event.objects.filter(pk=event.pk).update(lease_expires_at=old)
+    aging = pipeline.Claim(event_id=event.pk, lease=old)
+    aging.renew()
+    assert aging.lease > old and Event.objects.get(pk=event.pk).lease_expires_at == aging.lease
+    Event.objects.filter(pk=event.pk).update(lease_expires_at=timezone.now())  # taken over meanwhile
+    with pytest.raises(pipeline.LeaseLost):
+        pipeline.Claim(event_id=event.pk, lease=timezone.now() + dt.timedelta(seconds=5)).renew()
