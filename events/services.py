@@ -5,6 +5,7 @@ Every rule of publishing an event type lives here; the admin, the CLI and the AP
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -298,8 +299,11 @@ def ingest(
         idempotency_key=idempotency_key or None,
         request_fingerprint=fingerprint,
     )
+    # Without an Idempotency-Key the INSERT cannot conflict: it runs alone, committed at once (one
+    # round trip, no BEGIN/COMMIT), and on_commit enqueues right after (or after the caller's
+    # transaction, if there is one). With a key, a savepoint lets a lost race answer the winner.
     try:
-        with transaction.atomic():
+        with transaction.atomic() if idempotency_key else contextlib.nullcontext():
             event.save(force_insert=True)
             if due_now:
                 transaction.on_commit(lambda: enqueue_events([event.pk]))
