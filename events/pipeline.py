@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, transaction
-from django.db.models import Case, F, Q, Subquery, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from campaign.log_context import event_context
@@ -113,9 +113,13 @@ def claim_due(event_id: int, *, now: dt.datetime, limit: int) -> tuple[list[int]
     lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
     due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now)
     first_this_one = Case(When(pk=event_id, then=Value(0)), default=Value(1))
-    picked = due.order_by(first_this_one, "next_attempt_at", "pk").values("pk")[:limit]
+    # A plain read first: when a batch already took this event and nothing else waits (each event
+    # of a drained backlog still has its own task), that is all the task costs.
+    picked = list(due.order_by(first_this_one, "next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
+    if not picked:
+        return [], lease
     claimed = transition_many(
-        Q(pk__in=Subquery(picked), next_attempt_at__lte=now),
+        Q(pk__in=picked, next_attempt_at__lte=now),
         to=S.PROCESSING,
         sources=[S.PENDING],
         lease_expires_at=lease,
@@ -139,7 +143,7 @@ def process(event_id: int) -> str | None:
     if lease is None:
         return None
     [event] = _load([event_id])
-    return _process_in_context(event, Claim(event_id=event_id, lease=lease))
+    return _process_in_context(event, Claim(event_id=event_id, lease=lease))  # its own quarantine query
 
 
 def process_batch(event_id: int, *, limit: int | None = None) -> dict[int, str | None]:
@@ -147,19 +151,63 @@ def process_batch(event_id: int, *, limit: int | None = None) -> dict[int, str |
     `claim_due`), each sent and recorded on its own, as `process` does. Returns id -> status."""
     limit = limit or settings.EVENT_CLAIM_BATCH
     ids, lease = _with_database_retries(lambda: claim_due(event_id, now=timezone.now(), limit=limit))
+    events = _load(ids)
+    quarantine = QuarantineLookup.for_events(events)
     return {
-        event.pk: _process_in_context(event, Claim(event_id=event.pk, lease=lease)) for event in _load(ids)
+        event.pk: _process_in_context(event, Claim(event_id=event.pk, lease=lease), quarantine)
+        for event in events
     }
 
 
-def _process_in_context(event: Event, held: Claim) -> str | None:
+def _process_in_context(event: Event, held: Claim, quarantine: QuarantineLookup | None = None) -> str | None:
     with event_context(pkey=event.pkey, organization=event.configuration.organization.slug):
-        return _process_claimed(event, held)
+        return _process_claimed(event, held, quarantine or QuarantineLookup())
 
 
-def _process_claimed(event: Event, held: Claim) -> str | None:
+@dataclass
+class QuarantineLookup:
+    """Whether an address is quarantined: the addresses a batch's events carry are read in one query;
+    any other (a profile's address) is looked up on its own."""
+
+    checked: dict[tuple[int, str], set[str]] = field(default_factory=dict)
+    quarantined: dict[tuple[int, str], set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def for_events(cls, events: list[Event]) -> QuarantineLookup:
+        lookup = cls()
+        for event in events:
+            address = _event_address(event)
+            if address:
+                lookup.checked.setdefault((event.organization_id, event.configuration.channel), set()).add(
+                    address
+                )
+        for (organization_id, channel), addresses in lookup.checked.items():
+            found = Quarantine.objects.filter(
+                organization_id=organization_id, channel=channel, address__in=addresses
+            ).values_list("address", flat=True)
+            lookup.quarantined[(organization_id, channel)] = set(found)
+        return lookup
+
+    def __call__(self, *, organization_id: int, channel: str, address: str) -> bool:
+        address, key = address.lower(), (organization_id, channel)
+        if address in self.checked.get(key, ()):
+            return address in self.quarantined[key]
+        return Quarantine.objects.filter(
+            organization_id=organization_id, channel=channel, address=address
+        ).exists()
+
+
+def _event_address(event: Event) -> str:
+    channel = event.configuration.channel
+    if event.configuration.targeting != Targeting.EVENT:
+        return ""
+    address = {"email": event.email, "sms": event.mobile_phone}.get(channel, event.registration_token)
+    return (address or "").lower()
+
+
+def _process_claimed(event: Event, held: Claim, quarantine: QuarantineLookup) -> str | None:
     try:
-        decision = _decide_and_deliver(event, held)
+        decision = _decide_and_deliver(event, held, quarantine)
     except LeaseLost:
         logger.warning("event %s: lease lost before sending; another worker has it", event.pkey)
         return None
@@ -210,7 +258,7 @@ def _with_database_retries(operation, *, attempts: int = 8):
     raise AssertionError("unreachable")
 
 
-def _decide_and_deliver(event: Event, held: Claim) -> Decision:
+def _decide_and_deliver(event: Event, held: Claim, is_quarantined: QuarantineLookup) -> Decision:
     from messages import services as message_services
     from messages.models import Delivery, TransactionalMessage
 
@@ -246,11 +294,9 @@ def _decide_and_deliver(event: Event, held: Claim) -> Decision:
     if not recipient.address:
         reason = f"the profile has no {configuration.channel} address"
         return Decision(Outcome(S.TARGETING_FAILED, reason), {"profile": profile})
-    if Quarantine.objects.filter(
-        organization_id=event.organization_id,
-        channel=configuration.channel,
-        address=recipient.address.lower(),
-    ).exists():
+    if is_quarantined(
+        organization_id=event.organization_id, channel=configuration.channel, address=recipient.address
+    ):
         return Decision(Outcome(S.IGNORED, f"{recipient.address} is quarantined"), {"profile": profile})
 
     version = message.live_version

@@ -389,3 +389,12 @@ def test_the_lease_is_renewed_before_a_send_only_once_half_of_it_is_gone(cart_co
     Event.objects.filter(pk=event.pk).update(lease_expires_at=timezone.now())  # taken over meanwhile
     with pytest.raises(pipeline.LeaseLost):
         pipeline.Claim(event_id=event.pk, lease=timezone.now() + dt.timedelta(seconds=5)).renew()
+
+
+def test_a_batch_skips_its_quarantined_addresses_and_sends_the_others(cart_configuration, organization):
+    Quarantine.objects.create(organization=organization, channel="email", address="bounced@example.com")
+    first = accept(cart_configuration, live_body(email="Bounced@Example.com"))
+    second = accept(cart_configuration, live_body(email="fine@example.com"))
+    done = pipeline.process_batch(first.pk)
+    assert done == {first.pk: "ignored", second.pk: "processed"}
+    assert [m.to for m in mail.outbox] == [["fine@example.com"]]
