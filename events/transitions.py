@@ -66,14 +66,15 @@ def transition(
     # catches a database error, so the outer transaction's rollback is the right outcome anyway.
     with transaction.atomic(savepoint=False):
         if len(sources) == 1:
-            previous: str | None = sources[0]  # one possible source: the UPDATE alone decides
+            previous = sources[0]  # one possible source: the UPDATE alone decides
         else:
             # The previous status is needed for the history row: read it under the same conditions.
-            previous = (
+            found = (
                 Event.objects.filter(narrowed, status__in=sources).values_list("status", flat=True).first()
             )
-            if previous is None:
+            if found is None:
                 return False
+            previous = found
         updated = Event.objects.filter(narrowed, status=previous).update(
             status=to, updated_at=now, **_final_fields(to, now), **fields
         )
