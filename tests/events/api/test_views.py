@@ -204,6 +204,14 @@ def test_any_accept_header_gets_json_never_406(api, cart_configuration, accept):
     assert post(api, {"ctx": {}}, HTTP_ACCEPT=accept).json()["error"]["field"] == "email"
 
 
+@pytest.mark.parametrize("body", ["null", "[1, 2]", "42", '"text"'])
+def test_a_body_that_is_not_a_json_object_is_400_naming_the_body(api, cart_configuration, body):
+    response = api.post(CART_URL, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "body"
+    assert Event.objects.count() == 0
+
+
 def test_api_key_alone_is_401(api, cart_configuration):
     api.credentials(HTTP_X_API_KEY=api.credential.api_key)
     assert post(api, seed_body()).status_code == 401
