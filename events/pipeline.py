@@ -106,16 +106,16 @@ def finish(event_id: int, lease: dt.datetime, outcome: Outcome, **fields) -> boo
     )
 
 
-def claim_due(event_id: int, *, now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
-    """Claim this event and, when a backlog waits, up to `limit - 1` other due events, in one
+def claim_due(event_ids: list[int], *, now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
+    """Claim these events and, when a backlog waits, other due events up to `limit`, in one
     transaction: a burst costs one claim per batch instead of one per event. Returns the claimed
-    ids (this event first when it was claimable) and their lease."""
+    ids (the task's own events first, in their order) and their lease."""
     lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
     due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now)
-    first_this_one = Case(When(pk=event_id, then=Value(0)), default=Value(1))
-    # A plain read first: when a batch already took this event and nothing else waits (each event
-    # of a drained backlog still has its own task), that is all the task costs.
-    picked = list(due.order_by(first_this_one, "next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
+    own_first = Case(When(pk__in=event_ids, then=Value(0)), default=Value(1))
+    # A plain read first: when a batch already took these events and nothing else waits, that is
+    # all the task costs.
+    picked = list(due.order_by(own_first, "next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
     if not picked:
         return [], lease
     claimed = transition_many(
@@ -126,7 +126,8 @@ def claim_due(event_id: int, *, now: dt.datetime, limit: int) -> tuple[list[int]
         attempts=F("attempts") + 1,
         enqueued_at=None,
     )
-    return sorted(claimed, key=lambda pk: pk != event_id), lease
+    order = {pk: position for position, pk in enumerate(event_ids)}
+    return sorted(claimed, key=lambda pk: (order.get(pk, len(order)), pk)), lease
 
 
 def _load(event_ids: list[int]) -> list[Event]:
@@ -146,11 +147,11 @@ def process(event_id: int) -> str | None:
     return _process_in_context(event, Claim(event_id=event_id, lease=lease))  # its own quarantine query
 
 
-def process_batch(event_id: int, *, limit: int | None = None) -> dict[int, str | None]:
-    """The worker task's work: this event and the due events a backlog left waiting (see
+def process_batch(event_ids: list[int], *, limit: int | None = None) -> dict[int, str | None]:
+    """The worker task's work: these events and the due events a backlog left waiting (see
     `claim_due`), each sent and recorded on its own, as `process` does. Returns id -> status."""
-    limit = limit or settings.EVENT_CLAIM_BATCH
-    ids, lease = _with_database_retries(lambda: claim_due(event_id, now=timezone.now(), limit=limit))
+    limit = max(limit or settings.EVENT_CLAIM_BATCH, len(event_ids))
+    ids, lease = _with_database_retries(lambda: claim_due(event_ids, now=timezone.now(), limit=limit))
     events = _load(ids)
     quarantine = QuarantineLookup.for_events(events)
     return {

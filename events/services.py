@@ -306,7 +306,7 @@ def ingest(
         with transaction.atomic() if idempotency_key else contextlib.nullcontext():
             event.save(force_insert=True)
             if due_now:
-                transaction.on_commit(lambda: enqueue_events([event.pk]))
+                transaction.on_commit(lambda: enqueue_soon([event.pk]))
         EVENTS_RECEIVED.labels(configuration.event_id).inc()
     except IntegrityError:
         if not idempotency_key:
@@ -321,17 +321,29 @@ def ingest(
     return event, True
 
 
-def enqueue_events(event_ids: list[int]) -> None:
-    """Hand events to the broker. A failure loses nothing: the events are stored, and clearing
-    `enqueued_at` lets the next sweep pick them up."""
-    from events.tasks import process_event
+def enqueue_soon(event_ids: list[int]) -> None:
+    """Enqueue from the web process's background thread (EVENT_ENQUEUE_IN_BACKGROUND), or now."""
+    if settings.EVENT_ENQUEUE_IN_BACKGROUND:
+        from events.dispatch import background_enqueuer
 
+        background_enqueuer.submit(event_ids)
+    else:
+        enqueue_events(event_ids)
+
+
+def enqueue_events(event_ids: list[int]) -> None:
+    """Hand events to the broker, up to EVENT_CLAIM_BATCH per task. A failure loses nothing: the
+    events are stored, and clearing `enqueued_at` lets the next sweep pick them up."""
+    from events.tasks import process_events
+
+    size = max(1, settings.EVENT_CLAIM_BATCH)
     failed: list[int] = []
-    for event_id in event_ids:
+    for start in range(0, len(event_ids), size):
+        chunk = event_ids[start : start + size]
         try:
-            process_event.apply_async(args=[event_id], queue=settings.CELERY_TRANSACTIONAL_QUEUE)
+            process_events.apply_async(args=[chunk], queue=settings.CELERY_TRANSACTIONAL_QUEUE)
         except Exception:  # the broker is down or unreachable: the sweep will recover
-            logger.warning("could not enqueue event %s; the sweep will retry", event_id, exc_info=True)
-            failed.append(event_id)
+            logger.warning("could not enqueue events %s; the sweep will retry", chunk, exc_info=True)
+            failed.extend(chunk)
     if failed:
         Event.objects.filter(pk__in=failed, status=Event.Status.PENDING).update(enqueued_at=None)

@@ -5,10 +5,16 @@ from celery import shared_task
 from events import pipeline
 
 
+@shared_task(name="events.process_events", ignore_result=True)
+def process_events(event_ids: list[int]) -> None:
+    """These events, and the due events a backlog left waiting, in one batch (pipeline.claim_due)."""
+    pipeline.process_batch(event_ids)
+
+
 @shared_task(name="events.process_event", ignore_result=True)
 def process_event(event_id: int) -> None:
-    """This event, and the due events a backlog left waiting, in one batch (pipeline.claim_due)."""
-    pipeline.process_batch(event_id)
+    """One event's task (what earlier versions enqueued; still accepted)."""
+    pipeline.process_batch([event_id])
 
 
 @shared_task(name="events.sweep", ignore_result=True)

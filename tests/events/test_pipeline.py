@@ -289,7 +289,7 @@ def test_a_broker_failure_loses_nothing(cart_configuration, monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(tasks.process_event, "apply_async", broken)
+    monkeypatch.setattr(tasks.process_events, "apply_async", broken)
     event = accept(cart_configuration, live_body())
     services.enqueue_events([event.pk])
     event.refresh_from_db()
@@ -355,21 +355,21 @@ def test_a_task_also_drains_the_due_backlog_once_each_and_leaves_the_rest(cart_c
     later = accept(
         cart_configuration, live_body(scheduled=(timezone.now() + dt.timedelta(hours=1)).isoformat())
     )
-    done = pipeline.process_batch(mine.pk)
+    done = pipeline.process_batch([mine.pk])
     assert list(done)[0] == mine.pk  # its own event first
     assert set(done) == {mine.pk, *(event.pk for event in backlog)}
     assert set(done.values()) == {"processed"}
     assert sorted(m.to[0] for m in mail.outbox) == [f"b{n}@example.com" for n in range(4)]
     assert Event.objects.get(pk=later.pk).status == "pending"
     # The backlog's own tasks arrive later and find nothing left to send.
-    assert all(pipeline.process_batch(event.pk) == {} for event in backlog)
+    assert all(pipeline.process_batch([event.pk]) == {} for event in backlog)
     assert len(mail.outbox) == 4
     assert all(history(event) == ["processing", "processed"] for event in backlog)
 
 
 def test_a_batch_claims_at_most_its_limit_starting_with_its_own_event(cart_configuration):
     events = [accept(cart_configuration, live_body(email=f"c{n}@example.com")) for n in range(5)]
-    done = pipeline.process_batch(events[3].pk, limit=2)
+    done = pipeline.process_batch([events[3].pk], limit=2)
     assert list(done)[0] == events[3].pk and len(done) == 2
     assert Event.objects.filter(status="pending").count() == 3
 
@@ -395,6 +395,6 @@ def test_a_batch_skips_its_quarantined_addresses_and_sends_the_others(cart_confi
     Quarantine.objects.create(organization=organization, channel="email", address="bounced@example.com")
     first = accept(cart_configuration, live_body(email="Bounced@Example.com"))
     second = accept(cart_configuration, live_body(email="fine@example.com"))
-    done = pipeline.process_batch(first.pk)
+    done = pipeline.process_batch([first.pk])
     assert done == {first.pk: "ignored", second.pk: "processed"}
     assert [m.to for m in mail.outbox] == [["fine@example.com"]]
