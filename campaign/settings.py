@@ -197,9 +197,6 @@ EVENT_RETRY_DELAY_SECONDS = env.float("EVENT_RETRY_DELAY_SECONDS", default=30.0)
 EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)
 # How many due events one task claims at once when a backlog waits (1: one event per task).
 EVENT_CLAIM_BATCH = env.int("EVENT_CLAIM_BATCH", default=20)
-# The API hands accepted events to the broker from a background thread of the web process, several
-# per task under load, so that a POST never waits for the broker (the sweep covers a crash between).
-EVENT_ENQUEUE_IN_BACKGROUND = env.bool("EVENT_ENQUEUE_IN_BACKGROUND", default=True)
 # How long an enqueued-but-unclaimed pending event waits before the sweep enqueues it again.
 EVENT_REENQUEUE_AFTER_SECONDS = env.int("EVENT_REENQUEUE_AFTER_SECONDS", default=30)
 

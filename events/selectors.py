@@ -32,6 +32,7 @@ def published_configuration(*, organization_id: int, event_id: str) -> EventConf
             organization_id=organization_id, name=name, status=EventConfiguration.Status.PUBLISHED
         )
         .only("id", "organization_id", "name", "channel", "targeting", "published_schema", "status")
+        .order_by()  # unique (organization, name): the model's ordering would only add a join and a sort
         .first()
     )
 
@@ -41,7 +42,7 @@ def configuration_for_api(*, organization_id: int, event_id: str) -> EventConfig
     name = event_name_from_id(event_id)
     if name is None:
         return None
-    return EventConfiguration.objects.filter(organization_id=organization_id, name=name).first()
+    return EventConfiguration.objects.filter(organization_id=organization_id, name=name).order_by().first()
 
 
 def event_by_pkey(*, configuration: EventConfiguration, pkey: str) -> Event | None:
@@ -50,6 +51,7 @@ def event_by_pkey(*, configuration: EventConfiguration, pkey: str) -> Event | No
             configuration=configuration, organization_id=configuration.organization_id, pkey=pkey
         )
         .select_related("configuration", "configuration__organization")
+        .order_by()  # PKey is unique
         .first()
     )
 

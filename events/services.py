@@ -306,7 +306,7 @@ def ingest(
         with transaction.atomic() if idempotency_key else contextlib.nullcontext():
             event.save(force_insert=True)
             if due_now:
-                transaction.on_commit(lambda: enqueue_soon([event.pk]))
+                transaction.on_commit(lambda: enqueue_events([event.pk]))
         EVENTS_RECEIVED.labels(configuration.event_id).inc()
     except IntegrityError:
         if not idempotency_key:
@@ -319,16 +319,6 @@ def ingest(
             raise
         return previous, False
     return event, True
-
-
-def enqueue_soon(event_ids: list[int]) -> None:
-    """Enqueue from the web process's background thread (EVENT_ENQUEUE_IN_BACKGROUND), or now."""
-    if settings.EVENT_ENQUEUE_IN_BACKGROUND:
-        from events.dispatch import background_enqueuer
-
-        background_enqueuer.submit(event_ids)
-    else:
-        enqueue_events(event_ids)
 
 
 def enqueue_events(event_ids: list[int]) -> None:

@@ -103,13 +103,6 @@ CART_URL = "/geometrixx/campaign/mcgeometrixx/EVTcartAbandonment"
 
 
 @pytest.fixture(autouse=True)
-def _enqueue_inline(settings):
-    """In-process tests enqueue synchronously; the web server's background enqueuer is covered by
-    tests/events/test_dispatch.py and, for real, by the end-to-end tests' gunicorn."""
-    settings.EVENT_ENQUEUE_IN_BACKGROUND = False
-
-
-@pytest.fixture(autouse=True)
 def _fresh_cache():
     from django.core.cache import cache
 
