@@ -22,7 +22,7 @@ from campaign.log_context import event_context
 from campaign.metrics import EVENT_LATENCY, RETRIES
 from campaign.models import Profile, Quarantine
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
-from events.transitions import transition, transition_many
+from events.transitions import transition, transition_many, transition_recording
 
 logger = logging.getLogger(__name__)
 S = Event.Status
@@ -230,18 +230,28 @@ def _process_claimed(event: Event, held: Claim, quarantine: QuarantineLookup) ->
 
 
 def _record(event: Event, held: Claim, decision: Decision) -> bool:
-    """The delivery, the quarantine and the final status, in one transaction.
+    """The delivery, the quarantine and the final status, atomically (one statement on PostgreSQL).
 
     A message that was sent is recorded even if our lease was lost meanwhile, so that whoever holds
     the event now sees the delivery and does not send it again.
     """
     from messages import services as message_services
 
+    rows = [message_services.delivery_row(event=event, **decision.delivery)] if decision.delivery else []
+    if decision.quarantine is None:
+        return transition_recording(
+            event.pk,
+            to=decision.outcome.status,
+            source=S.PROCESSING,
+            rows=rows,
+            reason=decision.outcome.reason,
+            extra=Q(lease_expires_at=held.lease),
+            **decision.fields,
+        )
     with transaction.atomic():
-        if decision.delivery is not None:
-            message_services.record_delivery(event=event, **decision.delivery)
-        if decision.quarantine is not None:
-            message_services.quarantine(**decision.quarantine)
+        for row in rows:
+            row.save(force_insert=True)
+        message_services.quarantine(**decision.quarantine)
         return finish(event.pk, held.lease, decision.outcome, **decision.fields)
 
 

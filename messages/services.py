@@ -322,8 +322,32 @@ def record_delivery(
     duration_ms: int,
     is_proof: bool = False,
 ) -> Delivery:
+    delivery = delivery_row(
+        event=event,
+        message=message,
+        version=version,
+        recipient=recipient,
+        result=result,
+        duration_ms=duration_ms,
+        is_proof=is_proof,
+    )
+    delivery.save(force_insert=True)
+    return delivery
+
+
+def delivery_row(
+    *,
+    event: Event | None,
+    message: TransactionalMessage,
+    version: MessageVersion | None,
+    recipient: Recipient,
+    result: SendResult,
+    duration_ms: int,
+    is_proof: bool = False,
+) -> Delivery:
+    """The (unsaved) record of one send, counted in the metrics."""
     DELIVERIES.labels(message.configuration.channel, result.outcome).inc()
-    return Delivery.objects.create(
+    return Delivery(
         organization_id=message.configuration.organization_id,
         event=event,
         message=message,

@@ -143,3 +143,50 @@ def test_transition_many_refuses_an_illegal_move_before_touching_anything(cart_c
     with pytest.raises(InvalidTransition):
         transition_many(Q(pk=event.pk), to=S.PENDING, sources=[S.PROCESSED])
     assert Event.objects.get(pk=event.pk).status == S.PROCESSED
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction: PostgreSQL's one-statement path
+def test_recording_moves_writes_history_and_rows_and_keeps_the_rows_when_the_lease_was_lost(
+    cart_configuration, django_assert_max_num_queries
+):
+    import contextlib
+
+    from django.db import connection
+
+    from events.transitions import transition_recording
+    from messages.models import Delivery
+
+    message = cart_configuration.message
+    lease = timezone.now() + dt.timedelta(seconds=60)
+
+    def delivery(event: Event) -> Delivery:
+        return Delivery(
+            organization_id=event.organization_id, event=event, message=message, version=message.live_version,
+            channel="email", recipient=event.email, outcome="sent", provider_message_id="<id@x>",
+        )  # fmt: skip
+
+    ours = event_in(cart_configuration, "processing", lease_expires_at=lease)
+    row = delivery(ours)
+    one_statement = (
+        django_assert_max_num_queries(1) if connection.vendor == "postgresql" else contextlib.nullcontext()
+    )
+    with one_statement:
+        moved = transition_recording(
+            ours.pk, to="processed", source="processing", rows=[row], reason="<id@x>",
+            extra=Q(lease_expires_at=lease), last_error="", message_version=message.live_version,
+        )  # fmt: skip
+    assert moved
+    ours.refresh_from_db()
+    assert ours.status == "processed" and ours.lease_expires_at is None and ours.processed_at is not None
+    assert ours.message_version == message.live_version
+    assert history(ours) == [("processing", "processed", "<id@x>")]
+    stored = Delivery.objects.get(event=ours)
+    assert stored.created_at is not None and stored.provider_message_id == "<id@x>"
+
+    lost = event_in(cart_configuration, "processing", lease_expires_at=lease + dt.timedelta(seconds=1))
+    assert not transition_recording(
+        lost.pk, to="processed", source="processing", rows=[delivery(lost)], extra=Q(lease_expires_at=lease)
+    )
+    lost.refresh_from_db()
+    assert lost.status == "processing" and history(lost) == []
+    assert Delivery.objects.filter(event=lost).count() == 1  # the send happened: it stays recorded
