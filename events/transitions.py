@@ -111,7 +111,7 @@ def transition_recording(
             return transition(event_id, to=to, sources=[source], reason=reason, extra=extra, **fields)
     now = timezone.now()
     moving = Event.objects.filter(Q(pk=event_id, status=source) & (extra if extra is not None else Q()))
-    update = moving.query.chain(UpdateQuery)
+    update: UpdateQuery = moving.query.chain(UpdateQuery)  # type: ignore[assignment]
     update.add_update_values({"status": to, "updated_at": now, **_final_fields(to, now), **fields})
     update_sql, update_params = update.get_compiler(connection.alias).as_sql()
     history = EventStatusChange(event_id=event_id, from_status=source, to_status=to, reason=reason[:2000])
