@@ -53,12 +53,12 @@ class Claim:
     lease: dt.datetime
 
     def renew(self) -> None:
-        """Extend the lease just before sending once half of it is gone, so that a slow step (or the
-        events before this one in a batch) cannot let the lease run out during the send and cause a
-        double send. While more than half is left nobody else can hold the event: only an expired
-        lease is ever reclaimed."""
+        """Extend the lease just before sending unless plenty of it is left (`lease_is_ample`), so that
+        a slow step (or the events before this one in a batch) cannot let it run out during the send
+        and cause a double send. While the lease runs nobody else can hold the event: only an
+        expired lease is ever reclaimed."""
         now = timezone.now()
-        if (self.lease - now).total_seconds() > settings.EVENT_LEASE_SECONDS / 2:
+        if lease_is_ample(self.lease, now=now):
             return
         renewed = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
         won = Event.objects.filter(pk=self.event_id, status=S.PROCESSING, lease_expires_at=self.lease).update(
@@ -67,6 +67,13 @@ class Claim:
         if not won:
             raise LeaseLost
         self.lease = renewed
+
+
+def lease_is_ample(lease: dt.datetime, *, now: dt.datetime) -> bool:
+    """More than half the lease is left, and more than the longest a send can take (an SMTP
+    conversation on a reused connection: about four exchanges of up to EMAIL_TIMEOUT each)."""
+    left = (lease - now).total_seconds()
+    return left > settings.EVENT_LEASE_SECONDS / 2 and left > 4 * settings.EMAIL_TIMEOUT + 5
 
 
 @dataclass
@@ -149,15 +156,50 @@ def process(event_id: int) -> str | None:
 
 def process_batch(event_ids: list[int], *, limit: int | None = None) -> dict[int, str | None]:
     """The worker task's work: these events and the due events a backlog left waiting (see
-    `claim_due`), each sent and recorded on its own, as `process` does. Returns id -> status."""
+    `claim_due`), each sent and recorded on its own, as `process` does. Returns id -> status.
+
+    While the batch runs, the leases of the events still waiting are renewed together, and the
+    events (with their configuration, message and live version) are read again every
+    BATCH_REFRESH_SECONDS, so that a pause or an unpublish reaches them as it would single events.
+    """
     limit = max(limit or settings.EVENT_CLAIM_BATCH, len(event_ids))
     ids, lease = _with_database_retries(lambda: claim_due(event_ids, now=timezone.now(), limit=limit))
-    events = _load(ids)
-    quarantine = QuarantineLookup.for_events(events)
-    return {
-        event.pk: _process_in_context(event, Claim(event_id=event.pk, lease=lease), quarantine)
-        for event in events
-    }
+    waiting = _load(ids)
+    loaded_at = time.monotonic()
+    quarantine = QuarantineLookup.for_events(waiting)
+    done: dict[int, str | None] = {}
+    while waiting:
+        if not lease_is_ample(lease, now=timezone.now()):
+            kept, lease = _with_database_retries(
+                lambda ids=[e.pk for e in waiting], old=lease: _renew_all(ids, old)
+            )
+            waiting = [e for e in waiting if e.pk in kept]  # a lease that ran out: another worker's now
+            if not waiting:
+                break
+        if time.monotonic() - loaded_at > BATCH_REFRESH_SECONDS:
+            waiting, loaded_at = _load([e.pk for e in waiting]), time.monotonic()
+            if not waiting:
+                break
+        event = waiting.pop(0)
+        try:
+            done[event.pk] = _process_in_context(event, Claim(event_id=event.pk, lease=lease), quarantine)
+        except Exception:  # e.g. a record that keeps failing: the lease expires, the sweep retries it
+            logger.exception("event %s could not be recorded; the sweep will retry it", event.pkey)
+            done[event.pk] = None
+    return done
+
+
+BATCH_REFRESH_SECONDS = 1.0
+
+
+def _renew_all(event_ids: list[int], lease: dt.datetime) -> tuple[set[int], dt.datetime]:
+    """Extend the lease of the batch's waiting events that are still ours; return them and the lease."""
+    renewed = timezone.now() + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
+    with transaction.atomic():
+        ours = Event.objects.filter(pk__in=event_ids, status=S.PROCESSING, lease_expires_at=lease)
+        kept = set(ours.select_for_update().values_list("pk", flat=True))
+        Event.objects.filter(pk__in=kept).update(lease_expires_at=renewed)
+    return kept, renewed
 
 
 def _process_in_context(event: Event, held: Claim, quarantine: QuarantineLookup | None = None) -> str | None:
@@ -189,6 +231,12 @@ class QuarantineLookup:
             lookup.quarantined[(organization_id, channel)] = set(found)
         return lookup
 
+    def add(self, *, organization_id: int, channel: str, address: str) -> None:
+        """An address this batch just quarantined (a permanent failure): the next events see it."""
+        key = (organization_id, channel)
+        self.checked.setdefault(key, set()).add(address.lower())
+        self.quarantined.setdefault(key, set()).add(address.lower())
+
     def __call__(self, *, organization_id: int, channel: str, address: str) -> bool:
         address, key = address.lower(), (organization_id, channel)
         if address in self.checked.get(key, ()):
@@ -215,7 +263,10 @@ def _process_claimed(event: Event, held: Claim, quarantine: QuarantineLookup) ->
     except Exception as error:  # a bug must not strand the event in `processing` until the lease ends
         logger.exception("event %s failed unexpectedly", event.pkey)
         decision = _retry_or_fail(event, f"internal error: {error.__class__.__name__}: {error}")
-    if not _with_database_retries(lambda: _record(event, held, decision)):
+    recorded = _with_database_retries(lambda: _record(event, held, decision))
+    if decision.quarantine is not None:
+        quarantine.add(**{k: decision.quarantine[k] for k in ("organization_id", "channel", "address")})
+    if not recorded:
         logger.warning("event %s: lease lost before recording %s", event.pkey, decision.outcome.status)
         return None
     status = decision.outcome.status

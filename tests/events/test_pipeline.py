@@ -398,3 +398,47 @@ def test_a_batch_skips_its_quarantined_addresses_and_sends_the_others(cart_confi
     done = pipeline.process_batch([first.pk])
     assert done == {first.pk: "ignored", second.pk: "processed"}
     assert [m.to for m in mail.outbox] == [["fine@example.com"]]
+
+
+def test_an_address_a_batch_quarantines_is_not_sent_to_again_in_that_batch(cart_configuration, smtp_email):
+    first = accept(cart_configuration, live_body(email="reject-me@example.com"))
+    second = accept(cart_configuration, live_body(email="reject-me@example.com"))
+    done = pipeline.process_batch([first.pk])
+    assert done == {first.pk: "deliveryFailed", second.pk: "ignored"}
+    assert Delivery.objects.filter(recipient="reject-me@example.com").count() == 1
+
+
+def test_a_pause_during_a_batch_keeps_its_later_events(cart_configuration, monkeypatch):
+    monkeypatch.setattr(pipeline, "BATCH_REFRESH_SECONDS", 0)
+    first = accept(cart_configuration, live_body(email="one@example.com"))
+    second = accept(cart_configuration, live_body(email="two@example.com"))
+    real_send = message_services.send
+
+    def send_then_pause(**kwargs):
+        result = real_send(**kwargs)
+        TransactionalMessage.objects.filter(pk=cart_configuration.message.pk).update(status="paused")
+        return result
+
+    monkeypatch.setattr(message_services, "send", send_then_pause)
+    assert pipeline.process_batch([first.pk]) == {first.pk: "processed", second.pk: "paused"}
+    assert [m.to for m in mail.outbox] == [["one@example.com"]]
+
+
+def test_a_long_batch_renews_its_leases_and_drops_an_event_whose_lease_ran_out(
+    cart_configuration, monkeypatch
+):
+    monkeypatch.setattr(pipeline, "lease_is_ample", lambda lease, now: False)
+    first = accept(cart_configuration, live_body(email="one@example.com"))
+    second = accept(cart_configuration, live_body(email="two@example.com"))
+    third = accept(cart_configuration, live_body(email="three@example.com"))
+    real_send = message_services.send
+
+    def send_while_the_sweep_reclaims_the_second(**kwargs):
+        Event.objects.filter(pk=second.pk).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(message_services, "send", send_while_the_sweep_reclaims_the_second)
+    done = pipeline.process_batch([first.pk])
+    assert done == {first.pk: "processed", third.pk: "processed"}
+    assert sorted(m.to[0] for m in mail.outbox) == ["one@example.com", "three@example.com"]
+    assert Event.objects.get(pk=second.pk).status == "processing"  # the sweep's to reclaim, not sent
