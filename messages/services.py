@@ -72,6 +72,8 @@ def publish_message(*, message: TransactionalMessage, user: Any = None) -> Messa
     brings that endpoint back (an event an administrator unpublished stays down).
     """
     with transaction.atomic():
+        # The configuration before the message, as unpublish_configuration does: no deadlock between them.
+        EventConfiguration.objects.select_for_update().only("pk").get(pk=message.configuration_id)
         message = _lock(message)
         configuration = message.configuration
         if configuration.status != EventConfiguration.Status.PUBLISHED:
