@@ -12,8 +12,10 @@ from django.db import transaction
 from django.db.models.functions import Lower
 
 from campaign.models import Organization, Profile
-from events.schema import SchemaError
-from events.schema import _normalise_phone as normalise_phone  # the API's rule, so both store the same
+from events.schema import (
+    SchemaError,
+    normalise_phone,  # the API's rule, so both store the same
+)
 
 COLUMNS = {
     "email": "email",

@@ -178,7 +178,6 @@ SWEEP_BATCH_SIZE = env.int("SWEEP_BATCH_SIZE", default=500)
 # A plain `celery -A campaign worker` consumes both queues; a dedicated worker can take `-Q transactional`.
 CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(CELERY_TRANSACTIONAL_QUEUE))
 CELERY_TASK_ROUTES = {
-    "events.process_event": {"queue": CELERY_TRANSACTIONAL_QUEUE},
     "events.process_events": {"queue": CELERY_TRANSACTIONAL_QUEUE},
     "events.sweep": {"queue": CELERY_TRANSACTIONAL_QUEUE},
 }

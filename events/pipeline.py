@@ -7,6 +7,7 @@ transaction, send, then record the outcome (a Delivery row and the status) in an
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -57,14 +58,10 @@ class Claim:
         a slow step (or the events before this one in a batch) cannot let it run out during the send
         and cause a double send. While the lease runs nobody else can hold the event: only an
         expired lease is ever reclaimed."""
-        now = timezone.now()
-        if lease_is_ample(self.lease, now=now):
+        if lease_is_ample(self.lease, now=timezone.now()):
             return
-        renewed = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
-        won = Event.objects.filter(pk=self.event_id, status=S.PROCESSING, lease_expires_at=self.lease).update(
-            lease_expires_at=renewed
-        )
-        if not won:
+        kept, renewed = renew_leases([self.event_id], self.lease)
+        if not kept:
             raise LeaseLost
         self.lease = renewed
 
@@ -99,18 +96,6 @@ def claim(event_id: int, *, now: dt.datetime) -> dt.datetime | None:
         enqueued_at=None,
     )
     return lease if won else None
-
-
-def finish(event_id: int, lease: dt.datetime, outcome: Outcome, **fields) -> bool:
-    """Leave `processing` for the outcome, only if our lease still holds the event."""
-    return transition(
-        event_id,
-        to=outcome.status,
-        sources=[S.PROCESSING],
-        reason=outcome.reason,
-        extra=Q(lease_expires_at=lease),
-        **fields,
-    )
 
 
 def claim_due(event_ids: list[int], *, now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
@@ -171,7 +156,7 @@ def process_batch(event_ids: list[int], *, limit: int | None = None) -> dict[int
     while waiting:
         if not lease_is_ample(lease, now=timezone.now()):
             kept, lease = _with_database_retries(
-                lambda ids=[e.pk for e in waiting], old=lease: _renew_all(ids, old)
+                lambda ids=[e.pk for e in waiting], old=lease: renew_leases(ids, old)
             )
             waiting = [e for e in waiting if e.pk in kept]  # a lease that ran out: another worker's now
             if not waiting:
@@ -192,8 +177,9 @@ def process_batch(event_ids: list[int], *, limit: int | None = None) -> dict[int
 BATCH_REFRESH_SECONDS = 1.0
 
 
-def _renew_all(event_ids: list[int], lease: dt.datetime) -> tuple[set[int], dt.datetime]:
-    """Extend the lease of the batch's waiting events that are still ours; return them and the lease."""
+def renew_leases(event_ids: list[int], lease: dt.datetime) -> tuple[set[int], dt.datetime]:
+    """Extend the lease of those events that are still ours (held with `lease`); return them and
+    the new lease. One event before its send, or a batch's waiting events together."""
     renewed = timezone.now() + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
     with transaction.atomic():
         ours = Event.objects.filter(pk__in=event_ids, status=S.PROCESSING, lease_expires_at=lease)
@@ -231,7 +217,7 @@ class QuarantineLookup:
             lookup.quarantined[(organization_id, channel)] = set(found)
         return lookup
 
-    def add(self, *, organization_id: int, channel: str, address: str) -> None:
+    def add(self, *, organization_id: int, channel: str, address: str, reason: str = "") -> None:
         """An address this batch just quarantined (a permanent failure): the next events see it."""
         key = (organization_id, channel)
         self.checked.setdefault(key, set()).add(address.lower())
@@ -247,11 +233,12 @@ class QuarantineLookup:
 
 
 def _event_address(event: Event) -> str:
-    channel = event.configuration.channel
+    """The address an event-based event carries ("" for profile targeting: the profile's is known later)."""
+    from messages.services import recipient_for
+
     if event.configuration.targeting != Targeting.EVENT:
         return ""
-    address = {"email": event.email, "sms": event.mobile_phone}.get(channel, event.registration_token)
-    return (address or "").lower()
+    return recipient_for(event=event, profile=None).address.lower()
 
 
 def _process_claimed(event: Event, held: Claim, quarantine: QuarantineLookup) -> str | None:
@@ -265,7 +252,7 @@ def _process_claimed(event: Event, held: Claim, quarantine: QuarantineLookup) ->
         decision = _retry_or_fail(event, f"internal error: {error.__class__.__name__}: {error}")
     recorded = _with_database_retries(lambda: _record(event, held, decision))
     if decision.quarantine is not None:
-        quarantine.add(**{k: decision.quarantine[k] for k in ("organization_id", "channel", "address")})
+        quarantine.add(**decision.quarantine)
     if not recorded:
         logger.warning("event %s: lease lost before recording %s", event.pkey, decision.outcome.status)
         return None
@@ -289,7 +276,10 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
     from messages import services as message_services
 
     rows = [message_services.delivery_row(event=event, **decision.delivery)] if decision.delivery else []
-    if decision.quarantine is None:
+    # A quarantine (an upsert) joins the same transaction; transition_recording then runs inside it.
+    with transaction.atomic() if decision.quarantine else contextlib.nullcontext():
+        if decision.quarantine:
+            message_services.quarantine(**decision.quarantine)
         return transition_recording(
             event.pk,
             to=decision.outcome.status,
@@ -299,11 +289,6 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
             extra=Q(lease_expires_at=held.lease),
             **decision.fields,
         )
-    with transaction.atomic():
-        for row in rows:
-            row.save(force_insert=True)
-        message_services.quarantine(**decision.quarantine)
-        return finish(event.pk, held.lease, decision.outcome, **decision.fields)
 
 
 def _with_database_retries(operation, *, attempts: int = 8):

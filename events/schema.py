@@ -229,7 +229,8 @@ class ValidatedEvent:
     expiration_at: dt.datetime | None = None
 
 
-def _normalise_phone(value: Any) -> str:
+def normalise_phone(value: Any) -> str:
+    """A mobile phone in E.164, or SchemaError: the API's rule, and the profile import's."""
     if not isinstance(value, str) or not value.strip():
         raise SchemaError("mobilePhone", "is required for an SMS event (E.164, e.g. +33612345678)")
     try:
@@ -278,7 +279,7 @@ def validate_event(schema: dict[str, Any], body: Any) -> ValidatedEvent:
             recipient["email"] = email.strip()
     elif channel == Channel.SMS:
         if body.get("mobilePhone") is not None or event_targeting:
-            recipient["mobile_phone"] = _normalise_phone(body.get("mobilePhone"))
+            recipient["mobile_phone"] = normalise_phone(body.get("mobilePhone"))
     else:
         platform, token = body.get("pushPlatform"), body.get("registrationToken")
         if platform is not None or token is not None or event_targeting:

@@ -11,12 +11,6 @@ def process_events(event_ids: list[int]) -> None:
     pipeline.process_batch(event_ids)
 
 
-@shared_task(name="events.process_event", ignore_result=True)
-def process_event(event_id: int) -> None:
-    """One event's task (what earlier versions enqueued; still accepted)."""
-    pipeline.process_batch([event_id])
-
-
 @shared_task(name="events.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
     return pipeline.recover()

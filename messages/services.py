@@ -314,29 +314,6 @@ def send(*, channel: str, rendered: RenderedMessage, recipient: Recipient) -> Se
     return backend_for(channel).send(rendered, recipient)
 
 
-def record_delivery(
-    *,
-    event: Event | None,
-    message: TransactionalMessage,
-    version: MessageVersion | None,
-    recipient: Recipient,
-    result: SendResult,
-    duration_ms: int,
-    is_proof: bool = False,
-) -> Delivery:
-    delivery = delivery_row(
-        event=event,
-        message=message,
-        version=version,
-        recipient=recipient,
-        result=result,
-        duration_ms=duration_ms,
-        is_proof=is_proof,
-    )
-    delivery.save(force_insert=True)
-    return delivery
-
-
 def delivery_row(
     *,
     event: Event | None,
@@ -475,17 +452,17 @@ def send_proof(
         )
         started = time.monotonic()
         result = send(channel=channel, rendered=rendered, recipient=recipient)
-        deliveries.append(
-            record_delivery(
-                event=None,
-                message=message,
-                version=None,
-                recipient=recipient,
-                result=result,
-                duration_ms=int((time.monotonic() - started) * 1000),
-                is_proof=True,
-            )
+        delivery = delivery_row(
+            event=None,
+            message=message,
+            version=None,
+            recipient=recipient,
+            result=result,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            is_proof=True,
         )
+        delivery.save(force_insert=True)
+        deliveries.append(delivery)
     return deliveries
 
 

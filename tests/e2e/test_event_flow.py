@@ -161,7 +161,7 @@ def test_duplicated_tasks_never_send_twice(stack, geometrixx):
     event_id = Event.objects.get(pkey=pkey).pk
     broker = Celery(broker=REDIS_URL)
     for _ in range(5):  # the same task delivered again and again, as a broker may
-        broker.send_task("events.process_event", args=[event_id], queue="transactional")
+        broker.send_task("events.process_events", args=[[event_id]], queue="transactional")
     assert final_status(stack, headers, pkey) == "processed"
     wait_until(lambda: Event.objects.get(pk=event_id).status_changes.count() >= 2, timeout=10, what="history")
     import time

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from django.core import mail
+from django.db.models import Q
 from django.utils import timezone
 
 from campaign.models import Quarantine
@@ -257,7 +258,10 @@ def test_sweep_reclaims_an_event_whose_worker_died(cart_configuration):
     assert result["reclaimed"] == 1 and result["enqueued"] == 1
     assert pipeline.process(event.pk) == "processed"
     # The dead worker, coming back, cannot record anything over the new outcome.
-    assert not pipeline.finish(event.pk, lease, pipeline.Outcome("deliveryFailed"))
+    from events.transitions import transition_recording
+
+    stale = dict(to="deliveryFailed", source="processing", extra=Q(lease_expires_at=lease))
+    assert not transition_recording(event.pk, **stale)
     assert Event.objects.get(pk=event.pk).status == "processed"
 
 
