@@ -78,6 +78,22 @@ class Connection:
         return status
 
 
+async def _timed_send(connection: Connection, request: Request, expect: int, result: LoadResult) -> bool:
+    """Send, record the latency of an expected answer (anything else is an error); return whether
+    the connection can carry the next request."""
+    started = time.perf_counter()
+    try:
+        status = await connection.send(request)
+    except (OSError, asyncio.IncompleteReadError):
+        result.errors += 1
+        return False
+    if status == expect:
+        result.latencies.append(time.perf_counter() - started)
+    else:
+        result.errors += 1
+    return True
+
+
 async def _closed_loop(host, port, make_request, concurrency, duration, expect) -> LoadResult:
     result = LoadResult()
     deadline = time.monotonic() + duration
@@ -87,17 +103,7 @@ async def _closed_loop(host, port, make_request, concurrency, duration, expect) 
         sequence = 0
         while time.monotonic() < deadline:
             sequence += 1
-            request = make_request(f"c{number}-{sequence}")
-            started = time.perf_counter()
-            try:
-                status = await connection.send(request)
-            except (OSError, asyncio.IncompleteReadError):
-                result.errors += 1
-                continue
-            if status == expect:
-                result.latencies.append(time.perf_counter() - started)
-            else:
-                result.errors += 1
+            await _timed_send(connection, make_request(f"c{number}-{sequence}"), expect, result)
         connection.close()
 
     started = time.monotonic()
@@ -115,17 +121,8 @@ async def _open_loop(host, port, make_request, rate, duration, expect, token_pre
         connection = idle.pop() if idle else Connection(host, port)
         request = make_request(token)
         result.sent_at[token] = time.time()
-        started = time.perf_counter()
-        try:
-            status = await connection.send(request)
-        except (OSError, asyncio.IncompleteReadError):
-            result.errors += 1
-            return
-        if status == expect:
-            result.latencies.append(time.perf_counter() - started)
-        else:
-            result.errors += 1
-        idle.append(connection)
+        if await _timed_send(connection, request, expect, result):
+            idle.append(connection)
 
     total = int(rate * duration)
     started = time.monotonic()

@@ -15,8 +15,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +28,8 @@ BIN = Path(sys.executable).parent
 OUT = ROOT / "var" / "bench"
 
 from bench.loadgen import LoadResult, Request, closed_loop, open_loop  # noqa: E402
+from tests.e2e.stack import Process, wait_until  # noqa: E402 - the end-to-end tests' process handling
+from tests.smtp import free_port  # noqa: E402
 
 ORGANIZATION = "bench"
 EVENT = {
@@ -84,48 +84,6 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Process:
-    def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.log_path = OUT / f"{name}.log"
-        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        self.log.close()
-
-    def children(self) -> list[int]:
-        found = subprocess.run(["pgrep", "-P", str(self.popen.pid)], capture_output=True, text=True)
-        return [int(pid) for pid in found.stdout.split()]
-
-
-def wait_until(condition, *, timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        time.sleep(interval)
-    raise SystemExit(f"bench: timed out waiting for {what}")
-
-
 class Sink:
     """The SMTP server's log: token -> acceptance time."""
 
@@ -134,7 +92,7 @@ class Sink:
         self.path = OUT / "smtp-accepted.log"
         self.path.write_text("")
         self.process = Process(
-            "smtp-sink", [sys.executable, "bench/smtp_sink.py", str(self.port), str(self.path)], env
+            "smtp-sink", [sys.executable, "bench/smtp_sink.py", str(self.port), str(self.path)], env, OUT
         )
         wait_until(lambda: "ready" in self.process.log_path.read_text(), timeout=15, what="the SMTP sink")
 
@@ -253,6 +211,7 @@ def start_web(env: dict[str, str], port: int) -> Process:
         "gunicorn",
         [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "campaign.wsgi", "-b", f"127.0.0.1:{port}"],
         env,
+        OUT,
     )
 
     def healthy() -> bool:
@@ -271,7 +230,7 @@ def start_worker(env: dict[str, str], concurrency: int, *, beat: bool = False) -
     if beat:
         command += ["--beat", "-s", str(OUT / "beat-schedule")]
     worker_env = {**env, "DJANGO_SETTINGS_MODULE": "campaign.settings"}
-    return Process(f"worker-{concurrency}", command, worker_env)
+    return Process(f"worker-{concurrency}", command, worker_env, OUT)
 
 
 def run_pgbench(args, ids: dict, clients: int, duration: float) -> dict:
@@ -439,6 +398,7 @@ def measure_post_office(args, stack: Stack, sink: Sink, processes: int) -> float
         f"post-office-{processes}",
         [sys.executable, "manage.py", "send_queued_mail", "--processes", str(processes)],
         stack.env,
+        OUT,
     )
     sender.popen.wait(600)
     sender.stop()
