@@ -1,11 +1,27 @@
-"""One JSON error shape for the whole API: `{"error": {"code", "message", "field"}}`."""
+"""One JSON error shape for the whole API: `{"error": {"code", "message", "field"}}`.
+
+Failures of ours answer in the same shape: the database out of reach is a 503 with `Retry-After`
+(the client retries; nothing was acknowledged), anything else unexpected a 500 whose `id` is also
+in the log line that carries the traceback.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
+
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
+
+# The database is out of reach (a cut connection, a server restarting): worth a retry, soon.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 5
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -50,12 +66,36 @@ def error_body(*, code: str, message: str, field: str | None = None) -> dict:
     return {"error": {"code": code, "message": message, "field": field}}
 
 
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "serviceUnavailable"
+    default_detail = "The service is temporarily unavailable; nothing was stored. Retry later."
+
+
+def correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
 def exception_handler(exc, context):
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        logger.warning("database unavailable: %s", exc.__class__.__name__)
+        set_rollback()
+        response = Response(
+            error_body(code=ServiceUnavailable.default_code, message=str(ServiceUnavailable.default_detail)),
+            status=503,
+        )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        reference = correlation_id()
+        logger.error("unexpected error %s", reference, exc_info=exc, extra={"error_id": reference})
+        set_rollback()
+        body = error_body(code="internalError", message=f"An unexpected error occurred (id {reference}).")
+        body["error"]["id"] = reference
+        return Response(body, status=500)
     field = getattr(exc, "field", None)
     code = getattr(exc, "default_code", "error")
     for kind, name in CODES.items():

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import logging
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from campaign.api_errors import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, correlation_id
 from campaign.services import InvalidClient, issue_access_token
+
+logger = logging.getLogger(__name__)
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def _oauth_error(error: str, description: str, status: int) -> JsonResponse:
@@ -32,9 +38,33 @@ def _client_from_basic_auth(request: HttpRequest) -> tuple[str, str]:
     return client_id, secret
 
 
+def _failures_as_oauth_errors(view):
+    """Our own failures in OAuth's words: `temporarily_unavailable` (503, Retry-After) while the
+    database is out of reach, `server_error` (500, with the id of its log line) otherwise."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest) -> JsonResponse:
+        try:
+            return view(request)
+        except DATABASE_UNAVAILABLE as error:
+            logger.warning("database unavailable: %s", error.__class__.__name__)
+            response = _oauth_error("temporarily_unavailable", "The service is unavailable; retry later.", 503)
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        except Exception as error:
+            reference = correlation_id()
+            logger.error("unexpected error %s", reference, exc_info=error, extra={"error_id": reference})
+            return _oauth_error("server_error", f"An unexpected error occurred (id {reference}).", 500)
+
+    return wrapped
+
+
 @csrf_exempt
 @require_POST
+@_failures_as_oauth_errors
 def token(request: HttpRequest) -> JsonResponse:
+    if request.content_type not in (*FORM_MEDIA_TYPES, "application/json") and request.body.strip():
+        return _oauth_error("invalid_request", "The body is neither a form nor JSON.", 400)
     form = request.POST
     if request.content_type == "application/json":
         # Not OAuth's form encoding, but an easy mistake to forgive: read the same keys from JSON.

@@ -11,6 +11,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models.functions import Lower
 
+from campaign import bounds
 from campaign.models import Organization, Profile
 from events.schema import (
     SchemaError,
@@ -53,10 +54,13 @@ def import_profiles_csv(*, organization: Organization, handle: TextIO) -> tuple[
             values: dict = {"data": {}}
             for column, raw in row.items():
                 raw = (raw or "").strip()
+                limit = Profile._meta.get_field(COLUMNS[column]).max_length if column in COLUMNS else None
+                problem = bounds.text_problem(column or "", max_length=64) or bounds.text_problem(
+                    raw, max_length=limit
+                )
+                if problem:
+                    raise ProfileFileError(f"line {line}: {column}: {problem}")
                 if column in COLUMNS:
-                    limit = Profile._meta.get_field(COLUMNS[column]).max_length
-                    if len(raw) > limit:
-                        raise ProfileFileError(f"line {line}: {column}: longer than {limit} characters")
                     if column == "email":
                         raw = raw.lower()
                     elif column == "mobilePhone" and raw:

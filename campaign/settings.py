@@ -201,6 +201,10 @@ EVENT_REENQUEUE_AFTER_SECONDS = env.int("EVENT_REENQUEUE_AFTER_SECONDS", default
 
 # --- API -------------------------------------------------------------------------------------
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=256 * 1024)
+# Caps on every value from outside (API bodies, profile imports, preview data): a text field
+# without its own maxLength, and the items of one collection (campaign.bounds).
+TEXT_MAX_LENGTH = env.int("TEXT_MAX_LENGTH", default=10_000)
+COLLECTION_MAX_ITEMS = env.int("COLLECTION_MAX_ITEMS", default=1_000)
 API_TOKEN_TTL_SECONDS = env.int("API_TOKEN_TTL_SECONDS", default=24 * 3600)
 # Requests per credential, e.g. `6000/min`; empty (the default): no limit, as the hosted API's clients expect.
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="") or None

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import random
 import time
+import traceback
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -248,8 +249,10 @@ def _process_claimed(event: Event, held: Claim, quarantine: QuarantineLookup) ->
         logger.warning("event %s: lease lost before sending; another worker has it", event.pkey)
         return None
     except Exception as error:  # a bug must not strand the event in `processing` until the lease ends
-        logger.exception("event %s failed unexpectedly", event.pkey)
-        decision = _retry_or_fail(event, f"internal error: {error.__class__.__name__}: {error}")
+        # The frames, not the message: an exception's text may quote the event's data.
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        logger.error("event %s failed unexpectedly: %s\n%s", event.pkey, error.__class__.__name__, frames)
+        decision = _retry_or_fail(event, f"internal error: {error.__class__.__name__}")
     recorded = _with_database_retries(lambda: _record(event, held, decision))
     if decision.quarantine is not None:
         quarantine.add(**decision.quarantine)

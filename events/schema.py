@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import phonenumbers
@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
 from django.utils import timezone
 
+from campaign import bounds
 from events.models import Channel, EventConfiguration, FieldType
 
 RECIPIENT_KEYS: dict[str, tuple[str, ...]] = {
@@ -37,6 +38,8 @@ TOP_LEVEL_KEYS = frozenset(
         "application",
     }
 )
+# The recipient columns' sizes (events.models.Event), and a date's text: longer is never valid.
+EMAIL_MAX_LENGTH, REGISTRATION_TOKEN_MAX_LENGTH, APPLICATION_MAX_LENGTH, DATE_MAX_LENGTH = 254, 4096, 255, 64
 PUSH_PLATFORMS = {"gcm": "gcm", "fcm": "gcm", "apns": "apns"}
 _email_validator = EmailValidator()
 _url_validator = URLValidator()
@@ -94,6 +97,7 @@ def parse_datetime(value: Any, field: str) -> dt.datetime:
     """ISO 8601 with or without the `T`, with milliseconds, with `Z`/offset (naive means UTC)."""
     if not isinstance(value, str):
         raise SchemaError(field, "must be an ISO 8601 date and time string")
+    check_text(value, field, max_length=DATE_MAX_LENGTH)
     match = _DATETIME_RE.match(value.strip())
     if not match:
         raise SchemaError(
@@ -129,21 +133,33 @@ def format_datetime(value: dt.datetime | None) -> str | None:
     return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def check_text(value: Any, path: str, *, max_length: int | None = None) -> str:
+    """A string within the bounds every text keeps (campaign.bounds), or SchemaError naming `path`."""
+    if not isinstance(value, str):
+        raise SchemaError(path, "must be a string")
+    problem = bounds.text_problem(value, max_length=max_length)
+    if problem:
+        raise SchemaError(path, problem)
+    return value
+
+
 def check_value(spec: dict[str, Any], value: Any, path: str) -> Any:
     kind = spec["type"]
     if value is None:
         if spec.get("required"):
             raise SchemaError(path, "is required")
         return None
+    if isinstance(value, bounds.OutOfBounds):
+        raise SchemaError(path, value.reason)
     if isinstance(value, dict | list):
         raise SchemaError(
             path, f"must be a {kind} value, not an {'object' if isinstance(value, dict) else 'array'}"
         )
+    if isinstance(value, str):
+        check_text(value, path, max_length=spec.get("maxLength"))
     if kind in (FieldType.TEXT, FieldType.EMAIL, FieldType.URL):
         if not isinstance(value, str):
             raise SchemaError(path, f"must be a string ({kind})")
-        if spec.get("maxLength") and len(value) > spec["maxLength"]:
-            raise SchemaError(path, f"is longer than {spec['maxLength']} characters")
         if kind == FieldType.EMAIL and value:
             try:
                 _email_validator(value)
@@ -155,21 +171,25 @@ def check_value(spec: dict[str, Any], value: Any, path: str) -> Any:
             except ValidationError:
                 raise SchemaError(path, f"'{value}' is not a URL") from None
     elif kind == FieldType.INTEGER:
-        if isinstance(value, bool) or not (
-            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        ):
+        if isinstance(value, float):
+            value = Decimal(repr(value))
+        if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
             raise SchemaError(path, "must be an integer")
-        value = int(value)
+        problem = bounds.integer_problem(value)
+        if problem:
+            raise SchemaError(path, problem)
     elif kind == FieldType.DECIMAL:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
             raise SchemaError(path, "must be a number")
-        if isinstance(value, str):
-            try:
-                Decimal(value)
-            except InvalidOperation:
-                raise SchemaError(path, "must be a number") from None
-        elif not isinstance(value, int | float):
-            raise SchemaError(path, "must be a number")
+        if isinstance(value, float):  # from a caller that parsed JSON itself (tests, previews)
+            value = Decimal(repr(value))
+        problem = bounds.decimal_problem(str(value))
+        if problem:
+            raise SchemaError(path, problem)
+        if not isinstance(value, str):
+            value = bounds.json_number(Decimal(value))
     elif kind == FieldType.BOOLEAN:
         if not isinstance(value, bool):
             raise SchemaError(path, "must be true or false")
@@ -210,11 +230,20 @@ def _check_object(
         items = data[name]
         if not isinstance(items, list):
             raise SchemaError(f"{path}.{name}", "must be a list of objects")
+        problem = bounds.collection_problem(items)
+        if problem:
+            raise SchemaError(f"{path}.{name}", problem)
         cleaned[name] = [
             _check_object(collection["fields"], item, f"{path}.{name}[{index}]", [])
             for index, item in enumerate(items)
         ]
     return cleaned
+
+
+def validate_ctx(schema: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """An event's `ctx` checked against a schema's fields and collections (the API's rule, and the
+    preview's sample data's); SchemaError names the first bad field (`ctx.products[1].price`)."""
+    return _check_object(schema.get("fields", []), ctx, "ctx", schema.get("collections", []))
 
 
 @dataclass(frozen=True)
@@ -259,12 +288,7 @@ def validate_event(schema: dict[str, Any], body: Any) -> ValidatedEvent:
             if key in TOP_LEVEL_KEYS:
                 raise SchemaError(key, f"is not a recipient field of a {channel} event")
             raise SchemaError(key, "is not a field of this event (event data goes in ctx)")
-    ctx = _check_object(
-        schema.get("fields", []),
-        body.get("ctx", {}) if body.get("ctx") is not None else {},
-        "ctx",
-        schema.get("collections", []),
-    )
+    ctx = validate_ctx(schema, body.get("ctx", {}) if body.get("ctx") is not None else {})
 
     recipient: dict[str, str] = {}
     if channel == Channel.EMAIL:
@@ -272,6 +296,7 @@ def validate_event(schema: dict[str, Any], body: Any) -> ValidatedEvent:
         if email is not None or event_targeting:
             if not isinstance(email, str) or not email.strip():
                 raise SchemaError("email", "is required for an email event")
+            check_text(email.strip(), "email", max_length=EMAIL_MAX_LENGTH)
             try:
                 _email_validator(email.strip())
             except ValidationError:
@@ -287,9 +312,11 @@ def validate_event(schema: dict[str, Any], body: Any) -> ValidatedEvent:
                 raise SchemaError("pushPlatform", "is required for a push event: gcm (or fcm) or apns")
             if not isinstance(token, str) or not token.strip():
                 raise SchemaError("registrationToken", "is required for a push event")
+            check_text(token.strip(), "registrationToken", max_length=REGISTRATION_TOKEN_MAX_LENGTH)
             application = body.get("application", "")
-            if not isinstance(application, str):
-                raise SchemaError("application", "must be a string")
+            if application is None:
+                application = ""
+            check_text(application, "application", max_length=APPLICATION_MAX_LENGTH)
             recipient.update(
                 push_platform=PUSH_PLATFORMS[platform.lower()],
                 registration_token=token.strip(),

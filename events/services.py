@@ -244,7 +244,8 @@ def duplicate_configuration(
 
 
 def request_fingerprint(*, configuration: EventConfiguration, body: Any) -> str:
-    canonical = orjson.dumps([configuration.event_id, body], option=orjson.OPT_SORT_KEYS)
+    # Numbers arrive as Decimal (campaign.bounds): their text, so no two bodies share a fingerprint.
+    canonical = orjson.dumps([configuration.event_id, body], option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(canonical).hexdigest()
 
 

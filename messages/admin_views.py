@@ -16,8 +16,9 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from campaign import bounds
 from campaign.models import Profile
-from events.schema import sample_ctx
+from events.schema import SchemaError, sample_ctx, validate_ctx
 from events.services import PublicationError
 from messages import services
 from messages.channels.sms import sms_length
@@ -29,17 +30,26 @@ class PreviewForm(forms.Form):
         label="Sample data (ctx, JSON)", widget=forms.Textarea(attrs={"rows": 12, "cols": 80}), required=False
     )
 
+    def __init__(self, *args, schema: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.schema = schema
+
     def clean_ctx(self) -> dict:
+        """The sample data under the API's own rules: what an event could not carry, a preview
+        does not render."""
         raw = self.cleaned_data["ctx"].strip()
         if not raw:
             return {}
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise forms.ValidationError(f"Not valid JSON: {error.msg} (line {error.lineno})") from None
+            value = bounds.load_json(raw)
+        except bounds.JsonSyntaxError as error:
+            raise forms.ValidationError(str(error)) from None
         if not isinstance(value, dict):
             raise forms.ValidationError("The sample data is a JSON object, like the event's ctx.")
-        return value
+        try:
+            return validate_ctx(self.schema, value)
+        except SchemaError as error:
+            raise forms.ValidationError(f"{error.field}: {error.message}") from None
 
 
 class ProofForm(PreviewForm):
@@ -80,8 +90,9 @@ def _context(model_admin, request, message, **extra) -> dict:
 
 def preview_view(model_admin, request, object_id):
     message = _message_or_404(model_admin, request, object_id)
-    default_ctx = sample_ctx(services.configuration_schema(message))
-    form = PreviewForm(request.POST or None, initial={"ctx": json.dumps(default_ctx, indent=2)})
+    schema = services.configuration_schema(message)
+    default_ctx = sample_ctx(schema)
+    form = PreviewForm(request.POST or None, schema=schema, initial={"ctx": json.dumps(default_ctx, indent=2)})
     ctx = default_ctx
     if request.method == "POST" and form.is_valid():
         ctx = form.cleaned_data["ctx"]
@@ -113,9 +124,13 @@ def proof_view(model_admin, request, object_id):
     if not model_admin.has_change_permission(request, message):
         raise PermissionDenied
     organization = message.configuration.organization
-    default_ctx = sample_ctx(services.configuration_schema(message))
+    schema = services.configuration_schema(message)
+    default_ctx = sample_ctx(schema)
     form = ProofForm(
-        request.POST or None, organization=organization, initial={"ctx": json.dumps(default_ctx, indent=2)}
+        request.POST or None,
+        organization=organization,
+        schema=schema,
+        initial={"ctx": json.dumps(default_ctx, indent=2)},
     )
     if request.method == "POST" and form.is_valid():
         addresses = [a for chunk in form.cleaned_data["addresses"].splitlines() for a in chunk.split(",")]

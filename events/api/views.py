@@ -20,7 +20,7 @@ from campaign.api_errors import Conflict, FieldError, RequestTooLarge
 from campaign.auth import NOT_FOUND, ApiCaller  # one wording for every "not yours"
 from campaign.negotiation import AlwaysJSON
 from events import selectors, services
-from events.api.parsers import LimitedJSONParser
+from events.api.parsers import LimitedJSONParser, TextPlainJSONParser, is_json_media_type
 from events.api.serializers import EventInputSerializer, EventOutputSerializer
 from events.models import Event, EventConfiguration
 
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 class EventViewSet(viewsets.ViewSet):
-    parser_classes = [LimitedJSONParser]
+    parser_classes = [LimitedJSONParser, TextPlainJSONParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = AlwaysJSON
     schema = None  # described per published event by events.api.openapi
@@ -60,9 +60,9 @@ class EventViewSet(viewsets.ViewSet):
 
     def create(self, request: Request, **kwargs) -> Response:
         content_type = request.META.get("CONTENT_TYPE", "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
+        if not is_json_media_type(content_type):
             raise UnsupportedMediaType(
-                content_type or "none", "The body must be JSON (Content-Type: application/json)."
+                content_type or "none", "The body must be JSON (Content-Type: application/json or text/plain)."
             )
         try:
             declared_length = int(request.META.get("CONTENT_LENGTH") or 0)

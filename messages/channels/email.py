@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import threading
@@ -30,6 +31,15 @@ def classify_smtp_error(error: Exception) -> tuple[str, str]:
     if isinstance(error, smtplib.SMTPException | OSError | socket.timeout):
         return TEMPORARY, f"{error.__class__.__name__}: {error}"
     raise error
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def header_value(value: str) -> str:
+    """A rendered value one header line can carry: each control character (CR, LF, tab...) from event
+    or profile data becomes a space, so the message goes out instead of failing on a bad header."""
+    return _CONTROL_CHARACTERS.sub(" ", value)
 
 
 def _text(value: bytes | str) -> str:
@@ -62,17 +72,21 @@ class EmailChannel:
     def build(self, rendered: RenderedMessage, recipient: Recipient) -> EmailMultiAlternatives:
         parts = rendered.parts
         sender = (
-            formataddr((rendered.from_name, rendered.from_address))
+            formataddr((header_value(rendered.from_name), rendered.from_address))
             if rendered.from_address
             else (settings.DEFAULT_FROM_EMAIL)
         )
         domain = (rendered.from_address or settings.DEFAULT_FROM_EMAIL).rpartition("@")[2] or None
         headers = {"Message-ID": make_msgid(domain=domain), **rendered.headers}
         message = EmailMultiAlternatives(
-            subject=parts.get("subject", ""),
+            subject=header_value(parts.get("subject", "")),
             body=parts.get("text", ""),
             from_email=sender,
-            to=[formataddr((recipient.name, recipient.address)) if recipient.name else recipient.address],
+            to=[
+                formataddr((header_value(recipient.name), recipient.address))
+                if recipient.name
+                else recipient.address
+            ],
             reply_to=[rendered.reply_to] if rendered.reply_to else None,
             headers=headers,
         )

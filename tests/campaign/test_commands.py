@@ -237,8 +237,10 @@ def test_import_profiles_does_not_touch_another_organizations_profile(
     [
         ("email,optedOut\na@example.com,maybe", "optedOut: 'maybe' is not true or false"),
         ("email,firstName\na@example.com,A,extra", "more values than header columns"),
-        ("email,firstName\na@example.com," + "x" * 201, "firstName: longer than 200"),
-        ("email,language\na@example.com,a-very-long-language-tag", "language: longer than 16"),
+        ("email,firstName\na@example.com," + "x" * 201, "firstName: is longer than 200"),
+        ("email,language\na@example.com,a-very-long-language-tag", "language: is longer than 16"),
+            ("email,firstName\na@example.com,Ja\x00ck", "firstName: contains a NUL character"),
+            ("email,note\na@example.com," + "x" * 10_001, "note: is longer than 10000"),
         ("email,firstName\n,Nobody", "email: '' is not an email address"),
         ("email,mobilePhone\na@example.com,abc", "mobilePhone: 'abc' is not a phone number"),
         ("email,mobilePhone\na@example.com,12", "mobilePhone: '12' is not a valid phone number"),

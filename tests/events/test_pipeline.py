@@ -475,3 +475,30 @@ def test_the_sweep_costs_the_same_few_queries_for_3_or_30_events(cart_configurat
     with CaptureQueriesContext(connection) as queries:
         assert pipeline.recover()["enqueued"] == backlog
     assert len(queries.captured_queries) <= 12
+
+
+def test_a_subject_rendered_with_cr_lf_goes_out_on_one_line(cart_configuration, smtp_email):
+    injected = "Jack\r\nBcc: victim@example.com\x0bX"
+    event = accept(cart_configuration, live_body(ctx={"firstName": injected}))
+    assert pipeline.process(event.pk) == "processed"
+    (received,) = smtp_email.wait_for(1)
+    assert received.recipients == ["test@example.com"]  # no header was injected
+    assert received.subject == "Jack  Bcc: victim@example.com X, your cart is waiting"
+    event.refresh_from_db()
+    assert event.last_error == "" and event.attempts == 1
+
+
+def test_an_unexpected_error_keeps_event_data_out_of_last_error_and_logs(
+    cart_configuration, monkeypatch, caplog
+):
+    secret = "Jack-the-customer"
+    event = accept(cart_configuration, live_body(ctx={"firstName": secret}))
+
+    def broken(**kwargs):
+        raise ValueError(f"cannot handle {secret}")
+
+    monkeypatch.setattr(message_services, "send", broken)
+    assert pipeline.process(event.pk) == "pending"  # retried: it may be a passing bug
+    event.refresh_from_db()
+    assert "ValueError" in event.last_error and secret not in event.last_error
+    assert secret not in caplog.text

@@ -30,8 +30,25 @@ def test_preview_shows_the_draft_rendered_with_editable_sample_data(client, mark
     page = client.post(url(message, "preview"), {"ctx": json.dumps(ctx)}).content.decode()
     assert "Draft for &lt;Zoé&gt;" in page and "SKU-1" in page
     bad = client.post(url(message, "preview"), {"ctx": "{not json"}).content.decode()
-    assert "Not valid JSON" in bad
+    assert "Malformed JSON" in bad
     assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("ctx", "field"),
+    [
+        ('{"firstName": 5}', "ctx.firstName"),
+        ('{"products": "notalist"}', "ctx.products"),
+        ('{"products": [{"price": NaN}]}', "ctx.products[0].price"),
+        ('{"products": [{"price": 1e99999999}]}', "ctx.products[0].price"),
+        ('{"firstName": "a\\u0000b"}', "ctx.firstName"),
+    ],
+)
+def test_preview_sample_data_keeps_the_apis_rules(client, marketer, cart_configuration, ctx, field):
+    client.force_login(marketer)
+    page = client.post(url(cart_configuration.message, "preview"), {"ctx": ctx}).content.decode()
+    assert f"{field}:" in page
+    assert "built-in method" not in page
 
 
 def test_sms_preview_counts_characters_encoding_and_segments(client, marketer, organization):

@@ -114,7 +114,7 @@ def test_a_body_that_is_not_an_object_is_400(api, cart_configuration):
 
 
 @pytest.mark.parametrize(
-    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
+    "content_type", ["text/html", "application/x-www-form-urlencoded", "application/xml"]
 )
 def test_a_body_that_is_not_json_is_415(api, cart_configuration, content_type):
     response = api.post(CART_URL, data=json.dumps(seed_body()), content_type=content_type)
@@ -434,3 +434,123 @@ def test_field_rules_required_max_length_and_values(api, organization):
     assert (
         post(api, {"email": "a@example.com", "ctx": missing}, url=url).json()["error"]["field"] == "ctx.code"
     )
+
+
+# --- Adobe's clients, unchanged, and every value bounded --------------------------------------
+
+
+@pytest.mark.parametrize("content_type", ["text/plain;charset=UTF-8", "text/plain", "application/json"])
+def test_json_is_accepted_as_application_json_or_text_plain_as_adobes_sdk_sends_it(
+    api, cart_configuration, content_type
+):
+    response = api.post(CART_URL, data=json.dumps(seed_body()), content_type=content_type)
+    assert response.status_code == 201, response.json()
+    assert Event.objects.get(pkey=response.json()["PKey"]).ctx["firstName"] == "Jack"
+
+
+@pytest.mark.parametrize(("raw", "code"), [("hello", "malformedJson"), ("[1, 2]", "invalidField")])
+def test_text_plain_must_still_be_a_json_object(api, cart_configuration, raw, code):
+    response = api.post(CART_URL, data=raw, content_type="text/plain;charset=UTF-8")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+    assert Event.objects.count() == 0
+
+
+def test_a_post_without_a_body_on_an_events_url_answers_as_the_get(api, cart_configuration):
+    pkey = post(api, seed_body()).json()["PKey"]
+    read = api.generic("POST", f"{CART_URL}/{pkey}", "")  # Adobe's SDK: no body, no Content-Type
+    assert read.status_code == 200
+    assert read.json() == api.get(f"{CART_URL}/{pkey}").json()
+    assert api.generic("POST", f"{CART_URL}/unknown", "").status_code == 404
+    assert Event.objects.count() == 1
+
+
+def raw_body(ctx_json: str) -> str:
+    """The seed's body with a raw JSON `ctx`, so that numbers reach the server as written."""
+    return '{"email": "test@example.com", "ctx": %s}' % ctx_json
+
+
+PRICE = "ctx.products[0].price"
+OUT_OF_BOUNDS = [
+    ('{"products": [{"price": NaN}]}', PRICE),
+    ('{"products": [{"price": Infinity}]}', PRICE),
+    ('{"products": [{"price": -Infinity}]}', PRICE),
+    ('{"products": [{"price": "NaN"}]}', PRICE),
+    ('{"products": [{"price": "Infinity"}]}', PRICE),
+    ('{"products": [{"price": "-inf"}]}', PRICE),
+    ('{"products": [{"price": 1e99999999}]}', PRICE),
+    ('{"products": [{"price": "1e99999999"}]}', PRICE),
+    ('{"products": [{"price": 1.5E2}]}', PRICE),
+    ('{"products": [{"price": 1234567890123456789012345678901}]}', PRICE),  # 31 digits
+    ('{"products": [{"price": "1234567890123456789012345678.901"}]}', PRICE),
+    ('{"products": [{"price": 12345678901234567890.1234567890123}]}', PRICE),  # 33 digits
+    ('{"products": [{"price": %s}]}' % ("9" * 400), PRICE),
+    ('{"products": [{"price": "%s"}]}' % ("9" * 400), PRICE),
+    ('{"firstName": "Ja\\u0000ck"}', "ctx.firstName"),
+    ('{"firstName": "Ja\\ud800ck"}', "ctx.firstName"),
+    ('{"products": [{"sku": "\\udfff"}]}', "ctx.products[0].sku"),
+    ('{"lastProduct": "%s"}' % ("x" * 10_001), "ctx.lastProduct"),
+    ('{"products": [%s]}' % ", ".join(['{"sku": "A"}'] * 1_001), "ctx.products"),
+]
+
+
+@pytest.mark.parametrize(("ctx_json", "field"), OUT_OF_BOUNDS)
+def test_values_out_of_bounds_are_400_naming_the_field_and_store_nothing(
+    api, cart_configuration, ctx_json, field
+):
+    response = api.post(CART_URL, data=raw_body(ctx_json), content_type="application/json")
+    assert response.status_code == 400, response.json()
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("invalidField", field)
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"email": "te\\u0000st@example.com"}', "email"),
+        ('{"email": "test@example.com", "scheduled": "2030-01-01\\u0000"}', "scheduled"),
+        ('{"email": "test@example.com", "expiration": "\\ud83d"}', "expiration"),
+    ],
+)
+def test_recipients_and_dates_refuse_nul_and_lone_surrogates(api, cart_configuration, body, field):
+    response = api.post(CART_URL, data=body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["field"] == field
+    assert Event.objects.count() == 0
+
+
+def test_values_at_the_bounds_are_accepted_and_kept_digit_for_digit(api, cart_configuration):
+    thirty_digits = "123456789012345678901234567.890"
+    ctx_json = (
+        '{"lastProduct": "%s", "products": [{"price": 125.50}, {"price": %s}, {"price": "-0.5"}, {"price": 7}]'
+        "}" % ("é" * 10_000, thirty_digits)
+    )
+    response = api.post(CART_URL, data=raw_body(ctx_json), content_type="application/json")
+    assert response.status_code == 201, response.json()
+    prices = [p["price"] for p in Event.objects.get().ctx["products"]]
+    assert prices == [125.5, thirty_digits, "-0.5", 7]  # a double cannot hold 30 digits: kept as text
+
+
+def test_json_nested_too_deeply_is_malformed_not_a_crash(api, cart_configuration):
+    response = api.post(CART_URL, data="[" * 100_000, content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "malformedJson"
+
+
+def test_an_integer_field_keeps_to_64_bits(api, organization):
+    publish_events(
+        organization,
+        {
+            "name": "points",
+            "channel": "email",
+            "targeting": "event",
+            "fields": [{"name": "points", "type": "integer"}],
+            "message": {"subject": "s", "text": "{{ ctx.points }}"},
+        },
+    )
+    url = "/geometrixx/campaign/mcgeometrixx/EVTpoints"
+    for points, status in ((2**63 - 1, 201), (-(2**63), 201), (2**63, 400), (-(2**63) - 1, 400)):
+        response = api.post(url, data=raw_body('{"points": %d}' % points), content_type="application/json")
+        assert response.status_code == status, (points, response.json())
+        if status == 400:
+            assert response.json()["error"]["field"] == "ctx.points"
+    assert sorted(e.ctx["points"] for e in Event.objects.all()) == [-(2**63), 2**63 - 1]
