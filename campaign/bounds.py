@@ -50,9 +50,7 @@ def significant_digits(number: Decimal) -> int:
 def decimal_problem(text: str) -> str | None:
     """Why a decimal's text is refused, or None: plain notation, at most 30 significant digits."""
     if not PLAIN_DECIMAL.match(text):
-        return (
-            "must be a decimal number in plain notation (e.g. 125.50): no exponent, NaN or Infinity"
-        )
+        return "must be a decimal number in plain notation (e.g. 125.50): no exponent, NaN or Infinity"
     if significant_digits(Decimal(text)) > MAX_SIGNIFICANT_DIGITS:
         return f"has more than {MAX_SIGNIFICANT_DIGITS} significant digits"
     return None

@@ -48,7 +48,9 @@ def _failures_as_oauth_errors(view):
             return view(request)
         except DATABASE_UNAVAILABLE as error:
             logger.warning("database unavailable: %s", error.__class__.__name__)
-            response = _oauth_error("temporarily_unavailable", "The service is unavailable; retry later.", 503)
+            response = _oauth_error(
+                "temporarily_unavailable", "The service is unavailable; retry later.", 503
+            )
             response["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response
         except Exception as error:

@@ -92,7 +92,9 @@ def preview_view(model_admin, request, object_id):
     message = _message_or_404(model_admin, request, object_id)
     schema = services.configuration_schema(message)
     default_ctx = sample_ctx(schema)
-    form = PreviewForm(request.POST or None, schema=schema, initial={"ctx": json.dumps(default_ctx, indent=2)})
+    form = PreviewForm(
+        request.POST or None, schema=schema, initial={"ctx": json.dumps(default_ctx, indent=2)}
+    )
     ctx = default_ctx
     if request.method == "POST" and form.is_valid():
         ctx = form.cleaned_data["ctx"]

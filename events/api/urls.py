@@ -12,5 +12,9 @@ _BASE = r"^(?P<organization>[^/]+)/campaign/(?P<api_name>[^/]+)/(?P<event_id>[^/
 
 urlpatterns = [
     re_path(_BASE + r"/?$", EventViewSet.as_view({"get": "list", "post": "create"}), name="event-list"),
-    re_path(_BASE + r"/(?P<pkey>[^/]+)/?$", EventViewSet.as_view({"get": "retrieve", "post": "retrieve"}), name="event-detail"),
+    re_path(
+        _BASE + r"/(?P<pkey>[^/]+)/?$",
+        EventViewSet.as_view({"get": "retrieve", "post": "retrieve"}),
+        name="event-detail",
+    ),
 ]

@@ -62,7 +62,8 @@ class EventViewSet(viewsets.ViewSet):
         content_type = request.META.get("CONTENT_TYPE", "")
         if not is_json_media_type(content_type):
             raise UnsupportedMediaType(
-                content_type or "none", "The body must be JSON (Content-Type: application/json or text/plain)."
+                content_type or "none",
+                "The body must be JSON (Content-Type: application/json or text/plain).",
             )
         try:
             declared_length = int(request.META.get("CONTENT_LENGTH") or 0)

@@ -467,7 +467,7 @@ def test_a_post_without_a_body_on_an_events_url_answers_as_the_get(api, cart_con
 
 def raw_body(ctx_json: str) -> str:
     """The seed's body with a raw JSON `ctx`, so that numbers reach the server as written."""
-    return '{"email": "test@example.com", "ctx": %s}' % ctx_json
+    return '{"email": "test@example.com", "ctx": ' + ctx_json + "}"
 
 
 PRICE = "ctx.products[0].price"
@@ -489,8 +489,8 @@ OUT_OF_BOUNDS = [
     ('{"firstName": "Ja\\u0000ck"}', "ctx.firstName"),
     ('{"firstName": "Ja\\ud800ck"}', "ctx.firstName"),
     ('{"products": [{"sku": "\\udfff"}]}', "ctx.products[0].sku"),
-    ('{"lastProduct": "%s"}' % ("x" * 10_001), "ctx.lastProduct"),
-    ('{"products": [%s]}' % ", ".join(['{"sku": "A"}'] * 1_001), "ctx.products"),
+    ('{"lastProduct": "' + "x" * 10_001 + '"}', "ctx.lastProduct"),
+    ('{"products": [' + ", ".join(['{"sku": "A"}'] * 1_001) + "]}", "ctx.products"),
 ]
 
 
@@ -521,10 +521,9 @@ def test_recipients_and_dates_refuse_nul_and_lone_surrogates(api, cart_configura
 
 def test_values_at_the_bounds_are_accepted_and_kept_digit_for_digit(api, cart_configuration):
     thirty_digits = "123456789012345678901234567.890"
-    ctx_json = (
-        '{"lastProduct": "%s", "products": [{"price": 125.50}, {"price": %s}, {"price": "-0.5"}, {"price": 7}]'
-        "}" % ("é" * 10_000, thirty_digits)
-    )
+    long_text = "é" * 10_000
+    prices = f'[{{"price": 125.50}}, {{"price": {thirty_digits}}}, {{"price": "-0.5"}}, {{"price": 7}}]'
+    ctx_json = f'{{"lastProduct": "{long_text}", "products": {prices}}}'
     response = api.post(CART_URL, data=raw_body(ctx_json), content_type="application/json")
     assert response.status_code == 201, response.json()
     prices = [p["price"] for p in Event.objects.get().ctx["products"]]
@@ -549,7 +548,7 @@ def test_an_integer_field_keeps_to_64_bits(api, organization):
     )
     url = "/geometrixx/campaign/mcgeometrixx/EVTpoints"
     for points, status in ((2**63 - 1, 201), (-(2**63), 201), (2**63, 400), (-(2**63) - 1, 400)):
-        response = api.post(url, data=raw_body('{"points": %d}' % points), content_type="application/json")
+        response = api.post(url, data=raw_body(f'{{"points": {points}}}'), content_type="application/json")
         assert response.status_code == status, (points, response.json())
         if status == 400:
             assert response.json()["error"]["field"] == "ctx.points"
