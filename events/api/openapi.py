@@ -10,17 +10,40 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 
+from campaign import bounds
 from campaign.auth import ApiCaller, CampaignTokenAuthentication
 from events.models import EventConfiguration, FieldType
-from events.schema import RECIPIENT_KEYS, sample_body
+from events.schema import (
+    APPLICATION_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    RECIPIENT_KEYS,
+    REGISTRATION_TOKEN_MAX_LENGTH,
+    sample_body,
+)
 
+DECIMAL_RULE = (
+    f"plain decimal notation (no exponent, NaN or Infinity), at most {bounds.MAX_SIGNIFICANT_DIGITS} "
+    "significant digits"
+)
+TEXT_RULE = "no U+0000 and no lone surrogate"
 JSON_TYPES: dict[str, dict[str, Any]] = {
     FieldType.TEXT: {"type": "string"},
-    FieldType.INTEGER: {"type": "integer"},
-    FieldType.DECIMAL: {"oneOf": [{"type": "number"}, {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}]},
+    FieldType.INTEGER: {
+        "type": "integer",
+        "format": "int64",
+        "minimum": bounds.INTEGER_MIN,
+        "maximum": bounds.INTEGER_MAX,
+    },
+    FieldType.DECIMAL: {
+        "oneOf": [
+            {"type": "number", "description": DECIMAL_RULE},
+            {"type": "string", "pattern": bounds.PLAIN_DECIMAL_PATTERN, "description": DECIMAL_RULE},
+        ]
+    },
     FieldType.BOOLEAN: {"type": "boolean"},
     FieldType.DATE: {"type": "string", "format": "date"},
     FieldType.DATETIME: {"type": "string", "format": "date-time"},
@@ -86,16 +109,21 @@ ERRORS = {
         (401, "Missing or bad credentials"),
         (404, "Unknown or unpublished event"),
         (413, "Body too large"),
-        (415, "Not JSON"),
+        (415, "Not JSON (application/json or text/plain)"),
         (429, "Rate limited"),
+        (503, "Temporarily unavailable, nothing stored: retry after Retry-After seconds"),
     ]
 }
 
 
+def _text(max_length: int, **schema: Any) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_length, "description": TEXT_RULE, **schema}
+
+
 def _field_schema(spec: dict[str, Any]) -> dict[str, Any]:
     schema = dict(JSON_TYPES[spec["type"]])
-    if spec.get("maxLength"):
-        schema["maxLength"] = spec["maxLength"]
+    if schema.get("type") == "string" and spec["type"] in (FieldType.TEXT, FieldType.EMAIL, FieldType.URL):
+        schema = _text(spec.get("maxLength") or settings.TEXT_MAX_LENGTH, **schema)
     if spec.get("values"):
         schema["enum"] = spec["values"]
     if spec.get("label"):
@@ -109,6 +137,7 @@ def request_schema(published: dict[str, Any]) -> dict[str, Any]:
     for collection in published.get("collections", []):
         ctx_properties[collection["name"]] = {
             "type": "array",
+            "maxItems": settings.COLLECTION_MAX_ITEMS,
             "items": {
                 "type": "object",
                 "additionalProperties": False,
@@ -125,11 +154,11 @@ def request_schema(published: dict[str, Any]) -> dict[str, Any]:
     properties: dict[str, Any] = {"ctx": ctx, "scheduled": DATE_TIME, "expiration": DATE_TIME}
     channel = published["channel"]
     recipient = {
-        "email": {"type": "string", "format": "email"},
-        "mobilePhone": {"type": "string", "description": "E.164, e.g. +33612345678"},
+        "email": _text(EMAIL_MAX_LENGTH, format="email"),
+        "mobilePhone": {"type": "string", "maxLength": 64, "description": "E.164, e.g. +33612345678"},
         "pushPlatform": {"type": "string", "enum": ["gcm", "fcm", "apns"]},
-        "registrationToken": {"type": "string"},
-        "application": {"type": "string"},
+        "registrationToken": _text(REGISTRATION_TOKEN_MAX_LENGTH),
+        "application": _text(APPLICATION_MAX_LENGTH),
     }
     for key in RECIPIENT_KEYS[channel]:
         properties[key] = recipient[key]
@@ -175,7 +204,11 @@ def _operations(*, post_body: dict[str, Any], example: dict[str, Any] | None, ta
                     "schema": {"type": "string", "maxLength": 255},
                 }
             ],
-            "requestBody": {"required": True, "content": {"application/json": content}},
+            # text/plain too: Adobe's Node SDK sends its JSON so.
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": content, "text/plain": content},
+            },
             "responses": {"201": {"description": "Accepted, status pending", "content": event_out}, **ERRORS},
         },
         "get": {
@@ -217,11 +250,11 @@ def _operations(*, post_body: dict[str, Any], example: dict[str, Any] | None, ta
 
 
 def _detail(tag: str) -> dict[str, Any]:
-    return {
-        "get": {
+    def read(method: str, summary: str) -> dict[str, Any]:
+        return {
             "tags": [tag],
-            "summary": "An event's current state",
-            "operationId": f"get_{tag}",
+            "summary": summary,
+            "operationId": f"{method}_{tag}",
             "security": [{"bearer": [], "apiKey": []}],
             "parameters": [{"name": "PKey", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {
@@ -232,6 +265,10 @@ def _detail(tag: str) -> dict[str, Any]:
                 **ERRORS,
             },
         }
+
+    return {
+        "get": read("get", "An event's current state"),
+        "post": read("read", "The same, as Adobe's Node SDK asks for it (a POST without a body)"),
     }
 
 
@@ -306,7 +343,8 @@ def add_event_paths(result: dict[str, Any], generator, request, public) -> dict[
         operation["parameters"] = path_parameters + operation["parameters"]
     paths[base] = generic
     detail = _detail("events")
-    detail["get"]["parameters"] = path_parameters + detail["get"]["parameters"]
+    for operation in detail.values():
+        operation["parameters"] = path_parameters + operation["parameters"]
     paths[base + "/{PKey}"] = detail
     for configuration in _configurations_for(request):
         published = configuration.published_schema

@@ -80,3 +80,21 @@ def test_bad_credentials_on_the_schema_are_refused(client, cart_configuration):
 def test_another_organizations_caller_does_not_see_ours(cart_configuration, other_organization):
     intruder = api_client_for(other_organization)
     assert CART_URL not in schema_of(intruder)["paths"]
+
+
+def test_the_schema_states_the_bounds_the_api_enforces(api, cart_configuration):
+    document = schema_of(api)
+    operation = document["paths"][CART_URL]["post"]
+    content = operation["requestBody"]["content"]
+    assert content["text/plain"]["schema"] == content["application/json"]["schema"]
+    body = content["application/json"]["schema"]
+    ctx = body["properties"]["ctx"]["properties"]
+    assert ctx["firstName"]["maxLength"] == 10_000 and "U+0000" in ctx["firstName"]["description"]
+    products = ctx["products"]
+    assert products["maxItems"] == 1_000
+    price = products["items"]["properties"]["price"]["oneOf"]
+    assert {"type": "string", "pattern": r"^[+-]?\d+(\.\d+)?$"}.items() <= price[1].items()
+    assert "30 significant digits" in price[0]["description"]
+    assert body["properties"]["email"]["maxLength"] == 254
+    assert "503" in operation["responses"]
+    assert "post" in document["paths"][CART_URL + "/{PKey}"]  # the SDK's read
