@@ -118,3 +118,39 @@ def test_http_basic_client_authentication_works(client, issued):
         "/ims/token/v3", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=f"Basic {basic}"
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("grant_type=client_credentials", "text/plain"),
+        ("<xml/>", "application/xml"),
+        ("{bad", "application/json"),
+    ],
+)
+def test_a_body_that_is_neither_a_form_nor_json_is_invalid_request(client, issued, body, content_type):
+    response = client.post("/ims/token/v3", body, content_type=content_type)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert not AccessToken.objects.exists()
+
+
+def test_the_database_out_of_reach_is_503_temporarily_unavailable(client, issued, monkeypatch):
+    from django.db import OperationalError
+
+    from campaign import ims
+
+    def unreachable(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(ims, "issue_access_token", unreachable)
+    response = client.post(
+        "/ims/token/v3",
+        {
+            "grant_type": "client_credentials",
+            "client_id": issued.credential.api_key,
+            "client_secret": issued.client_secret,
+        },
+    )
+    assert response.status_code == 503 and response["Retry-After"].isdigit()
+    assert response.json()["error"] == "temporarily_unavailable"

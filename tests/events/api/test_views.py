@@ -553,3 +553,35 @@ def test_an_integer_field_keeps_to_64_bits(api, organization):
         if status == 400:
             assert response.json()["error"]["field"] == "ctx.points"
     assert sorted(e.ctx["points"] for e in Event.objects.all()) == [-(2**63), 2**63 - 1]
+
+
+def test_the_database_out_of_reach_is_503_json_with_retry_after(api, cart_configuration, monkeypatch):
+    from django.db import OperationalError
+
+    from events import services
+
+    def unreachable(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "ingest", unreachable)
+    response = post(api, seed_body())
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "serviceUnavailable"
+
+
+def test_an_unexpected_error_is_500_json_with_the_id_of_its_log_line(
+    api, cart_configuration, monkeypatch, caplog
+):
+    from events import services
+
+    def broken(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services, "ingest", broken)
+    api.raise_request_exception = False
+    response = post(api, seed_body())
+    assert response.status_code == 500 and response["Content-Type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == "internalError" and error["id"] in error["message"]
+    assert error["id"] in caplog.text and "RuntimeError: a bug" in caplog.text
