@@ -16,6 +16,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from campaign import bounds
 from campaign.api_errors import Conflict, FieldError, RequestTooLarge
 from campaign.auth import NOT_FOUND, ApiCaller  # one wording for every "not yours"
 from campaign.negotiation import AlwaysJSON
@@ -76,8 +77,9 @@ class EventViewSet(viewsets.ViewSet):
         serializer = EventInputSerializer(data=body, context={"schema": schema})
         serializer.is_valid(raise_exception=True)
         idempotency_key = request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip() or None
-        if idempotency_key and len(idempotency_key) > 255:
-            raise FieldError("Idempotency-Key", "The Idempotency-Key header is longer than 255 characters.")
+        problem = idempotency_key and bounds.text_problem(idempotency_key, max_length=255)
+        if problem:
+            raise FieldError("Idempotency-Key", f"The Idempotency-Key header {problem}.")
         try:
             event, created = services.ingest(
                 configuration=self.configuration,
