@@ -185,20 +185,15 @@ class AccessTokenAdmin(OrganizationScopedAdmin):
         return False
 
     def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        self._forget([obj.token_hash])
+        # A deleted token must stop authenticating now, not when the API's cache of it expires.
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            forget_tokens()
 
     def delete_queryset(self, request, queryset):
-        hashes = list(queryset.values_list("token_hash", flat=True))
-        super().delete_queryset(request, queryset)
-        self._forget(hashes)
-
-    @staticmethod
-    def _forget(token_hashes: list[str]) -> None:
-        # A deleted token must stop authenticating now, not when the API's cache of it expires; once
-        # more after commit, in case a request cached it again from the not yet committed row.
-        forget_tokens(token_hashes)
-        transaction.on_commit(lambda: forget_tokens(token_hashes))
+        with transaction.atomic():
+            super().delete_queryset(request, queryset)
+            forget_tokens()
 
 
 class ProfileForm(forms.ModelForm):

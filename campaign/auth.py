@@ -1,6 +1,8 @@
 """API authentication: `Authorization: Bearer <token>` plus `X-Api-Key`, both required and both of
 the same credential. The token's hash is looked up once and cached briefly, so authentication costs
-no query on the hot path; every comparison of a secret is constant-time."""
+no query on the hot path; every comparison of a secret is constant-time. A revocation reaches every
+process within a second: cache keys carry the `auth` generation (campaign.generations), which a
+revocation bumps."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, NotFound
 from rest_framework.throttling import SimpleRateThrottle
 
+from campaign import generations
 from campaign.models import AccessToken, ApiCredential, hash_secret
 
 _MISSING = "missing"
@@ -35,7 +39,7 @@ class ApiCaller:
 
 
 def _cache_key(token_hash: str) -> str:
-    return f"auth:token:{token_hash}"
+    return f"auth:token:{generations.current(generations.AUTH)}:{token_hash}"
 
 
 def caller_for_token(token: str) -> ApiCaller | None:
@@ -67,9 +71,12 @@ def caller_for_token(token: str) -> ApiCaller | None:
     return cached
 
 
-def forget_tokens(token_hashes: list[str]) -> None:
-    """Drop cached callers at once (revocation), rather than waiting for the cache to expire."""
-    cache.delete_many([_cache_key(h) for h in token_hashes])
+def forget_tokens() -> None:
+    """Every process stops trusting its cached callers within GENERATION_CHECK_SECONDS of the commit
+    (revocation, a deleted token), rather than when the cache expires; this process at once."""
+    generations.bump(generations.AUTH)
+    generations.forget_checks()  # this connection sees the bump at once
+    transaction.on_commit(generations.forget_checks)  # and the others' once it commits
 
 
 NOT_FOUND = "No such event type for this organization, or it is not published."

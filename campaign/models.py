@@ -166,3 +166,14 @@ class Quarantine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.address}"
+
+
+class CacheGeneration(models.Model):
+    """A named counter that writers bump when cached reads of that name go stale (a revoked token):
+    every process compares it at most every GENERATION_CHECK_SECONDS (campaign.generations)."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.value}"

@@ -68,12 +68,9 @@ def issue_access_token(*, api_key: str, client_secret: str) -> IssuedToken:
 def revoke_credential(*, credential: ApiCredential) -> None:
     """Deactivate a credential and kill every token it issued."""
     with transaction.atomic():
-        hashes = list(credential.tokens.values_list("token_hash", flat=True))
         credential.tokens.all().delete()
         ApiCredential.objects.filter(pk=credential.pk).update(is_active=False)
-        forget_tokens(hashes)
-        # And again after the commit: a request in between could have cached a token again.
-        transaction.on_commit(lambda: forget_tokens(hashes))
+        forget_tokens()
 
 
 def purge_expired_tokens() -> int:

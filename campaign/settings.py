@@ -211,6 +211,9 @@ API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="") or None
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=25)
 IDEMPOTENCY_WINDOW_SECONDS = env.int("IDEMPOTENCY_WINDOW_SECONDS", default=24 * 3600)
 AUTH_CACHE_SECONDS = env.int("AUTH_CACHE_SECONDS", default=60)
+# How often each process re-reads the generations of its caches (campaign.generations): a revoked
+# token is refused everywhere within this delay, whatever the cache backend.
+GENERATION_CHECK_SECONDS = env.float("GENERATION_CHECK_SECONDS", default=0.5)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["campaign.auth.CampaignTokenAuthentication"],
