@@ -9,4 +9,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "campaign.settings")
 
 app = Celery("campaign")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["events"])
+app.autodiscover_tasks(["campaign", "events"])

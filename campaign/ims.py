@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from campaign.api_errors import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, correlation_id
-from campaign.services import InvalidClient, issue_access_token
+from campaign.services import InvalidClient, SlowDown, issue_access_token
 
 logger = logging.getLogger(__name__)
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -84,9 +84,15 @@ def token(request: HttpRequest) -> JsonResponse:
     if grant_type != "client_credentials":
         return _oauth_error("unsupported_grant_type", "grant_type must be client_credentials.", 400)
     try:
-        issued = issue_access_token(api_key=client_id, client_secret=client_secret)
+        issued = issue_access_token(
+            api_key=client_id, client_secret=client_secret, address=request.META.get("REMOTE_ADDR", "")
+        )
     except InvalidClient:
         return _oauth_error("invalid_client", "Unknown client_id or wrong client_secret.", 401)
+    except SlowDown as slow_down:
+        response = _oauth_error("slow_down", "Too many failed attempts; retry later.", 429)
+        response["Retry-After"] = str(slow_down.retry_after)
+        return response
     response = JsonResponse(
         {"access_token": issued.access_token, "token_type": "bearer", "expires_in": issued.expires_in}
     )

@@ -177,3 +177,19 @@ class CacheGeneration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} #{self.value}"
+
+
+class FailureWindow(models.Model):
+    """Failed attempts of one kind from one source in one minute (campaign.throttling): counted in
+    the database so that every process of every machine sees the same count."""
+
+    key = models.CharField(max_length=200)
+    window = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "window"], name="unique_failure_window")]
+        indexes = [models.Index(fields=["window"])]
+
+    def __str__(self) -> str:
+        return f"{self.key} at {self.window:%H:%M}: {self.count}"

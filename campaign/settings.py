@@ -188,6 +188,7 @@ CELERY_BEAT_SCHEDULE = {
         # A sweep that waited longer than the next one is pointless: drop it.
         "options": {"expires": SWEEP_INTERVAL_SECONDS * 2},
     },
+    "purge": {"task": "campaign.purge", "schedule": 3600.0, "options": {"expires": 3600.0}},
 }
 
 # --- Event processing ------------------------------------------------------------------------
@@ -214,6 +215,9 @@ AUTH_CACHE_SECONDS = env.int("AUTH_CACHE_SECONDS", default=60)
 # How often each process re-reads the generations of its caches (campaign.generations): a revoked
 # token is refused everywhere within this delay, whatever the cache backend.
 GENERATION_CHECK_SECONDS = env.float("GENERATION_CHECK_SECONDS", default=0.5)
+# Wrong client secrets per minute before /ims/token/v3 answers 429 slow_down (per client id, per address).
+TOKEN_FAILURES_PER_CLIENT = env.int("TOKEN_FAILURES_PER_CLIENT", default=10)
+TOKEN_FAILURES_PER_ADDRESS = env.int("TOKEN_FAILURES_PER_ADDRESS", default=100)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["campaign.auth.CampaignTokenAuthentication"],

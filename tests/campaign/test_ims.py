@@ -154,3 +154,71 @@ def test_the_database_out_of_reach_is_503_temporarily_unavailable(client, issued
     )
     assert response.status_code == 503 and response["Retry-After"].isdigit()
     assert response.json()["error"] == "temporarily_unavailable"
+
+
+@pytest.fixture
+def one_minute(monkeypatch):
+    """Every failure falls in one window, even if the test runs across a minute's end."""
+    from django.utils import timezone
+
+    from campaign import throttling
+
+    window = timezone.now().replace(second=0, microsecond=0)
+    monkeypatch.setattr(throttling, "_window", lambda now: window)
+
+
+def token_request(client, api_key, secret, address="203.0.113.7"):
+    return client.post(
+        "/ims/token/v3",
+        {"grant_type": "client_credentials", "client_id": api_key, "client_secret": secret},
+        REMOTE_ADDR=address,
+    )
+
+
+def test_the_eleventh_wrong_secret_in_a_minute_is_slowed_down_not_another_client(
+    client, issued, organization
+):
+    for _ in range(10):
+        assert token_request(client, issued.credential.api_key, "wrong").status_code == 401
+    refused = token_request(client, issued.credential.api_key, "wrong")
+    assert refused.status_code == 429 and refused.json()["error"] == "slow_down"
+    assert 1 <= int(refused["Retry-After"]) <= 61
+    # The right secret of the guessed client id is refused too: guessing learns nothing more.
+    assert token_request(client, issued.credential.api_key, issued.client_secret).status_code == 429
+    other = services.create_api_credential(organization=organization)
+    answer = token_request(client, other.credential.api_key, other.client_secret)
+    assert answer.status_code == 200 and answer.json()["access_token"]
+
+
+def test_successes_are_never_counted(client, issued):
+    for _ in range(15):
+        assert token_request(client, issued.credential.api_key, issued.client_secret).status_code == 200
+
+
+def test_one_address_guessing_many_client_ids_is_slowed_down(client, issued, settings, one_minute):
+    settings.TOKEN_FAILURES_PER_ADDRESS = 5
+    for number in range(5):
+        assert token_request(client, f"guess-{number}", "wrong").status_code == 401
+    assert token_request(client, "guess-6", "wrong").status_code == 429
+    assert token_request(client, issued.credential.api_key, issued.client_secret).status_code == 429
+    assert (
+        token_request(client, issued.credential.api_key, issued.client_secret, "198.51.100.1").status_code
+        == 200
+    )
+
+
+def test_the_beat_purges_expired_tokens_and_past_failure_windows(client, issued, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from campaign.models import FailureWindow
+    from campaign.tasks import purge
+
+    assert "campaign.purge" in {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert token_request(client, issued.credential.api_key, "wrong").status_code == 401
+    assert token_request(client, issued.credential.api_key, issued.client_secret).status_code == 200
+    AccessToken.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    FailureWindow.objects.update(window=timezone.now() - dt.timedelta(minutes=2))
+    assert purge() == {"tokens": 1, "failure_windows": 2}
+    assert not AccessToken.objects.exists() and not FailureWindow.objects.exists()
