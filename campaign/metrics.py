@@ -71,7 +71,15 @@ def registry() -> CollectorRegistry:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    # Event counts by type and status are the organizations' business: only a development server
+    # shows them to anyone; in production a scraper presents METRICS_TOKEN.
     token = settings.METRICS_TOKEN
+    if not token and not settings.DEBUG:
+        return HttpResponse(
+            "metrics are off: set METRICS_TOKEN (scrapers send Authorization: Bearer <it>)\n",
+            status=403,
+            content_type="text/plain",
+        )
     if token:
         given = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):

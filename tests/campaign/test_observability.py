@@ -42,7 +42,15 @@ def metric(text: str, name: str, **labels) -> float:
     return 0.0
 
 
-def test_metrics_count_events_latency_deliveries_and_queue(client, api, cart_configuration):
+@pytest.fixture
+def scraper(client, settings):
+    settings.METRICS_TOKEN = "scraper-token"
+    client.defaults["HTTP_AUTHORIZATION"] = "Bearer scraper-token"
+    return client
+
+
+def test_metrics_count_events_latency_deliveries_and_queue(scraper, api, cart_configuration):
+    client = scraper
     before = client.get("/metrics").content.decode()
     body = seed_body(scheduled=None, expiration="2999-01-01 00:00:00Z")
     pkeys = [
@@ -76,7 +84,37 @@ def test_metrics_count_events_latency_deliveries_and_queue(client, api, cart_con
 def test_metrics_can_require_a_token(client, settings, db):
     settings.METRICS_TOKEN = "s3cret"
     assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+
+
+def test_without_a_metrics_token_production_shows_no_metrics(client, settings, db):
+    settings.METRICS_TOKEN, settings.DEBUG = "", False
+    answer = client.get("/metrics")
+    assert answer.status_code == 403 and b"METRICS_TOKEN" in answer.content
+    assert b"transactional_events" not in answer.content
+    settings.DEBUG = True  # a development server shows them
+    assert b"transactional_queue_depth" in client.get("/metrics").content
+
+
+def test_the_metrics_server_listens_on_loopback_unless_told_otherwise(monkeypatch):
+    from django.core.management import call_command
+
+    from campaign.management.commands import metrics_server
+
+    bound = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_start(port, addr, registry):
+        bound.update(port=port, addr=addr)
+        raise Stop
+
+    monkeypatch.setattr(metrics_server, "start_http_server", fake_start)
+    with pytest.raises(Stop):
+        call_command("metrics_server")
+    assert bound == {"port": 9100, "addr": "127.0.0.1"}
 
 
 def test_logs_of_the_worker_and_the_web_carry_pkey_and_organization(api, cart_configuration, caplog):

@@ -13,7 +13,8 @@ class Command(CampaignCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=9100)
-        parser.add_argument("--host", default="0.0.0.0")
+        # Loopback unless told otherwise: the scraper runs here, or --host opens it on purpose.
+        parser.add_argument("--host", default="127.0.0.1")
 
     def handle(self, *args, port: int, host: str, **options):
         start_http_server(port, addr=host, registry=registry())
