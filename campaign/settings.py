@@ -277,9 +277,16 @@ LOGGING = {
             "format": "%(asctime)s %(levelname)s %(name)s %(organization)s %(pkey)s %(message)s",
         },
     },
-    "filters": {"event_context": {"()": "campaign.log_context.EventContextFilter"}},
+    "filters": {
+        "event_context": {"()": "campaign.log_context.EventContextFilter"},
+        "mask_addresses": {"()": "campaign.privacy.MaskAddressesFilter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["event_context"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["event_context", "mask_addresses"],
+        }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

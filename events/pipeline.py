@@ -23,6 +23,7 @@ from django.utils import timezone
 from campaign.log_context import event_context
 from campaign.metrics import EVENT_LATENCY, RETRIES
 from campaign.models import Profile, Quarantine
+from campaign.privacy import mask_address, mask_addresses
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
 from events.transitions import transition, transition_many, transition_recording
 
@@ -347,7 +348,8 @@ def _decide_and_deliver(event: Event, held: Claim, is_quarantined: QuarantineLoo
     if is_quarantined(
         organization_id=event.organization_id, channel=configuration.channel, address=recipient.address
     ):
-        return Decision(Outcome(S.IGNORED, f"{recipient.address} is quarantined"), {"profile": profile})
+        reason = f"{mask_address(recipient.address)} is quarantined"
+        return Decision(Outcome(S.IGNORED, reason), {"profile": profile})
 
     version = message.live_version
     try:
@@ -369,6 +371,7 @@ def _decide_and_deliver(event: Event, held: Claim, is_quarantined: QuarantineLoo
         "duration_ms": int((time.monotonic() - started) * 1000),
     }
     common = {"profile": profile, "message_version": version}
+    answer = mask_addresses(result.provider_response)  # "550 <jane@example.com>: unknown" -> j***@
     if result.sent:
         return Decision(
             Outcome(S.PROCESSED, result.provider_message_id), {**common, "last_error": ""}, delivery
@@ -381,12 +384,9 @@ def _decide_and_deliver(event: Event, held: Claim, is_quarantined: QuarantineLoo
             "reason": result.provider_response,
         }
         return Decision(
-            Outcome(S.DELIVERY_FAILED, result.provider_response),
-            {**common, "last_error": result.provider_response},
-            delivery,
-            quarantine,
+            Outcome(S.DELIVERY_FAILED, answer), {**common, "last_error": answer}, delivery, quarantine
         )
-    decision = _retry_or_fail(event, result.provider_response)
+    decision = _retry_or_fail(event, answer)
     decision.fields.update(common)
     decision.delivery = delivery
     return decision

@@ -4,6 +4,8 @@ with real credentials, and the roles' users."""
 from __future__ import annotations
 
 import copy
+import io
+import logging
 
 import pytest
 from rest_framework.test import APIClient
@@ -136,3 +138,17 @@ def smtp_email(settings, smtp_server):
     backend_for.cache_clear()
     yield smtp_server.mailbox
     backend_for.cache_clear()
+
+
+@pytest.fixture
+def console():
+    """What the configured console handler writes (the one production logs go through)."""
+    from campaign.privacy import MaskAddressesFilter
+
+    (handler,) = [
+        h for h in logging.getLogger().handlers if any(isinstance(f, MaskAddressesFilter) for f in h.filters)
+    ]
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)

@@ -502,3 +502,18 @@ def test_an_unexpected_error_keeps_event_data_out_of_last_error_and_logs(
     event.refresh_from_db()
     assert "ValueError" in event.last_error and secret not in event.last_error
     assert secret not in caplog.text
+
+
+def test_a_quarantined_events_log_history_and_last_error_hold_no_full_address(
+    cart_configuration, organization, smtp_email, console
+):
+    rejected = accept(cart_configuration, live_body(email="reject-jane@example.com"))
+    assert pipeline.process(rejected.pk) == "deliveryFailed"
+    again = accept(cart_configuration, live_body(email="reject-jane@example.com"))
+    assert pipeline.process(again.pk) == "ignored"
+    texts = [console.getvalue()]
+    for event in (rejected, again):
+        event.refresh_from_db()
+        texts += [event.last_error, *(change.reason for change in event.status_changes.all())]
+    assert "r***@example.com is quarantined" in texts
+    assert not any("reject-jane@" in text for text in texts)
