@@ -52,6 +52,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "campaign.urls"
+# Flash messages live in the session (server side): a new credential's one-time secret is one of
+# them, and must not travel in a readable cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 WSGI_APPLICATION = "campaign.wsgi.application"
 
 TEMPLATES = [

@@ -4,6 +4,7 @@ open, what an administrator of one organization sees of another, API credentials
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -316,12 +317,16 @@ def test_a_new_credential_shows_its_secret_once_and_stores_it_only_hashed(
     client.force_login(administrator)
     page = client.get(url("campaign_apicredential_add"))
     assert 'name="organization"' not in page.content.decode()
-    answer = client.post(
-        url("campaign_apicredential_add"), change_form_data(page, name="website"), follow=True
-    )
+    created = client.post(url("campaign_apicredential_add"), change_form_data(page, name="website"))
+    assert created.status_code == 302
+    answer = client.get(created["Location"])
     assert answer.status_code == 200
     (shown,) = [m for m in flash_messages(answer) if "client secret" in m]
     api_key, secret = re.search(r"API key: (\S+) — client secret: (\S+)", shown).groups()
+    # The secret travels in no cookie: the browser keeps only the (HttpOnly) session id.
+    for response in (created, answer):
+        assert all(secret not in unquote(cookie.value) for cookie in response.cookies.values())
+    assert client.cookies["sessionid"]["httponly"]
 
     credential = ApiCredential.objects.get(name="website")
     assert credential.organization == organization and credential.api_key == api_key
