@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from campaign import ims, views
 from campaign.metrics import metrics_view
@@ -17,6 +17,6 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("u/<str:token>", message_views.unsubscribe, name="unsubscribe"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("events.api.urls")),
 ]

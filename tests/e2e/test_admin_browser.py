@@ -196,3 +196,37 @@ def test_marketer_writes_a_product_loop_previews_proofs_and_publishes_without_le
     expect(page.locator(".messagelist")).to_contain_text("changed successfully")
     assert send_event() == "Jack, 1 items wait for you"
     assert not any(m.subject.startswith("DRAFT") for m in smtp_email.messages)
+
+
+def test_the_content_security_policy_lets_the_admin_the_preview_and_swagger_ui_work(
+    browser, live_server, marketer, organization
+):
+    import copy
+
+    from tests.conftest import CART_EVENT, publish_events
+
+    configuration = publish_events(organization, copy.deepcopy(CART_EVENT))[0]
+    message_url = f"/admin/transactional/transactionalmessage/{configuration.message.pk}/change/"
+    page = log_in(browser, live_server, marketer, message_url)
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+
+    response = page.goto(f"{live_server.url}{message_url}")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(page.frame_locator(".field-preview iframe").locator("body")).to_contain_text("Hello")
+    page.click("text=Preview")
+    page.click("input[name=_preview]")
+    expect(page.frame_locator("#preview-html").locator("body")).to_contain_text("Hello")
+    page.goto(f"{live_server.url}/api/docs/")
+    expect(page.locator(".opblock-summary").first).to_be_visible()  # Swagger UI started: its script ran
+    expect(page.get_by_text("/ims/token/v3")).to_be_visible()
+    assert violations == []
+
+    # The policy is enforced: an inline script is refused, and the refusal is seen.
+    with page.expect_console_message(lambda m: "Content Security Policy" in m.text) as refusal:
+        page.evaluate(
+            "() => { const s = document.createElement('script'); s.textContent = 'window.x = 1';"
+            " document.body.appendChild(s); }"
+        )
+    assert "inline script" in refusal.value.text
+    assert page.evaluate("() => window.x") is None
