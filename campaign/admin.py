@@ -18,12 +18,14 @@ from django.http import HttpRequest
 
 from campaign import services
 from campaign.auth import forget_tokens
+from campaign.login import StaffLoginForm
 from campaign.models import AccessToken, ApiCredential, Membership, Organization, Profile, Quarantine
 from campaign.roles import ROLE_NAMES
 
 admin.site.site_header = "Transactional messaging"
 admin.site.site_title = "Transactional messaging"
 admin.site.index_title = "Events, messages and deliveries"
+admin.site.login_form = StaffLoginForm
 
 
 def organization_of(request: HttpRequest) -> Organization | None:

@@ -64,6 +64,14 @@ def token_failure_limits(*, api_key: str, address: str) -> list[throttling.Limit
     ]
 
 
+def login_failure_limits(*, username: str, address: str) -> list[throttling.Limit]:
+    """The admin's login is slowed down like the token endpoint: per username, per address."""
+    return [
+        throttling.Limit(f"login:user:{username.lower()[:100]}", settings.TOKEN_FAILURES_PER_CLIENT),
+        throttling.Limit(f"login:address:{address[:100]}", settings.TOKEN_FAILURES_PER_ADDRESS),
+    ]
+
+
 def issue_access_token(*, api_key: str, client_secret: str, address: str = "") -> IssuedToken:
     """OAuth client-credentials: a random bearer token, stored hashed, expiring.
 

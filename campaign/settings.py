@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "campaign",
     "events",
     "messages.apps.TransactionalConfig",
@@ -219,7 +221,8 @@ AUTH_CACHE_SECONDS = env.int("AUTH_CACHE_SECONDS", default=60)
 # How often each process re-reads the generations of its caches (campaign.generations): a revoked
 # token is refused everywhere within this delay, whatever the cache backend.
 GENERATION_CHECK_SECONDS = env.float("GENERATION_CHECK_SECONDS", default=0.5)
-# Wrong client secrets per minute before /ims/token/v3 answers 429 slow_down (per client id, per address).
+# Wrong client secrets per minute before /ims/token/v3 answers 429 slow_down (per client id, per
+# address); the admin's login counts wrong passwords the same way (per username, per address).
 TOKEN_FAILURES_PER_CLIENT = env.int("TOKEN_FAILURES_PER_CLIENT", default=10)
 TOKEN_FAILURES_PER_ADDRESS = env.int("TOKEN_FAILURES_PER_ADDRESS", default=100)
 
