@@ -13,15 +13,6 @@ from tests.factories import OrganizationFactory
 from tests.smtp import Mailbox, SmtpServer
 
 
-def _redis_up() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis.from_url("redis://127.0.0.1:6379/15", socket_connect_timeout=1).ping())
-    except Exception:
-        return False
-
-
 @dataclass
 class Stack:
     base_url: str
@@ -57,8 +48,6 @@ def smtp():
 
 @pytest.fixture(scope="module")
 def stack_processes(django_db_setup, django_db_blocker, smtp, tmp_path_factory):
-    if not _redis_up():
-        pytest.skip("Redis is not running on 127.0.0.1:6379 (the end-to-end tests need a real broker)")
     log_dir = tmp_path_factory.mktemp("stack")
     with django_db_blocker.unblock():
         env = stack_environment(smtp_port=smtp.port, var_dir=log_dir)

@@ -3,8 +3,10 @@ Redis as the broker, the test database shared, and an SMTP server on loopback.""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +19,55 @@ from pathlib import Path
 from django.db import connection
 
 from tests.smtp import free_port
+from tests.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+class RedisServer:
+    """A Redis server of the test session's own, on a free loopback port: the broker of the stack's
+    processes, which the tests may flush between stacks without touching anyone else's data."""
+
+    def __init__(self) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            missing_tool("redis-server is not installed (the end-to-end tests need a real broker)")
+        self.port = free_port()
+        self.popen = subprocess.Popen(
+            [executable, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.popen.poll() is not None:
+                    raise AssertionError("the test Redis server did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.popen.terminate()
+        self.popen.wait(timeout=10)
+
+
+_redis: RedisServer | None = None
+
+
+def redis_url() -> str:
+    """The URL of this test session's own Redis server, started on first use."""
+    global _redis
+    if _redis is None:
+        _redis = RedisServer()
+        atexit.register(_redis.stop)
+    return _redis.url
 
 
 def test_database_url() -> str:
@@ -38,7 +85,7 @@ def stack_environment(*, smtp_port: int, var_dir: Path, **overrides: str) -> dic
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
-        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_BROKER_URL": redis_url(),
         "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
         "VAR_DIR": str(var_dir),
         "EVENT_LEASE_SECONDS": "3",
@@ -57,7 +104,7 @@ def stack_environment(*, smtp_port: int, var_dir: Path, **overrides: str) -> dic
 def flush_broker() -> None:
     import redis
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    redis.Redis.from_url(redis_url()).flushdb()  # our own server
 
 
 class Process:

@@ -14,12 +14,13 @@ from django.db import connections
 
 from campaign.roles import ROLE_NAMES, sync_roles
 from messages.models import TransactionalMessage
+from tests.tools import missing_tool
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(
+    missing_tool(
         f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) for the browser tests",
-        allow_module_level=True,
+        module_level=True,
     )
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 
 from tests.smtp import free_port
+from tests.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e]
 
 
-@pytest.mark.skipif(
-    shutil.which("curl") is None, reason="the demo prints a curl command; curl is not installed"
-)
 def test_demo_starts_and_its_printed_curl_becomes_a_visible_email(tmp_path):
+    if shutil.which("curl") is None:
+        missing_tool("the demo prints a curl command; curl is not installed")
     port = free_port()
     env = {
         k: v

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,7 +16,7 @@ from events.models import Event
 from messages import services as message_services
 from messages.models import Delivery, TransactionalMessage
 from tests.conftest import CART_EVENT, CART_URL, SEED_BODY, publish_events
-from tests.e2e.stack import REDIS_URL, http, wait_until
+from tests.e2e.stack import http, redis_url, wait_until
 
 pytestmark = [pytest.mark.e2e]
 FUTURE = (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.768Z")
@@ -157,15 +158,25 @@ def test_a_burst_of_200_events_yields_200_emails_none_twice(stack, geometrixx):
 def test_duplicated_tasks_never_send_twice(stack, geometrixx):
     publish_events(geometrixx, copy.deepcopy(CART_EVENT))
     headers = stack.token_headers(geometrixx)
+    tasks_before = _processing_tasks_done(stack.worker)
     pkey = post_event(stack, headers, {**copy.deepcopy(SEED_BODY), "expiration": FUTURE, "scheduled": None})
     event_id = Event.objects.get(pkey=pkey).pk
-    broker = Celery(broker=REDIS_URL)
+    broker = Celery(broker=redis_url())
     for _ in range(5):  # the same task delivered again and again, as a broker may
         broker.send_task("events.process_events", args=[[event_id]], queue="transactional")
     assert final_status(stack, headers, pkey) == "processed"
     wait_until(lambda: Event.objects.get(pk=event_id).status_changes.count() >= 2, timeout=10, what="history")
-    import time
-
-    time.sleep(2)  # give the duplicates time to run
+    # every duplicate ran (one "succeeded" line per task in the worker's log) before counting
+    wait_until(
+        lambda: _processing_tasks_done(stack.worker) >= tasks_before + 6,
+        timeout=15,
+        what="the five duplicated tasks to run",
+        process=stack.worker,
+    )
     assert len(stack.mailbox.messages) == 1
     assert Delivery.objects.filter(event_id=event_id).count() == 1
+
+
+def _processing_tasks_done(worker) -> int:
+    """Processing tasks the worker has finished so far, read from its log (celery's INFO lines)."""
+    return len(re.findall(r"Task events\.process_events\[[^\]]+\] succeeded", worker.output(tail=None)))

@@ -30,10 +30,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_two_web_servers_and_two_workers_share_the_work_and_send_each_email_once(tmp_path):
-    from tests.e2e.conftest import _redis_up
-
-    if not _redis_up():
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
     organization = OrganizationFactory(slug="geometrixx")
     publish_events(organization, copy.deepcopy(CART_EVENT))
     issued = services.create_api_credential(organization=organization)

@@ -18,10 +18,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_killing_the_worker_mid_send_loses_nothing_and_sends_once(tmp_path):
-    from tests.e2e.conftest import _redis_up
-
-    if not _redis_up():
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
     organization = OrganizationFactory(slug="geometrixx")
     publish_events(organization, copy.deepcopy(CART_EVENT))
     from campaign import services
