@@ -52,12 +52,12 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         return queryset.filter(**{self.organization_path: organization})
 
     def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
+        form: type[forms.ModelForm] = super().get_form(request, obj, change, **kwargs)
         organization = organization_of(request)
         if organization is None or self.organization_path != "organization":
             return form
 
-        class OrganizationOwnedForm(form):
+        class OrganizationOwnedForm(form):  # type: ignore[valid-type,misc]  # a class made per request
             """The organization is not a field of the page, yet the model's uniqueness rules name it
             (a profile's email, a quarantined address, an event's name): set it before validation
             and keep it in the checks, so a duplicate is a form error instead of an IntegrityError."""
@@ -99,7 +99,7 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Model, form, change: bool) -> None:
         organization = organization_of(request)
         if organization is not None and self.organization_path == "organization" and not change:
-            obj.organization = organization
+            obj.organization = organization  # type: ignore[attr-defined]  # every scoped model has one
         super().save_model(request, obj, form, change)
 
 

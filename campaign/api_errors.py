@@ -41,7 +41,7 @@ class FieldError(exceptions.APIException):
     ) -> None:
         super().__init__(message, code)
         self.field = field
-        self.status_code = status_code
+        self.status_code = status_code  # type: ignore[assignment]  # 400 by default, 413 for a body
 
 
 class Conflict(exceptions.APIException):

@@ -7,6 +7,8 @@ import binascii
 import functools
 import json
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -67,7 +69,7 @@ def _failures_as_oauth_errors(view):
 def token(request: HttpRequest) -> JsonResponse:
     if request.content_type not in (*FORM_MEDIA_TYPES, "application/json") and request.body.strip():
         return _oauth_error("invalid_request", "The body is neither a form nor JSON.", 400)
-    form = request.POST
+    form: Mapping[str, Any] = request.POST
     if request.content_type == "application/json":
         # Not OAuth's form encoding, but an easy mistake to forgive: read the same keys from JSON.
         try:

@@ -54,7 +54,7 @@ def import_profiles_csv(*, organization: Organization, handle: TextIO) -> tuple[
             values: dict = {"data": {}}
             for column, raw in row.items():
                 raw = (raw or "").strip()
-                limit = Profile._meta.get_field(COLUMNS[column]).max_length if column in COLUMNS else None
+                limit = _max_length(COLUMNS[column]) if column in COLUMNS else None
                 problem = bounds.text_problem(column or "", max_length=64) or bounds.text_problem(
                     raw, max_length=limit
                 )
@@ -104,3 +104,7 @@ def import_profiles_csv(*, organization: Organization, handle: TextIO) -> tuple[
                 profile.save()
                 updated += 1
     return created, updated
+
+
+def _max_length(field_name: str) -> int | None:
+    return getattr(Profile._meta.get_field(field_name), "max_length", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -154,7 +155,8 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
     def api_preview(self, obj: EventConfiguration) -> str:
         if not obj.is_published:
             return "Shown once the event is published."
-        body = json.dumps(sample_body(obj.published_schema), indent=2)
+        schema: dict[str, Any] = obj.published_schema or {}
+        body = json.dumps(sample_body(schema), indent=2)
         url = self._base_url(obj) + obj.endpoint_path()
         curl = (
             f"curl -X POST '{url}' \\\n"
@@ -164,7 +166,6 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
             "  -H 'Content-Type: application/json;charset=utf-8' \\\n"
             f"  -d '{body}'"
         )
-        schema = obj.published_schema
         rows = [(f["name"], f) for f in schema["fields"]] + [
             (f"{collection['name']}[].{f['name']}", f)
             for collection in schema.get("collections", [])
@@ -247,7 +248,7 @@ class StatusChangeInline(admin.TabularInline):
     model = EventStatusChange
     extra = 0
     can_delete = False
-    fields = ["created_at", "from_status", "to_status", "reason"]
+    fields = ("created_at", "from_status", "to_status", "reason")
     readonly_fields = fields
 
     def has_view_permission(self, request, obj=None):

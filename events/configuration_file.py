@@ -7,7 +7,7 @@ templates) before any row is written, and the writes share one transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -42,7 +42,7 @@ class PlannedEvent:
     message: dict[str, Any] | None = None
 
 
-def _fail(where: str, message: str) -> None:
+def _fail(where: str, message: str) -> NoReturn:
     raise ConfigurationFileError(f"{where}: {message}")
 
 
@@ -107,7 +107,8 @@ def _check_field(raw: Any, where: str, collection: str = "") -> dict[str, Any]:
 def _check_event(raw: Any, index: int) -> PlannedEvent:
     if not isinstance(raw, dict):
         _fail(f"events[{index}]", "an event is an object")
-    name = services.normalise_event_name(raw.get("name") if isinstance(raw.get("name"), str) else "")
+    raw_name = raw.get("name")
+    name = services.normalise_event_name(raw_name if isinstance(raw_name, str) else "")
     where = f"event {name or f'#{index + 1}'}"
     unknown = set(raw) - EVENT_KEYS
     if unknown:
@@ -167,9 +168,9 @@ def _check_event(raw: Any, index: int) -> PlannedEvent:
     unknown = set(reconciliation) - {"eventField", "profileField"}
     if unknown:
         _fail(f"{where}, reconciliation", f"unknown key(s) {', '.join(sorted(unknown))}")
-    for key in ("eventField", "profileField"):
-        if not isinstance(reconciliation.get(key, ""), str):
-            _fail(f"{where}, reconciliation.{key}", "a field name")
+    for side in ("eventField", "profileField"):
+        if not isinstance(reconciliation.get(side, ""), str):
+            _fail(f"{where}, reconciliation.{side}", "a field name")
     planned.reconciliation = {
         "eventField": reconciliation.get("eventField", ""),
         "profileField": reconciliation.get("profileField", ""),
@@ -226,7 +227,7 @@ def _check_message(message: dict[str, Any], channel: str, where: str) -> None:
             _fail(f"{where}.{key}", f"{channel} messages have no {key} (their parts: {', '.join(parts)})")
         if message[key] is not None and not isinstance(message[key], str):
             _fail(f"{where}.{key}", "a text (a template)")
-        limit = TransactionalMessage._meta.get_field(key).max_length
+        limit = _max_length(key)
         if limit and len(message[key] or "") > limit:
             _fail(f"{where}.{key}", f"at most {limit} characters")
     sender = message.get("from")
@@ -234,11 +235,15 @@ def _check_message(message: dict[str, Any], channel: str, where: str) -> None:
         if not isinstance(sender, dict) or set(sender) - {"name", "address"}:
             _fail(f"{where}.from", 'an object {"name": ..., "address": ...}')
         name, address = sender.get("name") or "", sender.get("address") or ""
-        limit = TransactionalMessage._meta.get_field("from_name").max_length
+        limit = _max_length("from_name") or 0
         if not isinstance(name, str) or len(name) > limit:
             _fail(f"{where}.from.name", f"a text of at most {limit} characters")
         _check_address(address, f"{where}.from.address")
     _check_address(message.get("replyTo") or "", f"{where}.replyTo")
+
+
+def _max_length(field_name: str) -> int | None:
+    return getattr(TransactionalMessage._meta.get_field(field_name), "max_length", None)
 
 
 def _check_address(address: Any, where: str) -> None:
@@ -247,7 +252,7 @@ def _check_address(address: Any, where: str) -> None:
     if address:
         try:
             validate_email(address)
-            if len(address) > TransactionalMessage._meta.get_field("reply_to").max_length:
+            if len(address) > (_max_length("reply_to") or 0):
                 raise ValidationError("too long")
         except ValidationError:
             _fail(where, f"'{address}' is not an email address")

@@ -64,7 +64,7 @@ class VersionInline(admin.TabularInline):
     model = MessageVersion
     extra = 0
     can_delete = False
-    fields = ["number", "published_by", "published_at"]
+    fields = ("number", "published_by", "published_at")
     readonly_fields = fields
     show_change_link = True
 

@@ -257,13 +257,14 @@ def _item_attribute(node: nodes.Node) -> tuple[str, str] | None:
 
 def _private_name(node: nodes.Node) -> str | None:
     """The `_name` a node reaches for (`x.__class__`, `x["_y"]`, `x|attr("__dict__")`), if any."""
+    name: str | None
     if isinstance(node, nodes.Getattr):
         name = node.attr
     elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
         name = node.arg.value
     elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
         argument = node.args[0]
-        name = argument.value if isinstance(argument, nodes.Const) else None
+        name = str(argument.value) if isinstance(argument, nodes.Const) else None
     else:
         return None
     return name if isinstance(name, str) and name.startswith("_") else None
@@ -333,13 +334,13 @@ def validate_template(source: str, *, part: str, vocabulary: Vocabulary | None =
             "extends, include and import are not available in messages", part=part, line=node.lineno
         )
     # The sandbox would refuse these at render time, failing every event: refuse them on save.
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
-        private = _private_name(node)
+    for accessor in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        private = _private_name(accessor)
         if private is not None:
             raise TemplateError(
                 f"'{private}': names starting with '_' are not available in messages",
                 part=part,
-                line=node.lineno,
+                line=accessor.lineno,
             )
     if vocabulary is not None:
         _VariableChecker(vocabulary, part).visit(tree, {})

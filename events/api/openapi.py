@@ -68,7 +68,7 @@ ERROR = {
         }
     },
 }
-EVENT_OUT = {
+EVENT_OUT: dict[str, Any] = {
     "type": "object",
     "properties": {
         "PKey": {"type": "string"},
@@ -347,7 +347,7 @@ def add_event_paths(result: dict[str, Any], generator, request, public) -> dict[
         operation["parameters"] = path_parameters + operation["parameters"]
     paths[base + "/{PKey}"] = detail
     for configuration in _configurations_for(request):
-        published = configuration.published_schema
+        published: dict[str, Any] = configuration.published_schema or {}
         path = configuration.endpoint_path()
         tag = configuration.event_id
         operations = _operations(post_body=request_schema(published), example=sample_body(published), tag=tag)

@@ -8,6 +8,7 @@ organization is revealed.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from django.conf import settings
 from rest_framework import viewsets
@@ -37,7 +38,7 @@ class EventViewSet(viewsets.ViewSet):
 
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttling
-        caller: ApiCaller = request.user
+        caller = cast(ApiCaller, request.user)
         organization = kwargs["organization"]
         if organization != caller.organization_slug or kwargs["api_name"] != f"mc{organization}":
             raise NotFound(NOT_FOUND)
