@@ -1,5 +1,5 @@
 """Prometheus metrics: counters and histograms the processes update, and gauges read from the
-database at scrape time (events by type and status, the queue of due events).
+database at scrape time (the apps register them: events by type and status, the queue of due events).
 
 With PROMETHEUS_MULTIPROC_DIR (set by default to var/prometheus) every process of a machine —
 gunicorn workers, Celery's pool — writes its counters there and one scrape of `/metrics` sums
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 EVENTS_RECEIVED = Counter("transactional_events_received_total", "Events accepted by the API", ["event_id"])
 EVENT_LATENCY = Histogram(
@@ -31,30 +30,20 @@ RETRIES = Counter(
 DELIVERIES = Counter("transactional_deliveries_total", "Delivery attempts by outcome", ["channel", "outcome"])
 
 
-class DatabaseCollector:
-    """Gauges computed from the database, the same from any machine."""
+# Gauges read from the database at scrape time, registered by the apps that own the tables
+# (events registers the events by type and status): campaign knows none of them.
+DATABASE_COLLECTORS: list[Callable[[], Iterable[Metric]]] = []
 
-    def collect(self):
-        from events.models import Event
 
-        by_status = GaugeMetricFamily(
-            "transactional_events", "Stored events by event type and status", labels=["event_id", "status"]
-        )
-        rows = (
-            Event.objects.values("configuration__name", "status")
-            .annotate(n=Count("id"))
-            .order_by("configuration__name", "status")
-        )
-        for row in rows:
-            by_status.add_metric([f"EVT{row['configuration__name']}", row["status"]], row["n"])
-        yield by_status
-        depth = GaugeMetricFamily(
-            "transactional_queue_depth", "Pending events already due (waiting for a worker)"
-        )
-        depth.add_metric(
-            [], Event.objects.filter(status="pending", next_attempt_at__lte=timezone.now()).count()
-        )
-        yield depth
+def register_database_collector(collect: Callable[[], Iterable[Metric]]) -> None:
+    if collect not in DATABASE_COLLECTORS:
+        DATABASE_COLLECTORS.append(collect)
+
+
+class _DatabaseCollector:
+    def collect(self) -> Iterable[Metric]:
+        for collect in DATABASE_COLLECTORS:
+            yield from collect()
 
 
 def registry() -> CollectorRegistry:
@@ -86,6 +75,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             return HttpResponse("unauthorized\n", status=401, content_type="text/plain")
     body = generate_latest(registry())
     database = CollectorRegistry()
-    database.register(DatabaseCollector())
+    database.register(_DatabaseCollector())
     body += generate_latest(database)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -12,11 +12,8 @@ from django.db import transaction
 from django.db.models.functions import Lower
 
 from campaign import bounds
+from campaign.addresses import InvalidAddress, normalise_phone
 from campaign.models import Organization, Profile
-from events.schema import (
-    SchemaError,
-    normalise_phone,  # the API's rule, so both store the same
-)
 
 COLUMNS = {
     "email": "email",
@@ -66,8 +63,8 @@ def import_profiles_csv(*, organization: Organization, handle: TextIO) -> tuple[
                     elif column == "mobilePhone" and raw:
                         try:
                             raw = normalise_phone(raw)
-                        except SchemaError as error:
-                            raise ProfileFileError(f"line {line}: {column}: {error.message}") from None
+                        except InvalidAddress as error:
+                            raise ProfileFileError(f"line {line}: {column}: {error}") from None
                     elif column == "language" and raw and not LANGUAGE.match(raw):
                         raise ProfileFileError(
                             f"line {line}: {column}: '{raw}' is not a language code (en, fr, pt-BR...)"

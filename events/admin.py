@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from campaign.admin import OrganizationScopedAdmin, organization_of
 from events import services
-from events.models import Event, EventConfiguration, EventField, EventStatusChange
+from events.models import Event, EventConfiguration, EventField, EventStatusChange, format_event_id
 from events.schema import build_schema, format_datetime, sample_body
 
 
@@ -77,7 +77,9 @@ class EventConfigurationForm(forms.ModelForm):
         if organization is not None:
             taken = EventConfiguration.objects.filter(organization=organization, name=name)
             if taken.exclude(pk=self.instance.pk).exists():
-                raise forms.ValidationError(f"The event EVT{name} already exists in this organization.")
+                raise forms.ValidationError(
+                    f"The event {format_event_id(name)} already exists in this organization."
+                )
         return name
 
 

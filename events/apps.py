@@ -2,8 +2,15 @@
 
 from django.apps import AppConfig
 
+from campaign.metrics import register_database_collector
+
 
 class EventsConfig(AppConfig):
     name = "events"
     verbose_name = "Events"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from events.metrics import collect_event_gauges
+
+        register_database_collector(collect_event_gauges)

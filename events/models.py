@@ -10,9 +10,22 @@ from campaign.models import Organization, Profile
 
 EVENT_ID_PREFIX = "EVT"
 EVENT_ID_MAX_LENGTH = 64
+EVENT_NAME_MAX_LENGTH = EVENT_ID_MAX_LENGTH - len(EVENT_ID_PREFIX)
 NAME_VALIDATOR = RegexValidator(
     r"^[A-Za-z][A-Za-z0-9_]*$", "Use letters, digits and '_', starting with a letter."
 )
+
+
+def format_event_id(name: str) -> str:
+    """`cartAbandonment` -> `EVTcartAbandonment`: the one place an event id is made."""
+    return f"{EVENT_ID_PREFIX}{name}"
+
+
+def event_name_from_id(event_id: str) -> str | None:
+    """`EVTcartAbandonment` -> `cartAbandonment`; None when the id lacks the prefix."""
+    if not event_id.startswith(EVENT_ID_PREFIX) or len(event_id) <= len(EVENT_ID_PREFIX):
+        return None
+    return event_id[len(EVENT_ID_PREFIX) :]
 
 
 class Channel(models.TextChoices):
@@ -44,7 +57,7 @@ class EventConfiguration(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="configurations")
     name = models.CharField(
-        max_length=EVENT_ID_MAX_LENGTH - len(EVENT_ID_PREFIX),
+        max_length=EVENT_NAME_MAX_LENGTH,
         validators=[NAME_VALIDATOR],
         help_text="The event id is EVT + this name (the prefix is added if you omit it).",
     )
@@ -82,7 +95,7 @@ class EventConfiguration(models.Model):
 
     @property
     def event_id(self) -> str:
-        return f"{EVENT_ID_PREFIX}{self.name}"
+        return format_event_id(self.name)
 
     @property
     def is_published(self) -> bool:

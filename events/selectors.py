@@ -8,14 +8,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from campaign.models import Organization
-from events.models import EVENT_ID_PREFIX, Event, EventConfiguration
-
-
-def event_name_from_id(event_id: str) -> str | None:
-    """`EVTcartAbandonment` -> `cartAbandonment`; None when the id lacks the prefix."""
-    if not event_id.startswith(EVENT_ID_PREFIX) or len(event_id) <= len(EVENT_ID_PREFIX):
-        return None
-    return event_id[len(EVENT_ID_PREFIX) :]
+from events.models import Event, EventConfiguration, event_name_from_id
 
 
 def published_configuration(*, organization_id: int, event_id: str) -> EventConfiguration | None:

@@ -22,12 +22,14 @@ from campaign.metrics import EVENTS_RECEIVED
 from campaign.models import Profile
 from events.models import (
     EVENT_ID_MAX_LENGTH,
-    EVENT_ID_PREFIX,
+    EVENT_NAME_MAX_LENGTH,
     NAME_VALIDATOR,
     Event,
     EventConfiguration,
     EventField,
     Targeting,
+    event_name_from_id,
+    format_event_id,
 )
 from events.schema import ValidatedEvent, build_schema
 from events.transitions import transition_many
@@ -52,18 +54,16 @@ class IdempotencyConflict(Exception):
 def normalise_event_name(name: str) -> str:
     """The admin may type `EVTcartAbandonment` or `cartAbandonment`: both name `cartAbandonment`."""
     name = (name or "").strip()
-    if name.startswith(EVENT_ID_PREFIX) and len(name) > len(EVENT_ID_PREFIX):
-        name = name[len(EVENT_ID_PREFIX) :]
-    return name
+    return event_name_from_id(name) or name
 
 
 def event_name_errors(name: str) -> list[str]:
     if not name:
         return ["The event needs a name."]
     errors = []
-    if len(EVENT_ID_PREFIX + name) > EVENT_ID_MAX_LENGTH:
+    if len(name) > EVENT_NAME_MAX_LENGTH:
         errors.append(
-            f"The event id {EVENT_ID_PREFIX}{name} is longer than {EVENT_ID_MAX_LENGTH} characters."
+            f"The event id {format_event_id(name)} is longer than {EVENT_ID_MAX_LENGTH} characters."
         )
     try:
         NAME_VALIDATOR(name)
@@ -198,7 +198,7 @@ def duplicate_configuration(
     """Copy a configuration and its message as drafts, under a free name."""
     from messages.models import TransactionalMessage
 
-    limit = EVENT_ID_MAX_LENGTH - len(EVENT_ID_PREFIX)
+    limit = EVENT_NAME_MAX_LENGTH
     stem, suffix = (name, "") if name else (configuration.name, "Copy")
 
     def fitted(tail: str) -> str:  # shorten the stem, never the distinguishing tail

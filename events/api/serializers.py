@@ -54,3 +54,25 @@ class EventOutputSerializer(serializers.BaseSerializer):
             type=context["event_id"],
         )
         return data
+
+
+class EventListFilterSerializer(serializers.BaseSerializer):
+    """The list's query: `status` (one of the statuses), `_lineCount` (1-1000), `_lineStart` (a PKey)."""
+
+    def to_internal_value(self, query: Any) -> dict[str, Any]:
+        status = query.get("status") or None
+        if status and status not in Event.Status.values:
+            known = ", ".join(Event.Status.values)
+            raise _field_error("status", f"Unknown status '{status}'; one of {known}.")
+        raw_count = query.get("_lineCount", self.context["default_line_count"])
+        try:
+            line_count = int(raw_count)
+        except (TypeError, ValueError):
+            raise _field_error("_lineCount", "_lineCount must be a whole number.") from None
+        if not 1 <= line_count <= 1000:
+            raise _field_error("_lineCount", "_lineCount must be between 1 and 1000.")
+        return {"status": status, "line_count": line_count, "line_start": query.get("_lineStart") or None}
+
+
+def _field_error(field: str, message: str) -> serializers.ValidationError:
+    return serializers.ValidationError({field: [message]})

@@ -18,13 +18,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaign import bounds
-from campaign.api_errors import Conflict, FieldError, RequestTooLarge
+from campaign.api_errors import Conflict, FieldError
 from campaign.auth import NOT_FOUND, ApiCaller  # one wording for every "not yours"
 from campaign.negotiation import AlwaysJSON
 from events import selectors, services
+from events.api.pagination import LineCursorPagination
 from events.api.parsers import LimitedJSONParser, TextPlainJSONParser, is_json_media_type
-from events.api.serializers import EventInputSerializer, EventOutputSerializer
-from events.models import Event, EventConfiguration
+from events.api.serializers import EventInputSerializer, EventListFilterSerializer, EventOutputSerializer
+from events.models import EventConfiguration
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +68,6 @@ class EventViewSet(viewsets.ViewSet):
                 content_type or "none",
                 "The body must be JSON (Content-Type: application/json or text/plain).",
             )
-        try:
-            declared_length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared_length = 0
-        if declared_length > settings.API_MAX_BODY_BYTES:
-            raise RequestTooLarge(f"The request body is larger than {settings.API_MAX_BODY_BYTES} bytes.")
         body = request.data
         schema = self.configuration.published_schema
         serializer = EventInputSerializer(data=body, context={"schema": schema})
@@ -114,28 +109,15 @@ class EventViewSet(viewsets.ViewSet):
         return Response(EventOutputSerializer(event, context=self.get_serializer_context()).data)
 
     def list(self, request: Request, **kwargs) -> Response:
-        status = request.query_params.get("status") or None
-        if status and status not in Event.Status.values:
-            raise FieldError("status", f"Unknown status '{status}'; one of {', '.join(Event.Status.values)}.")
-        try:
-            line_count = int(request.query_params.get("_lineCount", settings.API_PAGE_SIZE))
-        except ValueError:
-            raise FieldError("_lineCount", "_lineCount must be a whole number.") from None
-        if not 1 <= line_count <= 1000:
-            raise FieldError("_lineCount", "_lineCount must be between 1 and 1000.")
-        events = selectors.events_of_configuration(configuration=self.configuration, status=status)
-        line_start = request.query_params.get("_lineStart")
-        if line_start:
-            start = events.filter(pkey=line_start).values_list("id", flat=True).first()
-            if start is None:
-                raise FieldError("_lineStart", "_lineStart is not the PKey of an event of this list.")
-            events = events.filter(id__lte=start)
-        page = list(events[: line_count + 1])
+        query = EventListFilterSerializer(
+            data=request.query_params, context={"default_line_count": settings.API_PAGE_SIZE}
+        )
+        query.is_valid(raise_exception=True)
+        wanted = query.validated_data
+        events = selectors.events_of_configuration(configuration=self.configuration, status=wanted["status"])
+        pagination = LineCursorPagination()
+        page = pagination.paginate(
+            events, request, line_count=wanted["line_count"], line_start=wanted["line_start"]
+        )
         context = self.get_serializer_context()
-        body: dict = {"content": [EventOutputSerializer(e, context=context).data for e in page[:line_count]]}
-        if len(page) > line_count:
-            query = request.query_params.copy()
-            query["_lineCount"] = str(line_count)
-            query["_lineStart"] = page[line_count].pkey
-            body["next"] = {"href": request.build_absolute_uri(f"{request.path}?{query.urlencode()}")}
-        return Response(body)
+        return pagination.response([EventOutputSerializer(e, context=context).data for e in page])

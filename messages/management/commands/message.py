@@ -3,7 +3,7 @@
 from django.core.management.base import CommandError
 
 from campaign.cli import CampaignCommand
-from events.selectors import event_name_from_id
+from events.models import format_event_id
 from events.services import PublicationError, normalise_event_name
 from messages import services
 from messages.models import TransactionalMessage
@@ -25,7 +25,7 @@ class Command(CampaignCommand):
         parser.add_argument("action", choices=sorted(ACTIONS))
 
     def handle(self, *args, organization: str, event: str, action: str, **options):
-        name = event_name_from_id(event) or normalise_event_name(event)
+        name = normalise_event_name(event)
         message = (
             TransactionalMessage.objects.select_related("configuration")
             .filter(configuration__organization__slug=organization, configuration__name=name)
@@ -33,11 +33,12 @@ class Command(CampaignCommand):
         )
         if message is None:
             raise CommandError(
-                f"No message for EVT{name} in organization '{organization}' (publish the event first)."
+                f"No message for {format_event_id(name)} in organization '{organization}' "
+                "(publish the event first)."
             )
         try:
             ACTIONS[action](message)
         except PublicationError as error:
             raise CommandError(" ".join(error.errors)) from None
         message.refresh_from_db()
-        self.stdout.write(f"EVT{name}: message {message.status}")
+        self.stdout.write(f"{format_event_id(name)}: message {message.status}")
