@@ -232,9 +232,11 @@ def profile_for_unsubscribe_token(token: str) -> Profile | None:
             data = signing.loads(token, salt=FIRST_FORMAT_SALT)
         except signing.BadSignature:
             return None
-        if not isinstance(data, dict):
+        data = data if isinstance(data, dict) else {}
+        profile_pk, organization_pk = data.get("p"), data.get("o")
+        if not isinstance(profile_pk, int) or not isinstance(organization_pk, int):
             return None
-        return Profile.objects.filter(pk=data.get("p"), organization_id=data.get("o")).first()
+        return Profile.objects.filter(pk=profile_pk, organization_id=organization_pk).first()
     profile_id, _, signature = token.partition(".")
     if not (profile_id.isascii() and profile_id.isdigit() and len(profile_id) <= 18 and signature):
         return None
