@@ -7,11 +7,11 @@ from django.core.checks import Error, Warning, register
 @register(deploy=True)
 def production_settings(app_configs, **kwargs):
     problems = []
-    if settings.SECRET_KEY == settings.DEVELOPMENT_SECRET_KEY:
+    if settings.SECRET_KEY_FILE is not None:
         problems.append(
             Error(
-                "SECRET_KEY is the development key.",
-                hint="Set SECRET_KEY in the environment.",
+                f"SECRET_KEY was generated on this machine ({settings.SECRET_KEY_FILE}).",
+                hint="Set SECRET_KEY in the environment (or ENV_FILE): one key, the same on every machine.",
                 id="campaign.E001",
             )
         )

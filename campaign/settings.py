@@ -5,21 +5,45 @@ The defaults give a working product on a bare machine: SQLite under var/, an emb
 """
 
 import os
+import sys
 from pathlib import Path
 
 import environ
 from kombu import Queue
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+from campaign import secret_key
 
+BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
+# --- Environment file and secret key ---------------------------------------------------------
+# ENV_FILE: a file of VAR=value lines (deploy/production.env.example) read before anything else, so
+# that gunicorn, celery and manage.py all take their settings from it; the process environment wins.
+ENV_FILE = env.str("ENV_FILE", default="")
+if ENV_FILE:
+    if not os.access(ENV_FILE, os.R_OK):
+        sys.exit(f"ENV_FILE {ENV_FILE} cannot be read (missing, or not readable by this user)")
+    environ.Env.read_env(ENV_FILE)
+
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
 DEBUG = env.bool("DEBUG", default=False)
-# A development key; production must set SECRET_KEY (`check --deploy` says so).
-DEVELOPMENT_SECRET_KEY = "dev-insecure-0f9c1b5e7a2d4c8e9b6a3f1d2e4c5b7a"
-SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
+# No key lives in the repository. Unset, a random key is generated once into var/ (mode 600) and
+# kept, and `check --deploy` refuses it: production sets one SECRET_KEY shared by every machine.
+SECRET_KEY = env.str("SECRET_KEY", default="")
+SECRET_KEY_FILE = None if SECRET_KEY else VAR_DIR / "secret_key"
+if SECRET_KEY_FILE is not None:
+    try:
+        SECRET_KEY = secret_key.generated(SECRET_KEY_FILE)
+    except OSError as error:
+        sys.exit(f"SECRET_KEY is not set and {SECRET_KEY_FILE} cannot be used: {error.strerror}")
+if not DEBUG and (_refusal := secret_key.refusal(SECRET_KEY)):
+    # One line and a non-zero exit from any process (a traceback would bury the reason).
+    sys.exit(f"{SECRET_KEY_FILE} is damaged: delete it for a new one" if SECRET_KEY_FILE else _refusal)
+# Former keys, still accepted for signed values (sessions, unsubscribe links) after a rotation.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # The public base URL of this server, echoed as `serverUrl` by the API; empty: taken from the request.

@@ -1,10 +1,19 @@
 """gunicorn settings for production: `gunicorn -c deploy/gunicorn.conf.py campaign.wsgi`.
 
 Everything can be overridden on the command line or with GUNICORN_CMD_ARGS.
+The settings module is read here, in the master, before any worker starts: ENV_FILE then provides
+BIND, WEB_CONCURRENCY... below too, and a refused SECRET_KEY stops gunicorn with one line instead of
+workers failing to boot one after the other.
 """
 
 import multiprocessing
 import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "campaign.settings")
+import campaign.settings  # noqa: E402, F401  (reads ENV_FILE, refuses a placeholder SECRET_KEY)
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")
 # Threads overlap the database round trips of the API; processes use the cores.
