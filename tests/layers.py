@@ -15,7 +15,13 @@ from pathlib import Path
 
 RANK = {"events": 3, "messages": 2, "campaign": 1}
 APP_LABELS = {"events": "events", "transactional": "messages", "campaign": "campaign"}
-SHELL = {"campaign/urls.py", "campaign/settings.py", "campaign/celery.py", "campaign/wsgi.py", "campaign/asgi.py"}
+SHELL = {
+    "campaign/urls.py",
+    "campaign/settings.py",
+    "campaign/celery.py",
+    "campaign/wsgi.py",
+    "campaign/asgi.py",
+}
 RELATIONS = {"ForeignKey", "OneToOneField", "ManyToManyField", "ForeignObject"}
 
 
