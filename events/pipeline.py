@@ -290,7 +290,7 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
             source=S.PROCESSING,
             rows=rows,
             reason=decision.outcome.reason,
-            extra=Q(lease_expires_at=held.lease),
+            lease=held.lease,
             **decision.fields,
         )
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from django.db import connection, models, transaction
 from django.db.models import Q
-from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
 from events.models import Event, EventStatusChange
+from events.statements import record_move_sql
 
 S = Event.Status
 
@@ -94,49 +94,37 @@ def transition_recording(
     source: str,
     rows: Sequence[models.Model] = (),
     reason: str = "",
-    extra: Q | None = None,
+    lease: dt.datetime | None = None,
     **fields: Any,
 ) -> bool:
-    """`transition` from one source, plus `rows` inserted whatever the move's outcome (the delivery of
-    a message that was sent must be recorded even if the lease was lost).
+    """`transition` from one source (and, given `lease`, only while that lease holds), plus `rows`
+    inserted whatever the move's outcome (the delivery of a message that was sent must be recorded
+    even if the lease was lost).
 
-    On PostgreSQL, outside a transaction, it is one statement (data-modifying CTEs): one round trip
+    On PostgreSQL, outside a transaction, it is one statement (events.statements): one round trip
     instead of five, and atomic as any statement is. Elsewhere, the same in one transaction.
     """
     _check([source], to)
+    held = Q(lease_expires_at=lease) if lease is not None else None
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         with transaction.atomic():
             for row in rows:
                 row.save(force_insert=True)
-            return transition(event_id, to=to, sources=[source], reason=reason, extra=extra, **fields)
+            return transition(event_id, to=to, sources=[source], reason=reason, extra=held, **fields)
     now = timezone.now()
-    moving = Event.objects.filter(Q(pk=event_id, status=source) & (extra if extra is not None else Q()))
-    update: UpdateQuery = moving.query.chain(UpdateQuery)  # type: ignore[assignment]
-    update.add_update_values({"status": to, "updated_at": now, **_final_fields(to, now), **fields})
-    update_sql, update_params = update.get_compiler(connection.alias).as_sql()
     history = EventStatusChange(event_id=event_id, from_status=source, to_status=to, reason=reason[:2000])
-    history_sql, history_params = _insert_sql(history)
-    # INSERT ... VALUES (...) -> INSERT ... SELECT ... FROM moved: a history row only if it moved.
-    columns, _, values = history_sql.partition(" VALUES (")
-    history_sql = f"{columns} SELECT {values[:-1]} FROM moved"
-    parts = [f"moved AS ({update_sql} RETURNING 1)", f"history AS ({history_sql})"]
-    params = [*update_params, *history_params]
-    for number, row in enumerate(rows):
-        row_sql, row_params = _insert_sql(row)
-        parts.append(f"row{number} AS ({row_sql})")
-        params.extend(row_params)
+    sql, params = record_move_sql(
+        event_id=event_id,
+        source=source,
+        lease=lease,
+        changes={"status": to, "updated_at": now, **_final_fields(to, now), **fields},
+        history=history,
+        rows=rows,
+    )
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(parts)} SELECT count(*) FROM moved", params)
+        cursor.execute(sql, params)
         (moved,) = cursor.fetchone()
     return bool(moved)
-
-
-def _insert_sql(row: models.Model) -> tuple[str, tuple[Any, ...]]:
-    fields = [field for field in row._meta.local_concrete_fields if not field.primary_key]
-    query = InsertQuery(type(row))
-    query.insert_values(fields, [row])
-    [(sql, params)] = query.get_compiler(connection.alias).as_sql()
-    return sql, tuple(params)
 
 
 def transition_many(

@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 from django.core import mail
-from django.db.models import Q
 from django.utils import timezone
 
 from campaign.models import Quarantine
@@ -260,7 +259,7 @@ def test_sweep_reclaims_an_event_whose_worker_died(cart_configuration):
     # The dead worker, coming back, cannot record anything over the new outcome.
     from events.transitions import transition_recording
 
-    stale = dict(to="deliveryFailed", source="processing", extra=Q(lease_expires_at=lease))
+    stale = dict(to="deliveryFailed", source="processing", lease=lease)
     assert not transition_recording(event.pk, **stale)
     assert Event.objects.get(pk=event.pk).status == "processed"
 

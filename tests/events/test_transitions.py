@@ -173,7 +173,7 @@ def test_recording_moves_writes_history_and_rows_and_keeps_the_rows_when_the_lea
     with one_statement:
         moved = transition_recording(
             ours.pk, to="processed", source="processing", rows=[row], reason="<id@x>",
-            extra=Q(lease_expires_at=lease), last_error="", message_version=message.live_version,
+            lease=lease, last_error="", message_version=message.live_version,
         )  # fmt: skip
     assert moved
     ours.refresh_from_db()
@@ -185,7 +185,7 @@ def test_recording_moves_writes_history_and_rows_and_keeps_the_rows_when_the_lea
 
     lost = event_in(cart_configuration, "processing", lease_expires_at=lease + dt.timedelta(seconds=1))
     assert not transition_recording(
-        lost.pk, to="processed", source="processing", rows=[delivery(lost)], extra=Q(lease_expires_at=lease)
+        lost.pk, to="processed", source="processing", rows=[delivery(lost)], lease=lease
     )
     lost.refresh_from_db()
     assert lost.status == "processing" and history(lost) == []

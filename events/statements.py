@@ -1,0 +1,92 @@
+"""The one raw SQL statement of the pipeline, written out rather than edited from Django's
+generated SQL: on PostgreSQL, an event's final move, its history row and its delivery in one
+statement (data-modifying CTEs), so that recording a send is one round trip.
+
+    WITH moved AS (UPDATE event SET ... WHERE id = %s AND status = %s AND lease = %s RETURNING id),
+         history AS (INSERT INTO history (...) SELECT %s, ... FROM moved),
+         row0 AS (INSERT INTO delivery (...) VALUES (...))
+    SELECT count(*) FROM moved
+
+Table and column names come from the models' `_meta` and values are prepared by each field
+(`pre_save`, `get_db_prep_save`), so the statement follows the models as the ORM would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.db import connection, models
+
+from events.models import Event, EventStatusChange
+
+
+def _quote(name: str | None) -> str:
+    assert name, "a table or column name"
+    return connection.ops.quote_name(name)
+
+
+def _prepared(model: type[models.Model], values: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    """Quoted columns and database values for `values`, keyed by field name."""
+    columns, params = [], []
+    for name, value in values.items():
+        field = model._meta.get_field(name)
+        assert isinstance(field, models.Field) and field.concrete, name
+        if field.is_relation and isinstance(value, models.Model):
+            value = value.pk
+        columns.append(_quote(field.column))
+        params.append(field.get_db_prep_save(value, connection))
+    return columns, params
+
+
+def _insert_values(row: models.Model) -> tuple[list[str], list[Any]]:
+    """The columns and values an INSERT of `row` writes (its id left to the database)."""
+    values = {
+        field.name: field.pre_save(row, add=True)
+        for field in row._meta.local_concrete_fields
+        if not field.primary_key
+    }
+    return _prepared(type(row), values)
+
+
+def record_move_sql(
+    *,
+    event_id: int,
+    source: str,
+    lease: dt.datetime | None,
+    changes: Mapping[str, Any],
+    history: EventStatusChange,
+    rows: Sequence[models.Model],
+) -> tuple[str, list[Any]]:
+    """The statement and its parameters; it answers one row: how many events moved (0 or 1)."""
+    set_columns, set_params = _prepared(Event, changes)
+    assignments = ", ".join(f"{column} = %s" for column in set_columns)
+    meta = Event._meta
+    where = [f"{_quote(meta.pk.column)} = %s", f"{_quote(meta.get_field('status').column)} = %s"]
+    where_params: list[Any] = [event_id, source]
+    if lease is not None:
+        where.append(f"{_quote(meta.get_field('lease_expires_at').column)} = %s")
+        where_params.extend(_prepared(Event, {"lease_expires_at": lease})[1])
+    parts = [
+        f"moved AS (UPDATE {_quote(meta.db_table)} SET {assignments} WHERE {' AND '.join(where)} RETURNING 1)"
+    ]
+    params: list[Any] = [*set_params, *where_params]
+    # The history row only if the event moved: INSERT ... SELECT ... FROM moved.
+    history_columns, history_params = _insert_values(history)
+    placeholders = ", ".join(["%s"] * len(history_columns))
+    parts.append(
+        f"history AS (INSERT INTO {_quote(EventStatusChange._meta.db_table)} ({', '.join(history_columns)}) "
+        f"SELECT {placeholders} FROM moved)"
+    )
+    params.extend(history_params)
+    # The other rows (a delivery) whatever the move's outcome: a send that happened stays recorded.
+    for number, row in enumerate(rows):
+        columns, values = _insert_values(row)
+        placeholders = ", ".join(["%s"] * len(columns))
+        parts.append(
+            f"row{number} AS (INSERT INTO {_quote(row._meta.db_table)} ({', '.join(columns)}) "
+            f"VALUES ({placeholders}))"
+        )
+        params.extend(values)
+    return f"WITH {', '.join(parts)} SELECT count(*) FROM moved", params

@@ -1,0 +1,43 @@
+"""events.statements writes the recording statement out from the models' metadata: its tables and
+columns follow the models, and each value has its placeholder (the behaviour on PostgreSQL is in
+test_transitions: one statement, history only if moved, the delivery whatever happened)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from events.models import Event, EventStatusChange
+from events.statements import record_move_sql
+from messages.models import Delivery
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_statement_names_the_models_tables_and_has_a_placeholder_per_value(cart_configuration):
+    message = cart_configuration.message
+    now = timezone.now()
+    lease = now + dt.timedelta(seconds=30)
+    delivery = Delivery(
+        organization_id=cart_configuration.organization_id, message=message, channel="email",
+        recipient="a@example.com", outcome="sent",
+    )  # fmt: skip
+    sql, params = record_move_sql(
+        event_id=7,
+        source="processing",
+        lease=lease,
+        changes={"status": "processed", "updated_at": now, "message_version": message.live_version},
+        history=EventStatusChange(event_id=7, from_status="processing", to_status="processed"),
+        rows=[delivery],
+    )
+    quote = connection.ops.quote_name
+    assert sql.startswith(f"WITH moved AS (UPDATE {quote(Event._meta.db_table)} SET ")
+    assert f"INSERT INTO {quote(EventStatusChange._meta.db_table)}" in sql
+    assert f"INSERT INTO {quote(Delivery._meta.db_table)}" in sql
+    assert quote("message_version_id") in sql and quote("lease_expires_at") in sql
+    assert sql.count("%s") == len(params)
+    assert params[2] == message.live_version.pk  # a related model becomes its key
+    assert sql.endswith("SELECT count(*) FROM moved")
