@@ -29,7 +29,7 @@ def settings_with(tmp_path, **variables: str) -> list:
 @pytest.mark.parametrize(
     ("variables", "backend", "host", "port"),
     [
-        ({}, "django.core.mail.backends.filebased.EmailBackend", None, None),
+        ({}, "campaign.email_files.EmailBackend", None, None),
         ({"EMAIL_PORT": "1025"}, "django.core.mail.backends.smtp.EmailBackend", "localhost", 1025),
         ({"EMAIL_HOST": "mail.internal"}, "django.core.mail.backends.smtp.EmailBackend", "mail.internal", 25),
         (

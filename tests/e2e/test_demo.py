@@ -3,6 +3,8 @@ default (SQLite, filesystem broker, emails as files), and its printed curl becom
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
 import re
@@ -78,10 +80,12 @@ def test_demo_starts_and_its_printed_curl_becomes_a_visible_email(tmp_path):
                     ["bash", "-c", get_command + " -s"], capture_output=True, text=True, timeout=30
                 ).stdout
             )["status"]
-        mails = list((tmp_path / "mail").glob("*.log"))
+        mails = list((tmp_path / "mail").glob("*.eml"))
         assert len(mails) == 1
-        text = mails[0].read_text()
-        assert "To: test@example.com" in text and "Jack" in text and "Leather motorbike jacket" in text
+        sent = email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default)
+        assert sent["To"] == "test@example.com" and sent["Subject"] == "Jack, your cart is waiting"
+        assert sent["Reply-To"] == "help@geometrixx.example"
+        assert "Leather motorbike jacket" in sent.get_body(("plain",)).get_content()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5) as page:
             assert page.status == 200
     finally:

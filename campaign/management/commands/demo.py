@@ -8,10 +8,12 @@ Running it again reuses what exists (the passwords and the secret are kept in va
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +23,8 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.http.request import validate_host
 
 from campaign import services
 from campaign.cli import CampaignCommand
@@ -46,6 +50,10 @@ class Command(CampaignCommand):
         parser.add_argument("--no-serve", action="store_true", help="set up and print, but start nothing")
 
     def handle(self, *args, host: str, port: int, no_serve: bool, **options):
+        if not no_serve:
+            # Before anything is written or printed: a server already on the port would answer our
+            # readiness check and the banner would point at it.
+            self._check_address(host, port)
         call_command("migrate", verbosity=0)
         state_file = Path(settings.VAR_DIR) / "demo.json"
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
@@ -59,13 +67,43 @@ class Command(CampaignCommand):
         self._profiles(organization)
         state_file.write_text(json.dumps(state, indent=2))
         state_file.chmod(0o600)
-        base = f"http://{host}:{port}"
+        base = f"http://{self._url_host(host)}:{port}"
         token = services.issue_access_token(
             api_key=state["credential"]["api_key"], client_secret=state["credential"]["client_secret"]
         )
         self._print_welcome(base, state, token.access_token)
         if not no_serve:
             self._serve(host, port, base)
+
+    @staticmethod
+    def _url_host(host: str) -> str:
+        return f"[{host}]" if ":" in host else host
+
+    def _check_address(self, host: str, port: int) -> None:
+        """The web server can listen on host:port, and Django will answer requests for that host."""
+        if not 1 <= port <= 65535:
+            raise CommandError(f"--port {port}: a port is a number from 1 to 65535")
+        if not validate_host(self._url_host(host).lower(), settings.ALLOWED_HOSTS):
+            raise CommandError(
+                f"--host {host}: not in ALLOWED_HOSTS ({', '.join(settings.ALLOWED_HOSTS)}); "
+                "add it there, or use 127.0.0.1"
+            )
+        try:
+            family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        except socket.gaierror as error:
+            raise CommandError(f"--host {host}: not an address of this machine ({error.strerror})") from None
+        with socket.socket(family, kind, protocol) as probe:
+            # As the web server binds: a port in TIME_WAIT is free, one with a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise CommandError(
+                        f"port {port} on {host} is in use by another program: "
+                        f"run the demo on another one, e.g. --port {port + 1 if port < 65535 else 8001}"
+                    ) from None
+                raise CommandError(f"--host {host}: cannot listen there ({error.strerror})") from None
 
     def _organization(self) -> Organization:
         organization, _ = Organization.objects.get_or_create(
@@ -137,9 +175,9 @@ Admin:        {base}/admin/
   marketer       marketer / {users["marketer"]["password"]}
 API key:      {key}
 Secret:       {state["credential"]["client_secret"]}
-Emails:       written as files under {settings.EMAIL_FILE_PATH} (and listed in the admin under Deliveries)
+Emails:       one .eml file each under {settings.EMAIL_FILE_PATH} (and listed in the admin under Deliveries)
 
-Send the seed's event (a token valid 24 h is filled in):
+Send the seed's event (a token valid 24 h is filled in; "AC_language": "fr" in ctx sends it in French):
 
 curl -X POST '{base}/geometrixx/campaign/mcgeometrixx/EVTcartAbandonment' \\
   -H 'Authorization: Bearer {token}' \\
@@ -159,7 +197,7 @@ Then GET its status: curl '{base}/geometrixx/campaign/mcgeometrixx/EVTcartAbando
         env = {**os.environ, "PUBLIC_URL": os.environ.get("PUBLIC_URL", base)}
         beat_schedule = str(Path(settings.VAR_DIR) / "celerybeat-schedule")
         processes = [
-            subprocess.Popen([*manage, "runserver", f"{host}:{port}", "--noreload"], env=env),
+            subprocess.Popen([*manage, "runserver", f"{self._url_host(host)}:{port}", "--noreload"], env=env),
             subprocess.Popen(
                 [
                     celery,
@@ -187,10 +225,11 @@ Then GET its status: curl '{base}/geometrixx/campaign/mcgeometrixx/EVTcartAbando
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         ready = False
+        exited = None
         try:
             while not stopping:
-                if any(p.poll() is not None for p in processes):
-                    self.stderr.write("A demo process exited; stopping the others.")
+                exited = next((p for p in processes if p.poll() is not None), None)
+                if exited is not None:
                     break
                 if not ready:
                     try:
@@ -212,3 +251,6 @@ Then GET its status: curl '{base}/geometrixx/campaign/mcgeometrixx/EVTcartAbando
                 except subprocess.TimeoutExpired:
                     process.kill()
             self.stdout.write("Demo stopped.")
+        if exited is not None:
+            name = "the web server" if exited is processes[0] else "the worker"
+            raise CommandError(f"{name} exited with code {exited.returncode} (see above); the demo stopped")
