@@ -25,7 +25,7 @@ COLUMNS = {
     "mobilePhone": "mobile_phone",
     "language": "language",
 }
-BOOLEAN_COLUMNS = {"optedOut": "opted_out", "blocklisted": "blocklisted"}
+BOOLEAN_COLUMNS = {"optedOut": "opted_out", "blocklisted": "blocklisted", "testProfile": "is_test"}
 TRUE, FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
 # A language code as variants are keyed (the model has no rule of its own): an ISO 639 code of 2 or 3
 # letters, then optional subtags, as choose_variant() reads them: `en`, `fr`, `pt-BR`, `zh_Hant`.

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import phonenumbers
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
 from django.utils import timezone
 
-from campaign import bounds
+from campaign import addresses, bounds
 from events.models import Channel, EventConfiguration, FieldType
 
 RECIPIENT_KEYS: dict[str, tuple[str, ...]] = {
@@ -263,17 +262,9 @@ def normalise_phone(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SchemaError("mobilePhone", "is required for an SMS event (E.164, e.g. +33612345678)")
     try:
-        number = phonenumbers.parse(value, None if value.strip().startswith("+") else "US")
-    except phonenumbers.NumberParseException:
-        raise SchemaError("mobilePhone", f"'{value}' is not a phone number") from None
-    # International numbers: "possible" (the right length for their country), not "valid": numbering
-    # plans change faster than the library, and test ranges such as +1 555 0100 must pass. A number
-    # without a country code is ambiguous: it is read as a US number only if it is a valid one.
-    international = value.strip().startswith("+")
-    acceptable = phonenumbers.is_possible_number if international else phonenumbers.is_valid_number
-    if not acceptable(number):
-        raise SchemaError("mobilePhone", f"'{value}' is not a valid phone number (E.164, e.g. +33612345678)")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return addresses.phone_number(value)
+    except ValueError as error:
+        raise SchemaError("mobilePhone", str(error)) from None
 
 
 def validate_event(schema: dict[str, Any], body: Any) -> ValidatedEvent:
