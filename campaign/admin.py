@@ -1,5 +1,6 @@
 """The admin is the product's UI. This module holds the organization scoping every admin page uses,
-and the pages for organizations, users and roles, API credentials, profiles and the quarantine.
+and the pages for organizations, users and roles, API credentials, sender domains, the proof
+allow-list, profiles and the quarantine.
 
 Every non-superuser belongs to one organization (Membership) and sees, chooses and changes only
 that organization's objects: querysets, foreign-key choices and new objects are all scoped here.
@@ -16,10 +17,19 @@ from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from campaign import services
+from campaign import addresses, services
 from campaign.auth import forget_tokens
 from campaign.login import StaffLoginForm
-from campaign.models import AccessToken, ApiCredential, Membership, Organization, Profile, Quarantine
+from campaign.models import (
+    AccessToken,
+    ApiCredential,
+    Membership,
+    Organization,
+    Profile,
+    ProofRecipient,
+    Quarantine,
+    SenderDomain,
+)
 from campaign.roles import ROLE_NAMES
 
 admin.site.site_header = "Transactional messaging"
@@ -103,10 +113,37 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+class OrganizationForm(forms.ModelForm):
+    def clean_sender_address(self) -> str:
+        """The default sender is a From address like any other: its domain must be declared (a new
+        organization's is declared with it, as `create_organization --sender` does)."""
+        address = self.cleaned_data.get("sender_address", "")
+        if not address:
+            return address
+        domain = addresses.domain_of(address)
+        if not domain:
+            raise forms.ValidationError(f"'{address}' has no valid domain name.")
+        if self.instance.pk and not self.instance.sender_domains.filter(domain=domain).exists():
+            raise forms.ValidationError(
+                f"{domain} is not a sender domain of this organization: "
+                "declare it under Sender domains first."
+            )
+        return address
+
+
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
+    form = OrganizationForm
     list_display = ["slug", "name", "sender_address", "created_at"]
     search_fields = ["slug", "name"]
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if not change and obj.sender_address:
+                SenderDomain.objects.get_or_create(
+                    organization=obj, domain=addresses.domain_of(obj.sender_address)
+                )
 
     def get_queryset(self, request):
         organization = organization_of(request)
@@ -220,9 +257,27 @@ class ProfileAdmin(OrganizationScopedAdmin):
         "language",
         "opted_out",
         "blocklisted",
+        "is_test",
     ]
-    list_filter = ["opted_out", "blocklisted", "language"]
+    list_filter = ["is_test", "opted_out", "blocklisted", "language"]
     search_fields = ["email", "first_name", "last_name", "mobile_phone"]
+
+
+@admin.register(SenderDomain)
+class SenderDomainAdmin(OrganizationScopedAdmin):
+    """Administrators declare the domains their messages may send from (campaign.senders)."""
+
+    list_display = ["domain", "organization", "created_at"]
+    search_fields = ["domain"]
+
+
+@admin.register(ProofRecipient)
+class ProofRecipientAdmin(OrganizationScopedAdmin):
+    """Where proofs may go besides test profiles: addresses, whole domains, phones, push tokens."""
+
+    list_display = ["value", "kind", "organization", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["value"]
 
 
 @admin.register(Quarantine)

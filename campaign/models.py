@@ -1,5 +1,5 @@
 """The marketing database every app shares: organizations, their API credentials and tokens,
-their members (admin users), profiles and the quarantine."""
+their members (admin users), their sender domains and proof allow-list, profiles and the quarantine."""
 
 import hashlib
 import secrets
@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
+
+from campaign import addresses
 
 ORGANIZATION_ID_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$",
@@ -113,6 +115,11 @@ class Profile(models.Model):
     language = models.CharField(max_length=16, blank=True)
     opted_out = models.BooleanField(default=False, help_text="No marketing or transactional email.")
     blocklisted = models.BooleanField(default=False)
+    is_test = models.BooleanField(
+        "test profile",
+        default=False,
+        help_text="Proofs may be sent to it, and marketers see it (only its address) on the proof page.",
+    )
     data = models.JSONField(default=dict, blank=True, help_text="Other profile fields, by name.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -142,6 +149,89 @@ class Profile(models.Model):
             "mobilePhone": self.mobile_phone,
             "language": self.language,
         }
+
+
+class SenderDomain(models.Model):
+    """A domain the organization may send from: every message's From and Reply-To address must be
+    in one of its declared domains (exact match: a subdomain is declared on its own)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sender_domains")
+    domain = models.CharField(
+        max_length=addresses.DOMAIN_MAX_LENGTH,
+        help_text="e.g. geometrixx.example: From and Reply-To addresses @geometrixx.example are allowed "
+        "(not its subdomains: declare each one).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["domain"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "domain"], name="sender_domain_unique_per_organization"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    def clean(self) -> None:
+        try:
+            self.domain = addresses.normalise_domain(self.domain)
+        except ValidationError as error:
+            raise ValidationError({"domain": error.messages}) from None
+
+
+class ProofRecipient(models.Model):
+    """An entry of the organization's proof allow-list: where proofs may go besides test profiles."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email address"
+        DOMAIN = "domain", "Email domain (any address of it)"
+        PHONE = "phone", "Mobile phone (SMS)"
+        PUSH = "push", "Push registration token"
+
+    VALUE_MAX_LENGTH = 1024
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="proof_recipients")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.EMAIL)
+    value = models.CharField(
+        max_length=VALUE_MAX_LENGTH,
+        help_text="qa@geometrixx.example, geometrixx.example (a whole domain, not its subdomains), "
+        "+33612345678, or a registration token.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "value"]
+        verbose_name = "proof allow-list entry"
+        verbose_name_plural = "proof allow-list"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "kind", "value"], name="proof_recipient_unique_per_organization"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.value}"
+
+    def clean(self) -> None:
+        """The value in the form it is compared in (see campaign.addresses)."""
+        value = (self.value or "").strip()
+        try:
+            if self.kind == self.Kind.EMAIL:
+                value = addresses.normalise_email(value)
+            elif self.kind == self.Kind.DOMAIN:
+                value = addresses.normalise_domain(value)
+            elif self.kind == self.Kind.PHONE:
+                try:
+                    value = addresses.phone_number(value)
+                except ValueError as error:
+                    raise ValidationError(str(error)) from None
+            elif not value or any(c.isspace() or not c.isprintable() for c in value):
+                raise ValidationError("A registration token is one word of printable characters.")
+        except ValidationError as error:
+            raise ValidationError({"value": error.messages}) from None
+        self.value = value
 
 
 class Quarantine(models.Model):
@@ -180,8 +270,9 @@ class CacheGeneration(models.Model):
 
 
 class FailureWindow(models.Model):
-    """Failed attempts of one kind from one source in one minute (campaign.throttling): counted in
-    the database so that every process of every machine sees the same count."""
+    """Attempts of one kind from one source in one minute (campaign.throttling): failed logins or
+    secrets, proofs sent; counted in the database so that every process of every machine sees the
+    same count."""
 
     key = models.CharField(max_length=200)
     window = models.DateTimeField()

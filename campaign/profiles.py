@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models.functions import Lower
 
 from campaign import bounds
-from campaign.addresses import InvalidAddress, normalise_phone
+from campaign.addresses import phone_number
 from campaign.models import Organization, Profile
 
 COLUMNS = {
@@ -22,7 +22,7 @@ COLUMNS = {
     "mobilePhone": "mobile_phone",
     "language": "language",
 }
-BOOLEAN_COLUMNS = {"optedOut": "opted_out", "blocklisted": "blocklisted"}
+BOOLEAN_COLUMNS = {"optedOut": "opted_out", "blocklisted": "blocklisted", "testProfile": "is_test"}
 TRUE, FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
 # A language code as variants are keyed (the model has no rule of its own): an ISO 639 code of 2 or 3
 # letters, then optional subtags, as choose_variant() reads them: `en`, `fr`, `pt-BR`, `zh_Hant`.
@@ -62,8 +62,8 @@ def import_profiles_csv(*, organization: Organization, handle: TextIO) -> tuple[
                         raw = raw.lower()
                     elif column == "mobilePhone" and raw:
                         try:
-                            raw = normalise_phone(raw)
-                        except InvalidAddress as error:
+                            raw = phone_number(raw)
+                        except ValueError as error:
                             raise ProfileFileError(f"line {line}: {column}: {error}") from None
                     elif column == "language" and raw and not LANGUAGE.match(raw):
                         raise ProfileFileError(

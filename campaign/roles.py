@@ -11,6 +11,8 @@ ROLE_PERMISSIONS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         ("campaign", "apicredential"): ("view", "add", "change", "delete"),
         ("campaign", "accesstoken"): ("view", "delete"),
         ("campaign", "profile"): ("view", "add", "change", "delete"),
+        ("campaign", "senderdomain"): ("view", "add", "change", "delete"),
+        ("campaign", "proofrecipient"): ("view", "add", "change", "delete"),
         ("campaign", "quarantine"): ("view", "add", "change", "delete"),
         ("auth", "user"): ("view", "add", "change", "delete"),
         ("events", "eventconfiguration"): ("view", "add", "change", "delete"),
@@ -29,16 +31,21 @@ ROLE_PERMISSIONS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
 }
 
 
-def sync_roles(group_model, permission_model) -> None:
-    """Create or update the role groups with exactly their permissions (idempotent)."""
+def sync_roles(group_model, permission_model, *, missing_ok: bool = False) -> None:
+    """Create or update the role groups with exactly their permissions (idempotent).
+
+    A data migration runs this with `missing_ok`: the models of later migrations have no
+    permissions yet at that point, and the migration that creates them syncs the roles again."""
     for role, grants in ROLE_PERMISSIONS.items():
         group, _ = group_model.objects.get_or_create(name=role)
         permissions = []
         for (app_label, model), actions in grants.items():
             for action in actions:
-                permissions.append(
-                    permission_model.objects.get(
-                        content_type__app_label=app_label, codename=f"{action}_{model}"
-                    )
-                )
+                found = permission_model.objects.filter(
+                    content_type__app_label=app_label, codename=f"{action}_{model}"
+                ).first()
+                if found is None and not missing_ok:
+                    raise permission_model.DoesNotExist(f"{app_label}.{action}_{model}")
+                if found is not None:
+                    permissions.append(found)
         group.permissions.set(permissions)

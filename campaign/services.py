@@ -8,12 +8,13 @@ import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from campaign import throttling
+from campaign import addresses, throttling
 from campaign.auth import forget_tokens
-from campaign.models import AccessToken, ApiCredential, Organization, hash_secret
+from campaign.models import AccessToken, ApiCredential, Organization, SenderDomain, hash_secret
 
 
 class InvalidClient(Exception):
@@ -41,11 +42,18 @@ class IssuedToken:
 
 
 def create_organization(*, slug: str, name: str = "", sender_address: str = "") -> Organization:
+    """A new organization; its default sender's domain becomes its first sender domain."""
     organization = Organization(
         slug=slug, name=name or slug, sender_name=name or slug, sender_address=sender_address
     )
     organization.full_clean()
-    organization.save()
+    domain = addresses.domain_of(sender_address)
+    if sender_address and not domain:
+        raise ValidationError({"sender_address": [f"'{sender_address}' has no valid domain name."]})
+    with transaction.atomic():
+        organization.save()
+        if domain:
+            SenderDomain.objects.create(organization=organization, domain=domain)
     return organization
 
 

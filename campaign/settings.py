@@ -250,6 +250,10 @@ GENERATION_CHECK_SECONDS = env.float("GENERATION_CHECK_SECONDS", default=0.5)
 TOKEN_FAILURES_PER_CLIENT = env.int("TOKEN_FAILURES_PER_CLIENT", default=10)
 TOKEN_FAILURES_PER_ADDRESS = env.int("TOKEN_FAILURES_PER_ADDRESS", default=100)
 
+# --- Senders and proofs -----------------------------------------------------------------------
+# Proofs one user may send per minute (each recipient counts), counted in the database (campaign.senders).
+PROOF_RATE_PER_MINUTE = env.int("PROOF_RATE_PER_MINUTE", default=10)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["campaign.auth.CampaignTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

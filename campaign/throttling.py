@@ -1,6 +1,7 @@
-"""Failed attempts counted per source and minute, in the database (shared by every process), so a
-guessing client is slowed down: the token endpoint counts wrong secrets per client id and per
-address. Successes are never counted; a window is one clock minute, purged by the beat."""
+"""Attempts counted per source and minute, in the database (shared by every process): failed ones,
+so that a guessing client is slowed down (the token endpoint counts wrong secrets per client id and
+per address, the admin's login wrong passwords; successes are never counted), and costly ones with
+a quota (proofs per user: `consume`). A window is one clock minute, purged by the beat."""
 
 from __future__ import annotations
 
@@ -40,16 +41,40 @@ def retry_after(limits: list[Limit], *, now: dt.datetime | None = None) -> int |
     return None
 
 
-def record_failure(limits: list[Limit], *, now: dt.datetime | None = None) -> None:
+def record_failure(limits: list[Limit], *, now: dt.datetime | None = None, amount: int = 1) -> None:
     window = _window(now or timezone.now())
     for limit in limits:
-        if FailureWindow.objects.filter(key=limit.key, window=window).update(count=F("count") + 1):
+        if FailureWindow.objects.filter(key=limit.key, window=window).update(count=F("count") + amount):
             continue
         try:
             with transaction.atomic():
-                FailureWindow.objects.create(key=limit.key, window=window, count=1)
+                FailureWindow.objects.create(key=limit.key, window=window, count=amount)
         except IntegrityError:  # another process opened the window meanwhile
-            FailureWindow.objects.filter(key=limit.key, window=window).update(count=F("count") + 1)
+            FailureWindow.objects.filter(key=limit.key, window=window).update(count=F("count") + amount)
+
+
+class _OverLimit(Exception):
+    pass
+
+
+def consume(limit: Limit, *, amount: int = 1, now: dt.datetime | None = None) -> int | None:
+    """Count `amount` uses of `limit.key` in this minute, unless that passes `limit.per_minute`:
+    then count nothing and answer the seconds until the next window.
+
+    The increment comes first, in a transaction: its row lock makes concurrent callers of every
+    process queue, and each sees the total with its own share in it, so the limit cannot be
+    overrun by a race; the increment is rolled back if it passes."""
+    now = now or timezone.now()
+    window = _window(now)
+    try:
+        with transaction.atomic():
+            record_failure([limit], now=now, amount=amount)
+            count = FailureWindow.objects.get(key=limit.key, window=window).count
+            if count > limit.per_minute:
+                raise _OverLimit
+    except _OverLimit:
+        return max(1, int((window + WINDOW - now).total_seconds()) + 1)
+    return None
 
 
 def purge_old_windows(*, now: dt.datetime | None = None) -> int:

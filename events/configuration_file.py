@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from campaign import senders
 from campaign.models import Organization
 from events import services
 from events.models import Channel, EventConfiguration, EventField, FieldType, Targeting
@@ -104,7 +105,7 @@ def _check_field(raw: Any, where: str, collection: str = "") -> dict[str, Any]:
     }
 
 
-def _check_event(raw: Any, index: int) -> PlannedEvent:
+def _check_event(raw: Any, index: int, organization: Organization, domains: list[str]) -> PlannedEvent:
     if not isinstance(raw, dict):
         _fail(f"events[{index}]", "an event is an object")
     raw_name = raw.get("name")
@@ -185,6 +186,7 @@ def _check_event(raw: Any, index: int) -> PlannedEvent:
         if not isinstance(message, dict):
             _fail(where, "message: an object of content parts")
         _check_message(message, channel, f"{where}, message")
+        _check_senders(message, channel, f"{where}, message", organization, domains)
         vocabulary = Vocabulary.from_schema(_schema_of(planned))
         try:
             validate_content(message, vocabulary=vocabulary, keys=CONTENT_KEYS[channel])
@@ -246,6 +248,23 @@ def _max_length(field_name: str) -> int | None:
     return getattr(TransactionalMessage._meta.get_field(field_name), "max_length", None)
 
 
+def _check_senders(
+    message: dict[str, Any], channel: str, where: str, organization: Organization, domains: list[str]
+) -> None:
+    """From and Reply-To in the organization's sender domains (campaign.senders)."""
+    problems = senders.sender_problems(
+        organization=organization,
+        from_address=(message.get("from") or {}).get("address") or "",
+        reply_to=message.get("replyTo") or "",
+        channel=channel,
+        domains=domains,
+    )
+    if "from" in problems:
+        _fail(f"{where}.from.address", problems["from"])
+    if "replyTo" in problems:
+        _fail(f"{where}.replyTo", problems["replyTo"])
+
+
 def _check_address(address: Any, where: str) -> None:
     if not isinstance(address, str):
         _fail(where, "an email address")
@@ -300,7 +319,8 @@ def check_file(data: Any) -> tuple[Organization, list[PlannedEvent]]:
     events = data.get("events")
     if not isinstance(events, list):
         _fail("events", "a list of events")
-    planned = [_check_event(raw, index) for index, raw in enumerate(events)]
+    domains = senders.declared_domains(organization)
+    planned = [_check_event(raw, index, organization, domains) for index, raw in enumerate(events)]
     names = [p.name for p in planned]
     for name in names:
         if names.count(name) > 1:

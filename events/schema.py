@@ -259,9 +259,11 @@ class ValidatedEvent:
 
 def normalise_phone(value: Any) -> str:
     """A mobile phone in E.164, or SchemaError naming `mobilePhone` (campaign.addresses' rule)."""
+    if not isinstance(value, str) or not value.strip():
+        raise SchemaError("mobilePhone", "is required for an SMS event (E.164, e.g. +33612345678)")
     try:
-        return addresses.normalise_phone(value)
-    except addresses.InvalidAddress as error:
+        return addresses.phone_number(value)
+    except ValueError as error:
         raise SchemaError("mobilePhone", str(error)) from None
 
 

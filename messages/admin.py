@@ -9,6 +9,7 @@ from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from campaign import senders
 from campaign.admin import OrganizationScopedAdmin
 from events.schema import build_schema
 from events.services import PublicationError
@@ -45,6 +46,16 @@ class TransactionalMessageForm(forms.ModelForm):
                     validate_template(cleaned.get(key) or "", part=key, vocabulary=vocabulary)
                 except TemplateError as error:
                     self.add_error(key, str(error))
+        if "from_address" in cleaned and "reply_to" in cleaned:
+            problems = senders.sender_problems(
+                organization=configuration.organization,
+                from_address=cleaned["from_address"],
+                reply_to=cleaned["reply_to"],
+                channel=configuration.channel,
+            )
+            for key, field in (("from", "from_address"), ("replyTo", "reply_to")):
+                if key in problems:
+                    self.add_error(field, problems[key])
         variants = cleaned.get("variants") or {}
         if not isinstance(variants, dict):
             self.add_error("variants", 'Variants are an object: {"fr": {"subject": ...}}.')

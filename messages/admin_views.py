@@ -8,8 +8,10 @@ and organization scoping (get_object through the scoped queryset) apply before a
 from __future__ import annotations
 
 import json
+from typing import cast
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages as flash
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
@@ -56,16 +58,28 @@ class ProofForm(PreviewForm):
     addresses = forms.CharField(
         label="Test addresses",
         required=False,
-        help_text="Separated by commas or new lines.",
+        max_length=4000,
+        help_text="Separated by commas or new lines: addresses of test profiles or of the proof "
+        "allow-list that an administrator keeps.",
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
     )
     profiles = forms.ModelMultipleChoiceField(
         queryset=Profile.objects.none(), required=False, label="Test profiles"
     )
 
-    def __init__(self, *args, organization, **kwargs):
+    def __init__(self, *args, organization, channel: str, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["profiles"].queryset = Profile.objects.filter(organization=organization)
+        if channel == "push":
+            # A profile has no registration token: push proofs go to allow-listed tokens only.
+            del self.fields["profiles"]
+            self.fields["addresses"].label = "Registration tokens"
+            self.fields[
+                "addresses"
+            ].help_text = "Separated by commas or new lines, from the proof allow-list."
+        else:
+            # Test profiles only: a marketer has no right to browse the marketing database here.
+            profiles = cast(forms.ModelMultipleChoiceField, self.fields["profiles"])
+            profiles.queryset = Profile.objects.filter(organization=organization, is_test=True)
 
 
 def _message_or_404(model_admin, request, object_id) -> TransactionalMessage:
@@ -131,6 +145,7 @@ def proof_view(model_admin, request, object_id):
     form = ProofForm(
         request.POST or None,
         organization=organization,
+        channel=message.channel,
         schema=schema,
         initial={"ctx": json.dumps(default_ctx, indent=2)},
     )
@@ -140,8 +155,9 @@ def proof_view(model_admin, request, object_id):
             deliveries = services.send_proof(
                 message=message,
                 addresses=addresses,
-                profiles=list(form.cleaned_data["profiles"]),
+                profiles=list(form.cleaned_data.get("profiles") or []),
                 ctx=form.cleaned_data["ctx"] or default_ctx,
+                user=request.user,
             )
         except services.ProofError as error:
             form.add_error(None, str(error))
@@ -167,6 +183,7 @@ def proof_view(model_admin, request, object_id):
             message,
             title=f"Send a proof of {message.configuration.event_id}",
             form=form,
+            proof_rate=settings.PROOF_RATE_PER_MINUTE,
         ),
     )
 

@@ -6,6 +6,7 @@ the event configuration with it). Event statuses move only through events.transi
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -13,14 +14,13 @@ import css_inline
 import inscriptis
 from django.conf import settings
 from django.core import signing
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Max, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
+from campaign import senders
 from campaign.metrics import DELIVERIES
 from campaign.models import Profile, Quarantine
 from events.models import Event, EventConfiguration
@@ -58,6 +58,19 @@ def content_errors(*, channel: str, content: dict[str, Any], schema: dict[str, A
     return errors
 
 
+def content_sender_problems(message: TransactionalMessage, content: dict[str, Any]) -> dict[str, str]:
+    """{"from"/"replyTo": why} for the content's senders outside the organization's sender domains:
+    checked again on every publication, since a domain may be withdrawn after the draft was saved."""
+    sender = content.get("from") or {}
+    configuration = message.configuration
+    return senders.sender_problems(
+        organization=configuration.organization,
+        from_address=str(sender.get("address") or ""),
+        reply_to=str(content.get("replyTo") or ""),
+        channel=configuration.channel,
+    )
+
+
 def _lock(message: TransactionalMessage) -> TransactionalMessage:
     return (
         TransactionalMessage.objects.select_for_update(of=("self",))
@@ -92,6 +105,7 @@ def _make_draft_live(message: TransactionalMessage, *, user: Any = None) -> Mess
     errors = content_errors(
         channel=configuration.channel, content=content, schema=configuration.published_schema
     )
+    errors += [f"{key}: {problem}" for key, problem in content_sender_problems(message, content).items()]
     if errors:
         raise PublicationError(errors)
     version = message.live_version
@@ -447,46 +461,68 @@ def send_proof(
     addresses: list[str],
     profiles: list[Profile] | None = None,
     ctx: dict[str, Any] | None = None,
+    user: Any = None,
 ) -> list[Delivery]:
-    """Send the rendered draft to test addresses or test profiles, marked `[Proof]`.
+    """Send the rendered draft to test profiles or allow-listed addresses, marked `[Proof]`.
 
-    Recorded as deliveries (is_proof), never as events, so it counts in no event statistics.
+    A typed address must be a test profile's or on the organization's proof allow-list
+    (campaign.senders); each recipient counts towards the user's PROOF_RATE_PER_MINUTE, and a proof
+    that would pass it is refused whole. Recorded as deliveries (is_proof), never as events, so it
+    counts in no event statistics.
     """
     configuration = message.configuration
+    organization = configuration.organization
     channel = configuration.channel
-    targets: list[tuple[Recipient, Profile | None]] = []
-    for address in (a.strip() for a in addresses):
-        if not address:
+    targets: dict[str, tuple[Recipient, Profile | None]] = {}
+    for typed in (a.strip() for a in addresses):
+        if not typed:
             continue
-        if channel == "email":
-            try:
-                validate_email(address)
-            except ValidationError:
-                raise ProofError(f"'{address}' is not an email address") from None
-        targets.append((Recipient(address=address), None))
+        try:
+            address = senders.proof_address(channel=channel, address=typed)
+        except senders.ProofRefused as error:
+            raise ProofError(str(error)) from None
+        if not senders.proof_recipient_allowed(organization=organization, channel=channel, address=address):
+            raise ProofError(
+                f"'{address}' is neither a test profile's nor on the proof allow-list "
+                "(an administrator declares them)"
+            )
+        targets.setdefault(address, (Recipient(address=address), None))
     for profile in profiles or []:
         if profile.organization_id != configuration.organization_id:
             raise ProofError("a test profile must belong to the message's organization")
+        if not profile.is_test:
+            raise ProofError(f"the profile {profile} is not a test profile")
+        if channel == "push":
+            raise ProofError(
+                "a profile has no push registration token: send push proofs to allow-listed tokens"
+            )
         address = profile.email if channel == "email" else profile.mobile_phone
         if not address:
             raise ProofError(f"the profile {profile} has no {channel} address")
         name = " ".join(p for p in (profile.first_name, profile.last_name) if p)
-        targets.append((Recipient(address=address, name=name), profile))
+        targets[address.lower() if channel == "email" else address] = (
+            Recipient(address=address, name=name),
+            profile,
+        )
     if not targets:
         raise ProofError("give at least one test address or test profile")
-    deliveries = []
-    for recipient, test_profile in targets:
+    problems = content_sender_problems(message, message.draft_content())
+    if problems:
+        raise ProofError(" ".join(f"{key}: {problem}" for key, problem in problems.items()))
+    first_part = {"email": "subject", "sms": "text", "push": "title"}[channel]
+    ready = []
+    for recipient, test_profile in targets.values():
         rendered = preview_message(message=message, ctx=ctx, profile=test_profile)
-        first_part = {"email": "subject", "sms": "text", "push": "title"}[channel]
         parts = {**rendered.parts, first_part: PROOF_PREFIX + rendered.parts.get(first_part, "")}
-        rendered = RenderedMessage(
-            parts=parts,
-            from_name=rendered.from_name,
-            from_address=rendered.from_address,
-            reply_to=rendered.reply_to,
-            headers=rendered.headers,
-            data=rendered.data,
+        ready.append((recipient, dataclasses.replace(rendered, parts=parts)))
+    try:
+        senders.count_proofs(
+            organization=organization, user_id=getattr(user, "pk", None), recipients=len(ready)
         )
+    except senders.ProofRefused as error:
+        raise ProofError(str(error)) from None
+    deliveries = []
+    for recipient, rendered in ready:
         started = time.monotonic()
         result = send(channel=channel, rendered=rendered, recipient=recipient)
         delivery = delivery_row(

@@ -5,8 +5,9 @@ file a child process would open, and on PostgreSQL it lives in a transaction). A
 migrates and seeds one template file; each test gets its own copy. The commands are tested for
 what a script sees: exit code, stdout, stderr.
 
-Seeded: organization `geometrixx` (its cartAbandonment event published with its message, its
-welcome event saved as a draft), organization `acme` with no event.
+Seeded as the README sets up: organization `geometrixx` with its sender `shop@geometrixx.example`
+(so its sender domain is declared; its cartAbandonment event published with its message, its
+welcome event saved as a draft), organization `acme` with no event and no sender domain.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ EXAMPLE_FILE = ROOT / "examples" / "events.json"
 SEED = """
 import json
 from django.core.management import call_command
-call_command("create_organization", "geometrixx", "--name", "Geometrixx")
+sender = ["--sender", "shop@geometrixx.example"]
+call_command("create_organization", "geometrixx", "--name", "Geometrixx", *sender)
 call_command("create_organization", "acme")
 data = json.load(open({example!r}))
 cart = {{**data, "events": [e for e in data["events"] if e["name"] == "cartAbandonment"]}}

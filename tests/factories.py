@@ -5,7 +5,7 @@ from __future__ import annotations
 import factory
 from django.contrib.auth.models import Group, User
 
-from campaign.models import Membership, Organization, Profile
+from campaign.models import Membership, Organization, Profile, SenderDomain
 from campaign.roles import ADMINISTRATORS, MARKETERS
 from events.models import EventConfiguration, EventField
 
@@ -14,11 +14,27 @@ class OrganizationFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Organization
         django_get_or_create = ("slug",)
+        skip_postgeneration_save = True
 
     slug = factory.Sequence(lambda n: f"org{n}")
     name = factory.LazyAttribute(lambda o: o.slug.title())
     sender_name = factory.LazyAttribute(lambda o: o.slug.title())
     sender_address = factory.LazyAttribute(lambda o: f"news@{o.slug}.example.com")
+
+    @factory.post_generation
+    def sender_domains(self, create, extracted, **kwargs):
+        """The domains the tests' messages send from: the default sender's, `<slug>.example` (the
+        README's and the examples' `shop@geometrixx.example`) and example.com. Pass
+        `sender_domains=[...]` to declare others (an empty list: none)."""
+        if not create:
+            return
+        domains = (
+            extracted
+            if extracted is not None
+            else [f"{self.slug}.example.com".lower(), f"{self.slug}.example".lower(), "example.com"]
+        )
+        for domain in domains:
+            SenderDomain.objects.get_or_create(organization=self, domain=domain)
 
 
 class ConfigurationFactory(factory.django.DjangoModelFactory):

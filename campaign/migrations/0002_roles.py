@@ -12,7 +12,8 @@ def create_roles(apps, schema_editor):
         app_config.models_module = None
     from campaign.roles import sync_roles
 
-    sync_roles(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+    # Models of later migrations have no permissions yet: their own migration syncs the roles again.
+    sync_roles(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"), missing_ok=True)
 
 
 def remove_roles(apps, schema_editor):

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from campaign.roles import ADMINISTRATORS, MARKETERS
 from events.services import unpublish_configuration
+from messages import services
 from messages.models import TransactionalMessage
 from tests.admin_forms import change_form_data
 from tests.conftest import CART_EVENT, publish_events
@@ -130,6 +131,68 @@ def test_an_unknown_variable_is_a_form_error_naming_it(client, marketer, message
     assert "nope" in error
     message.refresh_from_db()
     assert "nope" not in message.html
+
+
+def test_a_from_outside_the_sender_domains_is_a_form_error_naming_the_field_and_nothing_is_saved(
+    client, marketer, message
+):
+    client.force_login(marketer)
+    answer = submit(
+        client,
+        message,
+        from_name="PayPal Security",
+        from_address="security@paypal.com",
+        reply_to="help@geometrixx.example.com",
+        _publish="Save and publish",
+    )
+    assert answer.status_code == 200
+    errors = answer.context["adminform"].form.errors
+    assert set(errors) == {"from_address"}
+    assert "'security@paypal.com' is not in the organization's sender domains" in errors["from_address"][0]
+    message.refresh_from_db()
+    assert message.from_address == "" and message.live_version.number == 1
+
+
+def test_a_reply_to_outside_the_sender_domains_is_a_form_error_too(client, marketer, message):
+    client.force_login(marketer)
+    answer = submit(
+        client,
+        message,
+        from_address="shop@geometrixx.example.com",
+        reply_to="help@elsewhere.example",
+        _save="Save",
+    )
+    assert set(answer.context["adminform"].form.errors) == {"reply_to"}
+    assert "help@elsewhere.example" in answer.context["adminform"].form.errors["reply_to"][0]
+    # A From and a Reply-To in the declared domains are saved.
+    answer = submit(
+        client,
+        message,
+        from_address="shop@geometrixx.example.com",
+        reply_to="help@Geometrixx.Example.com",
+        _save="Save",
+    )
+    assert answer.status_code == 302
+    message.refresh_from_db()
+    assert (message.from_address, message.reply_to) == (
+        "shop@geometrixx.example.com",
+        "help@Geometrixx.Example.com",
+    )
+
+
+def test_the_publish_button_refuses_a_saved_from_whose_domain_was_withdrawn(client, marketer, message):
+    from campaign import senders
+
+    message.from_address = "shop@geometrixx.example"
+    services.save_draft(message=message)
+    senders.remove_sender_domain(organization=message.configuration.organization, domain="geometrixx.example")
+    client.force_login(marketer)
+    answer = submit(client, message, _publish="Save and publish")
+    assert answer.status_code == 200
+    (error,) = answer.context["adminform"].form.errors["from_address"]
+    assert "'shop@geometrixx.example' is not in the organization's sender domains" in error
+    message.refresh_from_db()
+    assert message.live_version.number == 1 and "from" not in message.live_version.content
 
 
 def test_the_message_of_a_published_event_cannot_be_emptied(client, marketer, message):

@@ -6,11 +6,12 @@ import json
 
 import pytest
 
+from campaign.models import ProofRecipient
 from events.models import Event
 from messages import services
 from messages.models import Delivery
 from tests.conftest import publish_events
-from tests.factories import member
+from tests.factories import OrganizationFactory, ProfileFactory, member
 
 pytestmark = pytest.mark.django_db
 
@@ -67,17 +68,84 @@ def test_sms_preview_counts_characters_encoding_and_segments(client, marketer, o
     assert "UCS-2" in page and "1 segment" in page  # the dash is not in GSM-7
 
 
-def test_proof_page_sends_to_test_addresses(client, marketer, cart_configuration, smtp_email):
+def test_proof_page_sends_to_test_profiles_and_allow_listed_addresses(
+    client, marketer, cart_configuration, smtp_email
+):
+    organization = cart_configuration.organization
+    ProofRecipient.objects.create(organization=organization, kind="email", value="qa@example.com")
+    ProofRecipient.objects.create(organization=organization, kind="domain", value="agency.example")
+    tester = ProfileFactory(organization=organization, email="tester@example.com", is_test=True)
     client.force_login(marketer)
     response = client.post(
-        url(cart_configuration.message, "proof"), {"addresses": "qa@example.com, lead@example.com", "ctx": ""}
+        url(cart_configuration.message, "proof"),
+        {"addresses": "qa@example.com, lead@agency.example", "profiles": [tester.pk], "ctx": ""},
     )
     assert response.status_code == 302
-    received = smtp_email.wait_for(2)
+    received = smtp_email.wait_for(3)
+    assert sorted(m.recipients[0] for m in received) == [
+        "lead@agency.example",
+        "qa@example.com",
+        "tester@example.com",
+    ]
     assert {m.subject for m in received} == {"[Proof] FirstName value, your cart is waiting"}
-    assert Delivery.objects.filter(is_proof=True).count() == 2 and Event.objects.count() == 0
+    assert Delivery.objects.filter(is_proof=True).count() == 3 and Event.objects.count() == 0
     error = client.post(url(cart_configuration.message, "proof"), {"addresses": "", "ctx": ""})
     assert "at least one" in error.content.decode()
+
+
+def test_proof_page_lists_test_profiles_only(client, marketer, cart_configuration):
+    organization = cart_configuration.organization
+    ProfileFactory(organization=organization, email="tester@example.com", is_test=True)
+    customer = ProfileFactory(organization=organization, email="customer@example.com")
+    ProfileFactory(
+        organization=OrganizationFactory(slug="acme"), email="their-tester@example.com", is_test=True
+    )
+    client.force_login(marketer)
+    page = client.get(url(cart_configuration.message, "proof")).content.decode()
+    assert "tester@example.com" in page
+    assert "customer@example.com" not in page and "their-tester@example.com" not in page
+    # Nor can a profile that is not listed be chosen by posting its id.
+    answer = client.post(url(cart_configuration.message, "proof"), {"profiles": [customer.pk], "ctx": ""})
+    assert answer.status_code == 200 and "Select a valid choice" in answer.content.decode()
+    assert not Delivery.objects.exists()
+
+
+def test_a_proof_to_an_address_that_is_not_a_test_one_is_a_form_error(client, marketer, cart_configuration):
+    client.force_login(marketer)
+    answer = client.post(
+        url(cart_configuration.message, "proof"), {"addresses": "victim@elsewhere.example", "ctx": ""}
+    )
+    assert answer.status_code == 200
+    assert (
+        "&#x27;victim@elsewhere.example&#x27; is neither a test profile&#x27;s nor on the proof allow-list"
+        in answer.content.decode()
+    )
+    assert not Delivery.objects.exists()
+
+
+def test_the_eleventh_proof_of_a_minute_is_a_form_error(client, marketer, cart_configuration, settings):
+    settings.PROOF_RATE_PER_MINUTE = 10
+    ProofRecipient.objects.create(
+        organization=cart_configuration.organization, kind="domain", value="agency.example"
+    )
+    client.force_login(marketer)
+    proof = url(cart_configuration.message, "proof")
+    for number in range(10):
+        assert client.post(proof, {"addresses": f"qa{number}@agency.example", "ctx": ""}).status_code == 302
+    answer = client.post(proof, {"addresses": "qa10@agency.example", "ctx": ""})
+    assert answer.status_code == 200
+    assert "at most 10 proofs a minute" in answer.content.decode()
+    assert Delivery.objects.filter(is_proof=True).count() == 10
+
+
+def test_a_push_proof_page_asks_for_registration_tokens_not_profiles(client, marketer, organization):
+    configuration = publish_events(
+        organization, {"name": "ping", "channel": "push", "message": {"title": "Hi", "body": "There"}}
+    )[0]
+    ProfileFactory(organization=organization, email="tester@example.com", is_test=True)
+    client.force_login(marketer)
+    page = client.get(url(configuration.message, "proof")).content.decode()
+    assert "Registration tokens" in page and 'name="profiles"' not in page
 
 
 def test_versions_page_shows_differences_and_republishes_an_older_version(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
+from campaign import senders
+from campaign.models import ProofRecipient
+from campaign.roles import MARKETERS
 from events.models import Event
 from events.services import PublicationError
 from messages import services
 from messages.channels.sms import sms_length
 from messages.models import Delivery, MessageVersion
 from tests.conftest import publish_events
-from tests.factories import ProfileFactory
+from tests.factories import ProfileFactory, member
 
 pytestmark = pytest.mark.django_db
 
@@ -121,7 +124,9 @@ def test_preview_renders_the_draft_with_sample_data_from_the_field_types(cart_co
 
 def test_proofs_arrive_marked_and_are_recorded_as_deliveries_not_events(cart_configuration, smtp_email):
     message = cart_configuration.message
-    profile = ProfileFactory(organization=cart_configuration.organization, email="tester@example.com")
+    organization = cart_configuration.organization
+    profile = ProfileFactory(organization=organization, email="tester@example.com", is_test=True)
+    ProofRecipient.objects.create(organization=organization, kind="email", value="qa@example.com")
     deliveries = services.send_proof(
         message=message, addresses=["qa@example.com"], profiles=[profile], ctx={"firstName": "Proofy"}
     )
@@ -139,11 +144,140 @@ def test_proofs_refuse_bad_addresses_and_foreign_profiles(cart_configuration, ot
         services.send_proof(message=message, addresses=["nope"])
     with pytest.raises(services.ProofError, match="organization"):
         services.send_proof(
-            message=message, addresses=[], profiles=[ProfileFactory(organization=other_organization)]
+            message=message,
+            addresses=[],
+            profiles=[ProfileFactory(organization=other_organization, is_test=True)],
         )
     with pytest.raises(services.ProofError, match="at least one"):
         services.send_proof(message=message, addresses=[" "])
     assert mail.outbox == []
+
+
+# --- Proofs go to test profiles and the allow-list only, within a quota ------------------------
+
+
+def test_a_proof_to_an_address_that_is_neither_a_test_profile_nor_allow_listed_is_refused(
+    cart_configuration,
+):
+    organization = cart_configuration.organization
+    customer = ProfileFactory(organization=organization, email="customer@example.com")  # not a test profile
+    ProofRecipient.objects.create(organization=organization, kind="domain", value="agency.example")
+    for outside in ("victim@elsewhere.example", "customer@example.com", "someone@sub.agency.example"):
+        with pytest.raises(services.ProofError, match="neither a test profile's nor on the proof allow-list"):
+            services.send_proof(message=cart_configuration.message, addresses=[outside])
+    with pytest.raises(services.ProofError, match="is not a test profile"):
+        services.send_proof(message=cart_configuration.message, addresses=[], profiles=[customer])
+    assert mail.outbox == [] and not Delivery.objects.exists()
+
+
+def test_a_test_profiles_address_and_an_allow_listed_domain_may_be_typed(cart_configuration):
+    organization = cart_configuration.organization
+    ProfileFactory(organization=organization, email="Tester@Example.com", is_test=True)
+    ProofRecipient.objects.create(organization=organization, kind="domain", value="agency.example")
+    services.send_proof(
+        message=cart_configuration.message, addresses=["tester@example.com", "Anyone@Agency.example"]
+    )
+    assert sorted(m.to[0] for m in mail.outbox) == ["anyone@agency.example", "tester@example.com"]
+
+
+def test_the_eleventh_proof_in_a_minute_is_refused_and_sends_nothing(cart_configuration, settings):
+    settings.PROOF_RATE_PER_MINUTE = 10
+    organization = cart_configuration.organization
+    ProofRecipient.objects.create(organization=organization, kind="domain", value="agency.example")
+    marketer = member(organization=organization, role=MARKETERS)
+    message = cart_configuration.message
+    for number in range(10):
+        services.send_proof(message=message, addresses=[f"qa{number}@agency.example"], user=marketer)
+    with pytest.raises(services.ProofError, match="at most 10 proofs a minute"):
+        services.send_proof(message=message, addresses=["qa10@agency.example"], user=marketer)
+    assert len(mail.outbox) == 10 and Delivery.objects.filter(is_proof=True).count() == 10
+    # Another user has a quota of their own.
+    services.send_proof(
+        message=message,
+        addresses=["qa10@agency.example"],
+        user=member(organization=organization, role=MARKETERS),
+    )
+    assert len(mail.outbox) == 11
+
+
+def test_each_recipient_of_a_proof_counts_and_a_proof_over_the_quota_is_refused_whole(
+    cart_configuration, settings
+):
+    settings.PROOF_RATE_PER_MINUTE = 3
+    organization = cart_configuration.organization
+    ProofRecipient.objects.create(organization=organization, kind="domain", value="agency.example")
+    marketer = member(organization=organization, role=MARKETERS)
+    many = [f"qa{n}@agency.example" for n in range(4)]
+    with pytest.raises(services.ProofError, match="at most 3 proofs a minute"):
+        services.send_proof(message=cart_configuration.message, addresses=many, user=marketer)
+    assert mail.outbox == []
+    services.send_proof(message=cart_configuration.message, addresses=many[:3], user=marketer)
+    assert len(mail.outbox) == 3
+
+
+def test_sms_proofs_go_to_test_profiles_phones_and_allow_listed_numbers(organization):
+    configuration = publish_events(
+        organization, {"name": "otp", "channel": "sms", "message": {"text": "Your code"}}
+    )[0]
+    tester = ProfileFactory(organization=organization, mobile_phone="+33612345678", is_test=True)
+    ProofRecipient.objects.create(organization=organization, kind="phone", value="+14155550100")
+    deliveries = services.send_proof(
+        message=configuration.message, addresses=["+1 415 555 0100"], profiles=[tester]
+    )
+    assert sorted(d.recipient for d in deliveries) == ["+14155550100", "+33612345678"]
+    with pytest.raises(services.ProofError, match="neither a test profile's nor on the proof allow-list"):
+        services.send_proof(message=configuration.message, addresses=["+33 7 00 00 00 00"])
+
+
+def test_push_proofs_go_to_allow_listed_registration_tokens_only(organization):
+    configuration = publish_events(
+        organization, {"name": "ping", "channel": "push", "message": {"title": "Hi", "body": "There"}}
+    )[0]
+    ProofRecipient.objects.create(organization=organization, kind="push", value="device-token-1")
+    (delivery,) = services.send_proof(message=configuration.message, addresses=["device-token-1"])
+    assert delivery.recipient == "device-token-1" and delivery.outcome == "sent"
+    with pytest.raises(services.ProofError, match="neither a test profile's nor on the proof allow-list"):
+        services.send_proof(message=configuration.message, addresses=["device-token-2"])
+    tester = ProfileFactory(organization=organization, is_test=True)
+    with pytest.raises(services.ProofError, match="no push registration token"):
+        services.send_proof(message=configuration.message, addresses=[], profiles=[tester])
+
+
+# --- Senders: From and Reply-To in the organization's sender domains -----------------------------
+
+
+def test_publishing_refuses_a_from_whose_domain_was_withdrawn_after_the_draft_was_saved(cart_configuration):
+    message = cart_configuration.message
+    message.from_address, message.reply_to = "shop@geometrixx.example", "help@geometrixx.example"
+    services.save_draft(message=message)
+    senders.remove_sender_domain(organization=cart_configuration.organization, domain="geometrixx.example")
+    with pytest.raises(PublicationError) as refused:
+        services.publish_message(message=message)
+    assert refused.value.errors == [
+        "from: 'shop@geometrixx.example' is not in the organization's sender domains "
+        "(example.com, geometrixx.example.com).",
+        "replyTo: 'help@geometrixx.example' is not in the organization's sender domains "
+        "(example.com, geometrixx.example.com).",
+    ]
+    message.refresh_from_db()
+    assert message.live_version.number == 1 and "from" not in message.live_version.content
+    # Nor does a proof of that draft go out.
+    ProofRecipient.objects.create(
+        organization=message.configuration.organization, kind="email", value="qa@example.com"
+    )
+    with pytest.raises(services.ProofError, match="from: 'shop@geometrixx.example' is not in"):
+        services.send_proof(message=message, addresses=["qa@example.com"])
+    assert mail.outbox == []
+
+
+def test_publishing_refuses_the_organizations_default_sender_once_its_domain_is_withdrawn(cart_configuration):
+    organization = cart_configuration.organization  # news@geometrixx.example.com, the message has no From
+    senders.remove_sender_domain(organization=organization, domain="geometrixx.example.com")
+    message = cart_configuration.message
+    message.subject = "Changed"
+    services.save_draft(message=message)
+    with pytest.raises(PublicationError, match="default sender is used"):
+        services.publish_message(message=message)
 
 
 @pytest.mark.parametrize(

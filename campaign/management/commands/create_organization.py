@@ -13,7 +13,11 @@ class Command(CampaignCommand):
     def add_arguments(self, parser):
         parser.add_argument("organization", help="organization id, e.g. geometrixx")
         parser.add_argument("--name", default="", help="display name (default: the id)")
-        parser.add_argument("--sender", default="", help="default From address of its emails")
+        parser.add_argument(
+            "--sender",
+            default="",
+            help="default From address of its emails; its domain becomes a sender domain",
+        )
 
     def handle(self, *args, organization: str, name: str, sender: str, **options):
         try:
@@ -23,6 +27,8 @@ class Command(CampaignCommand):
         self.stdout.write(
             f"Created organization {created.slug} (API: /{created.slug}/campaign/{created.api_name}/)"
         )
+        for domain in created.sender_domains.values_list("domain", flat=True):
+            self.stdout.write(f"Sender domain: {domain}")
 
 
 # The model's fields as the command's options, so that an error names what the operator typed.

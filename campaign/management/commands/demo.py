@@ -28,16 +28,17 @@ from django.http.request import validate_host
 
 from campaign import services
 from campaign.cli import CampaignCommand
-from campaign.models import ApiCredential, Membership, Organization, Profile, hash_secret
+from campaign.models import ApiCredential, Membership, Organization, Profile, SenderDomain, hash_secret
 from campaign.roles import ADMINISTRATORS, MARKETERS
 from events.configuration_file import import_file
 from events.models import EventConfiguration
 
 EXAMPLES = Path(settings.BASE_DIR) / "examples" / "events.json"
-DEMO_PROFILES = [
-    ("jane.doe@example.com", "Jane", "Doe", "en"),
-    ("jean.dupont@example.com", "Jean", "Dupont", "fr"),
-    ("ada.lovelace@example.com", "Ada", "Lovelace", "en"),
+DEMO_SENDER = "shop@geometrixx.example"  # its domain is the sender domain of examples/events.json
+DEMO_PROFILES = [  # email, first name, last name, language, test profile (proofs may go to it)
+    ("jane.doe@example.com", "Jane", "Doe", "en", True),
+    ("jean.dupont@example.com", "Jean", "Dupont", "fr", False),
+    ("ada.lovelace@example.com", "Ada", "Lovelace", "en", False),
 ]
 
 
@@ -106,14 +107,13 @@ class Command(CampaignCommand):
                 raise CommandError(f"--host {host}: cannot listen there ({error.strerror})") from None
 
     def _organization(self) -> Organization:
-        organization, _ = Organization.objects.get_or_create(
-            slug="geometrixx",
-            defaults={
-                "name": "Geometrixx",
-                "sender_name": "Geometrixx",
-                "sender_address": "shop@geometrixx.example",
-            },
-        )
+        organization = Organization.objects.filter(slug="geometrixx").first()
+        if organization is None:
+            organization = services.create_organization(
+                slug="geometrixx", name="Geometrixx", sender_address=DEMO_SENDER
+            )
+        # Also on a demo set up before sender domains existed: the examples send from this domain.
+        SenderDomain.objects.get_or_create(organization=organization, domain=DEMO_SENDER.rpartition("@")[2])
         return organization
 
     def _user(self, username: str, role: str, organization: Organization, known: dict | None) -> dict:
@@ -142,11 +142,11 @@ class Command(CampaignCommand):
             import_file(json.loads(EXAMPLES.read_text()), publish=True)
 
     def _profiles(self, organization: Organization) -> None:
-        for email, first, last, language in DEMO_PROFILES:
+        for email, first, last, language, is_test in DEMO_PROFILES:
             Profile.objects.get_or_create(
                 organization=organization,
                 email=email,
-                defaults={"first_name": first, "last_name": last, "language": language},
+                defaults={"first_name": first, "last_name": last, "language": language, "is_test": is_test},
             )
 
     def _print_welcome(self, base: str, state: dict, token: str) -> None:

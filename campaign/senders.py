@@ -1,0 +1,155 @@
+"""Who an organization may send as, and where its proofs may go.
+
+* Sender domains: every From and Reply-To address of a message (and the organization's default
+  sender) must be in a domain an administrator declared for the organization. The match is exact:
+  `geometrixx.example` allows `shop@geometrixx.example`, not `shop@mail.geometrixx.example` (declare
+  that subdomain on its own), so a declared domain never vouches for a host someone else may run.
+* Proofs go only to the organization's test profiles and to its proof allow-list (email addresses,
+  whole email domains, mobile phones, push registration tokens), at most PROOF_RATE_PER_MINUTE per
+  user and minute, counted in the database so the limit holds across processes and machines.
+
+The message editor, the configuration import and publication (messages, events) ask here.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from campaign import addresses, throttling
+from campaign.models import Organization, Profile, ProofRecipient, SenderDomain
+
+SHOWN_DOMAINS = 5  # how many declared domains an error message lists
+
+
+class SenderError(Exception):
+    """A bad domain, a duplicate, or an unknown one: one line for the admin or the CLI."""
+
+
+def declared_domains(organization: Organization) -> list[str]:
+    return list(SenderDomain.objects.filter(organization=organization).values_list("domain", flat=True))
+
+
+def declare_sender_domain(*, organization: Organization, domain: str) -> SenderDomain:
+    try:
+        normalised = addresses.normalise_domain(domain)
+    except ValidationError as error:
+        raise SenderError(" ".join(error.messages)) from None
+    try:
+        with transaction.atomic():
+            return SenderDomain.objects.create(organization=organization, domain=normalised)
+    except IntegrityError:
+        raise SenderError(f"{organization.slug} already has the sender domain {normalised}.") from None
+
+
+def remove_sender_domain(*, organization: Organization, domain: str) -> str:
+    """Messages already live keep sending; publishing one that uses the domain is refused from now on."""
+    try:
+        normalised = addresses.normalise_domain(domain)
+    except ValidationError as error:
+        raise SenderError(" ".join(error.messages)) from None
+    deleted, _ = SenderDomain.objects.filter(organization=organization, domain=normalised).delete()
+    if not deleted:
+        raise SenderError(f"{organization.slug} has no sender domain {normalised}.")
+    return normalised
+
+
+def _outside(address: str, domains: list[str]) -> str | None:
+    if addresses.domain_of(address) in domains:
+        return None
+    if not domains:
+        return (
+            f"'{address}' is not in a sender domain: the organization has none yet "
+            "(an administrator declares them)."
+        )
+    listed = ", ".join(domains[:SHOWN_DOMAINS]) + (", ..." if len(domains) > SHOWN_DOMAINS else "")
+    return f"'{address}' is not in the organization's sender domains ({listed})."
+
+
+def sender_problems(
+    *,
+    organization: Organization,
+    from_address: str,
+    reply_to: str,
+    channel: str = "email",
+    domains: list[str] | None = None,
+) -> dict[str, str]:
+    """{"from": why, "replyTo": why} for each address a message may not use; empty if all is well.
+
+    An email without its own From is sent from the organization's default sender, which must then
+    be in the domains too. `domains` spares the query when the caller has them."""
+    if domains is None:
+        domains = declared_domains(organization)
+    problems: dict[str, str] = {}
+    sender = from_address or (organization.sender_address if channel == "email" else "")
+    if sender:
+        problem = _outside(sender, domains)
+        if problem:
+            if not from_address:
+                problem = f"the organization's default sender is used, and {problem}"
+            problems["from"] = problem
+    if reply_to:
+        problem = _outside(reply_to, domains)
+        if problem:
+            problems["replyTo"] = problem
+    return problems
+
+
+# --- Proofs -----------------------------------------------------------------------------------
+
+
+class ProofRefused(Exception):
+    """A recipient that is neither a test profile nor allow-listed, or too many proofs this minute."""
+
+
+def proof_address(*, channel: str, address: str) -> str:
+    """A typed proof recipient in the form it is compared and sent in, or ProofRefused."""
+    address = address.strip()
+    if len(address) > ProofRecipient.VALUE_MAX_LENGTH:
+        raise ProofRefused(f"a proof recipient has at most {ProofRecipient.VALUE_MAX_LENGTH} characters")
+    if channel == "email":
+        try:
+            return addresses.normalise_email(address)
+        except ValidationError:
+            raise ProofRefused(f"'{address}' is not an email address") from None
+    if channel == "sms":
+        try:
+            return addresses.phone_number(address)
+        except ValueError as error:
+            raise ProofRefused(str(error)) from None
+    return address
+
+
+def proof_recipient_allowed(*, organization: Organization, channel: str, address: str) -> bool:
+    """Whether a (normalised) proof recipient is a test profile's address or on the allow-list."""
+    entries = ProofRecipient.objects.filter(organization=organization)
+    test_profiles = Profile.objects.filter(organization=organization, is_test=True)
+    if channel == "email":
+        return (
+            entries.filter(kind=ProofRecipient.Kind.EMAIL, value=address).exists()
+            or entries.filter(kind=ProofRecipient.Kind.DOMAIN, value=addresses.domain_of(address)).exists()
+            or test_profiles.filter(email__iexact=address).exists()
+        )
+    if channel == "sms":
+        return (
+            entries.filter(kind=ProofRecipient.Kind.PHONE, value=address).exists()
+            or test_profiles.filter(mobile_phone=address).exists()
+        )
+    return entries.filter(kind=ProofRecipient.Kind.PUSH, value=address).exists()
+
+
+def proof_limit(*, organization: Organization, user_id: int | None) -> throttling.Limit:
+    """Proofs are counted per user (per organization when no user asks: the shell, a script)."""
+    key = f"proof:user:{user_id}" if user_id else f"proof:organization:{organization.pk}"
+    return throttling.Limit(key, settings.PROOF_RATE_PER_MINUTE)
+
+
+def count_proofs(*, organization: Organization, user_id: int | None, recipients: int) -> None:
+    """Count `recipients` proofs for the user, or refuse them all if that passes the minute's limit."""
+    limit = proof_limit(organization=organization, user_id=user_id)
+    wait = throttling.consume(limit, amount=recipients)
+    if wait is not None:
+        raise ProofRefused(
+            f"at most {limit.per_minute} proofs a minute: this would pass the limit; try again in {wait} s"
+        )
