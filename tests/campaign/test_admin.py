@@ -16,7 +16,9 @@ from campaign.models import (
     Membership,
     Organization,
     Profile,
+    ProofRecipient,
     Quarantine,
+    SenderDomain,
     hash_secret,
 )
 from campaign.roles import ADMINISTRATORS, MARKETERS
@@ -81,6 +83,10 @@ def test_administrators_manage_event_types_credentials_users_and_profiles():
         "auth.add_user",
         "auth.change_user",
         "campaign.change_organization",
+        "campaign.add_senderdomain",
+        "campaign.delete_senderdomain",
+        "campaign.add_proofrecipient",
+        "campaign.delete_proofrecipient",
         "transactional.change_transactionalmessage",
     } <= granted
     # Nobody but a superuser creates organizations, edits roles, or changes an event by hand.
@@ -110,6 +116,10 @@ def test_administrators_manage_event_types_credentials_users_and_profiles():
         "auth_group_changelist",
         "campaign_profile_changelist",
         "campaign_organization_changelist",
+        "campaign_senderdomain_changelist",
+        "campaign_senderdomain_add",
+        "campaign_proofrecipient_changelist",
+        "campaign_proofrecipient_add",
     ],
 )
 def test_marketer_is_forbidden_credentials_users_roles_and_profiles(client, marketer, page):
@@ -260,6 +270,123 @@ def test_administrator_cannot_create_organizations_nor_change_the_own_id(client,
     assert client.post(url("campaign_organization_change", organization.pk), data).status_code == 302
     organization.refresh_from_db()
     assert organization.slug == "geometrixx" and organization.sender_name == "Geometrixx News"
+
+
+# --- Sender domains and the proof allow-list -----------------------------------------------------
+
+
+def test_administrator_declares_a_sender_domain_normalised_for_the_own_organization(
+    client, administrator, organization, other_organization
+):
+    client.force_login(administrator)
+    page = client.get(url("campaign_senderdomain_add"))
+    assert 'name="organization"' not in page.content.decode()
+    data = change_form_data(page, domain=" Bücher.Example ", organization=str(other_organization.pk))
+    assert client.post(url("campaign_senderdomain_add"), data).status_code == 302
+    added = SenderDomain.objects.get(domain="xn--bcher-kva.example")
+    assert added.organization == organization
+
+
+@pytest.mark.parametrize(
+    ("typed", "error"),
+    [
+        ("GEOMETRIXX.example.com", "already exists"),
+        ("shop@paypal.com", "is an address, not a domain"),
+        ("pay_pal.com", "is not a valid domain name"),
+        ("x" * 254, "at most 253 characters"),
+    ],
+)
+def test_a_bad_or_duplicate_sender_domain_is_a_form_error(client, administrator, organization, typed, error):
+    before = SenderDomain.objects.count()
+    client.force_login(administrator)
+    page = client.get(url("campaign_senderdomain_add"))
+    answer = client.post(url("campaign_senderdomain_add"), change_form_data(page, domain=typed))
+    assert answer.status_code == 200
+    assert error in " ".join(answer.context["adminform"].form.errors.get("domain", [])) + " ".join(
+        answer.context["adminform"].form.non_field_errors()
+    )
+    assert SenderDomain.objects.count() == before
+
+
+def test_administrator_sees_only_the_own_sender_domains_and_allow_list(
+    client, administrator, other_organization
+):
+    SenderDomain.objects.create(organization=other_organization, domain="acme-secret.example")
+    ProofRecipient.objects.create(
+        organization=other_organization, kind="email", value="ceo@acme-secret.example"
+    )
+    client.force_login(administrator)
+    for changelist in ("campaign_senderdomain_changelist", "campaign_proofrecipient_changelist"):
+        html = client.get(url(changelist)).content.decode()
+        assert "acme-secret" not in html
+    theirs = SenderDomain.objects.get(domain="acme-secret.example")
+    client.post(url("campaign_senderdomain_delete", theirs.pk), {"post": "yes"})
+    assert SenderDomain.objects.filter(pk=theirs.pk).exists()
+
+
+def test_administrator_adds_proof_allow_list_entries_in_the_form_they_are_compared_in(
+    client, administrator, organization
+):
+    client.force_login(administrator)
+    page = client.get(url("campaign_proofrecipient_add"))
+    for kind, typed in (
+        ("email", "QA@Agency.Example"),
+        ("domain", "Agency.Example"),
+        ("phone", "+1 415 555 0100"),
+    ):
+        answer = client.post(
+            url("campaign_proofrecipient_add"), change_form_data(page, kind=kind, value=typed)
+        )
+        assert answer.status_code == 302, answer.context["adminform"].form.errors
+    assert set(ProofRecipient.objects.filter(organization=organization).values_list("kind", "value")) == {
+        ("email", "qa@agency.example"),
+        ("domain", "agency.example"),
+        ("phone", "+14155550100"),
+    }
+    answer = client.post(url("campaign_proofrecipient_add"), change_form_data(page, kind="phone", value="12"))
+    assert answer.status_code == 200
+    assert "not a valid phone number" in answer.context["adminform"].form.errors["value"][0]
+
+
+def test_administrator_marks_a_profile_as_a_test_profile(client, administrator, organization):
+    profile = ProfileFactory(organization=organization, email="tester@example.com")
+    client.force_login(administrator)
+    page = client.get(url("campaign_profile_change", profile.pk))
+    assert (
+        client.post(
+            url("campaign_profile_change", profile.pk), change_form_data(page, is_test="on")
+        ).status_code
+        == 302
+    )
+    profile.refresh_from_db()
+    assert profile.is_test
+    assert (
+        "tester@example.com"
+        in client.get(url("campaign_profile_changelist"), {"is_test__exact": "1"}).content.decode()
+    )
+
+
+def test_the_default_sender_must_be_in_a_declared_domain(client, administrator, organization):
+    client.force_login(administrator)
+    change = url("campaign_organization_change", organization.pk)
+    answer = client.post(change, change_form_data(client.get(change), sender_address="security@paypal.com"))
+    assert answer.status_code == 200
+    (error,) = answer.context["adminform"].form.errors["sender_address"]
+    assert "paypal.com is not a sender domain of this organization" in error
+    organization.refresh_from_db()
+    assert organization.sender_address == "news@geometrixx.example.com"
+    answer = client.post(change, change_form_data(client.get(change), sender_address="shop@example.com"))
+    assert answer.status_code == 302
+
+
+def test_a_superuser_creating_an_organization_declares_its_senders_domain(client):
+    client.force_login(UserFactory(is_superuser=True))
+    page = client.get(url("campaign_organization_add"))
+    data = change_form_data(page, slug="newco", name="New Co", sender_address="shop@newco.example")
+    assert client.post(url("campaign_organization_add"), data).status_code == 302
+    assert list(Organization.objects.get(slug="newco").sender_domains.values_list("domain", flat=True)) == [
+        "newco.example"
+    ]
 
 
 # --- Profiles and the quarantine ------------------------------------------------------------------

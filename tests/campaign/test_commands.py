@@ -80,6 +80,73 @@ def test_create_organization_with_a_bad_sender_says_so_on_one_line(cli):
     assert cli.rows("SELECT COUNT(*) FROM campaign_organization WHERE slug = 'acme2'") == [(0,)]
 
 
+def test_create_organization_with_a_sender_declares_its_domain(cli):
+    result = cli.run("create_organization", "newco", "--sender", "Shop@NewCo.Example")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "Created organization newco (API: /newco/campaign/mcnewco/)",
+        "Sender domain: newco.example",
+    ]
+    assert sender_domains(cli, "newco") == ["newco.example"]
+
+
+# --- sender_domain -----------------------------------------------------------------------------
+
+
+def sender_domains(cli, organization: str) -> list[str]:
+    return [
+        domain
+        for (domain,) in cli.rows(
+            "SELECT d.domain FROM campaign_senderdomain d JOIN campaign_organization o "
+            "ON o.id = d.organization_id WHERE o.slug = ? ORDER BY d.domain",
+            (organization,),
+        )
+    ]
+
+
+def test_sender_domain_adds_lists_and_removes_normalised_domains(cli):
+    added = cli.run("sender_domain", "geometrixx", "add", " Bücher.Example. ")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "Sender domain xn--bcher-kva.example added to geometrixx."
+    listed = cli.run("sender_domain", "geometrixx", "list")
+    assert listed.stdout.splitlines() == ["geometrixx.example", "xn--bcher-kva.example"]
+    removed = cli.run("sender_domain", "geometrixx", "remove", "GEOMETRIXX.example")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.strip() == "Sender domain geometrixx.example removed from geometrixx."
+    assert sender_domains(cli, "geometrixx") == ["xn--bcher-kva.example"]
+    assert sender_domains(cli, "acme") == []
+
+
+def test_bad_sender_domain_commands_exit_2_with_one_line_and_change_nothing(cli):
+    cases = {
+        "unknown organization": (["nobody", "add", "example.com"], "No organization 'nobody'"),
+        "unknown action": (["geometrixx", "replace", "example.com"], "invalid choice: 'replace'"),
+        "no domain": (["geometrixx", "add"], "needs a DOMAIN"),
+        "an address": (["geometrixx", "add", "shop@paypal.com"], "is an address, not a domain"),
+        "a bad name": (["geometrixx", "add", "pay_pal.com"], "'pay_pal.com' is not a valid domain name"),
+        "a single label": (["geometrixx", "add", "com"], "not a full domain name"),
+        "too long": (["geometrixx", "add", "a" * 300 + ".com"], "at most 253 characters"),
+        "a duplicate": (["geometrixx", "add", "Geometrixx.Example"], "already has the sender domain"),
+        "an unknown removal": (["acme", "remove", "example.com"], "acme has no sender domain example.com"),
+    }
+    results = cli.run_all([["sender_domain", *arguments] for arguments, _ in cases.values()])
+    for (case, (_, expected)), result in zip(cases.items(), results, strict=True):
+        assert_bad_input(result)
+        assert expected in result.stderr, (case, result.stderr)
+    assert sender_domains(cli, "geometrixx") == ["geometrixx.example"]
+    assert sender_domains(cli, "acme") == []
+
+
+def test_a_domain_withdrawn_on_the_command_line_stops_the_next_publication(cli, tmp_path):
+    """The README's own set-up publishes the example file; once its domain is withdrawn, the CLI's
+    publish of the message is refused (the version already live keeps sending)."""
+    assert cli.run("message", "geometrixx", "EVTcartAbandonment", "publish").returncode == 0
+    assert cli.run("sender_domain", "geometrixx", "remove", "geometrixx.example").returncode == 0
+    result = cli.run("message", "geometrixx", "EVTcartAbandonment", "publish")
+    assert_bad_input(result)
+    assert "from: 'shop@geometrixx.example' is not in a sender domain" in result.stderr
+
+
 # --- create_api_credential ---------------------------------------------------------------------
 
 
@@ -186,6 +253,26 @@ def test_import_profiles_keeps_other_columns_as_profile_data_and_reads_booleans(
 
 
 @pytest.mark.django_db
+def test_import_profiles_marks_test_profiles_from_an_optional_column(organization, tmp_path):
+    ProfileFactory(organization=organization, email="was-test@example.com", is_test=True)
+    path = write_csv(
+        tmp_path,
+        "email,testProfile\ntester@example.com,true\ncustomer@example.com,\nwas-test@example.com,no\n",
+    )
+    assert run("import_profiles", "geometrixx", str(path)).strip() == "2 profile(s) created, 1 updated."
+    assert dict(Profile.objects.values_list("email", "is_test")) == {
+        "tester@example.com": True,
+        "customer@example.com": False,
+        "was-test@example.com": False,
+    }
+    # Without the column, a profile stays what it was.
+    path = write_csv(tmp_path, "email,firstName\ntester@example.com,Tess\n")
+    run("import_profiles", "geometrixx", str(path))
+    assert Profile.objects.get(email="tester@example.com").is_test
+    assert Profile.objects.get(email="tester@example.com").data == {}
+
+
+@pytest.mark.django_db
 def test_import_profiles_normalises_phones_to_e164_as_the_api_does_and_accepts_language_codes(
     organization, tmp_path
 ):
@@ -236,6 +323,7 @@ def test_import_profiles_does_not_touch_another_organizations_profile(
     ("text", "message"),
     [
         ("email,optedOut\na@example.com,maybe", "optedOut: 'maybe' is not true or false"),
+        ("email,testProfile\na@example.com,perhaps", "testProfile: 'perhaps' is not true or false"),
         ("email,firstName\na@example.com,A,extra", "more values than header columns"),
         ("email,firstName\na@example.com," + "x" * 201, "firstName: is longer than 200"),
         ("email,language\na@example.com,a-very-long-language-tag", "language: is longer than 16"),

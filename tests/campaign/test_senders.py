@@ -141,3 +141,36 @@ def test_the_proof_quota_holds_across_processes_started_together(cli):
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     assert sorted(r.stdout.split()[-1] for r in results) == ["counted", "counted", "counted", "refused"]
     assert cli.rows("SELECT count FROM campaign_failurewindow WHERE key = 'proof:user:7'") == [(9,)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_proof_quota_holds_for_concurrent_requests_on_postgresql(settings):
+    """Eight requests for 3 proofs each at once, each on its own connection, with a quota of 10:
+    exactly three are counted. (SQLite serialises its writers anyway: the test above covers it.)"""
+    import threading
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent connections: PostgreSQL only (SQLite is covered by the multi-process test)")
+    settings.PROOF_RATE_PER_MINUTE = 10
+    shop = OrganizationFactory(slug="shop")
+    start, outcomes = threading.Barrier(8), []
+
+    def request() -> None:
+        try:
+            start.wait()
+            senders.count_proofs(organization=shop, user_id=7, recipients=3)
+            outcomes.append("counted")
+        except senders.ProofRefused:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["counted"] * 3 + ["refused"] * 5
+    assert FailureWindow.objects.get(key="proof:user:7").count == 9

@@ -134,8 +134,11 @@ def test_marketer_writes_a_product_loop_previews_proofs_and_publishes_without_le
     from events.schema import validate_event
     from events.services import ingest
     from tests.conftest import CART_EVENT, SEED_BODY, publish_events
+    from tests.factories import ProfileFactory
 
     configuration = publish_events(organization, copy.deepcopy(CART_EVENT))[0]
+    ProfileFactory(organization=organization, email="qa@example.com", is_test=True)
+    ProfileFactory(organization=organization, email="customer@example.com")  # not a test profile
     message_url = f"/admin/transactional/transactionalmessage/{configuration.message.pk}/change/"
     page = log_in(browser, live_server, marketer, message_url)
     page.fill("#id_subject", "{{ ctx.firstName }}, {{ ctx.products | length }} items wait for you")
@@ -160,9 +163,10 @@ def test_marketer_writes_a_product_loop_previews_proofs_and_publishes_without_le
     expect(frame).to_contain_text("JACKET-1 at €125.00")
     expect(frame).to_contain_text("GLOVES-2 at €30.50")
 
-    # A proof to a real SMTP server.
+    # A proof to a test profile (the only profiles the page offers), through a real SMTP server.
     page.goto(f"{live_server.url}{message_url.replace('change/', 'proof/')}")
-    page.fill("#id_addresses", "qa@example.com")
+    expect(page.locator("#id_profiles option")).to_have_text(["qa@example.com"])
+    page.select_option("#id_profiles", label="qa@example.com")
     page.click("input[name=_send]")
     expect(page.locator(".messagelist")).to_contain_text("Proof to qa@example.com: sent")
     (proof,) = smtp_email.wait_for(1)

@@ -84,6 +84,22 @@ def test_bad_event_files_exit_2_with_one_line_and_import_nothing(cli, tmp_path):
             [str(a_file(tmp_path, {**NEW_EVENT, "message": {"variants": ["fr"]}}, name="v.json"))],
             "message.variants",
         ),
+        "From outside the sender domains": (
+            [
+                str(
+                    a_file(
+                        tmp_path,
+                        {
+                            **NEW_EVENT,
+                            "message": {**NEW_EVENT["message"], "from": {"address": "security@paypal.com"}},
+                        },
+                        name="f.json",
+                    )
+                )
+            ],
+            "event orderShipped, message.from.address: 'security@paypal.com' is not in the organization's "
+            "sender domains (geometrixx.example)",
+        ),
         "unpublishable message, after a good event": (
             [str(a_file(tmp_path, NEW_EVENT, without_subject, name="p.json")), "--publish"],
             "event second: The message needs a subject. (nothing was imported)",

@@ -389,6 +389,18 @@ BAD_EVENTS = {
         ["message.from.address", "'shop'"],
     ),
     "reply-to that is not an address": (_set("message.replyTo", "nobody"), ["message.replyTo"]),
+    "sender outside the sender domains": (
+        _set("message.from", {"name": "PayPal", "address": "security@paypal.com"}),
+        ["message.from.address", "'security@paypal.com' is not in the organization's sender domains"],
+    ),
+    "sender in a subdomain of a sender domain": (
+        _set("message.from", {"name": "Shop", "address": "shop@mail.example.com"}),
+        ["message.from.address", "'shop@mail.example.com' is not in"],
+    ),
+    "reply-to outside the sender domains": (
+        _set("message.replyTo", "help@elsewhere.example"),
+        ["message.replyTo", "'help@elsewhere.example' is not in the organization's sender domains"],
+    ),
     "label too long": (_set("label", "x" * 201), ["label"]),
     "fields not a list": (_set("fields", {"firstName": "text"}), ["fields"]),
     "message not an object": (_set("message", "Hello"), ["message"]),
