@@ -60,7 +60,7 @@ def test_settings_come_from_the_env_file_and_the_process_environment_wins(tmp_pa
 
 def test_an_env_file_that_cannot_be_read_stops_a_command_with_one_line(tmp_path):
     answer = manage(production_environment(tmp_path, ENV_FILE=str(tmp_path / "missing.env")), "check")
-    assert answer.returncode != 0
+    assert answer.returncode == 3
     assert answer.stderr.strip().splitlines() == [
         f"ENV_FILE {tmp_path / 'missing.env'} cannot be read (missing, or not readable by this user)"
     ]
