@@ -4,12 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-postgres install lint format bench clean
+.PHONY: demo test test-postgres install lint format bench lock clean
 
-$(STAMP): pyproject.toml
+# Exactly the versions of requirements-dev.lock (hash-checked). The code runs from this checkout.
+$(STAMP): requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,6 +42,13 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## Pin every dependency again from pyproject.toml's ranges (after changing them), with hashes.
+## Pins already in the lock files are kept unless a range excludes them; `make lock UPGRADE=1` takes the newest.
+lock: $(STAMP)
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml $(if $(UPGRADE),--upgrade) --generate-hashes --universal --python-version 3.11 --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(if $(UPGRADE),--upgrade) --generate-hashes --universal --python-version 3.11 --quiet -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) var staticfiles

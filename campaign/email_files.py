@@ -17,6 +17,12 @@ from django.utils import timezone
 
 
 class EmailBackend(filebased.EmailBackend):
+    def open(self) -> bool:
+        return False  # no stream to keep open: each message opens its own file
+
+    def close(self) -> None:
+        pass
+
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         sent = 0
         for message in email_messages:

@@ -7,6 +7,7 @@ The defaults give a working product on a bare machine: SQLite under var/, an emb
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import environ
 from kombu import Queue
@@ -16,13 +17,22 @@ from campaign import secret_key
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
+
+def _stop(reason: str) -> NoReturn:
+    """End any process that loads these settings with one line, no traceback, and exit code 3: the
+    code gunicorn reads as "worker failed to boot", so that even a bare `gunicorn campaign.wsgi` stops
+    instead of restarting its workers forever (deploy/gunicorn.conf.py stops before any worker)."""
+    print(reason, file=sys.stderr, flush=True)
+    raise SystemExit(3)
+
+
 # --- Environment file and secret key ---------------------------------------------------------
 # ENV_FILE: a file of VAR=value lines (deploy/production.env.example) read before anything else, so
 # that gunicorn, celery and manage.py all take their settings from it; the process environment wins.
 ENV_FILE = env.str("ENV_FILE", default="")
 if ENV_FILE:
     if not os.access(ENV_FILE, os.R_OK):
-        sys.exit(f"ENV_FILE {ENV_FILE} cannot be read (missing, or not readable by this user)")
+        _stop(f"ENV_FILE {ENV_FILE} cannot be read (missing, or not readable by this user)")
     environ.Env.read_env(ENV_FILE)
 
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -37,10 +47,10 @@ if SECRET_KEY_FILE is not None:
     try:
         SECRET_KEY = secret_key.generated(SECRET_KEY_FILE)
     except OSError as error:
-        sys.exit(f"SECRET_KEY is not set and {SECRET_KEY_FILE} cannot be used: {error.strerror}")
+        _stop(f"SECRET_KEY is not set and {SECRET_KEY_FILE} cannot be used: {error.strerror}")
 if not DEBUG and (_refusal := secret_key.refusal(SECRET_KEY)):
     # One line and a non-zero exit from any process (a traceback would bury the reason).
-    sys.exit(f"{SECRET_KEY_FILE} is damaged: delete it for a new one" if SECRET_KEY_FILE else _refusal)
+    _stop(f"{SECRET_KEY_FILE} is damaged: delete it for a new one" if SECRET_KEY_FILE else _refusal)
 # Former keys, still accepted for signed values (sessions, unsubscribe links) after a rotation.
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 

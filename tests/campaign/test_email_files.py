@@ -24,7 +24,9 @@ def test_two_emails_become_two_eml_files_a_mail_client_reads(tmp_path, settings)
         for n in (1, 2)
     ]
     connection = get_connection("campaign.email_files.EmailBackend")
+    connection.open()  # as the email channel does, to reuse an SMTP connection
     assert connection.send_messages(messages) == 2
+    connection.close()
     files = sorted((tmp_path / "mail").iterdir())
     assert [f.suffix for f in files] == [".eml", ".eml"]
     read = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]

@@ -59,17 +59,27 @@ def test_the_example_env_files_placeholder_key_stops_every_process_with_one_line
     env = clean_environment(tmp_path, ENV_FILE=str(EXAMPLE_ENV), BIND="127.0.0.1:0")
     # Run from elsewhere, as a systemd unit may: gunicorn's config finds the checkout by itself.
     answer = run(PROCESSES[process], env, cwd=tmp_path if process == "gunicorn" else ROOT)
-    assert answer.returncode != 0
+    assert answer.returncode == 3
     assert answer.stderr.splitlines() == [answer.stderr.strip()], answer.stderr
     assert answer.stderr.startswith("SECRET_KEY is a placeholder: set it to 50 or more random characters")
     assert "Traceback" not in answer.stderr + answer.stdout
     assert not (tmp_path / "var" / "campaign.sqlite3").exists()  # migrate did nothing
 
 
+def test_even_a_bare_gunicorn_stops_instead_of_restarting_its_workers(tmp_path):
+    # Without deploy/gunicorn.conf.py the settings load in a worker: its exit code 3 stops the master.
+    env = clean_environment(tmp_path, SECRET_KEY="change-me-to-50-random-characters")
+    command = [str(BIN / "gunicorn"), "-w", "1", "-b", "127.0.0.1:0", "campaign.wsgi"]
+    answer = run(command, env)  # a worker restarted forever would end in a timeout here
+    assert answer.returncode == 3
+    assert answer.stderr.count("SECRET_KEY is a placeholder") == 1
+    assert "Reason: Worker failed to boot." in answer.stderr
+
+
 def test_a_short_key_stops_a_command_unless_debug_is_on(tmp_path):
     short = "x7-" * 10
     refused = run([sys.executable, "manage.py", "check"], clean_environment(tmp_path, SECRET_KEY=short))
-    assert refused.returncode != 0
+    assert refused.returncode == 3
     assert refused.stderr.strip().splitlines() == [
         "SECRET_KEY has 30 characters: set it to 50 or more random characters, the same on every machine "
         "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(50))')"

@@ -1,0 +1,181 @@
+"""Upgrading keeps the data: a database filled by the previous release (commit 7c29340) migrates to
+this one, and what it held still works: its credential authenticates, its event answers on the API,
+its published event takes new events that go out with its message, its unsubscribe links work."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core import mail, signing
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from campaign import services as campaign_services
+from campaign.models import ApiCredential, Organization, Profile, hash_secret
+from events import pipeline
+from events.models import Event, EventConfiguration
+from messages.models import Delivery, MessageVersion
+
+# The leaf migration of each of our apps in the previous release (`git show 7c29340 --stat`).
+PREVIOUS_RELEASE = [
+    ("campaign", "0002_roles"),
+    ("events", "0003_configuration_unpublished_with_message"),
+    ("transactional", "0001_initial"),
+]
+SECRET = "previous-release-client-secret-0123456789abcdefghijklmnop"
+# What the previous release's publication stored (taken from its code): the frozen schema and content.
+SCHEMA = {
+    "eventId": "EVTcartAbandonment",
+    "channel": "email",
+    "targeting": "event",
+    "fields": [
+        {"name": "firstName", "type": "text", "required": True, "maxLength": 50},
+        {"name": "lastProduct", "type": "text"},
+    ],
+    "collections": [
+        {
+            "name": "products",
+            "fields": [{"name": "sku", "type": "text"}, {"name": "price", "type": "decimal"}],
+        }
+    ],
+}
+CONTENT = {
+    "subject": "{{ ctx.firstName }}, your cart is waiting",
+    "html": "<p>Hello {{ ctx.firstName }}</p>{% for p in ctx.products %}<p>{{ p.sku }}</p>{% endfor %}",
+    "text": "Hello {{ ctx.firstName }}, you left {{ ctx.lastProduct }}.",
+    "from": {"name": "Geometrixx", "address": "shop@geometrixx.example"},
+}
+URL = "/geometrixx/campaign/mcgeometrixx/EVTcartAbandonment"
+
+
+def fill_as_the_previous_release(apps) -> dict[str, object]:
+    """Rows of every kind, written with the previous release's models (its historical state)."""
+    now = timezone.now()
+    organization = apps.get_model("campaign", "Organization").objects.create(
+        slug="geometrixx",
+        name="Geometrixx",
+        sender_name="Geometrixx",
+        sender_address="shop@geometrixx.example",
+    )
+    credential = apps.get_model("campaign", "ApiCredential").objects.create(
+        organization=organization, name="shop", secret_hash=hash_secret(SECRET)
+    )
+    profile = apps.get_model("campaign", "Profile").objects.create(
+        organization=organization, email="jane@example.com", first_name="Jane", language="fr"
+    )
+    configuration = apps.get_model("events", "EventConfiguration").objects.create(
+        organization=organization,
+        name="cartAbandonment",
+        label="Cart abandonment",
+        status="published",
+        published_schema=SCHEMA,
+        published_at=now,
+    )
+    Field = apps.get_model("events", "EventField")
+    for position, field in enumerate(SCHEMA["fields"]):
+        Field.objects.create(
+            configuration=configuration,
+            name=field["name"],
+            required=field.get("required", False),
+            max_length=field.get("maxLength"),
+            position=position,
+        )
+    for position, field in enumerate(SCHEMA["collections"][0]["fields"]):
+        Field.objects.create(
+            configuration=configuration,
+            collection="products",
+            name=field["name"],
+            type=field["type"],
+            position=position,
+        )
+    Message = apps.get_model("transactional", "TransactionalMessage")
+    message = Message.objects.create(
+        configuration=configuration,
+        subject=CONTENT["subject"],
+        html=CONTENT["html"],
+        text=CONTENT["text"],
+        from_name="Geometrixx",
+        from_address="shop@geometrixx.example",
+    )
+    version = apps.get_model("transactional", "MessageVersion").objects.create(
+        message=message, number=1, content=CONTENT
+    )
+    Message.objects.filter(pk=message.pk).update(status="published", live_version=version)
+    event = apps.get_model("events", "Event").objects.create(
+        organization=organization,
+        configuration=configuration,
+        email="jack@example.com",
+        ctx={"firstName": "Jack", "lastProduct": "Leather motorbike jacket"},
+        status="processed",
+        attempts=1,
+        next_attempt_at=now - dt.timedelta(minutes=5),
+        processed_at=now - dt.timedelta(minutes=4),
+        message_version=version,
+        idempotency_key="order-1",
+    )
+    apps.get_model("events", "EventStatusChange").objects.create(
+        event=event, from_status="pending", to_status="processed"
+    )
+    apps.get_model("transactional", "Delivery").objects.create(
+        organization=organization,
+        message=message,
+        version=version,
+        event=event,
+        channel="email",
+        recipient="jack@example.com",
+        outcome="sent",
+        provider_message_id="<1@geometrixx.example>",
+        duration_ms=12,
+    )
+    return {"api_key": credential.api_key, "pkey": event.pkey, "profile": profile.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_of_the_previous_release_migrates_with_its_data_usable(client):
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(PREVIOUS_RELEASE)
+    try:
+        executor.loader.build_graph()
+        assert "campaign_failurewindow" not in connection.introspection.table_names()  # the old schema
+        before = fill_as_the_previous_release(executor.loader.project_state(PREVIOUS_RELEASE).apps)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+
+    organization = Organization.objects.get(slug="geometrixx")
+    assert ApiCredential.objects.get(api_key=before["api_key"]).organization == organization
+    old_event = Event.objects.get(pkey=before["pkey"])
+    assert old_event.status == "processed" and old_event.message_version.number == 1
+    assert Delivery.objects.get(event=old_event).provider_message_id == "<1@geometrixx.example>"
+
+    # The credential still authenticates, and the old event answers on the API.
+    token = campaign_services.issue_access_token(api_key=before["api_key"], client_secret=SECRET)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token.access_token}", HTTP_X_API_KEY=before["api_key"])
+    answer = api.get(f"{URL}/{before['pkey']}")
+    assert answer.status_code == 200 and answer.json()["status"] == "processed"
+    assert answer.json()["ctx"]["firstName"] == "Jack"
+
+    # The published event takes a new event, which goes out with the previous release's version.
+    posted = api.post(
+        URL, {"email": "ada@example.com", "ctx": {"firstName": "Ada", "lastProduct": "Helmet"}}, format="json"
+    )
+    assert posted.status_code == 201, posted.json()
+    new_event = Event.objects.get(pkey=posted.json()["PKey"])
+    assert pipeline.process(new_event.pk) == "processed"
+    (sent,) = mail.outbox
+    assert sent.subject == "Ada, your cart is waiting" and "you left Helmet" in sent.body
+    new_event.refresh_from_db()
+    assert new_event.message_version == MessageVersion.objects.get(number=1)
+    assert EventConfiguration.objects.get(name="cartAbandonment").is_published
+
+    # An unsubscribe link sent by the previous release still opts its profile out.
+    link = signing.dumps(
+        {"p": before["profile"], "o": organization.pk}, salt="messages.unsubscribe", compress=True
+    )
+    assert client.post(f"/u/{link}").status_code == 200
+    assert Profile.objects.get(pk=before["profile"]).opted_out
