@@ -389,6 +389,23 @@ class BoundedCodeGenerator(CodeGenerator):
     and every piece of text written (to the output, or captured by `{% set %}...{% endset %}`)
     counted against the output cap."""
 
+    # Nothing is computed at compile time. `optimized=False` turns Jinja's optimizer off, but the
+    # code generator folds on its own too: what `{{ }}` prints, and the value of `{% autoescape %}`.
+
+    def _output_child_to_const(self, node: nodes.Expr, frame: Frame, finalize: Any) -> str:
+        if not isinstance(node, nodes.TemplateData):  # literal text only
+            raise nodes.Impossible()
+        return super()._output_child_to_const(node, frame, finalize)
+
+    def visit_EvalContextModifier(self, node: nodes.EvalContextModifier, frame: Frame) -> None:
+        for keyword in node.options:
+            self.writeline(f"context.eval_ctx.{keyword.key} = ")
+            self.visit(keyword.value, frame)
+            if isinstance(keyword.value, nodes.Const):
+                setattr(frame.eval_ctx, keyword.key, keyword.value.value)
+            else:  # known at render time only
+                frame.eval_ctx.volatile = True
+
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         bounded = copy.copy(node)  # the parsed tree stays as it is (validation reads it)
         bounded.iter = nodes.Call(
