@@ -31,6 +31,7 @@ from campaign.models import Profile, Quarantine
 from campaign.privacy import mask_address, mask_addresses
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
 from events.transitions import transition, transition_many, transition_recording
+from messages.rendering import TemplateError
 
 logger = logging.getLogger(__name__)
 S = Event.Status
@@ -433,10 +434,14 @@ def _decide_and_deliver(
         rendered = message_services.compose(version=version, event=event, profile=profile)
     except SoftTimeLimitExceeded:
         raise
-    except Exception as error:  # a template that fails at render time (or goes beyond a bound of
-        # rendering: RENDER_* settings) will fail every time
+    except (
+        TemplateError
+    ) as error:  # beyond a bound of rendering (RENDER_*): the reason, in our words, names it
         reason = f"the message could not be rendered: {error}"
         return Decision(Outcome(S.DELIVERY_FAILED, reason), {"profile": profile, "last_error": reason})
+    except Exception as error:  # a template that fails at render time will fail every time
+        reason = f"the message could not be rendered: {error}"
+        return Decision(Outcome(S.DELIVERY_FAILED, reason), {"profile": profile})
     if _expired(event):  # never send after expiration, even if rendering took long
         return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"), {"profile": profile})
 
