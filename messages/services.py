@@ -382,17 +382,20 @@ def configuration_schema(message: TransactionalMessage) -> dict[str, Any]:
     return configuration.published_schema or build_schema(configuration)
 
 
+SAMPLE_PROFILE = {"email": "jane.doe@example.com", "first_name": "Jane", "last_name": "Doe", "language": "en"}
+
+
 def sample_profile(message: TransactionalMessage) -> Profile | None:
     """A stand-in profile for previews of profile-based messages (never saved)."""
     if message.configuration.targeting != "profile":
         return None
-    return Profile(
-        organization=message.configuration.organization,
-        email="jane.doe@example.com",
-        first_name="Jane",
-        last_name="Doe",
-        language="en",
-    )
+    return Profile(organization=message.configuration.organization, **SAMPLE_PROFILE)
+
+
+def sample_template_context(*, ctx: dict[str, Any], targeting: str, event_id: str) -> dict[str, Any]:
+    """What a template sees in a preview, for a configuration not saved yet (the file's import)."""
+    profile = Profile(**SAMPLE_PROFILE) if targeting == "profile" else None
+    return template_context(event=None, ctx=ctx, profile=profile, event_id=event_id)
 
 
 def sample_data(message: TransactionalMessage) -> dict[str, Any]:
