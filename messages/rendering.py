@@ -87,19 +87,17 @@ class RenderBudget:
             max_output=int(settings.RENDER_MAX_OUTPUT_CHARS),
         )
 
-    def check_time(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise RenderLimitExceeded(
-                f"the template exceeded the render deadline of {self.timeout:g} s (RENDER_TIMEOUT_SECONDS)"
-            )
+    # The checks themselves are inlined where they run (they run for every call and iteration).
 
-    def count_iteration(self) -> None:
-        self.loops += 1
-        if self.loops > self.max_loops:
-            raise RenderLimitExceeded(
-                f"the template's loops exceeded {self.max_loops:,} iterations (RENDER_MAX_LOOP_ITERATIONS)"
-            )
-        self.check_time()
+    def refuse_time(self) -> None:
+        raise RenderLimitExceeded(
+            f"the template exceeded the render deadline of {self.timeout:g} s (RENDER_TIMEOUT_SECONDS)"
+        )
+
+    def refuse_loops(self) -> None:
+        raise RenderLimitExceeded(
+            f"the template's loops exceeded {self.max_loops:,} iterations (RENDER_MAX_LOOP_ITERATIONS)"
+        )
 
     def refuse_output(self) -> None:
         raise RenderLimitExceeded(
@@ -127,8 +125,8 @@ def render_budget() -> Iterator[RenderBudget]:
 
 def _check_time() -> None:
     budget = _BUDGET.get()
-    if budget is not None:
-        budget.check_time()
+    if budget is not None and time.monotonic() > budget.deadline:
+        budget.refuse_time()
 
 
 def _max_length() -> int:
@@ -149,7 +147,9 @@ def _refuse_length(length: int) -> None:
 
 def _refuse_long(value: Any) -> Any:
     if isinstance(value, str | bytes | list | tuple | dict):
-        _refuse_length(len(value))
+        budget = _BUDGET.get()
+        if budget is None or len(value) > budget.max_output:
+            _refuse_length(len(value))
     return value
 
 
@@ -426,16 +426,27 @@ class BoundedCodeGenerator(CodeGenerator):
             self.write(", ")
         self.write("))))")
 
+    # Text a template yields is counted as it reaches BoundedTemplate.render; text written into a
+    # buffer (`{% set %}...{% endset %}`, `{% filter %}`, a recursive loop) is counted here.
+    _buffered = False
+
+    def visit_Output(self, node: nodes.Output, frame: Frame) -> None:
+        self._buffered = frame.buffer is not None
+        super().visit_Output(node, frame)
+
     def _output_const_repr(self, group: Iterable[Any]) -> str:
-        return f"environment.counted_output({super()._output_const_repr(group)})"
+        text = super()._output_const_repr(group)
+        return f"environment.counted_output({text})" if self._buffered else text
 
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
-        self.write("environment.counted_output(")
+        if self._buffered:
+            self.write("environment.counted_output(")
         super()._output_child_pre(node, frame, finalize)
 
     def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
         super()._output_child_post(node, frame, finalize)
-        self.write(")")
+        if self._buffered:
+            self.write(")")
 
 
 class BoundedTemplate(Template):
@@ -445,10 +456,21 @@ class BoundedTemplate(Template):
     def render(self, *args: Any, **kwargs: Any) -> str:
         with render_budget() as budget:
             outer_output, budget.output = budget.output, 0  # the output cap is per part
+            context = self.new_context(dict(*args, **kwargs))
             try:
-                return super().render(*args, **kwargs)
+                return self.environment.concat(self._counted(self.root_render_func(context), budget))  # type: ignore[attr-defined]
+            except Exception:
+                self.environment.handle_exception()
             finally:
                 budget.output = outer_output
+
+    @staticmethod
+    def _counted(chunks: Iterator[str], budget: RenderBudget) -> Iterator[str]:
+        for chunk in chunks:
+            budget.output += len(chunk)
+            if budget.output > budget.max_output:
+                budget.refuse_output()
+            yield chunk
 
     def generate(self, *args: Any, **kwargs: Any) -> Iterator[str]:
         yield self.render(*args, **kwargs)  # a stream is bounded as a render is
@@ -463,8 +485,8 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
       only ever a key, and a missing key is undefined like any other missing field.
     * Nothing is computed at compile time (`optimized=False`: Jinja would otherwise fold constant
       expressions such as a chain of `replace` filters while a template is merely *saved*).
-    * At render time, every attribute, call, operator, filter and loop iteration checks the
-      render's deadline; loops count their iterations; `*`, `**`, `%`, `+`, `~`, and the filters
+    * At render time, every call, operator, filter and loop iteration checks the render's
+      deadline; loops count their iterations; `*`, `**`, `%`, `+`, `~`, and the filters
       and methods that multiply what they are given (`replace`, `join`, `indent`, `format`...)
       are refused before they build a value longer than a part's output may be.
     """
@@ -474,16 +496,11 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        _check_time()
         if isinstance(obj, dict):
             if attribute in obj:
                 return obj[attribute]
             return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        _check_time()
-        return super().getitem(obj, argument)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _check_time()
@@ -543,7 +560,11 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
             yield from iterable
             return
         for item in iterable:
-            budget.count_iteration()
+            budget.loops += 1
+            if budget.loops > budget.max_loops:
+                budget.refuse_loops()
+            if time.monotonic() > budget.deadline:
+                budget.refuse_time()
             yield item
 
     def bounded_parts(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -506,8 +506,10 @@ def test_the_output_cap_counts_each_part(settings):
 
 def test_text_captured_by_a_set_block_counts_against_the_output_cap(settings):
     settings.RENDER_MAX_OUTPUT_CHARS = 1000
-    source = "{% set s %}{% for p in ctx.products %}{{ 'x' * 100 }}{% endfor %}{% endset %}{{ s | length }}"
-    assert "RENDER_MAX_OUTPUT_CHARS" in limit_error(source, products=[1] * 11)
+    for body in ("{{ 'x' * 100 }}", "y" * 100):  # values and literal text alike
+        source = "{% set s %}{% for p in ctx.products %}" + body + "{% endfor %}{% endset %}{{ s | length }}"
+        assert render_text(source, products=[1] * 9) == "900"
+        assert "RENDER_MAX_OUTPUT_CHARS" in limit_error(source, products=[1] * 11)
 
 
 BIG = "{% set big = 'x' * 100000 %}"
