@@ -288,7 +288,7 @@ def _refuse_costly_sum(items: list[Any], start: Any) -> None:
         _refuse_length(total)
         if total * len(items) > 100 * _max_length():
             raise RenderLimitExceeded(
-                f"summing {len(items):,} lists of {total:,} items in all is too costly for a message"
+                f"summing {len(items):,} sequences of {total:,} items in all is too costly for a message"
             )
 
 
