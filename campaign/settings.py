@@ -240,6 +240,19 @@ EVENT_CLAIM_BATCH = env.int("EVENT_CLAIM_BATCH", default=20)
 # How long an enqueued-but-unclaimed pending event waits before the sweep enqueues it again.
 EVENT_REENQUEUE_AFTER_SECONDS = env.int("EVENT_REENQUEUE_AFTER_SECONDS", default=30)
 
+# --- Bounded rendering and task time limits ---------------------------------------------------
+# A message template is code a marketer writes and the server runs (on save, in previews and
+# proofs, in the workers): each render of a message has a deadline and a loop budget, and each
+# rendered part (and any value a template builds) an output cap. Beyond one: a form error on save,
+# `deliveryFailed` at send.
+RENDER_TIMEOUT_SECONDS = env.float("RENDER_TIMEOUT_SECONDS", default=2.0)
+RENDER_MAX_OUTPUT_CHARS = env.int("RENDER_MAX_OUTPUT_CHARS", default=1_000_000)
+RENDER_MAX_LOOP_ITERATIONS = env.int("RENDER_MAX_LOOP_ITERATIONS", default=100_000)
+# A worker task (a batch of events) that runs past the soft limit stops taking events: the one in
+# hand is retried later, the rest go back to the queue. Past the hard limit the pool kills it.
+EVENT_TASK_SOFT_TIME_LIMIT_SECONDS = env.float("EVENT_TASK_SOFT_TIME_LIMIT_SECONDS", default=300.0)
+EVENT_TASK_TIME_LIMIT_SECONDS = env.float("EVENT_TASK_TIME_LIMIT_SECONDS", default=360.0)
+
 # --- API -------------------------------------------------------------------------------------
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=256 * 1024)
 # Caps on every value from outside (API bodies, profile imports, preview data): a text field

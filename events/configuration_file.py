@@ -16,10 +16,11 @@ from django.db import transaction
 from campaign import senders
 from campaign.models import Organization
 from events import services
-from events.models import Channel, EventConfiguration, EventField, FieldType, Targeting
-from events.schema import SchemaError, build_schema, check_value
+from events.models import EVENT_ID_PREFIX, Channel, EventConfiguration, EventField, FieldType, Targeting
+from events.schema import SchemaError, build_schema, check_value, sample_ctx
+from messages import services as message_services
 from messages.models import CONTENT_KEYS, TransactionalMessage
-from messages.rendering import TemplateError, Vocabulary, validate_content
+from messages.rendering import TemplateError, Vocabulary, check_render_bounds, validate_content
 
 FILE_KEYS = {"organization", "events"}
 FIELD_KEYS = {"name", "type", "label", "required", "maxLength", "values"}
@@ -187,9 +188,17 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
             _fail(where, "message: an object of content parts")
         _check_message(message, channel, f"{where}, message")
         _check_senders(message, channel, f"{where}, message", organization, domains)
-        vocabulary = Vocabulary.from_schema(_schema_of(planned))
+        schema = _schema_of(planned)
+        vocabulary = Vocabulary.from_schema(schema)
         try:
             validate_content(message, vocabulary=vocabulary, keys=CONTENT_KEYS[channel])
+            # Rendered with the sample data, as the admin's preview: beyond a bound of rendering, refused.
+            context = message_services.sample_template_context(
+                ctx=sample_ctx(schema),
+                targeting=planned.targeting,
+                event_id=f"{EVENT_ID_PREFIX}{planned.name}",
+            )
+            check_render_bounds(message, keys=CONTENT_KEYS[channel], context=context)
         except TemplateError as error:
             _fail(
                 f"{where}, message.{error.part}",
@@ -337,8 +346,6 @@ def check_file(data: Any) -> tuple[Organization, list[PlannedEvent]]:
 
 def import_file(data: Any, *, publish: bool = False) -> list[EventConfiguration]:
     """Create or update every event of the file (and its message), all or nothing."""
-    from messages import services as message_services
-
     organization, planned = check_file(data)
     imported: list[EventConfiguration] = []
     with transaction.atomic():

@@ -11,10 +11,15 @@ import contextlib
 import datetime as dt
 import logging
 import random
+import signal
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from billiard.pool import SIG_SOFT_TIMEOUT
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -26,6 +31,7 @@ from campaign.models import Profile, Quarantine
 from campaign.privacy import mask_address, mask_addresses
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
 from events.transitions import transition, transition_many, transition_recording
+from messages.rendering import TemplateError
 
 logger = logging.getLogger(__name__)
 S = Event.Status
@@ -54,6 +60,7 @@ class Claim:
 
     event_id: int
     lease: dt.datetime
+    event: Event | None = None
 
     def renew(self) -> None:
         """Extend the lease just before sending unless plenty of it is left (`lease_is_ample`), so that
@@ -151,29 +158,72 @@ def process_batch(event_ids: list[int], *, limit: int | None = None) -> dict[int
     """
     limit = max(limit or settings.EVENT_CLAIM_BATCH, len(event_ids))
     ids, lease = _with_database_retries(lambda: claim_due(event_ids, now=timezone.now(), limit=limit))
-    waiting = _load(ids)
-    loaded_at = time.monotonic()
-    quarantine = QuarantineLookup.for_events(waiting)
+    waiting: list[Event] = []
+    held: Claim | None = None  # the event in hand, not yet recorded
     done: dict[int, str | None] = {}
-    while waiting:
-        if not lease_is_ample(lease, now=timezone.now()):
-            kept, lease = _with_database_retries(
-                lambda ids=[e.pk for e in waiting], old=lease: renew_leases(ids, old)
-            )
-            waiting = [e for e in waiting if e.pk in kept]  # a lease that ran out: another worker's now
-            if not waiting:
-                break
-        if time.monotonic() - loaded_at > BATCH_REFRESH_SECONDS:
-            waiting, loaded_at = _load([e.pk for e in waiting]), time.monotonic()
-            if not waiting:
-                break
-        event = waiting.pop(0)
-        try:
-            done[event.pk] = _process_in_context(event, Claim(event_id=event.pk, lease=lease), quarantine)
-        except Exception:  # e.g. a record that keeps failing: the lease expires, the sweep retries it
-            logger.exception("event %s could not be recorded; the sweep will retry it", event.pkey)
-            done[event.pk] = None
+    try:
+        waiting = _load(ids)
+        loaded_at = time.monotonic()
+        quarantine = QuarantineLookup.for_events(waiting)
+        while waiting:
+            if not lease_is_ample(lease, now=timezone.now()):
+                kept, lease = _with_database_retries(
+                    lambda ids=[e.pk for e in waiting], old=lease: renew_leases(ids, old)
+                )
+                waiting = [e for e in waiting if e.pk in kept]  # a lease that ran out: another worker's now
+                if not waiting:
+                    break
+            if time.monotonic() - loaded_at > BATCH_REFRESH_SECONDS:
+                waiting, loaded_at = _load([e.pk for e in waiting]), time.monotonic()
+                if not waiting:
+                    break
+            event = waiting[0]
+            held = Claim(event_id=event.pk, lease=lease, event=event)
+            waiting.pop(0)
+            try:
+                done[event.pk] = _process_in_context(event, held, quarantine)
+            except SoftTimeLimitExceeded:
+                raise
+            except Exception:  # e.g. a record that keeps failing: the lease expires, the sweep retries it
+                logger.exception("event %s could not be recorded; the sweep will retry it", event.pkey)
+                done[event.pk] = None
+            held = None
+    except SoftTimeLimitExceeded:
+        _out_of_time(held, ids_left=[e.pk for e in waiting], lease=lease)
     return done
+
+
+def _out_of_time(held: Claim | None, *, ids_left: list[int], lease: dt.datetime) -> None:
+    """The task's soft time limit struck (EVENT_TASK_SOFT_TIME_LIMIT_SECONDS): the batch stops.
+
+    The event in hand is tried again later, as after any temporary failure (its attempt counted,
+    so a limit that keeps striking ends in `deliveryFailed`); the limit never strikes between its
+    send and the record of that send (`_soft_time_limit_held`). The events still waiting go back to
+    `pending` as they were before this batch claimed them, for the sweep to hand them out again at
+    once, instead of waiting for their lease to run out.
+    """
+    limit = settings.EVENT_TASK_SOFT_TIME_LIMIT_SECONDS
+    reason = f"the worker's task ran out of time (EVENT_TASK_SOFT_TIME_LIMIT_SECONDS, {limit:g} s)"
+    logger.warning("%s: %d event(s) go back to the queue", reason, len(ids_left) + (held is not None))
+    try:
+        if held is not None and held.event is not None:
+            event = held.event
+            _with_database_retries(lambda: _record(event, held, _retry_or_fail(event, reason)))
+        if ids_left:
+            _with_database_retries(
+                lambda: transition_many(
+                    Q(pk__in=ids_left, lease_expires_at=lease),
+                    to=S.PENDING,
+                    sources=[S.PROCESSING],
+                    reason=f"not processed: {reason}",
+                    attempts=F("attempts") - 1,
+                    lease_expires_at=None,
+                    enqueued_at=None,
+                    next_attempt_at=timezone.now(),
+                )
+            )
+    except Exception:  # the leases still run out, and the sweep takes the events over then
+        logger.exception("the events of a batch out of time could not be released")
 
 
 BATCH_REFRESH_SECONDS = 1.0
@@ -244,11 +294,37 @@ def _event_address(event: Event) -> str:
 
 
 def _process_claimed(event: Event, held: Claim, quarantine: QuarantineLookup) -> str | None:
+    # Once the send starts, a soft time limit waits until the end of this block (see below).
+    with contextlib.ExitStack() as sending:
+        return _process_and_record(event, held, quarantine, sending)
+
+
+@contextlib.contextmanager
+def _soft_time_limit_held() -> Iterator[None]:
+    """Hold back the task's soft time limit (billiard's signal) while this runs: a message that was
+    sent must be recorded, or a later attempt would send it again. The limit strikes as soon as the
+    block ends. The send itself is bounded (EMAIL_TIMEOUT, the gateways' timeouts), and the hard
+    time limit stays the backstop."""
+    if SIG_SOFT_TIMEOUT is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {SIG_SOFT_TIMEOUT})
     try:
-        decision = _decide_and_deliver(event, held, quarantine)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _process_and_record(
+    event: Event, held: Claim, quarantine: QuarantineLookup, sending: contextlib.ExitStack
+) -> str | None:
+    try:
+        decision = _decide_and_deliver(event, held, quarantine, sending)
     except LeaseLost:
         logger.warning("event %s: lease lost before sending; another worker has it", event.pkey)
         return None
+    except SoftTimeLimitExceeded:
+        raise  # the batch ends this event (`_out_of_time`)
     except Exception as error:  # a bug must not strand the event in `processing` until the lease ends
         # The frames, not the message: an exception's text may quote the event's data.
         frames = "".join(traceback.format_tb(error.__traceback__))
@@ -309,7 +385,9 @@ def _with_database_retries(operation, *, attempts: int = 8):
     raise AssertionError("unreachable")
 
 
-def _decide_and_deliver(event: Event, held: Claim, is_quarantined: QuarantineLookup) -> Decision:
+def _decide_and_deliver(
+    event: Event, held: Claim, is_quarantined: QuarantineLookup, sending: contextlib.ExitStack
+) -> Decision:
     from messages import services as message_services
     from messages.models import Delivery, TransactionalMessage
 
@@ -354,6 +432,13 @@ def _decide_and_deliver(event: Event, held: Claim, is_quarantined: QuarantineLoo
     version = message.live_version
     try:
         rendered = message_services.compose(version=version, event=event, profile=profile)
+    except SoftTimeLimitExceeded:
+        raise
+    except (
+        TemplateError
+    ) as error:  # beyond a bound of rendering (RENDER_*): the reason, in our words, names it
+        reason = f"the message could not be rendered: {error}"
+        return Decision(Outcome(S.DELIVERY_FAILED, reason), {"profile": profile, "last_error": reason})
     except Exception as error:  # a template that fails at render time will fail every time
         reason = f"the message could not be rendered: {error}"
         return Decision(Outcome(S.DELIVERY_FAILED, reason), {"profile": profile})
@@ -361,6 +446,7 @@ def _decide_and_deliver(event: Event, held: Claim, is_quarantined: QuarantineLoo
         return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"), {"profile": profile})
 
     _with_database_retries(held.renew)
+    sending.enter_context(_soft_time_limit_held())
     started = time.monotonic()
     result = message_services.send(channel=configuration.channel, rendered=rendered, recipient=recipient)
     delivery = {

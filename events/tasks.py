@@ -1,11 +1,20 @@
 """Thin Celery tasks: they take ids, re-read the rows, and call the pipeline."""
 
 from celery import shared_task
+from django.conf import settings
 
 from events import pipeline
 
 
-@shared_task(name="events.process_events", ignore_result=True)
+@shared_task(
+    name="events.process_events",
+    ignore_result=True,
+    # Past the soft limit the batch stops and hands its events back (pipeline._out_of_time); past
+    # the hard one the pool kills the process, and the sweep takes the events over when their
+    # leases run out.
+    soft_time_limit=settings.EVENT_TASK_SOFT_TIME_LIMIT_SECONDS,
+    time_limit=settings.EVENT_TASK_TIME_LIMIT_SECONDS,
+)
 def process_events(event_ids: list[int]) -> None:
     """These events, and the due events a backlog left waiting, in one batch (pipeline.claim_due)."""
     pipeline.process_batch(event_ids)

@@ -59,6 +59,8 @@ class TransactionalMessageForm(forms.ModelForm):
         variants = cleaned.get("variants") or {}
         if not isinstance(variants, dict):
             self.add_error("variants", 'Variants are an object: {"fr": {"subject": ...}}.')
+        elif not self.errors:
+            self._check_rendering_bounds(cleaned, variants)
         if configuration.is_published and message.status != TransactionalMessage.Status.DRAFT:
             content = {key: cleaned.get(key, "") for key in CONTENT_KEYS[configuration.channel]}
             for group in services.REQUIRED_PARTS[configuration.channel]:
@@ -69,6 +71,19 @@ class TransactionalMessageForm(forms.ModelForm):
                 if not any(str(content.get(part) or "").strip() for part in group):
                     self.add_error(group[0], "The message of a published event cannot be emptied.")
         return cleaned
+
+    def _check_rendering_bounds(self, cleaned: dict, variants: dict) -> None:
+        """Render the templates with the sample data, as the preview does: one that goes beyond a
+        bound of rendering (deadline, loops, output) is an error of its part, not of every event."""
+        keys = CONTENT_KEYS[self.instance.configuration.channel]
+        content = {key: cleaned.get(key) or "" for key in keys}
+        if variants:
+            content["variants"] = variants
+        try:
+            services.check_rendering_bounds(message=self.instance, content=content)
+        except TemplateError as error:
+            field = error.part if error.part in self.fields else "variants"
+            self.add_error(field, str(error))
 
 
 class VersionInline(admin.TabularInline):

@@ -1,34 +1,53 @@
-"""Message templates: Jinja2 in an immutable sandbox over plain data, compiled once and cached.
+"""Message templates: Jinja2 in an immutable sandbox over plain data, compiled once and cached, and
+rendered within bounds.
 
 Marketers write templates; event data only ever enters as a value of the context (`ctx`,
 `profile`, `event`, `unsubscribe_url`), never as template source. The sandbox blocks private and
 internal attributes, and the context holds only dicts, lists, strings and numbers, so there is no
 path from a template to settings, files or Python internals.
+
+A template is code a marketer writes and the server runs, in the web process (save, preview, proof)
+and in the workers (every event). So nothing is computed when a template is compiled (no constant
+folding), and every render has a deadline, a loop budget and an output cap (RENDER_* settings),
+and no value it builds may outgrow the output cap: going beyond any bound raises
+RenderLimitExceeded, which names the bound.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import datetime as dt
 import functools
+import inspect
 import re
 import string
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from django.conf import settings
+from jinja2 import Template, TemplateSyntaxError, nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 CONTEXT_NAMES = frozenset({"ctx", "profile", "event", "unsubscribe_url"})
 # A message is a few kilobytes: a repetition or a power beyond these is an attack on the server.
 MAX_REPEATED_LENGTH = 100_000
 MAX_EXPONENT = 1_000
+# Integers a template computes stay below this many bits (about 3,000 digits): `(10**999)**999`
+# or a chain of squarings would otherwise keep a worker busy in a single multiplication.
+MAX_NUMBER_BITS = 10_000
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CHF": "CHF ", "CAD": "CA$", "AUD": "A$"}
 
 
 class TemplateError(Exception):
-    """A template that does not compile or uses a variable the event does not have."""
+    """A template that does not compile, uses a variable the event does not have, or goes beyond a
+    bound of rendering."""
 
     def __init__(self, message: str, *, part: str = "", line: int | None = None) -> None:
         self.part = part
@@ -36,6 +55,106 @@ class TemplateError(Exception):
         where = f"{part}" + (f", line {line}" if line else "")
         super().__init__(f"{where}: {message}" if where else message)
         self.message = message
+
+
+class RenderLimitExceeded(SecurityError):
+    """A template went beyond a bound of rendering: its deadline, its loops, its output, or the size
+    of a value it builds. The message names the bound (and its setting)."""
+
+
+# --- The bounds of one render ------------------------------------------------------------------
+
+
+@dataclass
+class RenderBudget:
+    """What one render of a message may still spend: its deadline and loop iterations are shared by
+    the message's parts; the output is counted per part."""
+
+    timeout: float
+    deadline: float
+    max_loops: int
+    max_output: int
+    loops: int = 0
+    output: int = 0
+
+    @classmethod
+    def start(cls) -> RenderBudget:
+        timeout = float(settings.RENDER_TIMEOUT_SECONDS)
+        return cls(
+            timeout=timeout,
+            deadline=time.monotonic() + timeout,
+            max_loops=int(settings.RENDER_MAX_LOOP_ITERATIONS),
+            max_output=int(settings.RENDER_MAX_OUTPUT_CHARS),
+        )
+
+    # The checks themselves are inlined where they run (they run for every call and iteration).
+
+    def refuse_time(self) -> None:
+        raise RenderLimitExceeded(
+            f"the template exceeded the render deadline of {self.timeout:g} s (RENDER_TIMEOUT_SECONDS)"
+        )
+
+    def refuse_loops(self) -> None:
+        raise RenderLimitExceeded(
+            f"the template's loops exceeded {self.max_loops:,} iterations (RENDER_MAX_LOOP_ITERATIONS)"
+        )
+
+    def refuse_output(self) -> None:
+        raise RenderLimitExceeded(
+            f"the template's output exceeded {self.max_output:,} characters (RENDER_MAX_OUTPUT_CHARS)"
+        )
+
+
+_BUDGET: ContextVar[RenderBudget | None] = ContextVar("render_budget", default=None)
+
+
+@contextlib.contextmanager
+def render_budget() -> Iterator[RenderBudget]:
+    """The budget of the render in progress, or a new one for a render that starts here."""
+    active = _BUDGET.get()
+    if active is not None:
+        yield active
+        return
+    budget = RenderBudget.start()
+    token = _BUDGET.set(budget)
+    try:
+        yield budget
+    finally:
+        _BUDGET.reset(token)
+
+
+def _check_time() -> None:
+    budget = _BUDGET.get()
+    if budget is not None and time.monotonic() > budget.deadline:
+        budget.refuse_time()
+
+
+def _max_length() -> int:
+    budget = _BUDGET.get()
+    return budget.max_output if budget is not None else int(settings.RENDER_MAX_OUTPUT_CHARS)
+
+
+def _refuse_length(length: int) -> None:
+    """A value (string, list) no longer than a part's output may be: anything longer cannot be sent,
+    only cost memory."""
+    limit = _max_length()
+    if length > limit:
+        raise RenderLimitExceeded(
+            f"the template built a value of {length:,} characters or items, beyond the limit of "
+            f"{limit:,} (RENDER_MAX_OUTPUT_CHARS)"
+        )
+
+
+def _refuse_long(value: Any) -> Any:
+    if isinstance(value, str | bytes | list | tuple | dict):
+        budget = _BUDGET.get()
+        if budget is None or len(value) > budget.max_output:
+            _refuse_length(len(value))
+    return value
+
+
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes) else 0
 
 
 def _parse_datetime(value: Any) -> dt.date | dt.datetime | None:
@@ -86,10 +205,11 @@ def _refuse_huge(*values: Any) -> None:
     """Sizes (widths, counts) beyond a message's are refused."""
     for value in values:
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_REPEATED_LENGTH:
-            raise SecurityError(f"{value} is too large for a message")
+            raise RenderLimitExceeded(f"{value} is too large for a message")
 
 
 _PRINTF_WIDTH = re.compile(r"%[-+ #0]*(\d+|\*)?(?:\.(\d+|\*))?")
+_PRINTF_FIELD = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?[a-zA-Z]")
 
 
 def _refuse_huge_printf(template: Any) -> None:
@@ -97,7 +217,7 @@ def _refuse_huge_printf(template: Any) -> None:
         for match in _PRINTF_WIDTH.finditer(template):
             for size in match.groups():
                 if size == "*" or (size and int(size) > MAX_REPEATED_LENGTH):
-                    raise SecurityError("a width or precision is too large for a message")
+                    raise RenderLimitExceeded("a width or precision is too large for a message")
 
 
 def _refuse_huge_format(template: str) -> None:
@@ -107,38 +227,273 @@ def _refuse_huge_format(template: str) -> None:
         return  # str.format will report the malformed string itself
     for spec in specs:
         if "{" in spec or any(int(n) > MAX_REPEATED_LENGTH for n in re.findall(r"\d+", spec)):
-            raise SecurityError("a width or precision is too large for a message")
+            raise RenderLimitExceeded("a width or precision is too large for a message")
+
+
+def _longest(values: Iterable[Any]) -> int:
+    return max((len(str(value)) for value in values), default=0)
+
+
+# Operations whose result can be many times larger than their inputs are checked *before* they run:
+# each computes an upper bound of the length it would build.
+
+
+def _printf_length(template: Any, values: Any) -> int:
+    """`'%s%s' % (a, b)`, `'%(a)s%(a)s' % {...}`: every field may repeat the longest value."""
+    if not isinstance(template, str):
+        return 0
+    if isinstance(values, dict):
+        candidates: Iterable[Any] = values.values()
+    elif isinstance(values, tuple):
+        candidates = values
+    else:
+        candidates = (values,)
+    return len(template) + len(_PRINTF_FIELD.findall(template)) * _longest(candidates)
+
+
+def _format_length(template: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """`'{0}{0}{0}'.format(a)`: every replacement field may repeat the longest argument."""
+    try:
+        fields = sum(1 for _, name, _, _ in string.Formatter().parse(template) if name is not None)
+    except ValueError:
+        return 0
+    return len(template) + fields * _longest([*args, *kwargs.values()])
+
+
+def _replace_length(text: Any, old: Any, new: Any, count: Any = None) -> int:
+    if not (isinstance(text, bytes) and isinstance(old, bytes) and isinstance(new, bytes)):
+        text, old, new = str(text), str(old), str(new)
+    if len(new) <= len(old):
+        return len(text)
+    occurrences = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        occurrences = min(occurrences, count)
+    return len(text) + occurrences * (len(new) - len(old))
+
+
+def _join_length(separator: Any, items: list[Any]) -> int:
+    gap = len(separator) if isinstance(separator, str | bytes) else len(str(separator))
+    return sum(_length(item) for item in items) + max(0, len(items) - 1) * gap
+
+
+def _lines(text: Any) -> int:
+    return str(text).count("\n") + 1
+
+
+def _refuse_costly_sum(items: list[Any], start: Any) -> None:
+    """`sum` over lists copies the growing result at every step: its cost is items x length."""
+    sequences = [item for item in (start, *items) if isinstance(item, list | tuple | str)]
+    if sequences:
+        total = sum(len(item) for item in sequences)
+        _refuse_length(total)
+        if total * len(items) > 100 * _max_length():
+            raise RenderLimitExceeded(
+                f"summing {len(items):,} sequences of {total:,} items in all is too costly for a message"
+            )
+
+
+@dataclass(frozen=True)
+class _Arguments:
+    """A filter's arguments by name (only bound for the filters that need a check)."""
+
+    values: dict[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values.get(name)
+
+
+def _check_filter(name: str, arguments: dict[str, Any]) -> None:
+    """The checks of the filters that can build much more than they are given."""
+    a = _Arguments(arguments)
+    if name == "replace":
+        _refuse_length(_replace_length(a["s"], a["old"], a["new"], a["count"]))
+    elif name == "indent":
+        width = a["width"] if a["width"] is not None else 4
+        per_line = len(str(width)) if isinstance(width, str) else width if isinstance(width, int) else 0
+        _refuse_length(len(str(a["s"])) + _lines(a["s"]) * max(0, per_line))
+    elif name == "wordwrap":
+        text, width = str(a["s"]), a["width"] if isinstance(a["width"], int) else 79
+        wrapped_lines = len(text) // max(1, width) + _lines(text)
+        _refuse_length(len(text) + wrapped_lines * len(str(a["wrapstring"] or "\n")))
+    elif name == "join" and a["attribute"] is None:
+        _refuse_length(_join_length(a["d"] or "", a["value"]))
+    elif name == "join":
+        _refuse_length(max(0, len(a["value"]) - 1) * len(str(a["d"] or "")))
+    elif name == "urlize":
+        text = str(a["value"])
+        links = sum(1 for word in text.split() if "." in word or "@" in word or ":" in word)
+        extra = sum(len(str(a[key] or "")) for key in ("target", "rel", "extra_schemes")) + 60
+        _refuse_length(2 * len(text) + links * extra)
+    elif name == "format":
+        args, kwargs = a["args"] or (), a["kwargs"] or {}
+        _refuse_length(_printf_length(a["value"], kwargs if kwargs else tuple(args)))
+    elif name == "sum":
+        _refuse_costly_sum(a["iterable"], a["start"])
+
+
+CHECKED_FILTERS = frozenset({"replace", "indent", "wordwrap", "join", "urlize", "format", "sum"})
+# Filters that consume an iterable whose items the check must see: it is read once, into a list.
+MATERIALIZED = {"join": "value", "sum": "iterable"}
 
 
 def _guarded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    # Filters run at compile time too (constant folding): the guard protects both.
     skip = 2 if hasattr(function, "jinja_pass_arg") else 1  # (context,) value
+    signature = inspect.signature(function) if name in CHECKED_FILTERS else None
 
     @functools.wraps(function)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        _check_time()
         if name in SIZED_FILTERS:
             _refuse_huge(*args[skip:], *kwargs.values())
         elif name == "format" and len(args) >= skip:
             _refuse_huge_printf(args[skip - 1])
-        return function(*args, **kwargs)
+        if signature is not None:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:
+                return function(*args, **kwargs)  # the filter reports its own wrong arguments
+            parameter = MATERIALIZED.get(name)
+            if parameter in bound.arguments:
+                bound.arguments[parameter] = list(bound.arguments[parameter])
+            _check_filter(name, dict(bound.arguments))
+            args, kwargs = bound.args, bound.kwargs
+        return _refuse_long(function(*args, **kwargs))
 
     return guarded
 
 
+def _check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """The checks of the str (and bytes) methods that can build much more than they are given;
+    returns the arguments to call with (an iterable to join is read once, into a list)."""
+    name, text = method.__name__, method.__self__
+    if name in SIZED_METHODS:
+        _refuse_huge(*args, *kwargs.values())
+        if name == "expandtabs":
+            size = (args or (kwargs.get("tabsize", 8),))[0]
+            tabs = text.count("\t" if isinstance(text, str) else b"\t")
+            _refuse_length(len(text) + tabs * (size if isinstance(size, int) else 8))
+    elif name == "replace" and len(args) >= 2:
+        _refuse_length(_replace_length(text, args[0], args[1], args[2] if len(args) > 2 else -1))
+    elif name == "join" and args:
+        items = list(args[0])
+        _refuse_length(_join_length(text, items))
+        return (items, *args[1:])
+    elif name == "translate" and args and isinstance(args[0], dict):
+        _refuse_length(len(text) * max(1, _longest(v for v in args[0].values() if v is not None)))
+    return args
+
+
+class BoundedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with every loop, `~` and output of a template passing through the
+    environment's bounds: iterations are counted, concatenations checked before they are built,
+    and every piece of text written (to the output, or captured by `{% set %}...{% endset %}`)
+    counted against the output cap."""
+
+    # Nothing is computed at compile time. `optimized=False` turns Jinja's optimizer off, but the
+    # code generator folds on its own too: what `{{ }}` prints, and the value of `{% autoescape %}`.
+
+    def _output_child_to_const(self, node: nodes.Expr, frame: Frame, finalize: Any) -> str:
+        if not isinstance(node, nodes.TemplateData):  # literal text only
+            raise nodes.Impossible()
+        return super()._output_child_to_const(node, frame, finalize)
+
+    def visit_EvalContextModifier(self, node: nodes.EvalContextModifier, frame: Frame) -> None:
+        for keyword in node.options:
+            self.writeline(f"context.eval_ctx.{keyword.key} = ")
+            self.visit(keyword.value, frame)
+            if isinstance(keyword.value, nodes.Const):
+                setattr(frame.eval_ctx, keyword.key, keyword.value.value)
+            else:  # known at render time only
+                frame.eval_ctx.volatile = True
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        bounded = copy.copy(node)  # the parsed tree stays as it is (validation reads it)
+        bounded.iter = nodes.Call(
+            nodes.EnvironmentAttribute("bounded_iteration"), [node.iter], [], None, None, lineno=node.lineno
+        )
+        super().visit_For(bounded, frame)
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            join = "markup_join"
+        else:
+            join = "str_join"
+        self.write(f"environment.bounded_value({join}(environment.bounded_parts((")
+        for argument in node.nodes:
+            self.visit(argument, frame)
+            self.write(", ")
+        self.write("))))")
+
+    # Text a template yields is counted as it reaches BoundedTemplate.render; text written into a
+    # buffer (`{% set %}...{% endset %}`, `{% filter %}`, a recursive loop) is counted here.
+    _buffered = False
+
+    def visit_Output(self, node: nodes.Output, frame: Frame) -> None:
+        self._buffered = frame.buffer is not None
+        super().visit_Output(node, frame)
+
+    def _output_const_repr(self, group: Iterable[Any]) -> str:
+        text = super()._output_const_repr(group)
+        return f"environment.counted_output({text})" if self._buffered else text
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if self._buffered:
+            self.write("environment.counted_output(")
+        super()._output_child_pre(node, frame, finalize)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        super()._output_child_post(node, frame, finalize)
+        if self._buffered:
+            self.write(")")
+
+
+class BoundedTemplate(Template):
+    """A template whose render runs within a budget (render_budget): the message's, when the
+    render is one part of a message, else its own."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        with render_budget() as budget:
+            outer_output, budget.output = budget.output, 0  # the output cap is per part
+            context = self.new_context(dict(*args, **kwargs))
+            try:
+                return self.environment.concat(self._counted(self.root_render_func(context), budget))  # type: ignore[attr-defined]
+            except Exception:
+                self.environment.handle_exception()
+            finally:
+                budget.output = outer_output
+
+    @staticmethod
+    def _counted(chunks: Iterator[str], budget: RenderBudget) -> Iterator[str]:
+        for chunk in chunks:
+            budget.output += len(chunk)
+            if budget.output > budget.max_output:
+                budget.refuse_output()
+            yield chunk
+
+    def generate(self, *args: Any, **kwargs: Any) -> Iterator[str]:
+        yield self.render(*args, **kwargs)  # a stream is bounded as a render is
+
+
 class MessageSandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, plus rules for plain data and a message's size.
+    """Jinja's immutable sandbox, plus rules for plain data and the bounds of a message.
 
     * `ctx.values` means the event's field `values`, never the dict method (Jinja prefers
       attributes, so a field or collection named `items`, `keys`, `values`, `get` or `copy` would
       render a method, or fail to loop when the optional field is absent): on a dict, `.name` is
       only ever a key, and a missing key is undefined like any other missing field.
-    * Jinja folds constant expressions when it compiles, so `{{ 'a' * 10**9 }}`, `{{ 9**9**9 }}` or
-      `{{ 'x'|center(10**9) }}` would exhaust the server when a template is merely *saved*: `*`,
-      `**` and `%` are intercepted (computed at render time only) and, like method and filter
-      arguments, refused beyond a message's size.
+    * Nothing is computed at compile time (`optimized=False`: Jinja would otherwise fold constant
+      expressions such as a chain of `replace` filters while a template is merely *saved*).
+    * At render time, every call, operator, filter and loop iteration checks the render's
+      deadline; loops count their iterations; `*`, `**`, `%`, `+`, `~`, and the filters
+      and methods that multiply what they are given (`replace`, `join`, `indent`, `format`...)
+      are refused before they build a value longer than a part's output may be.
     """
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    code_generator_class = BoundedCodeGenerator
+    template_class = BoundedTemplate
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict):
@@ -148,24 +503,36 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_time()
+        numbers = isinstance(left, int) and isinstance(right, int)
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-                raise SecurityError(f"the exponent {right} is too large for a message")
+                raise RenderLimitExceeded(f"the exponent {right} is too large for a message")
+            if numbers and right > 0 and left.bit_length() * right > MAX_NUMBER_BITS:
+                raise RenderLimitExceeded("the power is too large for a message")
         elif operator == "*":
             for sequence, count in ((left, right), (right, left)):
                 if isinstance(sequence, str | list | tuple) and isinstance(count, int):
                     if len(sequence) * count > MAX_REPEATED_LENGTH:
-                        raise SecurityError("the repetition is too long for a message")
+                        raise RenderLimitExceeded("the repetition is too long for a message")
+            if numbers and left.bit_length() + right.bit_length() > MAX_NUMBER_BITS:
+                raise RenderLimitExceeded("the product is too large for a message")
         elif operator == "%":
             _refuse_huge_printf(left)
-        return super().call_binop(context, operator, left, right)
+            _refuse_length(_printf_length(left, right))
+        elif (
+            operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
+        ):
+            _refuse_length(len(left) + len(right))
+        return _refuse_long(super().call_binop(context, operator, left, right))
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(__obj, "__name__", None) in SIZED_METHODS and isinstance(
-            getattr(__obj, "__self__", None), str
-        ):
-            _refuse_huge(*args, *kwargs.values())
-        return super().call(__context, __obj, *args, **kwargs)
+        _check_time()
+        if isinstance(__obj, LoopContext) and args:  # `loop(children)` of a recursive loop
+            args = (__self.bounded_iteration(args[0]), *args[1:])
+        elif isinstance(getattr(__obj, "__self__", None), str | bytes) and hasattr(__obj, "__name__"):
+            args = _check_method(__obj, args, kwargs)
+        return _refuse_long(super().call(__context, __obj, *args, **kwargs))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
@@ -175,13 +542,53 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
 
         def guarded(*args: Any, **kwargs: Any) -> str:
             _refuse_huge_format(template)
-            return wrapped(*args, **kwargs)
+            values = args[0] if value.__name__ == "format_map" and args else None
+            if isinstance(values, dict):
+                _refuse_length(_format_length(template, (), values))
+            else:
+                _refuse_length(_format_length(template, args, kwargs))
+            return _refuse_long(wrapped(*args, **kwargs))
 
         return guarded
 
+    # Called by the code BoundedCodeGenerator writes.
+
+    def bounded_iteration(self, iterable: Any) -> Iterator[Any]:
+        """A loop's items, each counted against the render's loop budget."""
+        budget = _BUDGET.get()
+        if budget is None:
+            yield from iterable
+            return
+        for item in iterable:
+            budget.loops += 1
+            if budget.loops > budget.max_loops:
+                budget.refuse_loops()
+            if time.monotonic() > budget.deadline:
+                budget.refuse_time()
+            yield item
+
+    def bounded_parts(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The operands of a `~`, checked before they are joined."""
+        _check_time()
+        _refuse_length(sum(len(part) if isinstance(part, str) else 0 for part in parts))
+        return parts
+
+    def bounded_value(self, value: Any) -> Any:
+        return _refuse_long(value)
+
+    def counted_output(self, text: str) -> str:
+        """Text written, to the output or a `{% set %}` block (the hottest call: kept to the sum).
+        Writing takes no time of its own: the loops and calls around it check the deadline."""
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.output += len(text)
+            if budget.output > budget.max_output:
+                budget.refuse_output()
+        return text
+
 
 def _make_environment(*, autoescape: bool) -> ImmutableSandboxedEnvironment:
-    environment = MessageSandbox(autoescape=autoescape, keep_trailing_newline=True)
+    environment = MessageSandbox(autoescape=autoescape, keep_trailing_newline=True, optimized=False)
     environment.filters.update({"date": filter_date, "number": filter_number, "currency": filter_currency})
     environment.filters = {name: _guarded_filter(name, f) for name, f in environment.filters.items()}
     environment.globals.clear()  # no range(), dict(), lipsum(), cycler(): plain data only
@@ -371,24 +778,67 @@ def validate_content(
                 )
 
 
-def choose_variant(content: dict[str, Any], language: str | None) -> dict[str, Any]:
-    """The content for a language: the variant's parts over the default ones."""
+def _variant_language(content: dict[str, Any], language: str | None) -> str | None:
+    """The variant a language chooses (`pt-BR` also finds `pt`), if any."""
     variants = content.get("variants") or {}
     if language:
         for candidate in (language, language.split("-")[0].split("_")[0]):
             if candidate in variants:
-                return {**content, **variants[candidate]}
-    return content
+                return candidate
+    return None
+
+
+def choose_variant(content: dict[str, Any], language: str | None) -> dict[str, Any]:
+    """The content for a language: the variant's parts over the default ones."""
+    chosen = _variant_language(content, language)
+    return {**content, **content["variants"][chosen]} if chosen else content
+
+
+def _render_parts(
+    content: dict[str, Any], *, keys: tuple[str, ...], context: dict[str, Any], language: str | None
+) -> Iterator[tuple[str, Callable[[], str]]]:
+    """Each part of the content for a language, with the call that renders it (within the render's
+    budget). A part that goes beyond a bound raises TemplateError naming the part and the bound."""
+    chosen_language = _variant_language(content, language)
+    variant = content["variants"][chosen_language] if chosen_language else {}
+    chosen = {**content, **variant}
+    for key in keys:
+        source = str(chosen.get(key) or "")
+        label = f"variants.{chosen_language}.{key}" if key in variant else key
+
+        def render(source: str = source, key: str = key, label: str = label) -> str:
+            if not source:
+                return ""
+            try:
+                return compile_template(source, part="html" if key == "html" else key).render(context)
+            except RenderLimitExceeded as error:
+                raise TemplateError(str(error), part=label) from None
+
+        yield key, render
 
 
 def render_content(
     content: dict[str, Any], *, keys: tuple[str, ...], context: dict[str, Any], language: str | None = None
 ) -> dict[str, str]:
-    """Render each part of a message with the plain-data context."""
-    chosen = choose_variant(content, language)
-    rendered: dict[str, str] = {}
-    for key in keys:
-        source = str(chosen.get(key) or "")
-        part = "html" if key == "html" else key
-        rendered[key] = compile_template(source, part=part).render(context) if source else ""
-    return rendered
+    """Render each part of a message with the plain-data context, within one render budget."""
+    with render_budget():
+        return {
+            key: render()
+            for key, render in _render_parts(content, keys=keys, context=context, language=language)
+        }
+
+
+def check_render_bounds(content: dict[str, Any], *, keys: tuple[str, ...], context: dict[str, Any]) -> None:
+    """Render every part, in every language, with sample data, as the events will be: a template
+    that goes beyond a bound of rendering raises TemplateError naming its part, when it is saved
+    rather than at every event. Other errors are left to the preview: sample data is not an
+    event's data, and a template may well work with the real one."""
+    for language in (None, *sorted(content.get("variants") or {})):
+        with render_budget():
+            for _, render in _render_parts(content, keys=keys, context=context, language=language):
+                try:
+                    render()
+                except TemplateError:
+                    raise
+                except Exception:  # see the docstring
+                    continue

@@ -33,7 +33,13 @@ from events.services import (
 from events.transitions import transition_many
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_for
 from messages.models import CONTENT_KEYS, Delivery, MessageVersion, TransactionalMessage
-from messages.rendering import TemplateError, Vocabulary, render_content, validate_content
+from messages.rendering import (
+    TemplateError,
+    Vocabulary,
+    check_render_bounds,
+    render_content,
+    validate_content,
+)
 
 REQUIRED_PARTS: dict[str, tuple[tuple[str, ...], ...]] = {
     # each inner tuple: at least one of these parts must be non-empty
@@ -43,8 +49,15 @@ REQUIRED_PARTS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
-def content_errors(*, channel: str, content: dict[str, Any], schema: dict[str, Any] | None) -> list[str]:
-    """Why a content cannot be sent: empty parts, templates that do not compile, unknown variables."""
+def content_errors(
+    *,
+    channel: str,
+    content: dict[str, Any],
+    schema: dict[str, Any] | None,
+    sample_context: dict[str, Any] | None = None,
+) -> list[str]:
+    """Why a content cannot be sent: empty parts, templates that do not compile, unknown variables,
+    and (given the sample context) templates that go beyond a bound of rendering."""
     errors = [
         f"The message needs a {' or '.join(group)}."
         for group in REQUIRED_PARTS[channel]
@@ -53,6 +66,8 @@ def content_errors(*, channel: str, content: dict[str, Any], schema: dict[str, A
     vocabulary = Vocabulary.from_schema(schema) if schema else None
     try:
         validate_content(content, vocabulary=vocabulary, keys=CONTENT_KEYS[channel])
+        if sample_context is not None:
+            check_render_bounds(content, keys=CONTENT_KEYS[channel], context=sample_context)
     except TemplateError as error:
         errors.append(str(error))
     return errors
@@ -103,7 +118,10 @@ def _make_draft_live(message: TransactionalMessage, *, user: Any = None) -> Mess
     configuration = message.configuration
     content = message.draft_content()
     errors = content_errors(
-        channel=configuration.channel, content=content, schema=configuration.published_schema
+        channel=configuration.channel,
+        content=content,
+        schema=configuration.published_schema,
+        sample_context=sample_context(message),
     )
     errors += [f"{key}: {problem}" for key, problem in content_sender_problems(message, content).items()]
     if errors:
@@ -415,16 +433,45 @@ def configuration_schema(message: TransactionalMessage) -> dict[str, Any]:
     return configuration.published_schema or build_schema(configuration)
 
 
+SAMPLE_PROFILE = {"email": "jane.doe@example.com", "first_name": "Jane", "last_name": "Doe", "language": "en"}
+
+
 def sample_profile(message: TransactionalMessage) -> Profile | None:
     """A stand-in profile for previews of profile-based messages (never saved)."""
     if message.configuration.targeting != "profile":
         return None
-    return Profile(
-        organization=message.configuration.organization,
-        email="jane.doe@example.com",
-        first_name="Jane",
-        last_name="Doe",
-        language="en",
+    return Profile(organization=message.configuration.organization, **SAMPLE_PROFILE)
+
+
+def sample_template_context(*, ctx: dict[str, Any], targeting: str, event_id: str) -> dict[str, Any]:
+    """What a template sees in a preview, for a configuration not saved yet (the file's import)."""
+    profile = Profile(**SAMPLE_PROFILE) if targeting == "profile" else None
+    return template_context(event=None, ctx=ctx, profile=profile, event_id=event_id)
+
+
+def sample_data(message: TransactionalMessage) -> dict[str, Any]:
+    """The sample `ctx` of previews and save-time checks, generated from the field types."""
+    from events.schema import sample_ctx
+
+    return sample_ctx(configuration_schema(message))
+
+
+def sample_context(message: TransactionalMessage) -> dict[str, Any]:
+    """What a template sees in a preview: the sample data, and the stand-in profile."""
+    return template_context(
+        event=None,
+        ctx=sample_data(message),
+        profile=sample_profile(message),
+        event_id=message.configuration.event_id,
+    )
+
+
+def check_rendering_bounds(*, message: TransactionalMessage, content: dict[str, Any]) -> None:
+    """Raise TemplateError (naming the part and the bound) when the content, rendered with the
+    sample data in each of its languages, goes beyond a bound of rendering: refused when saved or
+    published, instead of failing at every event."""
+    check_render_bounds(
+        content, keys=CONTENT_KEYS[message.configuration.channel], context=sample_context(message)
     )
 
 
@@ -436,11 +483,9 @@ def preview_message(
     profile: Profile | None = None,
 ) -> RenderedMessage:
     """Render the draft (or a given content) with sample data generated from the field types."""
-    from events.schema import sample_ctx
-
     configuration = message.configuration
     if ctx is None:
-        ctx = sample_ctx(configuration_schema(message))
+        ctx = sample_data(message)
     event = Event(configuration=configuration, organization=configuration.organization, ctx=ctx)
     return compose(
         version=None,

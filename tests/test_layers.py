@@ -21,7 +21,6 @@ KNOWN = {
     ("messages/services.py", "events.services"),
     ("messages/services.py", "events.transitions"),
     ("messages/services.py", "events.schema"),
-    ("events/configuration_file.py", "messages"),
     ("events/pipeline.py", "messages"),
     ("events/pipeline.py", "messages.models"),
     ("events/pipeline.py", "messages.services"),

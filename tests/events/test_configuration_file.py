@@ -350,6 +350,14 @@ BAD_EVENTS = {
         ["message.variants.fr.subject", "ctx.prenom"],
     ),
     "variants not an object": (_set("message.variants", ["fr"]), ["message.variants"]),
+    "template beyond the output cap": (
+        _set("message.subject", '{{ "aaaaaaaaaa"' + '|replace("a","aaaaaaaaaa")' * 9 + " }}"),
+        ["message.subject", "beyond the limit of 1,000,000 (RENDER_MAX_OUTPUT_CHARS)"],
+    ),
+    "variant beyond the loop budget": (
+        _set("message.variants", {"fr": {"text": "{% for a in 'x' * 100000 %}{% endfor %}" * 2}}),
+        ["message.variants.fr.text", "100,000 iterations (RENDER_MAX_LOOP_ITERATIONS)"],
+    ),
     "profile template in an event-based message": (
         _set("message.text", "{{ profile.firstName }}"),
         ["message.text", "profile"],

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import os
+import signal
 
 import pytest
+from billiard.pool import SIG_SOFT_TIMEOUT, soft_timeout_sighandler
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core import mail
 from django.utils import timezone
 
@@ -14,8 +19,8 @@ from events.models import Event
 from events.schema import validate_event
 from events.services import ingest, unpublish_configuration
 from messages import services as message_services
-from messages.models import Delivery, TransactionalMessage
-from tests.conftest import publish_events, seed_body
+from messages.models import Delivery, MessageVersion, TransactionalMessage
+from tests.conftest import CART_EVENT, publish_events, seed_body
 from tests.factories import ProfileFactory
 
 pytestmark = pytest.mark.django_db
@@ -516,3 +521,111 @@ def test_a_quarantined_events_log_history_and_last_error_hold_no_full_address(
         texts += [event.last_error, *(change.reason for change in event.status_changes.all())]
     assert "r***@example.com is quarantined" in texts
     assert not any("reject-jane@" in text for text in texts)
+
+
+# --- Bounded rendering and the task's time limits ------------------------------------------------
+
+CHAINED_REPLACE = '{{ "aaaaaaaaaa"' + '|replace("a","aaaaaaaaaa")' * 9 + " }}"
+NESTED_LOOPS = '{% for a in "x"*100000 %}{% for b in "x"*100000 %}{% endfor %}{% endfor %}'
+
+
+def force_live_content(configuration, **parts) -> None:
+    """Make a version live without the form's or the publication's checks, as if written around them."""
+    message = configuration.message
+    content = {**message.live_version.content, **parts}
+    version = MessageVersion.objects.create(
+        message=message, number=message.live_version.number + 1, content=content
+    )
+    TransactionalMessage.objects.filter(pk=message.pk).update(live_version=version)
+
+
+def test_templates_beyond_the_bounds_fail_their_events_and_the_next_event_is_sent(organization):
+    replacing, looping, normal = publish_events(
+        organization,
+        *({**copy.deepcopy(CART_EVENT), "name": name} for name in ("replacing", "looping", "normal")),
+    )
+    force_live_content(replacing, subject=CHAINED_REPLACE)
+    force_live_content(looping, html=NESTED_LOOPS)
+    events = [
+        accept(configuration, live_body(email=f"{configuration.name}@example.com"))
+        for configuration in (replacing, looping, normal)
+    ]
+    done = pipeline.process_batch([event.pk for event in events])
+    assert list(done.values()) == ["deliveryFailed", "deliveryFailed", "processed"]
+    assert [m.to for m in mail.outbox] == [["normal@example.com"]]
+    first, second, third = (Event.objects.get(pk=event.pk) for event in events)
+    assert first.last_error == (
+        "the message could not be rendered: subject: the template built a value of 10,000,000 characters "
+        "or items, beyond the limit of 1,000,000 (RENDER_MAX_OUTPUT_CHARS)"
+    )
+    assert second.last_error == (
+        "the message could not be rendered: html: the template's loops exceeded 100,000 iterations "
+        "(RENDER_MAX_LOOP_ITERATIONS)"
+    )
+    assert first.status_changes.last().reason == first.last_error
+    assert (
+        third.last_error == "" and first.attempts == second.attempts == 1
+    )  # not retried: it fails every time
+
+
+def test_a_template_past_the_render_deadline_fails_its_event_with_the_reason(cart_configuration, settings):
+    settings.RENDER_MAX_LOOP_ITERATIONS = 10**12  # only the deadline is left to stop the loops
+    settings.RENDER_TIMEOUT_SECONDS = 0.05
+    force_live_content(cart_configuration, text=NESTED_LOOPS)
+    event = accept(cart_configuration, live_body())
+    assert pipeline.process(event.pk) == "deliveryFailed"
+    event.refresh_from_db()
+    assert event.last_error == (
+        "the message could not be rendered: text: the template exceeded the render deadline of 0.05 s "
+        "(RENDER_TIMEOUT_SECONDS)"
+    )
+    assert mail.outbox == []
+
+
+def test_a_soft_time_limit_retries_the_event_in_hand_and_hands_back_the_rest(cart_configuration, monkeypatch):
+    first, second, third = (
+        accept(cart_configuration, live_body(email=f"t{n}@example.com")) for n in range(3)
+    )
+    real_compose = message_services.compose
+
+    def out_of_time_once(**kwargs):
+        monkeypatch.setattr(message_services, "compose", real_compose)
+        raise SoftTimeLimitExceeded()  # as billiard's signal handler raises it, in the middle of a render
+
+    monkeypatch.setattr(message_services, "compose", out_of_time_once)
+    assert pipeline.process_batch([first.pk]) == {}  # the task returns: the worker goes on
+    assert mail.outbox == []
+    first, second, third = (Event.objects.get(pk=event.pk) for event in (first, second, third))
+    assert first.status == "pending" and first.attempts == 1 and first.next_attempt_at > timezone.now()
+    assert "ran out of time (EVENT_TASK_SOFT_TIME_LIMIT_SECONDS" in first.last_error
+    for waiting in (second, third):  # back in the queue as before the claim, due now
+        assert waiting.status == "pending" and waiting.attempts == 0 and waiting.lease_expires_at is None
+        assert waiting.next_attempt_at <= timezone.now() and waiting.enqueued_at is None
+        assert "not processed: the worker's task ran out of time" in waiting.status_changes.last().reason
+    # The next task sends them; the retried one when its retry is due.
+    assert pipeline.process_batch([second.pk]) == {second.pk: "processed", third.pk: "processed"}
+    Event.objects.filter(pk=first.pk).update(next_attempt_at=timezone.now())
+    assert pipeline.process_batch([first.pk]) == {first.pk: "processed"}
+    assert sorted(m.to[0] for m in mail.outbox) == ["t0@example.com", "t1@example.com", "t2@example.com"]
+
+
+def test_a_soft_time_limit_waits_until_a_message_sent_is_recorded(cart_configuration, monkeypatch):
+    """The limit's signal arrives during the send: it strikes once the delivery is recorded, so a
+    later attempt never sends that message again."""
+    previous = signal.signal(SIG_SOFT_TIMEOUT, soft_timeout_sighandler)  # what billiard installs in a child
+    first, second = (accept(cart_configuration, live_body(email=f"s{n}@example.com")) for n in range(2))
+    real_send = message_services.send
+
+    def send_as_the_limit_strikes(**kwargs):
+        os.kill(os.getpid(), SIG_SOFT_TIMEOUT)
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(message_services, "send", send_as_the_limit_strikes)
+    try:
+        assert pipeline.process_batch([first.pk]) == {}
+    finally:
+        signal.signal(SIG_SOFT_TIMEOUT, previous)
+    first, second = Event.objects.get(pk=first.pk), Event.objects.get(pk=second.pk)
+    assert first.status == "processed" and Delivery.objects.get(event=first).outcome == "sent"
+    assert [m.to for m in mail.outbox] == [["s0@example.com"]]
+    assert second.status == "pending" and second.attempts == 0

@@ -4,6 +4,7 @@ organization scoping of messages, versions and deliveries."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from django.urls import reverse
@@ -221,6 +222,60 @@ def test_a_template_error_is_the_only_error_shown_not_also_emptied(client, marke
     (error,) = errors[field]
     assert "cannot be emptied" not in error
     assert "cannot be emptied" not in answer.content.decode()
+
+
+# The probes' templates (tests/messages/test_rendering.py has one test per bound).
+CHAINED_REPLACE = '{{ "aaaaaaaaaa"' + '|replace("a","aaaaaaaaaa")' * 9 + " }}"
+NESTED_LOOPS = '{% for a in "x"*100000 %}{% for b in "x"*100000 %}{% endfor %}{% endfor %}'
+
+
+@pytest.mark.parametrize(
+    ("field", "template", "bound"),
+    [
+        ("subject", CHAINED_REPLACE, "beyond the limit of 1,000,000 (RENDER_MAX_OUTPUT_CHARS)"),
+        ("html", f"<p>{NESTED_LOOPS}</p>", "loops exceeded 100,000 iterations (RENDER_MAX_LOOP_ITERATIONS)"),
+        ("text", "{{ ctx.firstName }}" + "{{ 'x' * 100000 }}" * 11, "output exceeded 1,000,000 characters"),
+    ],
+)
+def test_a_template_beyond_a_bound_of_rendering_is_a_form_error_and_nothing_is_saved(
+    client, marketer, message, field, template, bound
+):
+    client.force_login(marketer)
+    answer = submit(client, message, **{field: template}, _save="Save")
+    assert answer.status_code == 200
+    (error,) = answer.context["adminform"].form.errors[field]
+    assert error.startswith(f"{field}: ") and bound in error
+    message.refresh_from_db()
+    assert getattr(message, field) == message.live_version.content[field]
+
+
+def test_the_render_deadline_is_a_form_error_too(client, marketer, message, settings):
+    settings.RENDER_MAX_LOOP_ITERATIONS = 10**12  # only the deadline is left to stop the loops
+    settings.RENDER_TIMEOUT_SECONDS = 0.05
+    client.force_login(marketer)
+    answer = submit(client, message, html=NESTED_LOOPS, _save="Save")
+    (error,) = answer.context["adminform"].form.errors["html"]
+    assert "the template exceeded the render deadline of 0.05 s (RENDER_TIMEOUT_SECONDS)" in error
+
+
+def test_a_language_variant_beyond_a_bound_is_a_form_error_of_the_variants(client, marketer, message):
+    client.force_login(marketer)
+    answer = submit(client, message, variants=json.dumps({"fr": {"subject": CHAINED_REPLACE}}), _save="Save")
+    (error,) = answer.context["adminform"].form.errors["variants"]
+    assert error.startswith("variants.fr.subject: ") and "RENDER_MAX_OUTPUT_CHARS" in error
+    message.refresh_from_db()
+    assert message.variants == {}
+
+
+def test_the_change_page_of_a_message_beyond_the_bounds_shows_why_instead_of_rendering_it(
+    client, marketer, message
+):
+    """A draft saved before the bounds existed (or written around the form) is previewed within them."""
+    message.html = NESTED_LOOPS
+    message.save(update_fields=["html"])
+    client.force_login(marketer)
+    page = client.get(change_url(message)).content.decode()
+    assert "The preview could not be rendered" in page and "RENDER_MAX_LOOP_ITERATIONS" in page
 
 
 def test_marketer_cannot_delete_a_message_nor_create_one(client, marketer, message):

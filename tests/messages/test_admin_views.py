@@ -148,6 +148,29 @@ def test_a_push_proof_page_asks_for_registration_tokens_not_profiles(client, mar
     assert "Registration tokens" in page and 'name="profiles"' not in page
 
 
+def test_preview_and_proof_of_a_draft_beyond_the_bounds_say_which_bound_and_send_nothing(
+    client, marketer, cart_configuration
+):
+    """A draft written around the form's check (or before it existed) is rendered within the bounds."""
+    message = cart_configuration.message
+    message.text = "{% for a in 'x' * 100000 %}{% for b in 'x' * 100000 %}{% endfor %}{% endfor %}"
+    services.save_draft(message=message)
+    ProofRecipient.objects.create(
+        organization=message.configuration.organization, kind="email", value="qa@example.com"
+    )
+    client.force_login(marketer)
+    preview = client.get(url(message, "preview")).content.decode()
+    assert (
+        "text: the template&#x27;s loops exceeded 100,000 iterations (RENDER_MAX_LOOP_ITERATIONS)" in preview
+    )
+    proof = client.post(url(message, "proof"), {"addresses": "qa@example.com", "ctx": ""})
+    assert proof.status_code == 200
+    assert (
+        "The proof could not be rendered: text: the template&#x27;s loops exceeded" in proof.content.decode()
+    )
+    assert Delivery.objects.count() == 0
+
+
 def test_versions_page_shows_differences_and_republishes_an_older_version(
     client, marketer, cart_configuration
 ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 import pytest
@@ -11,8 +12,10 @@ from jinja2.sandbox import SecurityError
 
 from events.models import Event
 from messages.rendering import (
+    TEXT_ENVIRONMENT,
     TemplateError,
     Vocabulary,
+    check_render_bounds,
     choose_variant,
     compile_template,
     render_content,
@@ -377,3 +380,202 @@ def test_large_numbers_in_the_data_are_not_mistaken_for_attacks():
     )
     rendered = render(source, part="text", points=5000000, firstName="Jack")
     assert rendered == "5,000,000 5000000000000 150000 Jack 5000000"
+
+
+# --- Bounds of rendering -------------------------------------------------------------------------
+
+# The probes' templates: a 252-character subject that folds into 10 billion characters, and two
+# loops of 100,000 iterations each, one inside the other.
+CHAINED_REPLACE = '{{ "aaaaaaaaaa"' + '|replace("a","aaaaaaaaaa")' * 9 + " }}"
+NESTED_LOOPS = '{% for a in "x"*100000 %}{% for b in "x"*100000 %}{{ b }}{% endfor %}{% endfor %}'
+
+
+def render_text(source: str, **ctx: Any) -> str:
+    return render_content({"text": source}, keys=("text",), context={"ctx": ctx})["text"]
+
+
+def limit_error(source: str, **ctx: Any) -> str:
+    with pytest.raises(TemplateError) as refused:
+        render_text(source, **ctx)
+    assert refused.value.part == "text"
+    return refused.value.message
+
+
+def test_the_probes_templates_are_the_ones_described():
+    assert len(CHAINED_REPLACE) == 252
+
+
+def test_compiling_computes_nothing_of_the_template(monkeypatch):
+    """No constant folding: a filter on constants runs when the template renders, never when it is
+    compiled (which happens when a template is merely saved)."""
+    calls = []
+    replace = TEXT_ENVIRONMENT.filters["replace"]
+
+    @functools.wraps(replace)  # keeps Jinja's mark that the filter takes the evaluation context
+    def spy(*args: Any) -> Any:
+        calls.append(args)
+        return replace(*args)
+
+    monkeypatch.setitem(TEXT_ENVIRONMENT.filters, "replace", spy)
+    printed = TEXT_ENVIRONMENT.from_string('{{ "ab"|replace("a", "c") }}')
+    assigned = TEXT_ENVIRONMENT.from_string('{% set s = "ab"|replace("a", "c") %}{{ s }}')
+    autoescape = TEXT_ENVIRONMENT.from_string(
+        '{% autoescape "ab"|replace("a", "") %}{{ "<" }}{% endautoescape %}'
+    )
+    assert calls == []
+    assert printed.render() == "cb" and assigned.render() == "cb" and autoescape.render() == "&lt;"
+    assert len(calls) == 3
+
+
+def test_the_chained_replace_compiles_at_once_and_is_refused_when_rendered():
+    validate_template(CHAINED_REPLACE, part="subject", vocabulary=CART)  # compiles: nothing is folded
+    with pytest.raises(TemplateError) as refused:
+        render_content({"subject": CHAINED_REPLACE}, keys=("subject",), context={"ctx": {}})
+    assert refused.value.part == "subject"
+    assert "10,000,000 characters" in refused.value.message
+    assert "beyond the limit of 1,000,000 (RENDER_MAX_OUTPUT_CHARS)" in refused.value.message
+
+
+def test_nested_loops_stop_at_the_loop_budget():
+    message = limit_error(NESTED_LOOPS)
+    assert message == "the template's loops exceeded 100,000 iterations (RENDER_MAX_LOOP_ITERATIONS)"
+
+
+def test_the_loop_budget_counts_every_iteration_of_a_message(settings):
+    settings.RENDER_MAX_LOOP_ITERATIONS = 1000
+    items = [{"sku": str(n)} for n in range(1000)]
+    assert render_text("{% for p in ctx.products %}.{% endfor %}", products=items) == "." * 1000
+    assert "1,000 iterations" in limit_error(
+        "{% for p in ctx.products %}{% endfor %}{% for p in ctx.products if p %}{% endfor %}",
+        products=[1] * 501,
+    )
+    assert "1,000 iterations" in limit_error(
+        "{% for a in ctx.products %}{% for b in ctx.products %}{% endfor %}{% endfor %}", products=[1] * 32
+    )
+    # Parts share the budget: 600 iterations in the subject and 600 in the text are too many.
+    loop = "{% for p in ctx.products %}{% endfor %}"
+    with pytest.raises(TemplateError, match="RENDER_MAX_LOOP_ITERATIONS"):
+        render_content(
+            {"subject": loop, "text": loop},
+            keys=("subject", "text"),
+            context={"ctx": {"products": [1] * 600}},
+        )
+
+
+def test_a_recursive_loop_counts_its_iterations_too(settings):
+    settings.RENDER_MAX_LOOP_ITERATIONS = 100
+    tree = {"c": [{"c": [{"c": []}] * 9}] * 9}  # 9 + 81 + 0 = 90 iterations
+    source = "{% for node in ctx.tree.c recursive %}.{{ loop(node.c) }}{% endfor %}"
+    assert render_text(source, tree=tree) == "." * 90
+    tree = {"c": [{"c": [{"c": []}] * 10}] * 10}  # 110
+    assert "100 iterations" in limit_error(source, tree=tree)
+
+
+def test_the_render_deadline_stops_a_template_that_runs_long(settings):
+    settings.RENDER_MAX_LOOP_ITERATIONS = 10**12  # only the deadline is left to stop it
+    settings.RENDER_TIMEOUT_SECONDS = 0.01
+    assert (
+        limit_error(NESTED_LOOPS)
+        == "the template exceeded the render deadline of 0.01 s (RENDER_TIMEOUT_SECONDS)"
+    )
+
+
+def test_the_render_deadline_stops_a_template_without_loops(settings):
+    settings.RENDER_TIMEOUT_SECONDS = 0.01
+    # Each `map` calls a filter 100,000 times: every call checks the deadline.
+    source = "{{ (['x'] * 100000)" + " | map('upper') | map('lower')" * 10 + " | list | length }}"
+    assert "render deadline of 0.01 s" in limit_error(source)
+
+
+def test_the_output_cap_counts_each_part(settings):
+    settings.RENDER_MAX_OUTPUT_CHARS = 1000
+    source = "{% for p in ctx.products %}{{ 'x' * 100 }}{% endfor %}"
+    assert len(render_text(source, products=[1] * 10)) == 1000
+    assert limit_error(source, products=[1] * 11) == (
+        "the template's output exceeded 1,000 characters (RENDER_MAX_OUTPUT_CHARS)"
+    )
+    # Literal text counts as well as values, and each part has the whole cap.
+    literal = "{% for p in ctx.products %}" + "y" * 100 + "{% endfor %}"
+    both = render_content(
+        {"subject": literal, "text": literal},
+        keys=("subject", "text"),
+        context={"ctx": {"products": [1] * 10}},
+    )
+    assert both == {"subject": "y" * 1000, "text": "y" * 1000}
+
+
+def test_text_captured_by_a_set_block_counts_against_the_output_cap(settings):
+    settings.RENDER_MAX_OUTPUT_CHARS = 1000
+    for body in ("{{ 'x' * 100 }}", "y" * 100):  # values and literal text alike
+        source = "{% set s %}{% for p in ctx.products %}" + body + "{% endfor %}{% endset %}{{ s | length }}"
+        assert render_text(source, products=[1] * 9) == "900"
+        assert "RENDER_MAX_OUTPUT_CHARS" in limit_error(source, products=[1] * 11)
+
+
+BIG = "{% set big = 'x' * 100000 %}"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        CHAINED_REPLACE,
+        BIG + "{{ big.replace('x', big) }}",
+        BIG
+        + "{% set b = big ~ big %}{% set c = b ~ b %}{% set d = c ~ c %}{% set e = d ~ d %}{{ e | length }}",
+        BIG
+        + "{% set b = big + big %}{% set c = b + b %}{% set d = c + c %}{% set e = d + d %}{{ e | length }}",
+        BIG + "{{ ([big] * 1000) | join }}",
+        BIG + "{{ ([big] * 1000) | join(',') }}",
+        BIG + "{{ ','.join([big] * 1000) }}",
+        "{{ ('y' * 1000).join(['a'] * 100000) }}",
+        BIG + "{{ ('%s' * 1000) % ((big,) * 1000) }}",
+        BIG + "{{ ('%(a)s' * 1000) % {'a': big} }}",
+        BIG + "{{ ('%s' * 1000) | format(*((big,) * 1000)) }}",
+        BIG + "{{ ('{0}' * 1000).format(big) }}",
+        BIG + "{{ ('{a}' * 1000).format_map({'a': big}) }}",
+        "{{ ('\\n' * 10000) | indent(1000) }}",
+        "{{ ('\\t' * 10000).expandtabs(10000) }}",
+        "{{ ('x' * 10000) | wordwrap(1, wrapstring='y' * 1000) }}",
+        "{{ ('a.co ' * 20000) | urlize(target='y' * 1000) }}",
+        BIG + "{{ big.translate({120: 'y' * 1000}) }}",
+    ],
+)
+def test_a_value_larger_than_a_part_may_be_is_refused_before_it_is_built(source):
+    assert "RENDER_MAX_OUTPUT_CHARS" in limit_error(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ((10 ** 1000) ** 1000) | length }}",
+        "{{ ((10 ** 1000) * (10 ** 1000) * (10 ** 1000) * (10 ** 1000)) | length }}",
+        "{{ ([[1]] * 100000) | sum(start=[]) | length }}",
+    ],
+)
+def test_numbers_and_sums_that_would_take_long_are_refused(source):
+    assert "too" in limit_error(source)
+
+
+def test_ordinary_joins_replacements_and_sums_still_work():
+    source = (
+        "{{ ctx.products | join(', ', attribute='sku') }} | {{ ctx.firstName.replace('a', 'o') }} | "
+        "{{ ctx.products | sum(attribute='price') }} | {{ 'a\\nb' | indent(2, first=True) }} | "
+        "{{ ['x', 'y'] | join('-') }} | {{ ('ab' ~ ctx.firstName) + '!' }} | {{ [1] + [2] }}"
+    )
+    products = [{"sku": "A1", "price": 2}, {"sku": "B2", "price": 3}]
+    assert render_text(source, products=products, firstName="Jack") == (
+        "A1, B2 | Jock | 5 |   a\n  b | x-y | abJack! | [1, 2]"
+    )
+
+
+def test_the_bounds_are_checked_on_save_with_sample_data_naming_the_part():
+    context = {"ctx": {"firstName": "Jack"}}
+    content = {"subject": "Hi", "text": "fine", "variants": {"fr": {"text": NESTED_LOOPS}}}
+    with pytest.raises(TemplateError) as refused:
+        check_render_bounds(content, keys=("subject", "text"), context=context)
+    assert refused.value.part == "variants.fr.text"
+    assert "RENDER_MAX_LOOP_ITERATIONS" in refused.value.message
+    # Errors that are not bounds are left to the preview: the sample data is not the events' data.
+    check_render_bounds(
+        {"subject": "{{ ctx.firstName + 1 }}", "text": "x"}, keys=("subject", "text"), context=context
+    )

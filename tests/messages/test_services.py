@@ -97,6 +97,21 @@ def test_resume_refuses_a_draft_that_does_not_compile_and_stays_paused(cart_conf
     assert message.status == "paused"
 
 
+def test_publishing_refuses_a_draft_beyond_a_bound_of_rendering(cart_configuration):
+    """However the draft was written (the admin's form checks it on save): publishing renders it
+    with the sample data and refuses it, naming the part and the bound."""
+    message = cart_configuration.message
+    message.text = '{% for a in "x"*100000 %}{% for b in "x"*100000 %}{% endfor %}{% endfor %}'
+    services.save_draft(message=message)
+    with pytest.raises(PublicationError) as refused:
+        services.publish_message(message=message)
+    assert refused.value.errors == [
+        "text: the template's loops exceeded 100,000 iterations (RENDER_MAX_LOOP_ITERATIONS)"
+    ]
+    message.refresh_from_db()
+    assert message.live_version.number == 1
+
+
 def test_pause_and_resume_only_from_the_right_states(cart_configuration):
     message = cart_configuration.message
     with pytest.raises(PublicationError):
