@@ -33,6 +33,7 @@ from events.models import (
 )
 from events.schema import ValidatedEvent, build_schema
 from events.transitions import transition_many
+from messages.models import TransactionalMessage
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +139,6 @@ def default_message_content(schema: dict[str, Any]) -> dict[str, str]:
 def publish_configuration(*, configuration: EventConfiguration) -> EventConfiguration:
     """Validate, freeze the schema the API enforces, deploy the endpoint, and make sure the event
     has its transactional message (a draft with default content listing the fields)."""
-    from messages.models import TransactionalMessage
-
     with transaction.atomic():
         configuration = EventConfiguration.objects.select_for_update().get(pk=configuration.pk)
         errors = configuration_errors(configuration)
@@ -159,12 +158,21 @@ def publish_configuration(*, configuration: EventConfiguration) -> EventConfigur
                 "updated_at",
             ]
         )
-        if not TransactionalMessage.objects.filter(configuration=configuration).exists():
-            TransactionalMessage.objects.create(
-                configuration=configuration, **default_message_content(schema)
-            )
+        if configuration.message_id is None:
+            create_message(configuration=configuration, draft=default_message_content(schema))
     logger.info("published %s of %s", configuration.event_id, configuration.organization_id)
     return configuration
+
+
+def create_message(
+    *, configuration: EventConfiguration, draft: dict[str, Any] | None = None
+) -> TransactionalMessage:
+    """Make the configuration's message (a draft with `draft`'s fields, on its channel) and link it
+    from the configuration, which declares the relation (events above messages)."""
+    message = TransactionalMessage.objects.create(channel=configuration.channel, **(draft or {}))
+    configuration.message = message
+    configuration.save(update_fields=["message"])
+    return message
 
 
 def unpublish_configuration(
@@ -173,8 +181,6 @@ def unpublish_configuration(
     """Take the endpoint down, return the message to draft, and fail the events still queued.
 
     `with_message`: the message's Unpublish did it, so publishing the message brings it back."""
-    from messages.models import TransactionalMessage
-
     with transaction.atomic():
         configuration = EventConfiguration.objects.select_for_update().get(pk=configuration.pk)
         configuration.status = EventConfiguration.Status.DRAFT
@@ -196,8 +202,6 @@ def duplicate_configuration(
     *, configuration: EventConfiguration, name: str | None = None
 ) -> EventConfiguration:
     """Copy a configuration and its message as drafts, under a free name."""
-    from messages.models import TransactionalMessage
-
     limit = EVENT_NAME_MAX_LENGTH
     stem, suffix = (name, "") if name else (configuration.name, "Copy")
 
@@ -236,9 +240,9 @@ def duplicate_configuration(
         )
         message = TransactionalMessage.objects.filter(configuration=configuration).first()
         if message is not None:
-            TransactionalMessage.objects.create(
+            create_message(
                 configuration=copy,
-                **{key: getattr(message, key) for key in TransactionalMessage.DRAFT_FIELDS},
+                draft={key: getattr(message, key) for key in TransactionalMessage.DRAFT_FIELDS},
             )
     return copy
 

@@ -24,7 +24,6 @@ KNOWN = {
     ("events/pipeline.py", "messages"),
     ("events/pipeline.py", "messages.models"),
     ("events/pipeline.py", "messages.services"),
-    ("events/services.py", "messages.models"),
 }
 
 
