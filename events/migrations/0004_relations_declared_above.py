@@ -17,6 +17,13 @@ from django.db import migrations, models
 from django.db.models import OuterRef, Subquery
 
 
+def check_now(schema_editor):
+    """PostgreSQL defers the foreign key checks of the rows just written to the commit, and refuses
+    to alter a table with checks pending: run them now, before this migration alters the tables."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
 def forward(apps, schema_editor):
     Configuration = apps.get_model("events", "EventConfiguration")
     Message = apps.get_model("transactional", "TransactionalMessage")
@@ -33,6 +40,7 @@ def forward(apps, schema_editor):
         f"SELECT {quote(Delivery._meta.pk.column)}, {quote(delivery_event)} "
         f"FROM {quote(Delivery._meta.db_table)} WHERE {quote(delivery_event)} IS NOT NULL"
     )
+    check_now(schema_editor)
 
 
 def backward(apps, schema_editor):
@@ -46,6 +54,7 @@ def backward(apps, schema_editor):
     Delivery.objects.filter(pk__in=EventDelivery.objects.values("delivery_id")).update(
         event_id=Subquery(event)
     )
+    check_now(schema_editor)
 
 
 class Migration(migrations.Migration):
