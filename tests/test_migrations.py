@@ -183,8 +183,8 @@ def test_a_database_of_the_previous_release_migrates_with_its_data_usable(client
 
 # Before issue 12 moved the relations between events and messages into the events app.
 BEFORE_RELATIONS_MOVED = [
-    ("events", "0003_configuration_unpublished_with_message"),
-    ("transactional", "0001_initial"),
+    ("events", "0004_status_history"),
+    ("transactional", "0002_status_history"),
 ]
 
 

@@ -13,8 +13,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from events.models import Event, EventConfiguration
+from events.publication import unpublish_configuration
 from events.schema import validate_event
-from events.services import ingest, unpublish_configuration
+from events.services import ingest
 from messages.models import Delivery, MessageVersion, TransactionalMessage
 from tests.admin_forms import change_form_data
 from tests.conftest import CART_EVENT, publish_events, seed_body

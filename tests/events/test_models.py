@@ -9,7 +9,8 @@ import pytest
 
 from events.configuration_file import import_file
 from events.models import EventConfiguration
-from events.services import duplicate_configuration, publish_configuration, unpublish_configuration
+from events.publication import publish_configuration, unpublish_configuration
+from events.services import duplicate_configuration
 from messages.models import Delivery, TransactionalMessage
 from tests.conftest import CART_EVENT, publish_events
 

@@ -10,7 +10,7 @@ above, pointing down.
   link's key, so a delivery has at most one event, as before.
 
 The rows are copied both ways (INSERT ... SELECT for the deliveries, which may be many); the old
-columns go in transactional 0003."""
+columns go in transactional 0004."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -59,8 +59,8 @@ def backward(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("events", "0003_configuration_unpublished_with_message"),
-        ("transactional", "0002_relations_declared_above"),
+        ("events", "0004_status_history"),
+        ("transactional", "0003_relations_declared_above"),
     ]
 
     operations = [

@@ -1,5 +1,5 @@
 """Issue 12, step 1 of 3: the relations of messages that point up to events are about to move to
-the events app (events 0004 declares them and copies the data; transactional 0003 drops the old
+the events app (events 0005 declares them and copies the data; transactional 0004 drops the old
 columns). Here: the old relations give up their reverse names (`message`, `deliveries`) for the
 new ones, `configuration` becomes nullable so that stepping back can refill it row by row, and a
 message gets its own `channel`, copied from its configuration (it never changes after creation)."""
@@ -18,8 +18,8 @@ def copy_channels(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("events", "0003_configuration_unpublished_with_message"),
-        ("transactional", "0001_initial"),
+        ("events", "0004_status_history"),
+        ("transactional", "0002_status_history"),
     ]
 
     operations = [
