@@ -347,7 +347,7 @@ def import_file(data: Any, *, publish: bool = False) -> list[EventConfiguration]
             )
             message = TransactionalMessage.objects.filter(configuration=configuration).first()
             if item.message is not None:
-                message = message or TransactionalMessage(configuration=configuration)
+                message = message or services.create_message(configuration=configuration)
                 message.load_content(item.message)
                 message.save()
             if publish:

@@ -355,7 +355,7 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
     """
     from messages import services as message_services
 
-    rows = [message_services.delivery_row(event=event, **decision.delivery)] if decision.delivery else []
+    delivery = message_services.delivery_row(**decision.delivery) if decision.delivery else None
     # A quarantine (an upsert) joins the same transaction; transition_recording then runs inside it.
     with transaction.atomic() if decision.quarantine else contextlib.nullcontext():
         if decision.quarantine:
@@ -364,7 +364,7 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
             event.pk,
             to=decision.outcome.status,
             source=S.PROCESSING,
-            rows=rows,
+            delivery=delivery,
             reason=decision.outcome.reason,
             lease=held.lease,
             **decision.fields,
@@ -393,7 +393,7 @@ def _decide_and_deliver(
 
     if _expired(event):
         return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"))
-    if event.attempts > 1 and Delivery.objects.filter(event=event, outcome=Delivery.Outcome.SENT).exists():
+    if event.attempts > 1 and event.deliveries.filter(outcome=Delivery.Outcome.SENT).exists():
         # An earlier attempt sent it but died before recording the status: never send twice.
         return Decision(Outcome(S.PROCESSED, "sent by an earlier attempt"))
     configuration = event.configuration
@@ -401,10 +401,7 @@ def _decide_and_deliver(
         return Decision(
             Outcome(S.ROUTING_FAILED, f"the event type {configuration.event_id} is not published")
         )
-    try:
-        message: TransactionalMessage | None = configuration.message  # loaded with the event
-    except TransactionalMessage.DoesNotExist:
-        message = None
+    message = configuration.message  # loaded with the event
     if message is None or message.status == TransactionalMessage.Status.DRAFT or message.live_version is None:
         return Decision(Outcome(S.ROUTING_FAILED, f"no published message for {configuration.event_id}"))
     if message.status == TransactionalMessage.Status.PAUSED:

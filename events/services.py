@@ -156,6 +156,17 @@ def default_message_content(schema: dict[str, Any]) -> dict[str, str]:
     return {"title": label, "body": " ".join(f"{{{{ ctx.{name} }}}}" for name in fields) or label}
 
 
+def create_message(
+    *, configuration: EventConfiguration, draft: dict[str, Any] | None = None
+) -> TransactionalMessage:
+    """Make the configuration's message (a draft with `draft`'s fields, on its channel) and link it
+    from the configuration, which declares the relation (events above messages)."""
+    message = TransactionalMessage.objects.create(channel=configuration.channel, **(draft or {}))
+    configuration.message = message
+    configuration.save(update_fields=["message"])
+    return message
+
+
 def duplicate_configuration(
     *, configuration: EventConfiguration, name: str | None = None
 ) -> EventConfiguration:
@@ -198,9 +209,9 @@ def duplicate_configuration(
         )
         message = TransactionalMessage.objects.filter(configuration=configuration).first()
         if message is not None:
-            TransactionalMessage.objects.create(
+            create_message(
                 configuration=copy,
-                **{key: getattr(message, key) for key in TransactionalMessage.DRAFT_FIELDS},
+                draft={key: getattr(message, key) for key in TransactionalMessage.DRAFT_FIELDS},
             )
     return copy
 
