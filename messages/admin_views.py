@@ -23,7 +23,7 @@ from campaign.models import Profile
 from events.schema import SchemaError, sample_ctx, validate_ctx
 from events.services import PublicationError
 from messages import services
-from messages.channels.sms import sms_length
+from messages.channels import channel as channel_of
 from messages.models import MessageVersion, TransactionalMessage
 
 
@@ -69,10 +69,11 @@ class ProofForm(PreviewForm):
 
     def __init__(self, *args, organization, channel: str, **kwargs):
         super().__init__(*args, **kwargs)
-        if channel == "push":
-            # A profile has no registration token: push proofs go to allow-listed tokens only.
+        of_channel = channel_of(channel)
+        if not of_channel.profile_has_address:
+            # A profile has no address on this channel (no push token): the allow-list only.
             del self.fields["profiles"]
-            self.fields["addresses"].label = "Registration tokens"
+            self.fields["addresses"].label = of_channel.proof_addresses_label
             self.fields[
                 "addresses"
             ].help_text = "Separated by commas or new lines, from the proof allow-list."
@@ -117,7 +118,7 @@ def preview_view(model_admin, request, object_id):
         rendered = services.preview_message(message=message, ctx=ctx)
     except Exception as exc:  # show the template's problem to the marketer, not a 500
         error = f"{exc.__class__.__name__}: {exc}"
-    sms = sms_length(rendered.parts.get("text", "")) if rendered and message.channel == "sms" else None
+    of_channel = channel_of(message.channel)
     return TemplateResponse(
         request,
         "admin/transactional/transactionalmessage/preview.html",
@@ -129,8 +130,9 @@ def preview_view(model_admin, request, object_id):
             form=form,
             rendered=rendered,
             error=error,
-            sms=sms,
             channel=message.channel,
+            preview_template=of_channel.preview_template,
+            **(of_channel.preview_context(rendered) if rendered else {}),
         ),
     )
 

@@ -4,14 +4,9 @@ Delivery row for every attempt to send (events and proofs alike)."""
 from django.conf import settings
 from django.db import models
 
-from events.models import Channel, Event, EventConfiguration
-
-# The content keys of each channel, as in the configuration file's `message` object.
-CONTENT_KEYS: dict[str, tuple[str, ...]] = {
-    Channel.EMAIL: ("subject", "html", "text"),
-    Channel.SMS: ("text",),
-    Channel.PUSH: ("title", "body"),
-}
+from events.models import Event, EventConfiguration
+from messages.channels import channel as channel_of
+from messages.channels import channel_choices
 
 
 class TransactionalMessage(models.Model):
@@ -56,6 +51,8 @@ class TransactionalMessage(models.Model):
     def channel(self) -> str:
         return self.configuration.channel
 
+    # The draft's content columns: each channel's parts name the one that holds them (messages.channels).
+    CONTENT_COLUMNS = ("subject", "html", "text", "title", "body")
     # The fields of the editable draft; the status and live version belong to the lifecycle services.
     DRAFT_FIELDS = (
         "subject",
@@ -71,8 +68,10 @@ class TransactionalMessage(models.Model):
 
     def load_content(self, content: dict) -> None:
         """Set the draft from a content dictionary (the inverse of draft_content)."""
-        for key in ("subject", "html", "text", "title", "body"):
-            setattr(self, key, str(content.get(key) or ""))
+        for column in self.CONTENT_COLUMNS:
+            setattr(self, column, "")
+        for part in channel_of(self.channel).parts:
+            setattr(self, part.draft_column, str(content.get(part.name) or ""))
         sender = content.get("from") or {}
         self.from_name = str(sender.get("name", ""))
         self.from_address = str(sender.get("address", ""))
@@ -81,7 +80,9 @@ class TransactionalMessage(models.Model):
 
     def draft_content(self) -> dict[str, object]:
         """The draft as the content dictionary that versions, rendering and import/export share."""
-        content: dict[str, object] = {key: getattr(self, key) for key in CONTENT_KEYS[self.channel]}
+        content: dict[str, object] = {
+            part.name: getattr(self, part.draft_column) for part in channel_of(self.channel).parts
+        }
         if self.from_name or self.from_address:
             content["from"] = {"name": self.from_name, "address": self.from_address}
         if self.reply_to:
@@ -129,7 +130,7 @@ class Delivery(models.Model):
     message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="deliveries")
     version = models.ForeignKey(MessageVersion, on_delete=models.SET_NULL, null=True, blank=True)
     is_proof = models.BooleanField(default=False)
-    channel = models.CharField(max_length=8, choices=Channel.choices)
+    channel = models.CharField(max_length=8, choices=channel_choices)
     recipient = models.CharField(max_length=4096)
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     provider_message_id = models.CharField(max_length=998, blank=True)
