@@ -7,13 +7,13 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('events', '0003_configuration_unpublished_with_message'),
+        ('transactional', '0002_status_history'),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='eventconfiguration',
+            model_name='delivery',
             name='channel',
-            field=models.CharField(choices=messages.channels.channel_choices, default='email', max_length=8),
+            field=models.CharField(choices=messages.channels.channel_choices, max_length=8),
         ),
     ]

@@ -7,13 +7,13 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('transactional', '0001_initial'),
+        ('events', '0004_status_history'),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='delivery',
+            model_name='eventconfiguration',
             name='channel',
-            field=models.CharField(choices=messages.channels.channel_choices, max_length=8),
+            field=models.CharField(choices=messages.channels.channel_choices, default='email', max_length=8),
         ),
     ]
