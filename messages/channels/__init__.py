@@ -114,7 +114,8 @@ class Channel:
     recipient_keys: tuple[RecipientKey, ...] = ()
     proof_part: str = ""  # the part a proof marks with "[Proof] "
     proof_kind: str = ""  # the ProofRecipient.Kind of its allow-list entries
-    preview_template: str = ""  # an HTML fragment shown in the editor and on the preview page
+    # An HTML fragment shown in the editor and on the preview page; the default lists the parts.
+    preview_template: str = "messages/channels/parts_preview.html"
     backend_setting: str = ""  # the setting naming the backend class (a dotted path)
     sample_address: str = ""  # the recipient of the API's example body
     uses_default_sender: bool = False  # the organization's sender address when the message has none
@@ -144,8 +145,8 @@ class Channel:
         return parts, {}
 
     def preview_context(self, rendered: RenderedMessage) -> dict[str, Any]:
-        """What the preview template needs besides the rendered message."""
-        return {}
+        """What the preview template needs besides the rendered message: (label, text) of each part."""
+        return {"preview_parts": [(p.label or p.name, rendered.parts.get(p.name, "")) for p in self.parts]}
 
     # --- recipients ----------------------------------------------------------------------------
 
