@@ -22,7 +22,6 @@ KNOWN = {
     ("messages/services.py", "events.transitions"),
     ("messages/services.py", "events.schema"),
     ("events/pipeline.py", "messages"),
-    ("events/pipeline.py", "messages.models"),
     ("events/pipeline.py", "messages.services"),
     ("events/services.py", "messages.models"),
 }
