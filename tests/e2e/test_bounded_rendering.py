@@ -31,10 +31,6 @@ BOUNDS = {
 @pytest.fixture(scope="module")
 def stack_processes(django_db_setup, django_db_blocker, smtp, tmp_path_factory):
     """The stack of conftest.py, with short bounds of rendering and a one-second soft time limit."""
-    from tests.e2e.conftest import _redis_up
-
-    if not _redis_up():
-        pytest.skip("Redis is not running on 127.0.0.1:6379 (the end-to-end tests need a real broker)")
     log_dir = tmp_path_factory.mktemp("bounded")
     with django_db_blocker.unblock():
         env = stack_environment(smtp_port=smtp.port, var_dir=log_dir, **BOUNDS)
