@@ -21,11 +21,14 @@ ROLE_PERMISSIONS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         ("transactional", "transactionalmessage"): ("view", "change", "delete"),
         ("transactional", "messageversion"): ("view",),
         ("transactional", "delivery"): ("view",),
+        ("transactional", "messagestatuschange"): ("view",),
+        ("events", "configurationstatuschange"): ("view",),
     },
     MARKETERS: {
         ("transactional", "transactionalmessage"): ("view", "change"),
         ("transactional", "messageversion"): ("view",),
         ("transactional", "delivery"): ("view",),
+        ("transactional", "messagestatuschange"): ("view",),
         ("events", "event"): ("view",),
     },
 }
@@ -49,3 +52,15 @@ def sync_roles(group_model, permission_model, *, missing_ok: bool = False) -> No
                 if found is not None:
                     permissions.append(found)
         group.permissions.set(permissions)
+
+
+def sync_roles_in_migration(apps, schema_editor) -> None:
+    """A migration that adds models the roles name: their permissions made now (Django makes them
+    only after the whole migrate), then the roles synced."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    sync_roles(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"), missing_ok=True)

@@ -13,9 +13,17 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from campaign.admin import OrganizationScopedAdmin, organization_of
-from events import services
-from events.models import Event, EventConfiguration, EventField, EventStatusChange, format_event_id
+from events import publication, services
+from events.models import (
+    ConfigurationStatusChange,
+    Event,
+    EventConfiguration,
+    EventField,
+    EventStatusChange,
+    format_event_id,
+)
 from events.schema import build_schema, format_datetime, sample_body
+from messages.lifecycle import PublicationError
 
 
 class EventFieldForm(forms.ModelForm):
@@ -40,6 +48,20 @@ class EventFieldInline(admin.TabularInline):
     form = EventFieldForm
     extra = 1
     fields = ["collection", "name", "label", "type", "required", "max_length", "values", "position"]
+
+
+class ConfigurationHistoryInline(admin.TabularInline):
+    """Publications and unpublications of the event type, newest first, with who did them."""
+
+    model = ConfigurationStatusChange
+    verbose_name_plural = "history"
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "action", "from_status", "to_status", "user", "note")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 class EventConfigurationForm(forms.ModelForm):
@@ -87,7 +109,7 @@ class EventConfigurationForm(forms.ModelForm):
 class EventConfigurationAdmin(OrganizationScopedAdmin):
     form = EventConfigurationForm
     change_form_template = "admin/events/eventconfiguration/change_form.html"
-    inlines = [EventFieldInline]
+    inlines = [EventFieldInline, ConfigurationHistoryInline]
     list_display = ["event_id", "label", "channel", "targeting", "status", "published_at"]
     list_filter = ["status", "channel", "targeting"]
     search_fields = ["name", "label"]
@@ -207,22 +229,26 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
 
     def response_change(self, request, obj):
         if "_publish" in request.POST:
-            return self._run(request, obj, services.publish_configuration, "published: its endpoint answers")
+            return self._run(
+                request, obj, publication.publish_configuration, "published: its endpoint answers"
+            )
         if "_unpublish" in request.POST:
             return self._run(
-                request, obj, services.unpublish_configuration, "unpublished: its endpoint is down"
+                request, obj, publication.unpublish_configuration, "unpublished: its endpoint is down"
             )
         return super().response_change(request, obj)
 
     def response_add(self, request, obj, post_url_continue=None):
         if "_publish" in request.POST:
-            return self._run(request, obj, services.publish_configuration, "published: its endpoint answers")
+            return self._run(
+                request, obj, publication.publish_configuration, "published: its endpoint answers"
+            )
         return super().response_add(request, obj, post_url_continue)
 
     def _run(self, request, obj, action, done: str):
         try:
-            action(configuration=obj)
-        except services.PublicationError as error:
+            action(configuration=obj, user=request.user)
+        except PublicationError as error:
             for line in error.errors:
                 self.message_user(request, line, messages.ERROR)
         else:

@@ -15,10 +15,11 @@ from django.db import transaction
 
 from campaign import senders
 from campaign.models import Organization
-from events import services
+from events import publication, services
 from events.models import EVENT_ID_PREFIX, Channel, EventConfiguration, EventField, FieldType, Targeting
 from events.schema import SchemaError, build_schema, check_value, sample_ctx
 from messages import services as message_services
+from messages.lifecycle import PublicationError
 from messages.models import CONTENT_KEYS, TransactionalMessage
 from messages.rendering import TemplateError, Vocabulary, check_render_bounds, validate_content
 
@@ -372,10 +373,10 @@ def import_file(data: Any, *, publish: bool = False) -> list[EventConfiguration]
                 message.save()
             if publish:
                 try:
-                    configuration = services.publish_configuration(configuration=configuration)
+                    configuration = publication.publish_configuration(configuration=configuration)
                     message = TransactionalMessage.objects.get(configuration=configuration)
-                    message_services.publish_message(message=message)
-                except services.PublicationError as error:
+                    publication.publish_message(message=message)
+                except PublicationError as error:
                     raise ConfigurationFileError(f"event {item.name}: {error.errors[0]}") from None
             imported.append(configuration)
     return imported

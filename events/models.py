@@ -3,6 +3,7 @@ the events (instances) that web developers POST, with their status history."""
 
 import secrets
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
@@ -248,3 +249,25 @@ class EventStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '-'} -> {self.to_status}"
+
+
+class ConfigurationStatusChange(models.Model):
+    """One line of an event type's history: published or unpublished, by whom (none: the command line)."""
+
+    configuration = models.ForeignKey(
+        EventConfiguration, on_delete=models.CASCADE, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=12)
+    to_status = models.CharField(max_length=12)
+    action = models.CharField(max_length=20)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action}: {self.from_status} -> {self.to_status}"

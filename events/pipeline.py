@@ -34,6 +34,7 @@ from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry,
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
 from events.selectors import QuarantineLookup
 from events.transitions import transition_recording
+from messages import services as message_services
 from messages.models import TransactionalMessage
 from messages.rendering import TemplateError
 
@@ -123,10 +124,12 @@ def _out_of_time(held: Claim | None, *, ids_left: list[int], lease: dt.datetime)
 def _quarantine_lookup(events: list[Event]) -> QuarantineLookup:
     """The quarantine of the addresses these events carry, read at once (profile targeting's
     addresses are known later, and looked up one by one)."""
-    from messages.services import recipient_for
-
     return QuarantineLookup.for_addresses(
-        (event.organization_id, event.configuration.channel, recipient_for(event=event, profile=None).address)
+        (
+            event.organization_id,
+            event.configuration.channel,
+            message_services.recipient_for(event=event, profile=None).address,
+        )
         for event in events
         if event.configuration.targeting == Targeting.EVENT
     )
@@ -198,8 +201,6 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
     A message that was sent is recorded even if our lease was lost meanwhile, so that whoever holds
     the event now sees the delivery and does not send it again.
     """
-    from messages import services as message_services
-
     rows = []
     if decision.delivery is not None:
         sent = decision.delivery
@@ -237,8 +238,6 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
 def _decide_and_deliver(
     event: Event, held: Claim, is_quarantined: QuarantineLookup, sending: contextlib.ExitStack
 ) -> Decision:
-    from messages import services as message_services
-
     if expired(event):
         return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"))
     if event.attempts > 1 and selectors.sent_by_earlier_attempt(event):

@@ -15,7 +15,6 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from campaign.metrics import EVENTS_RECEIVED
@@ -31,20 +30,12 @@ from events.models import (
     event_name_from_id,
     format_event_id,
 )
-from events.schema import ValidatedEvent, build_schema
-from events.transitions import transition_many
+from events.schema import ValidatedEvent
+from messages.models import TransactionalMessage
 
 logger = logging.getLogger(__name__)
 
 RESERVED_NAMES = frozenset({"loop"})
-
-
-class PublicationError(Exception):
-    """A configuration or message that cannot be published as it stands; `errors` says why."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
 
 
 class IdempotencyConflict(Exception):
@@ -135,69 +126,10 @@ def default_message_content(schema: dict[str, Any]) -> dict[str, str]:
     return {"title": label, "body": " ".join(f"{{{{ ctx.{name} }}}}" for name in fields) or label}
 
 
-def publish_configuration(*, configuration: EventConfiguration) -> EventConfiguration:
-    """Validate, freeze the schema the API enforces, deploy the endpoint, and make sure the event
-    has its transactional message (a draft with default content listing the fields)."""
-    from messages.models import TransactionalMessage
-
-    with transaction.atomic():
-        configuration = EventConfiguration.objects.select_for_update().get(pk=configuration.pk)
-        errors = configuration_errors(configuration)
-        if errors:
-            raise PublicationError(errors)
-        schema = build_schema(configuration)
-        configuration.published_schema = schema
-        configuration.status = EventConfiguration.Status.PUBLISHED
-        configuration.published_at = timezone.now()
-        configuration.unpublished_with_message = False
-        configuration.save(
-            update_fields=[
-                "published_schema",
-                "status",
-                "published_at",
-                "unpublished_with_message",
-                "updated_at",
-            ]
-        )
-        if not TransactionalMessage.objects.filter(configuration=configuration).exists():
-            TransactionalMessage.objects.create(
-                configuration=configuration, **default_message_content(schema)
-            )
-    logger.info("published %s of %s", configuration.event_id, configuration.organization_id)
-    return configuration
-
-
-def unpublish_configuration(
-    *, configuration: EventConfiguration, reason: str = "", with_message: bool = False
-) -> EventConfiguration:
-    """Take the endpoint down, return the message to draft, and fail the events still queued.
-
-    `with_message`: the message's Unpublish did it, so publishing the message brings it back."""
-    from messages.models import TransactionalMessage
-
-    with transaction.atomic():
-        configuration = EventConfiguration.objects.select_for_update().get(pk=configuration.pk)
-        configuration.status = EventConfiguration.Status.DRAFT
-        configuration.unpublished_with_message = with_message
-        configuration.save(update_fields=["status", "unpublished_with_message", "updated_at"])
-        TransactionalMessage.objects.filter(configuration=configuration).update(
-            status=TransactionalMessage.Status.DRAFT, updated_at=timezone.now()
-        )
-        transition_many(
-            Q(configuration=configuration),
-            to=Event.Status.ROUTING_FAILED,
-            sources=[Event.Status.PENDING, Event.Status.PAUSED],
-            reason=reason or "the event type was unpublished",
-        )
-    return configuration
-
-
 def duplicate_configuration(
     *, configuration: EventConfiguration, name: str | None = None
 ) -> EventConfiguration:
     """Copy a configuration and its message as drafts, under a free name."""
-    from messages.models import TransactionalMessage
-
     limit = EVENT_NAME_MAX_LENGTH
     stem, suffix = (name, "") if name else (configuration.name, "Copy")
 

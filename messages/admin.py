@@ -11,11 +11,10 @@ from django.utils.html import format_html
 
 from campaign import senders
 from campaign.admin import OrganizationScopedAdmin
-from events.schema import build_schema
-from events.services import PublicationError
 from messages import admin_views, services
 from messages.channels.sms import sms_length
-from messages.models import CONTENT_KEYS, Delivery, MessageVersion, TransactionalMessage
+from messages.lifecycle import PublicationError, event_side
+from messages.models import CONTENT_KEYS, Delivery, MessageStatusChange, MessageVersion, TransactionalMessage
 from messages.rendering import TemplateError, Vocabulary, validate_template
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to", "variants"]
@@ -38,7 +37,7 @@ class TransactionalMessageForm(forms.ModelForm):
         cleaned = super().clean()
         message = self.instance
         configuration = message.configuration
-        schema = configuration.published_schema or build_schema(configuration)
+        schema = services.configuration_schema(message)
         vocabulary = Vocabulary.from_schema(schema)
         for key in CONTENT_KEYS[configuration.channel]:
             if key in cleaned:
@@ -98,12 +97,26 @@ class VersionInline(admin.TabularInline):
         return False
 
 
+class HistoryInline(admin.TabularInline):
+    """Publish, pause, resume, unpublish and proofs, newest first, with who did them."""
+
+    model = MessageStatusChange
+    verbose_name_plural = "history"
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "action", "from_status", "to_status", "version_number", "user", "note")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(TransactionalMessage)
 class TransactionalMessageAdmin(OrganizationScopedAdmin):
     organization_path = "configuration__organization"
     form = TransactionalMessageForm
     change_form_template = "admin/transactional/transactionalmessage/change_form.html"
-    inlines = [VersionInline]
+    inlines = [VersionInline, HistoryInline]
     list_display = ["event_id", "channel", "status", "live_version", "changes", "updated_at"]
     list_filter = ["status", "configuration__channel"]
     search_fields = ["configuration__name", "subject", "title"]
@@ -212,10 +225,10 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
 
     def response_change(self, request, obj):
         for button, action, done in (
-            ("_publish", lambda: services.publish_message(message=obj, user=request.user), "published"),
-            ("_pause", lambda: services.pause_message(message=obj), "paused"),
-            ("_resume", lambda: services.resume_message(message=obj, user=request.user), "resumed"),
-            ("_unpublish", lambda: services.unpublish_message(message=obj), "unpublished"),
+            ("_publish", lambda: event_side().publish(message=obj, user=request.user), "published"),
+            ("_pause", lambda: event_side().pause(message=obj, user=request.user), "paused"),
+            ("_resume", lambda: event_side().resume(message=obj, user=request.user), "resumed"),
+            ("_unpublish", lambda: event_side().unpublish(message=obj, user=request.user), "unpublished"),
         ):
             if button in request.POST:
                 try:

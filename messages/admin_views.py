@@ -20,10 +20,9 @@ from django.urls import reverse
 
 from campaign import bounds
 from campaign.models import Profile
-from events.schema import SchemaError, sample_ctx, validate_ctx
-from events.services import PublicationError
 from messages import services
 from messages.channels.sms import sms_length
+from messages.lifecycle import PublicationError, SampleDataError, event_side
 from messages.models import MessageVersion, TransactionalMessage
 
 
@@ -49,8 +48,8 @@ class PreviewForm(forms.Form):
         if not isinstance(value, dict):
             raise forms.ValidationError("The sample data is a JSON object, like the event's ctx.")
         try:
-            return validate_ctx(self.schema, value)
-        except SchemaError as error:
+            return event_side().check_ctx(self.schema, value)
+        except SampleDataError as error:
             raise forms.ValidationError(f"{error.field}: {error.message}") from None
 
 
@@ -105,7 +104,7 @@ def _context(model_admin, request, message, **extra) -> dict:
 def preview_view(model_admin, request, object_id):
     message = _message_or_404(model_admin, request, object_id)
     schema = services.configuration_schema(message)
-    default_ctx = sample_ctx(schema)
+    default_ctx = event_side().sample_ctx(schema)
     form = PreviewForm(
         request.POST or None, schema=schema, initial={"ctx": json.dumps(default_ctx, indent=2)}
     )
@@ -141,7 +140,7 @@ def proof_view(model_admin, request, object_id):
         raise PermissionDenied
     organization = message.configuration.organization
     schema = services.configuration_schema(message)
-    default_ctx = sample_ctx(schema)
+    default_ctx = event_side().sample_ctx(schema)
     form = ProofForm(
         request.POST or None,
         organization=organization,
@@ -233,7 +232,7 @@ def republish_view(model_admin, request, object_id, number):
     if version is None:
         raise Http404("No such version.")
     try:
-        new_version = services.republish_version(version=version, user=request.user)
+        new_version = event_side().republish(version=version, user=request.user)
     except PublicationError as error:
         for line in error.errors:
             flash.error(request, line)

@@ -144,3 +144,25 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.recipient}: {self.outcome}"
+
+
+class MessageStatusChange(models.Model):
+    """One line of a message's history: a status move (publish, pause, resume, unpublish) or an
+    action that keeps the status (a proof), with who did it (none: the command line)."""
+
+    message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=12)
+    to_status = models.CharField(max_length=12)
+    action = models.CharField(max_length=20)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    version_number = models.PositiveIntegerField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action}: {self.from_status} -> {self.to_status}"

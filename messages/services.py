@@ -1,7 +1,8 @@
-"""The lifecycle of a transactional message: publish (snapshot a version), pause, resume, unpublish.
+"""Transactional messages' content: drafts and their checks, versions, composing and sending,
+unsubscribe links, previews and proofs.
 
-Message states: draft -> published <-> paused; unpublish from published or paused -> draft (and
-the event configuration with it). Event statuses move only through events.transitions.
+Statuses move in messages.lifecycle; the workflows that move an event type and its message together
+(publish, pause, resume, unpublish) are the events app's (events.publication).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import css_inline
 import inscriptis
 from django.conf import settings
 from django.core import signing
-from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -23,15 +23,10 @@ from django.utils.crypto import constant_time_compare
 from campaign import senders
 from campaign.metrics import DELIVERIES
 from campaign.models import Profile, Quarantine
-from events.models import Event, EventConfiguration
-from events.services import (
-    PublicationError,
-    enqueue_events,
-    publish_configuration,
-    unpublish_configuration,
-)
-from events.transitions import transition_many
+from events.models import Event
+from messages import lifecycle
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_for
+from messages.lifecycle import PublicationError
 from messages.models import CONTENT_KEYS, Delivery, MessageVersion, TransactionalMessage
 from messages.rendering import (
     TemplateError,
@@ -86,35 +81,9 @@ def content_sender_problems(message: TransactionalMessage, content: dict[str, An
     )
 
 
-def _lock(message: TransactionalMessage) -> TransactionalMessage:
-    return (
-        TransactionalMessage.objects.select_for_update(of=("self",))
-        .select_related("configuration", "live_version")
-        .get(pk=message.pk)
-    )
-
-
-def publish_message(*, message: TransactionalMessage, user: Any = None) -> MessageVersion:
-    """Snapshot the draft as an immutable version and make it live. Events use it from now on.
-
-    Unpublishing a message also took its event's endpoint down; publishing the message again
-    brings that endpoint back (an event an administrator unpublished stays down).
-    """
-    with transaction.atomic():
-        # The configuration before the message, as unpublish_configuration does: no deadlock between them.
-        EventConfiguration.objects.select_for_update().only("pk").get(pk=message.configuration_id)
-        message = _lock(message)
-        configuration = message.configuration
-        if configuration.status != EventConfiguration.Status.PUBLISHED:
-            if not configuration.unpublished_with_message:
-                raise PublicationError([f"Publish the event {configuration.event_id} before its message."])
-            message.configuration = publish_configuration(configuration=configuration)
-        return _make_draft_live(message, user=user)
-
-
-def _make_draft_live(message: TransactionalMessage, *, user: Any = None) -> MessageVersion:
-    """Validate the draft, snapshot it as a new version if it changed, publish, and release the
-    events a pause kept. The caller holds the message's lock."""
+def snapshot_draft(*, message: TransactionalMessage, user: Any = None) -> MessageVersion:
+    """Validate the draft and snapshot it as a new immutable version if it changed (else the live
+    one): the message's part of a publication (events.publication makes it live)."""
     configuration = message.configuration
     content = message.draft_content()
     errors = content_errors(
@@ -135,93 +104,13 @@ def _make_draft_live(message: TransactionalMessage, *, user: Any = None) -> Mess
             content=content,
             published_by=user if getattr(user, "pk", None) else None,
         )
-    was_paused = message.status == TransactionalMessage.Status.PAUSED
-    message.live_version = version
-    message.status = TransactionalMessage.Status.PUBLISHED
-    message.save(update_fields=["live_version", "status", "updated_at"])
-    if was_paused:
-        _release_paused_events(configuration)
     return version
-
-
-def republish_version(*, version: MessageVersion, user: Any = None) -> MessageVersion:
-    """Bring an older version back: its content becomes the draft and is published."""
-    message = version.message
-    message.load_content(version.content)
-    with transaction.atomic():
-        save_draft(message=message)
-        return publish_message(message=message, user=user)
 
 
 def save_draft(*, message: TransactionalMessage) -> None:
     """Save the draft's content only: the status and the live version belong to the lifecycle
     functions, and a stale copy of the message must never write them back."""
     message.save(update_fields=[*TransactionalMessage.DRAFT_FIELDS, "updated_at"])
-
-
-def pause_message(*, message: TransactionalMessage) -> TransactionalMessage:
-    """Stop sending: waiting events become `paused`, kept until the message is resumed."""
-    with transaction.atomic():
-        message = _lock(message)
-        if message.status != TransactionalMessage.Status.PUBLISHED:
-            raise PublicationError(
-                [f"Only a published message can be paused (this one is {message.status})."]
-            )
-        message.status = TransactionalMessage.Status.PAUSED
-        message.save(update_fields=["status", "updated_at"])
-        transition_many(
-            Q(configuration_id=message.configuration_id),
-            to=Event.Status.PAUSED,
-            sources=[Event.Status.PENDING],
-            reason="the message was paused",
-        )
-    return message
-
-
-def resume_message(*, message: TransactionalMessage, user: Any = None) -> TransactionalMessage:
-    """Send again: paused events that have not expired are processed with the content as it stands
-    at resume (edits made during the pause are validated and published as a new version)."""
-    with transaction.atomic():
-        message = _lock(message)
-        if message.status != TransactionalMessage.Status.PAUSED:
-            raise PublicationError([f"Only a paused message can be resumed (this one is {message.status})."])
-        _make_draft_live(message, user=user)
-    return message
-
-
-def _release_paused_events(configuration: EventConfiguration) -> None:
-    now = timezone.now()
-    of_configuration = Q(configuration_id=configuration.pk)
-    transition_many(
-        of_configuration & Q(expiration_at__lt=now),
-        to=Event.Status.TOO_OLD,
-        sources=[Event.Status.PAUSED],
-        reason="expired while the message was paused",
-    )
-    released = transition_many(
-        of_configuration,
-        to=Event.Status.PENDING,
-        sources=[Event.Status.PAUSED],
-        reason="the message was resumed",
-        enqueued_at=None,
-    )
-    # Scheduled events keep their date (the sweep takes them then); those already due go now.
-    due_events = Event.objects.filter(pk__in=released, next_attempt_at__lte=now)
-    due = list(due_events.values_list("pk", flat=True))
-    if due:
-        due_events.update(enqueued_at=now)
-        transaction.on_commit(lambda: enqueue_events(due))
-
-
-def unpublish_message(*, message: TransactionalMessage) -> TransactionalMessage:
-    """Back to draft; as in the product we follow, this unpublishes the event type too."""
-    if message.status == TransactionalMessage.Status.DRAFT:
-        raise PublicationError(["The message is not published."])
-    unpublish_configuration(
-        configuration=message.configuration, reason="the message was unpublished", with_message=True
-    )
-    message.refresh_from_db()
-    return message
 
 
 # --- Composing and sending -------------------------------------------------------------------
@@ -426,11 +315,9 @@ PROOF_PREFIX = "[Proof] "
 
 
 def configuration_schema(message: TransactionalMessage) -> dict[str, Any]:
-    """The schema a message is written against: the published one, else the configuration as it stands."""
-    from events.schema import build_schema
-
-    configuration = message.configuration
-    return configuration.published_schema or build_schema(configuration)
+    """The schema a message is written against: the published one, else the configuration as it
+    stands (the event side's rule, handed in)."""
+    return lifecycle.event_side().schema_of(message)
 
 
 SAMPLE_PROFILE = {"email": "jane.doe@example.com", "first_name": "Jane", "last_name": "Doe", "language": "en"}
@@ -451,9 +338,7 @@ def sample_template_context(*, ctx: dict[str, Any], targeting: str, event_id: st
 
 def sample_data(message: TransactionalMessage) -> dict[str, Any]:
     """The sample `ctx` of previews and save-time checks, generated from the field types."""
-    from events.schema import sample_ctx
-
-    return sample_ctx(configuration_schema(message))
+    return lifecycle.event_side().sample_ctx(configuration_schema(message))
 
 
 def sample_context(message: TransactionalMessage) -> dict[str, Any]:
@@ -581,6 +466,8 @@ def send_proof(
         )
         delivery.save(force_insert=True)
         deliveries.append(delivery)
+    sent = sum(1 for d in deliveries if d.outcome == Delivery.Outcome.SENT)
+    lifecycle.record_action(message, action="proof", user=user, note=f"{sent} of {len(deliveries)} sent")
     return deliveries
 
 

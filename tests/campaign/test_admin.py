@@ -64,6 +64,7 @@ def test_marketers_edit_messages_and_read_events_and_nothing_else():
         "transactional.change_transactionalmessage",
         "transactional.view_messageversion",
         "transactional.view_delivery",
+        "transactional.view_messagestatuschange",
         "events.view_event",
     }
 

@@ -12,8 +12,8 @@ from celery import Celery
 from django.utils import timezone
 
 from campaign.models import Quarantine
+from events import publication
 from events.models import Event
-from messages import services as message_services
 from messages.models import Delivery, TransactionalMessage
 from tests.conftest import CART_EVENT, CART_URL, SEED_BODY, publish_events
 from tests.e2e.stack import http, redis_url, wait_until
@@ -102,16 +102,16 @@ def test_every_final_status_is_reached_for_real(stack, geometrixx):
     assert final_status(stack, headers, pkey, url=welcome_url) == "targetingFailed"
 
     message = TransactionalMessage.objects.get(configuration=cart)
-    message_services.pause_message(message=message)
+    publication.pause_message(message=message)
     paused = post_event(stack, headers, {**live, "email": "later@example.com"})
     assert final_status(stack, headers, paused, wanted="paused") == "paused"
-    message_services.resume_message(message=message)
+    publication.resume_message(message=message)
     assert final_status(stack, headers, paused) == "processed"
 
     soon = (timezone.now() + dt.timedelta(seconds=30)).isoformat()
     scheduled = post_event(stack, headers, {**live, "email": "scheduled@example.com", "scheduled": soon})
     assert welcome.pk  # (kept published)
-    from events.services import unpublish_configuration
+    from events.publication import unpublish_configuration
 
     unpublish_configuration(configuration=cart)
     assert final_status(stack, headers, scheduled) == "routingFailed"

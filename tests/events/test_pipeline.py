@@ -14,10 +14,11 @@ from django.core import mail
 from django.utils import timezone
 
 from campaign.models import Quarantine
-from events import claims, pipeline, sweep
+from events import claims, pipeline, publication, sweep
 from events.models import Event
+from events.publication import unpublish_configuration
 from events.schema import validate_event
-from events.services import ingest, unpublish_configuration
+from events.services import ingest
 from messages import services as message_services
 from messages.models import Delivery, MessageVersion, TransactionalMessage
 from tests.conftest import CART_EVENT, publish_events, seed_body
@@ -102,7 +103,7 @@ def test_a_message_in_draft_fails_routing(organization):
 def test_paused_message_keeps_events_and_resume_sends_them(cart_configuration):
     message = cart_configuration.message
     waiting = accept(cart_configuration, live_body())
-    message_services.pause_message(message=message)
+    publication.pause_message(message=message)
     assert Event.objects.get(pk=waiting.pk).status == "paused"
     arriving = accept(cart_configuration, live_body())
     assert pipeline.process(arriving.pk) == "paused"
@@ -111,7 +112,7 @@ def test_paused_message_keeps_events_and_resume_sends_them(cart_configuration):
         status="paused", expiration_at=timezone.now() - dt.timedelta(seconds=1)
     )
     assert mail.outbox == []
-    message_services.resume_message(message=message)
+    publication.resume_message(message=message)
     assert Event.objects.get(pk=expired.pk).status == "tooOld"
     for event in (waiting, arriving):
         assert Event.objects.get(pk=event.pk).status == "pending"
@@ -122,10 +123,10 @@ def test_paused_message_keeps_events_and_resume_sends_them(cart_configuration):
 def test_resumed_events_use_the_content_live_at_resume(cart_configuration):
     message = cart_configuration.message
     event = accept(cart_configuration, live_body())
-    message = message_services.pause_message(message=message)
+    message = publication.pause_message(message=message)
     message.subject = "New subject for {{ ctx.firstName }}"
     message.save()
-    message_services.publish_message(message=message)  # publishing a paused message resumes it
+    publication.publish_message(message=message)  # publishing a paused message resumes it
     assert pipeline.process(event.pk) == "processed"
     assert mail.outbox[0].subject == "New subject for Jack"
 

@@ -8,19 +8,18 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from events import publication
 from events.models import Event, EventConfiguration, EventStatusChange
+from events.publication import publish_configuration, unpublish_configuration
 from events.schema import SchemaError, validate_event
 from events.selectors import published_configuration
 from events.services import (
-    PublicationError,
     configuration_errors,
     duplicate_configuration,
     event_name_errors,
     normalise_event_name,
-    publish_configuration,
-    unpublish_configuration,
 )
-from messages import services as message_services
+from messages.lifecycle import PublicationError
 from messages.models import TransactionalMessage
 from tests.conftest import CART_EVENT, seed_body
 from tests.factories import ConfigurationFactory, FieldFactory
@@ -85,7 +84,7 @@ def test_publish_creates_a_draft_message_whose_default_content_lists_the_fields(
         assert "{{ ctx.orderId }}" in part and "{{ ctx.total }}" in part
         assert "{% for item in ctx.lines %}" in part and "{{ item.sku }}" in part
     # The default content is a valid message: it publishes as it stands.
-    version = message_services.publish_message(message=message)
+    version = publication.publish_message(message=message)
     assert version.number == 1
 
 
@@ -188,7 +187,7 @@ def test_unpublish_takes_the_endpoint_down_returns_the_message_to_draft_and_fail
 
 def test_unpublishing_the_message_unpublishes_the_event_type_too(cart_configuration):
     pending = new_event(cart_configuration, "pending")
-    message_services.unpublish_message(message=cart_configuration.message)
+    publication.unpublish_message(message=cart_configuration.message)
     assert EventConfiguration.objects.get(pk=cart_configuration.pk).status == "draft"
     change = EventStatusChange.objects.get(event=pending)
     assert (change.to_status, change.reason) == ("routingFailed", "the message was unpublished")
@@ -199,7 +198,7 @@ def test_an_unpublished_event_type_can_be_published_again_with_its_message(cart_
     publish_configuration(configuration=cart_configuration)
     message = TransactionalMessage.objects.get(configuration=cart_configuration)
     assert message.status == "draft"  # the marketer publishes the message again
-    message_services.publish_message(message=message)
+    publication.publish_message(message=message)
     body = seed_body(scheduled=None, expiration=FUTURE)
     assert validate_event(EventConfiguration.objects.get(pk=cart_configuration.pk).published_schema, body)
 

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from campaign.roles import ADMINISTRATORS, MARKETERS
-from events.services import unpublish_configuration
+from events.publication import unpublish_configuration
 from messages import services
 from messages.models import TransactionalMessage
 from tests.admin_forms import change_form_data

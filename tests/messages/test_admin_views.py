@@ -7,6 +7,7 @@ import json
 import pytest
 
 from campaign.models import ProofRecipient
+from events import publication
 from events.models import Event
 from messages import services
 from messages.models import Delivery
@@ -177,7 +178,7 @@ def test_versions_page_shows_differences_and_republishes_an_older_version(
     message = cart_configuration.message
     message.subject = "Version two"
     services.save_draft(message=message)
-    services.publish_message(message=message, user=marketer)
+    publication.publish_message(message=message, user=marketer)
     client.force_login(marketer)
     page = client.get(url(message, "versions"), {"a": 1, "b": 2}).content.decode()
     assert "Version&nbsp;two" in page and "v2 (live)" in page and str(marketer) in page

@@ -8,10 +8,11 @@ from django.core import mail
 from campaign import senders
 from campaign.models import ProofRecipient
 from campaign.roles import MARKETERS
+from events import publication
 from events.models import Event
-from events.services import PublicationError
 from messages import services
 from messages.channels.sms import sms_length
+from messages.lifecycle import PublicationError
 from messages.models import Delivery, MessageVersion
 from tests.conftest import publish_events
 from tests.factories import ProfileFactory, member
@@ -27,19 +28,19 @@ def test_publishing_snapshots_an_immutable_version_and_edits_stay_draft(cart_con
     message.save()
     message.refresh_from_db()
     assert message.has_unpublished_changes and message.live_version == first
-    second = services.publish_message(message=message, user=administrator)
+    second = publication.publish_message(message=message, user=administrator)
     assert second.number == 2 and second.published_by == administrator
     assert MessageVersion.objects.get(pk=first.pk).content["subject"] != "Changed"
     # Publishing again without changes makes no new version.
-    assert services.publish_message(message=message).number == 2
+    assert publication.publish_message(message=message).number == 2
 
 
 def test_republishing_an_older_version_makes_it_live(cart_configuration):
     message = cart_configuration.message
     message.subject = "Second"
     message.save()
-    services.publish_message(message=message)
-    restored = services.republish_version(version=message.versions.get(number=1))
+    publication.publish_message(message=message)
+    restored = publication.republish_version(version=message.versions.get(number=1))
     assert restored.number == 3 and restored.content["subject"] == "{{ ctx.firstName }}, your cart is waiting"
     message.refresh_from_db()
     assert message.live_version == restored and not message.has_unpublished_changes
@@ -51,23 +52,23 @@ def test_a_message_cannot_publish_before_its_event_or_empty(organization):
     message.subject, message.html, message.text = "", "", ""
     message.save()
     with pytest.raises(PublicationError, match="subject"):
-        services.publish_message(message=message)
+        publication.publish_message(message=message)
 
 
 def test_a_message_whose_event_an_administrator_unpublished_cannot_be_published(cart_configuration):
-    from events.services import unpublish_configuration
+    from events.publication import unpublish_configuration
 
     unpublish_configuration(configuration=cart_configuration)
     with pytest.raises(PublicationError, match="Publish the event EVTcartAbandonment before its message"):
-        services.publish_message(message=cart_configuration.message)
+        publication.publish_message(message=cart_configuration.message)
 
 
 def test_publishing_an_unpublished_message_again_brings_its_endpoint_back(cart_configuration):
     message = cart_configuration.message
-    services.unpublish_message(message=message)
+    publication.unpublish_message(message=message)
     cart_configuration.refresh_from_db()
     assert cart_configuration.status == "draft"
-    services.publish_message(message=message)
+    publication.publish_message(message=message)
     message.refresh_from_db()
     cart_configuration.refresh_from_db()
     assert message.status == "published" and cart_configuration.status == "published"
@@ -76,10 +77,10 @@ def test_publishing_an_unpublished_message_again_brings_its_endpoint_back(cart_c
 def test_resume_publishes_the_content_as_it_stands_at_resume(cart_configuration):
     message = cart_configuration.message
     first = message.live_version
-    services.pause_message(message=message)
+    publication.pause_message(message=message)
     message.subject = "Edited while paused, {{ ctx.firstName }}"
     services.save_draft(message=message)
-    services.resume_message(message=message)
+    publication.resume_message(message=message)
     message.refresh_from_db()
     assert message.status == "published"
     assert message.live_version.number == first.number + 1
@@ -88,11 +89,11 @@ def test_resume_publishes_the_content_as_it_stands_at_resume(cart_configuration)
 
 def test_resume_refuses_a_draft_that_does_not_compile_and_stays_paused(cart_configuration):
     message = cart_configuration.message
-    services.pause_message(message=message)
+    publication.pause_message(message=message)
     message.subject = "{{ ctx.firstName "
     services.save_draft(message=message)
     with pytest.raises(PublicationError, match="subject"):
-        services.resume_message(message=message)
+        publication.resume_message(message=message)
     message.refresh_from_db()
     assert message.status == "paused"
 
@@ -104,7 +105,7 @@ def test_publishing_refuses_a_draft_beyond_a_bound_of_rendering(cart_configurati
     message.text = '{% for a in "x"*100000 %}{% for b in "x"*100000 %}{% endfor %}{% endfor %}'
     services.save_draft(message=message)
     with pytest.raises(PublicationError) as refused:
-        services.publish_message(message=message)
+        publication.publish_message(message=message)
     assert refused.value.errors == [
         "text: the template's loops exceeded 100,000 iterations (RENDER_MAX_LOOP_ITERATIONS)"
     ]
@@ -115,12 +116,12 @@ def test_publishing_refuses_a_draft_beyond_a_bound_of_rendering(cart_configurati
 def test_pause_and_resume_only_from_the_right_states(cart_configuration):
     message = cart_configuration.message
     with pytest.raises(PublicationError):
-        services.resume_message(message=message)
-    services.pause_message(message=message)
+        publication.resume_message(message=message)
+    publication.pause_message(message=message)
     with pytest.raises(PublicationError):
-        services.pause_message(message=message)
-    services.resume_message(message=message)
-    services.unpublish_message(message=message)
+        publication.pause_message(message=message)
+    publication.resume_message(message=message)
+    publication.unpublish_message(message=message)
     message.refresh_from_db()
     cart_configuration.refresh_from_db()
     assert message.status == "draft" and cart_configuration.status == "draft"
@@ -267,7 +268,7 @@ def test_publishing_refuses_a_from_whose_domain_was_withdrawn_after_the_draft_wa
     services.save_draft(message=message)
     senders.remove_sender_domain(organization=cart_configuration.organization, domain="geometrixx.example")
     with pytest.raises(PublicationError) as refused:
-        services.publish_message(message=message)
+        publication.publish_message(message=message)
     assert refused.value.errors == [
         "from: 'shop@geometrixx.example' is not in the organization's sender domains "
         "(example.com, geometrixx.example.com).",
@@ -292,7 +293,7 @@ def test_publishing_refuses_the_organizations_default_sender_once_its_domain_is_
     message.subject = "Changed"
     services.save_draft(message=message)
     with pytest.raises(PublicationError, match="default sender is used"):
-        services.publish_message(message=message)
+        publication.publish_message(message=message)
 
 
 @pytest.mark.parametrize(

@@ -3,16 +3,17 @@
 from django.core.management.base import CommandError
 
 from campaign.cli import CampaignCommand
+from events import publication
 from events.models import format_event_id
-from events.services import PublicationError, normalise_event_name
-from messages import services
+from events.services import normalise_event_name
+from messages.lifecycle import PublicationError
 from messages.models import TransactionalMessage
 
 ACTIONS = {
-    "publish": lambda message: services.publish_message(message=message),
-    "pause": lambda message: services.pause_message(message=message),
-    "resume": lambda message: services.resume_message(message=message),
-    "unpublish": lambda message: services.unpublish_message(message=message),
+    "publish": lambda message: publication.publish_message(message=message),
+    "pause": lambda message: publication.pause_message(message=message),
+    "resume": lambda message: publication.resume_message(message=message),
+    "unpublish": lambda message: publication.unpublish_message(message=message),
 }
 
 

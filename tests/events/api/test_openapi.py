@@ -6,8 +6,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from events.api.openapi import request_schema
+from events.publication import unpublish_configuration
 from events.schema import sample_body
-from events.services import unpublish_configuration
 from tests.conftest import CART_URL, api_client_for, publish_events
 
 pytestmark = pytest.mark.django_db

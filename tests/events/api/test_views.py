@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 
 from events.models import Event, EventConfiguration
-from events.services import unpublish_configuration
+from events.publication import unpublish_configuration
 from tests.conftest import CART_URL, api_client_for, publish_events, seed_body
 
 pytestmark = pytest.mark.django_db

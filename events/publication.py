@@ -1,0 +1,274 @@
+"""The workflows that move an event type and its message together: publish, unpublish, pause,
+resume, republish. They live here, in the app above both, and own the lock order: the
+configuration's row before the message's, always, so that no two workflows deadlock.
+
+The configuration's status changes only here (`_move_configuration`: an allowed-moves table and a
+history row); the message's through messages.lifecycle; the events' through events.transitions.
+The message editor (messages) reaches these workflows through what `hand_in()` gives it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from events import schema as event_schema
+from events.models import ConfigurationStatusChange, Event, EventConfiguration
+from events.schema import SchemaError, build_schema
+from events.services import configuration_errors, default_message_content, enqueue_events
+from events.transitions import transition_many
+from messages import lifecycle
+from messages import services as message_services
+from messages.lifecycle import PublicationError
+from messages.models import MessageVersion, TransactionalMessage
+
+logger = logging.getLogger(__name__)
+
+C = EventConfiguration.Status
+M = TransactionalMessage.Status
+
+CONFIGURATION_MOVES: dict[str, frozenset[str]] = {
+    # to-status: the statuses it may come from
+    C.PUBLISHED: frozenset({C.DRAFT, C.PUBLISHED}),
+    C.DRAFT: frozenset({C.PUBLISHED, C.DRAFT}),
+}
+
+
+def _move_configuration(
+    configuration: EventConfiguration,
+    *,
+    to: str,
+    action: str,
+    user: Any = None,
+    note: str = "",
+    **fields: Any,
+) -> None:
+    """Set the (locked) configuration's status and `fields`, with a history row."""
+    previous = configuration.status
+    if previous not in CONFIGURATION_MOVES[to]:
+        raise PublicationError([f"An event type cannot go from {previous} to {to}."])
+    configuration.status = to
+    for name, value in fields.items():
+        setattr(configuration, name, value)
+    configuration.save(update_fields=["status", *fields, "updated_at"])
+    ConfigurationStatusChange.objects.create(
+        configuration=configuration,
+        from_status=previous,
+        to_status=to,
+        action=action,
+        user=user if getattr(user, "pk", None) else None,
+        note=note[:2000],
+    )
+
+
+def _lock_configuration(pk: int) -> EventConfiguration:
+    return EventConfiguration.objects.select_for_update().get(pk=pk)
+
+
+def _lock_message(message: TransactionalMessage) -> TransactionalMessage:
+    return (
+        TransactionalMessage.objects.select_for_update(of=("self",))
+        .select_related("configuration", "live_version")
+        .get(pk=message.pk)
+    )
+
+
+# --- The event type ----------------------------------------------------------------------------
+
+
+def publish_configuration(*, configuration: EventConfiguration, user: Any = None) -> EventConfiguration:
+    """Validate, freeze the schema the API enforces, deploy the endpoint, and make sure the event
+    has its transactional message (a draft with default content listing the fields)."""
+    with transaction.atomic():
+        configuration = _lock_configuration(configuration.pk)
+        errors = configuration_errors(configuration)
+        if errors:
+            raise PublicationError(errors)
+        schema = build_schema(configuration)
+        _move_configuration(
+            configuration,
+            to=C.PUBLISHED,
+            action="publish",
+            user=user,
+            published_schema=schema,
+            published_at=timezone.now(),
+            unpublished_with_message=False,
+        )
+        if not TransactionalMessage.objects.filter(configuration=configuration).exists():
+            TransactionalMessage.objects.create(
+                configuration=configuration, **default_message_content(schema)
+            )
+    logger.info("published %s of %s", configuration.event_id, configuration.organization_id)
+    return configuration
+
+
+def unpublish_configuration(
+    *, configuration: EventConfiguration, reason: str = "", with_message: bool = False, user: Any = None
+) -> EventConfiguration:
+    """Take the endpoint down, return the message to draft, and fail the events still queued.
+
+    `with_message`: the message's Unpublish did it, so publishing the message brings it back."""
+    with transaction.atomic():
+        configuration = _lock_configuration(configuration.pk)
+        _move_configuration(
+            configuration,
+            to=C.DRAFT,
+            action="unpublish",
+            user=user,
+            note=reason,
+            unpublished_with_message=with_message,
+        )
+        message = TransactionalMessage.objects.filter(configuration=configuration).first()
+        if message is not None and message.status != M.DRAFT:
+            lifecycle.move(_lock_message(message), to=M.DRAFT, action="unpublish", user=user, note=reason)
+        transition_many(
+            Q(configuration=configuration),
+            to=Event.Status.ROUTING_FAILED,
+            sources=[Event.Status.PENDING, Event.Status.PAUSED],
+            reason=reason or "the event type was unpublished",
+        )
+    return configuration
+
+
+# --- The message --------------------------------------------------------------------------------
+
+
+def publish_message(*, message: TransactionalMessage, user: Any = None) -> MessageVersion:
+    """Snapshot the draft as an immutable version and make it live. Events use it from now on.
+
+    Unpublishing a message also took its event's endpoint down; publishing the message again
+    brings that endpoint back (an event an administrator unpublished stays down).
+    """
+    with transaction.atomic():
+        configuration = _lock_configuration(message.configuration_id)
+        message = _lock_message(message)
+        if configuration.status != C.PUBLISHED:
+            if not configuration.unpublished_with_message:
+                raise PublicationError([f"Publish the event {configuration.event_id} before its message."])
+            message.configuration = publish_configuration(configuration=configuration, user=user)
+        return _make_draft_live(message, user=user, action="publish")
+
+
+def republish_version(*, version: MessageVersion, user: Any = None) -> MessageVersion:
+    """Bring an older version back: its content becomes the draft and is published."""
+    message = version.message
+    message.load_content(version.content)
+    with transaction.atomic():
+        message_services.save_draft(message=message)
+        return publish_message(message=message, user=user)
+
+
+def pause_message(*, message: TransactionalMessage, user: Any = None) -> TransactionalMessage:
+    """Stop sending: waiting events become `paused`, kept until the message is resumed."""
+    with transaction.atomic():
+        _lock_configuration(message.configuration_id)
+        message = _lock_message(message)
+        if not lifecycle.move(message, to=M.PAUSED, action="pause", user=user):
+            raise PublicationError(
+                [f"Only a published message can be paused (this one is {message.status})."]
+            )
+        transition_many(
+            Q(configuration_id=message.configuration_id),
+            to=Event.Status.PAUSED,
+            sources=[Event.Status.PENDING],
+            reason="the message was paused",
+        )
+    return message
+
+
+def resume_message(*, message: TransactionalMessage, user: Any = None) -> TransactionalMessage:
+    """Send again: paused events that have not expired are processed with the content as it stands
+    at resume (edits made during the pause are validated and published as a new version)."""
+    with transaction.atomic():
+        _lock_configuration(message.configuration_id)
+        message = _lock_message(message)
+        if message.status != M.PAUSED:
+            raise PublicationError([f"Only a paused message can be resumed (this one is {message.status})."])
+        _make_draft_live(message, user=user, action="resume")
+    return message
+
+
+def unpublish_message(*, message: TransactionalMessage, user: Any = None) -> TransactionalMessage:
+    """Back to draft; as in the product we follow, this unpublishes the event type too."""
+    if message.status == M.DRAFT:
+        raise PublicationError(["The message is not published."])
+    unpublish_configuration(
+        configuration=message.configuration,
+        reason="the message was unpublished",
+        with_message=True,
+        user=user,
+    )
+    message.refresh_from_db()
+    return message
+
+
+def _make_draft_live(message: TransactionalMessage, *, user: Any, action: str) -> MessageVersion:
+    """Validate the draft, snapshot it as a new version if it changed, make it live, and release
+    the events a pause kept. The caller holds the configuration's and the message's locks."""
+    version = message_services.snapshot_draft(message=message, user=user)
+    was_paused = message.status == M.PAUSED
+    lifecycle.move(message, to=M.PUBLISHED, action=action, user=user, live_version=version)
+    if was_paused:
+        _release_paused_events(message.configuration)
+    return version
+
+
+def _release_paused_events(configuration: EventConfiguration) -> None:
+    now = timezone.now()
+    of_configuration = Q(configuration_id=configuration.pk)
+    transition_many(
+        of_configuration & Q(expiration_at__lt=now),
+        to=Event.Status.TOO_OLD,
+        sources=[Event.Status.PAUSED],
+        reason="expired while the message was paused",
+    )
+    released = transition_many(
+        of_configuration,
+        to=Event.Status.PENDING,
+        sources=[Event.Status.PAUSED],
+        reason="the message was resumed",
+        enqueued_at=None,
+    )
+    # Scheduled events keep their date (the sweep takes them then); those already due go now.
+    due_events = Event.objects.filter(pk__in=released, next_attempt_at__lte=now)
+    due = list(due_events.values_list("pk", flat=True))
+    if due:
+        due_events.update(enqueued_at=now)
+        transaction.on_commit(lambda: enqueue_events(due))
+
+
+# --- What the message editor is handed ----------------------------------------------------------
+
+
+def schema_of(message: TransactionalMessage) -> dict[str, Any]:
+    """The schema a message is written against: the published one, else the configuration as it stands."""
+    configuration = message.configuration
+    return configuration.published_schema or build_schema(configuration)
+
+
+def check_sample_ctx(schema: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Sample data checked as the API checks an event's `ctx` (lifecycle.SampleDataError if not)."""
+    try:
+        return event_schema.validate_ctx(schema, ctx)
+    except SchemaError as error:
+        raise lifecycle.SampleDataError(error.field, error.message) from None
+
+
+def hand_in() -> None:
+    """Give the message editor the workflows and the event's rules (events' AppConfig.ready)."""
+    lifecycle.hand_in(
+        lifecycle.EventSide(
+            publish=publish_message,
+            pause=pause_message,
+            resume=resume_message,
+            unpublish=unpublish_message,
+            republish=republish_version,
+            schema_of=schema_of,
+            sample_ctx=event_schema.sample_ctx,
+            check_ctx=check_sample_ctx,
+        )
+    )

@@ -1,0 +1,123 @@
+"""A message's statuses and what the editor needs from the event side.
+
+A message's status changes only here (`move`): an allowed-moves table, a conditional UPDATE, and a
+history row naming the action and who did it (the admin shows them). The workflows that move an
+event type and its message together (publish, pause, resume, unpublish, republish) belong to the
+events app (events.publication), which hands them in at start-up (`hand_in`), together with the
+event's rules the editor checks sample data with: messages never imports events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from messages.models import MessageStatusChange, MessageVersion, TransactionalMessage
+
+S = TransactionalMessage.Status
+
+ALLOWED: dict[str, frozenset[str]] = {
+    # to-status: the statuses it may come from
+    S.PUBLISHED: frozenset({S.DRAFT, S.PUBLISHED, S.PAUSED}),
+    S.PAUSED: frozenset({S.PUBLISHED}),
+    S.DRAFT: frozenset({S.PUBLISHED, S.PAUSED, S.DRAFT}),
+}
+
+
+class PublicationError(Exception):
+    """A configuration or message that cannot be published as it stands; `errors` says why."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+class SampleDataError(Exception):
+    """Sample data that the event would refuse: `field` names the value, as the API would."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def move(
+    message: TransactionalMessage,
+    *,
+    to: str,
+    action: str,
+    user: Any = None,
+    live_version: MessageVersion | None = None,
+    note: str = "",
+) -> bool:
+    """Move the message to `to` if the table allows it from where it stands; record who and why."""
+    sources = list(ALLOWED[to])
+    changes: dict[str, Any] = {"status": to, "updated_at": timezone.now()}
+    if live_version is not None:
+        changes["live_version"] = live_version
+    with transaction.atomic():
+        previous = (
+            TransactionalMessage.objects.filter(pk=message.pk, status__in=sources)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if previous is None:
+            return False
+        TransactionalMessage.objects.filter(pk=message.pk, status=previous).update(**changes)
+        MessageStatusChange.objects.create(
+            message_id=message.pk,
+            from_status=previous,
+            to_status=to,
+            action=action,
+            user=user if getattr(user, "pk", None) else None,
+            version_number=live_version.number if live_version is not None else None,
+            note=note[:2000],
+        )
+    message.status = to
+    if live_version is not None:
+        message.live_version = live_version
+    return True
+
+
+def record_action(message: TransactionalMessage, *, action: str, user: Any = None, note: str = "") -> None:
+    """An action that changes no status (a proof) in the same history."""
+    status = TransactionalMessage.objects.filter(pk=message.pk).values_list("status", flat=True).first()
+    MessageStatusChange.objects.create(
+        message_id=message.pk,
+        from_status=status or message.status,
+        to_status=status or message.status,
+        action=action,
+        user=user if getattr(user, "pk", None) else None,
+        note=note[:2000],
+    )
+
+
+@dataclass(frozen=True)
+class EventSide:
+    """What the events app hands in: its workflows and the event's rules for sample data."""
+
+    publish: Callable[..., MessageVersion]  # (message=, user=)
+    pause: Callable[..., TransactionalMessage]  # (message=, user=)
+    resume: Callable[..., TransactionalMessage]  # (message=, user=)
+    unpublish: Callable[..., TransactionalMessage]  # (message=, user=)
+    republish: Callable[..., MessageVersion]  # (version=, user=)
+    schema_of: Callable[[TransactionalMessage], dict[str, Any]]
+    sample_ctx: Callable[[dict[str, Any]], dict[str, Any]]
+    check_ctx: Callable[[dict[str, Any], Any], dict[str, Any]]  # raises SampleDataError
+
+
+_event_side: EventSide | None = None
+
+
+def hand_in(event_side: EventSide) -> None:
+    global _event_side
+    _event_side = event_side
+
+
+def event_side() -> EventSide:
+    if _event_side is None:
+        raise RuntimeError("the events app hands in its workflows when it is ready (INSTALLED_APPS)")
+    return _event_side
