@@ -9,8 +9,8 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
 
 from campaign.admin import OrganizationScopedAdmin, organization_of
 from events import publication, services
@@ -174,42 +174,32 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
     def endpoint(self, obj: EventConfiguration) -> str:
         if not obj.is_published:
             return "Not deployed: publish the event to make its endpoint answer."
-        return format_html("<code>POST {}</code>", self._base_url(obj) + obj.endpoint_path())
+        return render_to_string(
+            "admin/events/eventconfiguration/endpoint.html",
+            {"url": self._base_url(obj) + obj.endpoint_path()},
+        )
 
     @admin.display(description="API preview")
     def api_preview(self, obj: EventConfiguration) -> str:
         if not obj.is_published:
             return "Shown once the event is published."
         schema: dict[str, Any] = obj.published_schema or {}
-        body = json.dumps(sample_body(schema), indent=2)
-        url = self._base_url(obj) + obj.endpoint_path()
-        curl = (
-            f"curl -X POST '{url}' \\\n"
-            "  -H 'Authorization: Bearer <ACCESS_TOKEN>' \\\n"
-            "  -H 'Cache-Control: no-cache' \\\n"
-            "  -H 'X-Api-Key: <API_KEY>' \\\n"
-            "  -H 'Content-Type: application/json;charset=utf-8' \\\n"
-            f"  -d '{body}'"
-        )
-        rows = [(f["name"], f) for f in schema["fields"]] + [
-            (f"{collection['name']}[].{f['name']}", f)
+        fields = [
+            {"name": f["name"], "type": f["type"], "required": f.get("required")} for f in schema["fields"]
+        ] + [
+            {"name": f"{collection['name']}[].{f['name']}", "type": f["type"], "required": f.get("required")}
             for collection in schema.get("collections", [])
             for f in collection["fields"]
         ]
-        fields = format_html_join(
-            "",
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            ((name, f["type"], "required" if f.get("required") else "") for name, f in rows),
-        )
-        return format_html(
-            '<div class="api-preview"><p>Request (published {}):</p><pre id="api-preview-curl">{}</pre>'
-            "<p>Body fields (in <code>ctx</code>):</p><table>{}</table>"
-            "<p>Get a token: <code>curl -X POST '{}/ims/token/v3' -d grant_type=client_credentials "
-            "-d client_id=&lt;API_KEY&gt; -d client_secret=&lt;SECRET&gt;</code></p></div>",
-            format_datetime(obj.published_at),
-            curl,
-            fields,
-            self._base_url(obj),
+        return render_to_string(
+            "admin/events/eventconfiguration/api_preview.html",
+            {
+                "published_at": format_datetime(obj.published_at),
+                "url": self._base_url(obj) + obj.endpoint_path(),
+                "body": json.dumps(sample_body(schema), indent=2),
+                "fields": fields,
+                "base_url": self._base_url(obj),
+            },
         )
 
     @staticmethod

@@ -1,14 +1,18 @@
-"""Reads: the published configuration behind an endpoint, an event by PKey, events due for work."""
+"""Reads: the published configuration behind an endpoint, an event by PKey, events due for work,
+and what processing an event reads (the claimed events, the quarantine, the profile, earlier sends)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from campaign.models import Organization
+from campaign.models import Organization, Profile, Quarantine
 from events.models import Event, EventConfiguration, event_name_from_id
+from messages.models import Delivery
 
 
 def published_configuration(*, organization_id: int, event_id: str) -> EventConfiguration | None:
@@ -82,3 +86,83 @@ def expired_waiting_events(*, now: dt.datetime | None = None) -> QuerySet[Event]
 
 def organization_by_slug(slug: str) -> Organization | None:
     return Organization.objects.filter(slug=slug).first()
+
+
+# --- What processing an event reads ----------------------------------------------------------------
+
+
+def claimed_events(event_ids: list[int]) -> list[Event]:
+    """The claimed events with everything processing reads about them, in one query, in this order
+    (an id no longer there is left out)."""
+    rows = Event.objects.select_related(
+        "configuration__organization", "configuration__message__live_version"
+    ).in_bulk(event_ids)
+    return [rows[pk] for pk in event_ids if pk in rows]
+
+
+def sent_by_earlier_attempt(event: Event) -> bool:
+    """An earlier attempt sent the message (and died before recording the event's status)."""
+    return event.deliveries.filter(outcome=Delivery.Outcome.SENT).exists()
+
+
+PROFILE_COLUMNS = {
+    "email": "email__iexact",
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "mobilePhone": "mobile_phone",
+    "language": "language",
+}
+
+
+def find_profile(event: Event) -> Profile | None:
+    """The profile whose reconciliation field equals the event's key, in the event's organization."""
+    configuration = event.configuration
+    value = event.ctx.get(configuration.reconciliation_event_field)
+    if value in (None, ""):
+        return None
+    profiles = Profile.objects.filter(organization_id=event.organization_id)
+    column = PROFILE_COLUMNS.get(configuration.reconciliation_profile_field)
+    if column:
+        return profiles.filter(**{column: value}).order_by("pk").first()
+    return (
+        profiles.filter(**{f"data__{configuration.reconciliation_profile_field}": value})
+        .order_by("pk")
+        .first()
+    )
+
+
+@dataclass
+class QuarantineLookup:
+    """Whether an address is quarantined: the addresses a batch's events carry are read in one query;
+    any other (a profile's address) is looked up on its own."""
+
+    checked: dict[tuple[int, str], set[str]] = field(default_factory=dict)
+    quarantined: dict[tuple[int, str], set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def for_addresses(cls, addresses: Iterable[tuple[int, str, str]]) -> QuarantineLookup:
+        """Read these (organization id, channel, address) at once: one query per organization and channel."""
+        lookup = cls()
+        for organization_id, channel, address in addresses:
+            if address:
+                lookup.checked.setdefault((organization_id, channel), set()).add(address.lower())
+        for (organization_id, channel), known in lookup.checked.items():
+            found = Quarantine.objects.filter(
+                organization_id=organization_id, channel=channel, address__in=known
+            ).values_list("address", flat=True)
+            lookup.quarantined[(organization_id, channel)] = set(found)
+        return lookup
+
+    def add(self, *, organization_id: int, channel: str, address: str) -> None:
+        """An address this batch just quarantined (a permanent failure): the next events see it."""
+        key = (organization_id, channel)
+        self.checked.setdefault(key, set()).add(address.lower())
+        self.quarantined.setdefault(key, set()).add(address.lower())
+
+    def __call__(self, *, organization_id: int, channel: str, address: str) -> bool:
+        address, key = address.lower(), (organization_id, channel)
+        if address in self.checked.get(key, ()):
+            return address in self.quarantined[key]
+        return Quarantine.objects.filter(
+            organization_id=organization_id, channel=channel, address=address
+        ).exists()

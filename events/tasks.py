@@ -1,9 +1,10 @@
-"""Thin Celery tasks: they take ids, re-read the rows, and call the pipeline."""
+"""Thin Celery tasks: they take ids, re-read the rows, and call the pipeline or the sweep."""
 
 from celery import shared_task
 from django.conf import settings
 
 from events import pipeline
+from events.sweep import recover
 
 
 @shared_task(
@@ -16,10 +17,10 @@ from events import pipeline
     time_limit=settings.EVENT_TASK_TIME_LIMIT_SECONDS,
 )
 def process_events(event_ids: list[int]) -> None:
-    """These events, and the due events a backlog left waiting, in one batch (pipeline.claim_due)."""
+    """These events, and the due events a backlog left waiting, in one batch (claims.claim_due)."""
     pipeline.process_batch(event_ids)
 
 
 @shared_task(name="events.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
-    return pipeline.recover()
+    return recover()

@@ -14,7 +14,7 @@ from django.core import mail
 from django.utils import timezone
 
 from campaign.models import Quarantine
-from events import pipeline, publication
+from events import claims, pipeline, publication, sweep
 from events.models import Event
 from events.publication import unpublish_configuration
 from events.schema import validate_event
@@ -78,9 +78,9 @@ def test_nothing_is_processed_before_scheduled(cart_configuration):
     event = accept(cart_configuration, live_body(scheduled=later))
     assert pipeline.process(event.pk) is None
     assert Event.objects.get(pk=event.pk).status == "pending"
-    assert pipeline.recover()["enqueued"] == 0
+    assert sweep.recover()["enqueued"] == 0
     Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now(), scheduled_at=timezone.now())
-    assert pipeline.recover()["enqueued"] == 1
+    assert sweep.recover()["enqueued"] == 1
     assert pipeline.process(event.pk) == "processed"
 
 
@@ -253,34 +253,6 @@ def test_smtp_delivery_is_multipart_with_message_id(cart_configuration, smtp_ema
     assert first.message["Message-ID"] == events[0].deliveries.get().provider_message_id
 
 
-def test_sweep_reclaims_an_event_whose_worker_died(cart_configuration):
-    event = accept(cart_configuration, live_body())
-    lease = pipeline.claim(event.pk, now=timezone.now())
-    assert lease is not None  # a worker took it, then died
-    assert pipeline.recover()["reclaimed"] == 0  # the lease still runs
-    Event.objects.filter(pk=event.pk).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
-    result = pipeline.recover()
-    assert result["reclaimed"] == 1 and result["enqueued"] == 1
-    assert pipeline.process(event.pk) == "processed"
-    # The dead worker, coming back, cannot record anything over the new outcome.
-    from events.transitions import transition_recording
-
-    stale = dict(to="deliveryFailed", source="processing", lease=lease)
-    assert not transition_recording(event.pk, **stale)
-    assert Event.objects.get(pk=event.pk).status == "processed"
-
-
-def test_sweep_expires_waiting_events_and_re_enqueues_lost_ones(cart_configuration, settings):
-    lost = accept(cart_configuration, live_body())
-    expired = accept(cart_configuration, live_body())
-    Event.objects.filter(pk=expired.pk).update(expiration_at=timezone.now() - dt.timedelta(seconds=1))
-    # The lost one was just enqueued at ingest: not yet considered lost.
-    assert pipeline.recover() == {"reclaimed": 0, "expired": 1, "enqueued": 0}
-    assert Event.objects.get(pk=expired.pk).status == "tooOld"
-    Event.objects.filter(pk=lost.pk).update(enqueued_at=timezone.now() - dt.timedelta(minutes=5))
-    assert pipeline.recover() == {"reclaimed": 0, "expired": 0, "enqueued": 1}
-
-
 def test_ingest_enqueues_only_after_commit(
     cart_configuration, django_capture_on_commit_callbacks, monkeypatch
 ):
@@ -290,23 +262,6 @@ def test_ingest_enqueues_only_after_commit(
         event = accept(cart_configuration, live_body())
         assert enqueued == []
     assert len(callbacks) == 1 and enqueued == [event.pk]
-
-
-def test_a_broker_failure_loses_nothing(cart_configuration, monkeypatch):
-    from events import services, tasks
-
-    def broken(*args, **kwargs):
-        raise ConnectionError("broker down")
-
-    monkeypatch.setattr(tasks.process_events, "apply_async", broken)
-    event = accept(cart_configuration, live_body())
-    services.enqueue_events([event.pk])
-    event.refresh_from_db()
-    assert event.status == "pending" and event.enqueued_at is None
-    monkeypatch.undo()
-    sent = []
-    monkeypatch.setattr("events.services.enqueue_events", lambda ids: sent.extend(ids))
-    assert pipeline.recover()["enqueued"] == 1
 
 
 def test_a_template_that_fails_at_render_time_fails_delivery(cart_configuration):
@@ -349,13 +304,6 @@ def test_sms_and_push_go_through_their_backends(organization, settings, tmp_path
     assert push_file["message"]["notification"] == {"title": "Shipped", "body": "Order A1 is on its way"}
 
 
-def test_retry_delays_never_come_before_the_configured_delay_and_double(settings):
-    settings.EVENT_RETRY_DELAY_SECONDS = 10
-    for attempt, base in ((1, 10), (2, 20), (3, 40)):
-        delays = [pipeline.retry_delay(attempt) for _ in range(200)]
-        assert base <= min(delays) and max(delays) < base * 1.5
-
-
 # --- Batched claims (the worker task) ------------------------------------------------------------
 
 
@@ -381,23 +329,6 @@ def test_a_batch_claims_at_most_its_limit_starting_with_its_own_event(cart_confi
     done = pipeline.process_batch([events[3].pk], limit=2)
     assert list(done)[0] == events[3].pk and len(done) == 2
     assert Event.objects.filter(status="pending").count() == 3
-
-
-def test_the_lease_is_renewed_before_a_send_only_once_half_of_it_is_gone(cart_configuration, settings):
-    settings.EVENT_LEASE_SECONDS = 60
-    event = accept(cart_configuration, live_body())
-    lease = pipeline.claim(event.pk, now=timezone.now())
-    fresh = pipeline.Claim(event_id=event.pk, lease=lease)
-    fresh.renew()
-    assert fresh.lease == lease  # most of the lease left: no write
-    old = timezone.now() + dt.timedelta(seconds=10)
-    Event.objects.filter(pk=event.pk).update(lease_expires_at=old)
-    aging = pipeline.Claim(event_id=event.pk, lease=old)
-    aging.renew()
-    assert aging.lease > old and Event.objects.get(pk=event.pk).lease_expires_at == aging.lease
-    Event.objects.filter(pk=event.pk).update(lease_expires_at=timezone.now())  # taken over meanwhile
-    with pytest.raises(pipeline.LeaseLost):
-        pipeline.Claim(event_id=event.pk, lease=timezone.now() + dt.timedelta(seconds=5)).renew()
 
 
 def test_a_batch_skips_its_quarantined_addresses_and_sends_the_others(cart_configuration, organization):
@@ -436,7 +367,7 @@ def test_a_pause_during_a_batch_keeps_its_later_events(cart_configuration, monke
 def test_a_long_batch_renews_its_leases_and_drops_an_event_whose_lease_ran_out(
     cart_configuration, monkeypatch
 ):
-    monkeypatch.setattr(pipeline, "lease_is_ample", lambda lease, now: False)
+    monkeypatch.setattr(claims, "lease_is_ample", lambda lease, now: False)
     first = accept(cart_configuration, live_body(email="one@example.com"))
     second = accept(cart_configuration, live_body(email="two@example.com"))
     third = accept(cart_configuration, live_body(email="three@example.com"))
@@ -466,20 +397,6 @@ def test_an_accepted_event_is_one_insert(cart_configuration):
     statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
     assert statements.count("INSERT") == 1
     assert not {"UPDATE", "DELETE"} & set(statements)
-
-
-@pytest.mark.parametrize("backlog", [3, 30])
-def test_the_sweep_costs_the_same_few_queries_for_3_or_30_events(cart_configuration, monkeypatch, backlog):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    monkeypatch.setattr("events.services.enqueue_events", lambda ids: None)
-    for n in range(backlog):
-        accept(cart_configuration, live_body(email=f"s{n}@example.com"))
-    Event.objects.update(enqueued_at=None)  # lost enqueues
-    with CaptureQueriesContext(connection) as queries:
-        assert pipeline.recover()["enqueued"] == backlog
-    assert len(queries.captured_queries) <= 12
 
 
 def test_a_subject_rendered_with_cr_lf_goes_out_on_one_line(cart_configuration, smtp_email):

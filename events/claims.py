@@ -1,0 +1,136 @@
+"""Claims and leases: which worker holds an event, and for how long.
+
+A claim is a conditional UPDATE (`pending` -> `processing`) that sets a lease, so a duplicate task
+or a second worker finds nothing to do. The lease value is the token every later write checks;
+only an expired lease is ever taken over (by the sweep, events.sweep).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import OperationalError, close_old_connections, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from events.models import Event
+from events.transitions import transition, transition_many
+
+S = Event.Status
+T = TypeVar("T")
+
+
+class LeaseLost(Exception):
+    """Another worker took the event over (our lease ran out): stop without sending."""
+
+
+@dataclass
+class Claim:
+    """This worker's hold on one event: the lease value is the token every later write checks."""
+
+    event_id: int
+    lease: dt.datetime
+    event: Event | None = None
+
+    def renew(self) -> None:
+        """Extend the lease just before sending unless plenty of it is left (`lease_is_ample`), so that
+        a slow step (or the events before this one in a batch) cannot let it run out during the send
+        and cause a double send. While the lease runs nobody else can hold the event: only an
+        expired lease is ever reclaimed."""
+        if lease_is_ample(self.lease, now=timezone.now()):
+            return
+        kept, renewed = renew_leases([self.event_id], self.lease)
+        if not kept:
+            raise LeaseLost
+        self.lease = renewed
+
+
+def lease_is_ample(lease: dt.datetime, *, now: dt.datetime) -> bool:
+    """More than half the lease is left, and more than the longest a send can take (an SMTP
+    conversation on a reused connection: about four exchanges of up to EMAIL_TIMEOUT each)."""
+    left = (lease - now).total_seconds()
+    return left > settings.EVENT_LEASE_SECONDS / 2 and left > 4 * settings.EMAIL_TIMEOUT + 5
+
+
+def claim(event_id: int, *, now: dt.datetime) -> dt.datetime | None:
+    """Take the event for this worker; return the lease (our claim's token) or None if not ours."""
+    lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
+    won = transition(
+        event_id,
+        to=S.PROCESSING,
+        sources=[S.PENDING],
+        extra=Q(next_attempt_at__lte=now),
+        lease_expires_at=lease,
+        attempts=F("attempts") + 1,
+        enqueued_at=None,
+    )
+    return lease if won else None
+
+
+def claim_due(event_ids: list[int], *, now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
+    """Claim these events and, when a backlog waits, other due events up to `limit`, in one
+    transaction: a burst costs one claim per batch instead of one per event. Returns the claimed
+    ids (the task's own events first, in their order) and their lease."""
+    lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
+    due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now)
+    own_first = Case(When(pk__in=event_ids, then=Value(0)), default=Value(1))
+    # A plain read first: when a batch already took these events and nothing else waits, that is
+    # all the task costs.
+    picked = list(due.order_by(own_first, "next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
+    if not picked:
+        return [], lease
+    claimed = transition_many(
+        Q(pk__in=picked, next_attempt_at__lte=now),
+        to=S.PROCESSING,
+        sources=[S.PENDING],
+        lease_expires_at=lease,
+        attempts=F("attempts") + 1,
+        enqueued_at=None,
+    )
+    order = {pk: position for position, pk in enumerate(event_ids)}
+    return sorted(claimed, key=lambda pk: (order.get(pk, len(order)), pk)), lease
+
+
+def renew_leases(event_ids: list[int], lease: dt.datetime) -> tuple[set[int], dt.datetime]:
+    """Extend the lease of those events that are still ours (held with `lease`); return them and
+    the new lease. One event before its send, or a batch's waiting events together."""
+    renewed = timezone.now() + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
+    with transaction.atomic():
+        ours = Event.objects.filter(pk__in=event_ids, status=S.PROCESSING, lease_expires_at=lease)
+        kept = set(ours.select_for_update().values_list("pk", flat=True))
+        Event.objects.filter(pk__in=kept).update(lease_expires_at=renewed)
+    return kept, renewed
+
+
+def release_unprocessed(event_ids: list[int], *, lease: dt.datetime, reason: str) -> list[int]:
+    """Hand events this worker claimed but never started back to `pending`, as they were before the
+    claim (the attempt not counted) and due now, for the sweep to hand out again at once."""
+    return transition_many(
+        Q(pk__in=event_ids, lease_expires_at=lease),
+        to=S.PENDING,
+        sources=[S.PROCESSING],
+        reason=reason,
+        attempts=F("attempts") - 1,
+        lease_expires_at=None,
+        enqueued_at=None,
+        next_attempt_at=timezone.now(),
+    )
+
+
+def with_database_retries(operation: Callable[[], T], *, attempts: int = 8) -> T:
+    """Ride out transient database errors (SQLite's lock, a dropped connection) around a write
+    that must happen: a claim taken, an email already sent that has to be recorded."""
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            close_old_connections()
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+    raise AssertionError("unreachable")

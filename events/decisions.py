@@ -1,0 +1,120 @@
+"""What processing an event decided, as typed values: the status it moves to, what is stored on the
+event with that move, the delivery to record and the address to quarantine.
+
+Processing (events.pipeline) builds one `Decision` per event and records it in one go; nothing
+here touches the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from events.models import Event
+
+if TYPE_CHECKING:
+    from campaign.models import Profile
+    from messages.channels import Recipient, SendResult
+    from messages.models import MessageVersion, TransactionalMessage
+
+S = Event.Status
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One send that happened (or was tried): recorded as a Delivery row whatever the event's move."""
+
+    message: TransactionalMessage
+    version: MessageVersion
+    recipient: Recipient
+    result: SendResult
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """An address that failed for good: its later events are `ignored`."""
+
+    organization_id: int
+    channel: str
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome, what is stored on the event with it, and what else is recorded in the same go.
+
+    A field left at None leaves the event's column as it is: a profile found by an earlier attempt
+    stays on the event when a later one fails before targeting.
+    """
+
+    outcome: Outcome
+    profile: Profile | None = None  # the profile the message went (or would go) to
+    message_version: MessageVersion | None = None  # the version that was sent
+    last_error: str | None = None  # "" clears an earlier attempt's error
+    retry_at: dt.datetime | None = None  # when the next attempt is due (`pending` only)
+    delivery: DeliveryRecord | None = None
+    quarantine: QuarantineEntry | None = None
+
+    def event_fields(self) -> dict[str, Any]:
+        """The event's columns written with the move, beside its status."""
+        fields: dict[str, Any] = {}
+        if self.profile is not None:
+            fields["profile"] = self.profile
+        if self.message_version is not None:
+            fields["message_version"] = self.message_version
+        if self.last_error is not None:
+            fields["last_error"] = self.last_error
+        if self.retry_at is not None:
+            # Back in the queue: the sweep enqueues it when due; no lease holds it meanwhile.
+            fields.update(next_attempt_at=self.retry_at, enqueued_at=None, lease_expires_at=None)
+        return fields
+
+    def with_send(
+        self, *, profile: Profile | None, version: MessageVersion, delivery: DeliveryRecord
+    ) -> Decision:
+        """This decision about a send that happened: the profile, the version and the delivery join it."""
+        return dataclasses.replace(self, profile=profile, message_version=version, delivery=delivery)
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff, jittered upwards only: base * 2^(attempt-1) * [1, 1.5). Never sooner than
+    the operator's EVENT_RETRY_DELAY_SECONDS, and retries of a burst do not hit the server together."""
+    base = settings.EVENT_RETRY_DELAY_SECONDS * (2 ** max(0, attempt - 1))
+    return base * (1 + 0.5 * random.random())
+
+
+def retry_or_fail(event: Event, error: str) -> Decision:
+    """A temporary failure: try again later, unless the attempts or the expiration run out first."""
+    attempts = event.attempts  # read after the claim, which counted this attempt
+    if attempts >= settings.EVENT_MAX_ATTEMPTS:
+        return Decision(
+            Outcome(S.DELIVERY_FAILED, f"{attempts} attempts failed; last: {error}"), last_error=error
+        )
+    next_attempt_at = timezone.now() + dt.timedelta(seconds=retry_delay(attempts))
+    if event.expiration_at is not None and next_attempt_at >= event.expiration_at:
+        reason = f"expires before the next attempt; last error: {error}"
+        return Decision(Outcome(S.TOO_OLD, reason), last_error=error)
+    return Decision(
+        Outcome(S.PENDING, f"attempt {attempts} failed, retrying: {error}"),
+        last_error=error,
+        retry_at=next_attempt_at,
+    )
+
+
+def expired(event: Event) -> bool:
+    """Past its expiration: never sent from now on."""
+    return event.expiration_at is not None and event.expiration_at <= timezone.now()

@@ -1,0 +1,56 @@
+"""Claims and leases: which worker holds an event, and for how long."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from events import claims
+from events.models import Event
+from tests.events.test_pipeline import accept, live_body
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_lease_is_renewed_before_a_send_only_once_half_of_it_is_gone(cart_configuration, settings):
+    settings.EVENT_LEASE_SECONDS = 60
+    event = accept(cart_configuration, live_body())
+    lease = claims.claim(event.pk, now=timezone.now())
+    fresh = claims.Claim(event_id=event.pk, lease=lease)
+    fresh.renew()
+    assert fresh.lease == lease  # most of the lease left: no write
+    old = timezone.now() + dt.timedelta(seconds=10)
+    Event.objects.filter(pk=event.pk).update(lease_expires_at=old)
+    aging = claims.Claim(event_id=event.pk, lease=old)
+    aging.renew()
+    assert aging.lease > old and Event.objects.get(pk=event.pk).lease_expires_at == aging.lease
+    Event.objects.filter(pk=event.pk).update(lease_expires_at=timezone.now())  # taken over meanwhile
+    with pytest.raises(claims.LeaseLost):
+        claims.Claim(event_id=event.pk, lease=timezone.now() + dt.timedelta(seconds=5)).renew()
+
+
+def test_claim_due_takes_the_tasks_own_events_first_then_the_due_backlog_up_to_the_limit(cart_configuration):
+    backlog = [accept(cart_configuration, live_body(email=f"d{n}@example.com")) for n in range(3)]
+    later = accept(
+        cart_configuration, live_body(scheduled=(timezone.now() + dt.timedelta(hours=1)).isoformat())
+    )
+    mine = accept(cart_configuration, live_body(email="mine@example.com"))
+    ids, lease = claims.claim_due([mine.pk, later.pk], now=timezone.now(), limit=3)
+    assert ids == [mine.pk, backlog[0].pk, backlog[1].pk]  # the scheduled one is not due
+    claimed = Event.objects.filter(pk__in=ids)
+    assert {(e.status, e.attempts, e.lease_expires_at) for e in claimed} == {("processing", 1, lease)}
+    assert claims.claim_due([mine.pk], now=timezone.now(), limit=3)[0] == [backlog[2].pk]
+    assert claims.claim_due([mine.pk], now=timezone.now(), limit=3)[0] == []
+
+
+def test_events_released_unprocessed_are_due_again_as_before_their_claim(cart_configuration):
+    event = accept(cart_configuration, live_body())
+    lease = claims.claim(event.pk, now=timezone.now())
+    assert lease is not None
+    assert claims.release_unprocessed([event.pk], lease=timezone.now(), reason="not ours") == []
+    assert claims.release_unprocessed([event.pk], lease=lease, reason="not processed") == [event.pk]
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.lease_expires_at) == ("pending", 0, None)
+    assert event.next_attempt_at <= timezone.now() and claims.claim(event.pk, now=timezone.now())
