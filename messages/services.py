@@ -8,8 +8,9 @@ Statuses move in messages.lifecycle; the workflows that move an event type and i
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core import signing
@@ -20,8 +21,7 @@ from django.utils.crypto import constant_time_compare
 
 from campaign import senders
 from campaign.metrics import DELIVERIES
-from campaign.models import Profile, Quarantine
-from events.models import Event
+from campaign.models import Organization, Profile, Quarantine
 from messages import lifecycle
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_for
 from messages.channels import channel as channel_of
@@ -167,7 +167,50 @@ def opt_out(*, profile: Profile) -> None:
     Profile.objects.filter(pk=profile.pk).update(opted_out=True, updated_at=timezone.now())
 
 
-def recipient_for(*, event: Event, profile: Profile | None) -> Recipient:
+class EventTypeLike(Protocol):
+    """What a message reads of an event's type (events.models.EventConfiguration has it)."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def organization(self) -> Organization: ...
+
+
+class EventLike(Protocol):
+    """What a message reads of the event it is sent for (events.models.Event has it; a preview
+    makes a SampleEvent): messages knows events only by this shape, never by their model."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def pkey(self) -> str: ...
+    @property
+    def ctx(self) -> dict[str, Any]: ...
+    @property
+    def created_at(self) -> dt.datetime | None: ...
+    @property
+    def configuration(self) -> EventTypeLike: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleEvent:
+    """The stand-in event of a preview or a proof: sample data, never stored."""
+
+    configuration: EventTypeLike
+    ctx: dict[str, Any]
+    pk: None = None
+    pkey: str = "PREVIEW"
+    created_at: dt.datetime | None = None
+    email: str = ""
+    mobile_phone: str = ""
+    push_platform: str = ""
+    registration_token: str = ""
+    application: str = ""
+
+
+def recipient_for(*, event: EventLike, profile: Profile | None) -> Recipient:
     """Where an event's message goes: the profile's address, else the one the event carries."""
     of_channel = channel_of(event.configuration.channel)
     if profile is not None:
@@ -176,7 +219,7 @@ def recipient_for(*, event: Event, profile: Profile | None) -> Recipient:
 
 
 def template_context(
-    *, event: Event | None, ctx: dict[str, Any], profile: Profile | None, event_id: str
+    *, event: EventLike | None, ctx: dict[str, Any], profile: Profile | None, event_id: str
 ) -> dict[str, Any]:
     """The plain data a template sees: never a model instance, never a callable."""
     context: dict[str, Any] = {
@@ -184,7 +227,7 @@ def template_context(
         "event": {
             "PKey": event.pkey if event else "PREVIEW",
             "eventId": event_id,
-            "received": (event.created_at if event else timezone.now()).isoformat(),
+            "received": ((event.created_at if event else None) or timezone.now()).isoformat(),
         },
     }
     if profile is not None:
@@ -196,7 +239,7 @@ def template_context(
 def compose(
     *,
     version: MessageVersion | None,
-    event: Event,
+    event: EventLike,
     profile: Profile | None = None,
     content: dict[str, Any] | None = None,
     ctx: dict[str, Any] | None = None,
@@ -331,7 +374,7 @@ def preview_message(
     configuration = message.configuration
     if ctx is None:
         ctx = sample_data(message)
-    event = Event(configuration=configuration, organization=configuration.organization, ctx=ctx)
+    event = SampleEvent(configuration=configuration, ctx=ctx)
     return compose(
         version=None,
         event=event,
