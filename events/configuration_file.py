@@ -16,14 +16,13 @@ from django.db import transaction
 from campaign import senders
 from campaign.models import Organization
 from events import publication, services
-from events.models import EVENT_ID_PREFIX, EventConfiguration, EventField, FieldType, Targeting
+from events.models import EventConfiguration, EventField, FieldType, Targeting, format_event_id
 from events.schema import SchemaError, build_schema, check_value, sample_ctx
 from messages import services as message_services
 from messages.channels import channel as channel_of
 from messages.channels import channel_names, channels
 from messages.lifecycle import PublicationError
 from messages.models import TransactionalMessage
-from messages.rendering import TemplateError, Vocabulary, check_render_bounds, validate_content
 
 FILE_KEYS = {"organization", "events"}
 FIELD_KEYS = {"name", "type", "label", "required", "maxLength", "values"}
@@ -199,20 +198,19 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
         _check_message(message, channel, f"{where}, message")
         _check_senders(message, channel, f"{where}, message", organization, domains)
         schema = _schema_of(planned)
-        vocabulary = Vocabulary.from_schema(schema)
-        try:
-            validate_content(message, vocabulary=vocabulary, keys=channel_of(channel).content_keys)
-            # Rendered with the sample data, as the admin's preview: beyond a bound of rendering, refused.
-            context = message_services.sample_template_context(
-                ctx=sample_ctx(schema),
-                targeting=planned.targeting,
-                event_id=f"{EVENT_ID_PREFIX}{planned.name}",
-            )
-            check_render_bounds(message, keys=channel_of(channel).content_keys, context=context)
-        except TemplateError as error:
+        # The editor's and the publication's checks (a draft may be incomplete until it is published),
+        # rendered with the sample data as the admin's preview is.
+        context = message_services.sample_template_context(
+            ctx=sample_ctx(schema), targeting=planned.targeting, event_id=format_event_id(planned.name)
+        )
+        problems = message_services.content_problems(
+            channel=channel, content=message, schema=schema, sample_context=context, require_parts=False
+        )
+        if problems:
+            problem = problems[0]
             _fail(
-                f"{where}, message.{error.part}",
-                error.message + (f" (line {error.line})" if error.line else ""),
+                f"{where}, message.{problem.part}",
+                problem.message + (f" (line {problem.line})" if problem.line else ""),
             )
         planned.message = message
     return planned

@@ -16,7 +16,6 @@ from messages import admin_views, services
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, event_side
 from messages.models import Delivery, MessageStatusChange, MessageVersion, TransactionalMessage
-from messages.rendering import TemplateError, Vocabulary, validate_template
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to", "variants"]
 
@@ -47,16 +46,6 @@ class TransactionalMessageForm(forms.ModelForm):
         message = self.instance
         configuration = message.configuration
         of_channel = channel_of(configuration.channel)
-        schema = services.configuration_schema(message)
-        vocabulary = Vocabulary.from_schema(schema)
-        for part in of_channel.parts:
-            if part.draft_column in cleaned:
-                try:
-                    validate_template(
-                        cleaned.get(part.draft_column) or "", part=part.name, vocabulary=vocabulary
-                    )
-                except TemplateError as error:
-                    self.add_error(part.draft_column, str(error))
         if "from_address" in cleaned and "reply_to" in cleaned:
             problems = senders.sender_problems(
                 organization=configuration.organization,
@@ -70,31 +59,34 @@ class TransactionalMessageForm(forms.ModelForm):
         variants = cleaned.get("variants") or {}
         if not isinstance(variants, dict):
             self.add_error("variants", 'Variants are an object: {"fr": {"subject": ...}}.')
-        elif not self.errors:
-            self._check_rendering_bounds(cleaned, variants)
-        if configuration.is_published and message.status != TransactionalMessage.Status.DRAFT:
-            columns = {part.name: part.draft_column for part in of_channel.parts}
-            content = {name: cleaned.get(column, "") for name, column in columns.items()}
-            for group in of_channel.missing_parts(content):
-                # A part with an error of its own has left cleaned_data: it is not empty, it is wrong,
-                # and that error is the one to show.
-                if any(columns[part] in self.errors for part in group):
-                    continue
-                self.add_error(columns[group[0]], "The message of a published event cannot be emptied.")
-        return cleaned
-
-    def _check_rendering_bounds(self, cleaned: dict, variants: dict) -> None:
-        """Render the templates with the sample data, as the preview does: one that goes beyond a
-        bound of rendering (deadline, loops, output) is an error of its part, not of every event."""
-        parts = channel_of(self.instance.configuration.channel).parts
-        columns = {part.name: part.draft_column for part in parts}
-        content: dict = {name: cleaned.get(column) or "" for name, column in columns.items()}
+            variants = {}
+        columns = {part.name: part.draft_column for part in of_channel.parts}
+        # A part that failed its own field's checks has left cleaned_data: it is wrong, not empty.
+        failed = {name for name, column in columns.items() if column in self.errors}
+        content: dict = {
+            name: cleaned.get(column) or "" for name, column in columns.items() if name not in failed
+        }
         if variants:
             content["variants"] = variants
-        try:
-            services.check_rendering_bounds(message=self.instance, content=content)
-        except TemplateError as error:
-            self.add_error(columns.get(error.part or "", "variants"), str(error))
+        # The content's checks, the publication's own (messages.services.content_problems); a draft
+        # may be incomplete, the message of a published event may not be emptied.
+        must_be_complete = configuration.is_published and message.status != TransactionalMessage.Status.DRAFT
+        for problem in services.content_problems(
+            channel=configuration.channel,
+            content=content,
+            schema=services.configuration_schema(message),
+            sample_context=services.sample_context(message),
+            require_parts=must_be_complete,
+        ):
+            if problem.missing:
+                if problem.part not in failed:
+                    self.add_error(
+                        columns[problem.part], "The message of a published event cannot be emptied."
+                    )
+                continue
+            field = columns.get(problem.part, "variants")
+            self.add_error(field if field in self.fields else None, str(problem))
+        return cleaned
 
 
 class VersionInline(admin.TabularInline):

@@ -33,7 +33,62 @@ from messages.rendering import (
     check_render_bounds,
     render_content,
     validate_content,
+    validate_template,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class ContentProblem:
+    """Why a content cannot be sent, naming its part (`subject`, `variants.fr.subject`...): the
+    editor shows it on the part's field, the configuration file names the part in the file."""
+
+    part: str
+    message: str
+    line: int | None = None
+    missing: bool = False  # a required part is empty (rather than wrong)
+
+    def __str__(self) -> str:
+        return (
+            self.message if self.missing else str(TemplateError(self.message, part=self.part, line=self.line))
+        )
+
+
+def content_problems(
+    *,
+    channel: str,
+    content: dict[str, Any],
+    schema: dict[str, Any] | None,
+    sample_context: dict[str, Any] | None = None,
+    require_parts: bool = True,
+) -> list[ContentProblem]:
+    """THE checks of a message's content, wherever it comes from (the editor, a publication, the
+    configuration file): required parts present (unless a draft may be incomplete), each template
+    compiles and uses only the event's variables, language variants alike, and (given the sample
+    context) no template goes beyond a bound of rendering."""
+    of_channel = channel_of(channel)
+    keys = of_channel.content_keys
+    problems = []
+    if require_parts:
+        problems = [
+            ContentProblem(part=group[0], message=f"The message needs a {' or '.join(group)}.", missing=True)
+            for group in of_channel.missing_parts(content)
+        ]
+    vocabulary = Vocabulary.from_schema(schema) if schema else None
+    for key in keys:
+        try:
+            validate_template(str(content.get(key) or ""), part=key, vocabulary=vocabulary)
+        except TemplateError as error:
+            problems.append(ContentProblem(part=key, message=error.message, line=error.line))
+    try:
+        validate_content({"variants": content.get("variants") or {}}, vocabulary=vocabulary, keys=keys)
+    except TemplateError as error:
+        problems.append(ContentProblem(part=error.part, message=error.message, line=error.line))
+    if sample_context is not None and not any(not p.missing for p in problems):
+        try:
+            check_render_bounds(content, keys=keys, context=sample_context)
+        except TemplateError as error:
+            problems.append(ContentProblem(part=error.part, message=error.message, line=error.line))
+    return problems
 
 
 def content_errors(
@@ -43,20 +98,13 @@ def content_errors(
     schema: dict[str, Any] | None,
     sample_context: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Why a content cannot be sent: empty parts, templates that do not compile, unknown variables,
-    and (given the sample context) templates that go beyond a bound of rendering."""
-    keys = channel_of(channel).content_keys
-    errors = [
-        f"The message needs a {' or '.join(group)}." for group in channel_of(channel).missing_parts(content)
+    """content_problems in words, for a publication's refusal."""
+    return [
+        str(problem)
+        for problem in content_problems(
+            channel=channel, content=content, schema=schema, sample_context=sample_context
+        )
     ]
-    vocabulary = Vocabulary.from_schema(schema) if schema else None
-    try:
-        validate_content(content, vocabulary=vocabulary, keys=keys)
-        if sample_context is not None:
-            check_render_bounds(content, keys=keys, context=sample_context)
-    except TemplateError as error:
-        errors.append(str(error))
-    return errors
 
 
 def content_sender_problems(message: TransactionalMessage, content: dict[str, Any]) -> dict[str, str]:
@@ -351,15 +399,6 @@ def sample_context(message: TransactionalMessage) -> dict[str, Any]:
         ctx=sample_data(message),
         profile=sample_profile(message),
         event_id=message.configuration.event_id,
-    )
-
-
-def check_rendering_bounds(*, message: TransactionalMessage, content: dict[str, Any]) -> None:
-    """Raise TemplateError (naming the part and the bound) when the content, rendered with the
-    sample data in each of its languages, goes beyond a bound of rendering: refused when saved or
-    published, instead of failing at every event."""
-    check_render_bounds(
-        content, keys=channel_of(message.configuration.channel).content_keys, context=sample_context(message)
     )
 
 

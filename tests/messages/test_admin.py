@@ -337,3 +337,34 @@ def test_the_versions_of_a_message_are_visible_read_only_to_its_marketer(client,
     assert client.post(url, {"number": "7"}).status_code == 403
     version.refresh_from_db()
     assert version.number == 1
+
+
+@pytest.mark.parametrize(
+    "variants, expected",
+    [
+        ({"fr": {"subject": "{{ ctx.prenom }}"}}, "variants.fr.subject"),
+        ({"fr": {"subject": "{% if %}"}}, "variants.fr.subject"),
+        ({"fr": {"title": "Bonjour"}}, "variants.fr.title: not a part of this message"),
+    ],
+)
+def test_language_variants_get_the_checks_of_the_default_content_at_save(
+    client, marketer, message, variants, expected
+):
+    """The editor, the publication and the configuration file share one content check
+    (messages.services.content_problems): a variant's template is checked like the default one."""
+    client.force_login(marketer)
+    answer = submit(client, message, variants=json.dumps(variants), _save="Save")
+    assert answer.status_code == 200
+    errors = answer.context["adminform"].form.errors
+    assert set(errors) == {"variants"} and expected in errors["variants"][0]
+    message.refresh_from_db()
+    assert message.variants == {}
+
+
+def test_the_configuration_file_refuses_the_same_variant_naming_its_place(organization):
+    from events.configuration_file import ConfigurationFileError
+
+    event = copy.deepcopy(CART_EVENT)
+    event["message"]["variants"] = {"fr": {"subject": "{{ ctx.prenom }}"}}
+    with pytest.raises(ConfigurationFileError, match=r"message\.variants\.fr\.subject: .*prenom"):
+        publish_events(organization, event)
