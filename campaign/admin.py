@@ -9,7 +9,8 @@ that organization's objects: querysets, foreign-key choices and new objects are 
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.contrib import messages as flash
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
@@ -188,7 +189,7 @@ class ApiCredentialAdmin(OrganizationScopedAdmin):
         issued = services.create_api_credential(organization=organization, name=obj.name)
         obj.pk, obj.api_key = issued.credential.pk, issued.credential.api_key
         obj.secret_hash, obj.organization = issued.credential.secret_hash, organization
-        messages.warning(
+        flash.warning(
             request,
             f"API key: {issued.credential.api_key} — client secret: {issued.client_secret} "
             "(copy it now: it is stored only hashed and will not be shown again).",

@@ -7,7 +7,8 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.contrib import messages as flash
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -165,7 +166,7 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
         published = queryset.filter(status=EventConfiguration.Status.PUBLISHED)
         if published.exists():
             self.message_user(
-                request, "Published event types cannot be deleted: unpublish them first.", messages.ERROR
+                request, "Published event types cannot be deleted: unpublish them first.", flash.ERROR
             )
             queryset = queryset.exclude(pk__in=published)
         super().delete_queryset(request, queryset)
@@ -251,9 +252,9 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
             action(configuration=obj, user=request.user)
         except PublicationError as error:
             for line in error.errors:
-                self.message_user(request, line, messages.ERROR)
+                self.message_user(request, line, flash.ERROR)
         else:
-            self.message_user(request, f"{obj.event_id} {done}.", messages.SUCCESS)
+            self.message_user(request, f"{obj.event_id} {done}.", flash.SUCCESS)
         return HttpResponseRedirect(reverse("admin:events_eventconfiguration_change", args=[obj.pk]))
 
     @admin.action(description="Duplicate (as drafts, with the message)")

@@ -4,7 +4,8 @@ publication buttons (Publish, Pause, Resume, Unpublish), versions and deliveries
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.contrib import messages as flash
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
@@ -222,10 +223,10 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
                     action()
                 except PublicationError as error:
                     for line in error.errors:
-                        self.message_user(request, line, messages.ERROR)
+                        self.message_user(request, line, flash.ERROR)
                 else:
                     self.message_user(
-                        request, f"The message of {obj.configuration.event_id} is {done}.", messages.SUCCESS
+                        request, f"The message of {obj.configuration.event_id} is {done}.", flash.SUCCESS
                     )
                 return HttpResponseRedirect(
                     reverse("admin:transactional_transactionalmessage_change", args=[obj.pk])
