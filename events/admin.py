@@ -217,7 +217,7 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
         if object_id:
             obj = self.get_object(request, object_id)
             if obj is not None:
-                message = getattr(obj, "message", None) if hasattr(obj, "message") else None
+                message = obj.message
                 extra_context.update(
                     is_published=obj.is_published,
                     has_unpublished_changes=obj.is_published and obj.published_schema != build_schema(obj),

@@ -27,6 +27,12 @@ FILE_KEYS = {"organization", "events"}
 FIELD_KEYS = {"name", "type", "label", "required", "maxLength", "values"}
 COLLECTION_KEYS = {"name", "fields"}
 EVENT_KEYS = {"name", "label", "channel", "targeting", "fields", "collections", "reconciliation", "message"}
+# Model fields named by the publication rules (events.services.configuration_errors) -> the file's keys.
+FILE_PLACES = {
+    "reconciliation": "reconciliation",
+    "reconciliation_event_field": "reconciliation.eventField",
+    "reconciliation_profile_field": "reconciliation.profileField",
+}
 MESSAGE_KEYS = {"subject", "html", "text", "title", "body", "from", "replyTo", "variants"}
 
 
@@ -178,11 +184,12 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
         "eventField": reconciliation.get("eventField", ""),
         "profileField": reconciliation.get("profileField", ""),
     }
-    _check_reconciliation(planned, where)
     configuration = _unsaved_configuration(planned)
     errors = services.configuration_errors(configuration, fields=[EventField(**f) for f in planned.fields])
     if errors:
-        _fail(where, errors[0])
+        # The publication's own rules; the file names the key at fault where the rule names a field.
+        place = FILE_PLACES.get(errors[0].field or "")
+        _fail(f"{where}, {place}" if place else where, errors[0])
     message = raw.get("message")
     if message is not None:
         if not isinstance(message, dict):
@@ -207,24 +214,6 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
             )
         planned.message = message
     return planned
-
-
-def _check_reconciliation(planned: PlannedEvent, where: str) -> None:
-    """The reconciliation's own mistakes, named by their key (the publication rules repeat them)."""
-    event_field = planned.reconciliation["eventField"]
-    profile_field = planned.reconciliation["profileField"]
-    if planned.targeting != Targeting.PROFILE:
-        if event_field or profile_field:
-            _fail(f"{where}, reconciliation", "only profile targeting has a reconciliation")
-        return
-    if not event_field or not profile_field:
-        _fail(
-            f"{where}, reconciliation",
-            "profile targeting needs a reconciliation: an eventField and a profileField",
-        )
-    top_level = {f["name"] for f in planned.fields if not f["collection"]}
-    if event_field not in top_level:
-        _fail(f"{where}, reconciliation.eventField", f"'{event_field}' is not a field of the event")
 
 
 def _check_message(message: dict[str, Any], channel: str, where: str) -> None:
@@ -299,18 +288,8 @@ def _unsaved_configuration(planned: PlannedEvent) -> EventConfiguration:
 
 
 def _schema_of(planned: PlannedEvent) -> dict[str, Any]:
-    collections: dict[str, list] = {}
-    for item in planned.fields:
-        if item["collection"]:
-            collections.setdefault(item["collection"], []).append(
-                {"name": item["name"], "type": item["type"]}
-            )
-    return {
-        "channel": planned.channel,
-        "targeting": planned.targeting,
-        "fields": [{"name": f["name"], "type": f["type"]} for f in planned.fields if not f["collection"]],
-        "collections": [{"name": n, "fields": f} for n, f in collections.items()],
-    }
+    """The schema the planned event will publish, by the publication's own builder."""
+    return build_schema(_unsaved_configuration(planned), fields=[EventField(**f) for f in planned.fields])
 
 
 def check_file(data: Any) -> tuple[Organization, list[PlannedEvent]]:
@@ -368,7 +347,7 @@ def import_file(data: Any, *, publish: bool = False) -> list[EventConfiguration]
             )
             message = TransactionalMessage.objects.filter(configuration=configuration).first()
             if item.message is not None:
-                message = message or TransactionalMessage(configuration=configuration)
+                message = message or services.create_message(configuration=configuration)
                 message.load_content(item.message)
                 message.save()
             if publish:

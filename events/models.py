@@ -6,6 +6,8 @@ import secrets
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 from campaign.models import Organization, Profile
 
@@ -78,6 +80,17 @@ class EventConfiguration(models.Model):
     # Unpublishing a message takes its endpoint down too; publishing that message again brings the
     # endpoint back, but never one an administrator unpublished on purpose.
     unpublished_with_message = models.BooleanField(default=False, editable=False)
+    # The event's message, made on first publish (declared here so that messages never point at
+    # events; `message.configuration` reads it back). It goes when its configuration goes (below);
+    # deleting a draft message leaves the configuration without one until the next publish.
+    message = models.OneToOneField(
+        "transactional.TransactionalMessage",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="configuration",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -104,6 +117,15 @@ class EventConfiguration(models.Model):
 
     def endpoint_path(self) -> str:
         return f"/{self.organization.slug}/campaign/{self.organization.api_name}/{self.event_id}"
+
+
+@receiver(post_delete, sender=EventConfiguration, dispatch_uid="events.configuration_takes_its_message")
+def _delete_the_message_with_its_configuration(sender, instance: EventConfiguration, **kwargs) -> None:
+    """A configuration's message is deleted with it, whatever deletes the configuration (the admin,
+    an organization's deletion): a message without its event would be an orphan nobody can reach."""
+    message = instance.message  # fetched by the key the deleted instance still holds
+    if message is not None:
+        message.delete_with_versions()
 
 
 class EventField(models.Model):
@@ -181,6 +203,10 @@ class Event(models.Model):
     message_version = models.ForeignKey(
         "transactional.MessageVersion", on_delete=models.SET_NULL, null=True, blank=True
     )
+    # The sends of this event (a message's deliveries that are not proofs), linked from here.
+    deliveries = models.ManyToManyField(
+        "transactional.Delivery", through="EventDelivery", related_name="events", blank=True
+    )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -235,6 +261,23 @@ FINAL_STATUSES = frozenset(
         Event.Status.TARGETING_FAILED,
     }
 )
+
+
+class EventDelivery(models.Model):
+    """Which event a delivery sent. Deliveries belong to messages (a proof has no event), so the link
+    is declared here, in the app above, rather than as a column of the delivery; one row per
+    delivery (its key), written in the same statement as the delivery (events.statements)."""
+
+    delivery = models.OneToOneField(
+        "transactional.Delivery", on_delete=models.CASCADE, primary_key=True, related_name="event_link"
+    )
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="delivery_links")
+
+    class Meta:
+        verbose_name = "event delivery"
+
+    def __str__(self) -> str:
+        return f"{self.event_id}: delivery {self.delivery_id}"
 
 
 class EventStatusChange(models.Model):

@@ -201,18 +201,15 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
     A message that was sent is recorded even if our lease was lost meanwhile, so that whoever holds
     the event now sees the delivery and does not send it again.
     """
-    rows = []
+    delivery = None
     if decision.delivery is not None:
         sent = decision.delivery
-        rows.append(
-            message_services.delivery_row(
-                event=event,
-                message=sent.message,
-                version=sent.version,
-                recipient=sent.recipient,
-                result=sent.result,
-                duration_ms=sent.duration_ms,
-            )
+        delivery = message_services.delivery_row(
+            message=sent.message,
+            version=sent.version,
+            recipient=sent.recipient,
+            result=sent.result,
+            duration_ms=sent.duration_ms,
         )
     entry = decision.quarantine
     # A quarantine (an upsert) joins the same transaction; transition_recording then runs inside it.
@@ -228,7 +225,7 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
             event.pk,
             to=decision.outcome.status,
             source=S.PROCESSING,
-            rows=rows,
+            delivery=delivery,
             reason=decision.outcome.reason,
             lease=held.lease,
             **decision.event_fields(),
@@ -248,10 +245,7 @@ def _decide_and_deliver(
         return Decision(
             Outcome(S.ROUTING_FAILED, f"the event type {configuration.event_id} is not published")
         )
-    try:
-        message: TransactionalMessage | None = configuration.message  # loaded with the event
-    except TransactionalMessage.DoesNotExist:
-        message = None
+    message = configuration.message  # loaded with the event
     if message is None or message.status == TransactionalMessage.Status.DRAFT or message.live_version is None:
         return Decision(Outcome(S.ROUTING_FAILED, f"no published message for {configuration.event_id}"))
     if message.status == TransactionalMessage.Status.PAUSED:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from events import schema as event_schema
 from events.models import ConfigurationStatusChange, Event, EventConfiguration
 from events.schema import SchemaError, build_schema
-from events.services import configuration_errors, default_message_content, enqueue_events
+from events.services import configuration_errors, create_message, default_message_content, enqueue_events
 from events.transitions import transition_many
 from messages import lifecycle
 from messages import services as message_services
@@ -69,6 +69,11 @@ def _lock_configuration(pk: int) -> EventConfiguration:
     return EventConfiguration.objects.select_for_update().get(pk=pk)
 
 
+def _lock_configuration_of(message: TransactionalMessage) -> EventConfiguration:
+    """The message's configuration, locked (the link is the configuration's column)."""
+    return EventConfiguration.objects.select_for_update().get(message=message)
+
+
 def _lock_message(message: TransactionalMessage) -> TransactionalMessage:
     return (
         TransactionalMessage.objects.select_for_update(of=("self",))
@@ -98,10 +103,8 @@ def publish_configuration(*, configuration: EventConfiguration, user: Any = None
             published_at=timezone.now(),
             unpublished_with_message=False,
         )
-        if not TransactionalMessage.objects.filter(configuration=configuration).exists():
-            TransactionalMessage.objects.create(
-                configuration=configuration, **default_message_content(schema)
-            )
+        if configuration.message_id is None:
+            create_message(configuration=configuration, draft=default_message_content(schema))
     logger.info("published %s of %s", configuration.event_id, configuration.organization_id)
     return configuration
 
@@ -144,7 +147,7 @@ def publish_message(*, message: TransactionalMessage, user: Any = None) -> Messa
     brings that endpoint back (an event an administrator unpublished stays down).
     """
     with transaction.atomic():
-        configuration = _lock_configuration(message.configuration_id)
+        configuration = _lock_configuration_of(message)
         message = _lock_message(message)
         if configuration.status != C.PUBLISHED:
             if not configuration.unpublished_with_message:
@@ -165,14 +168,14 @@ def republish_version(*, version: MessageVersion, user: Any = None) -> MessageVe
 def pause_message(*, message: TransactionalMessage, user: Any = None) -> TransactionalMessage:
     """Stop sending: waiting events become `paused`, kept until the message is resumed."""
     with transaction.atomic():
-        _lock_configuration(message.configuration_id)
+        _lock_configuration_of(message)
         message = _lock_message(message)
         if not lifecycle.move(message, to=M.PAUSED, action="pause", user=user):
             raise PublicationError(
                 [f"Only a published message can be paused (this one is {message.status})."]
             )
         transition_many(
-            Q(configuration_id=message.configuration_id),
+            Q(configuration__message=message),
             to=Event.Status.PAUSED,
             sources=[Event.Status.PENDING],
             reason="the message was paused",
@@ -184,7 +187,7 @@ def resume_message(*, message: TransactionalMessage, user: Any = None) -> Transa
     """Send again: paused events that have not expired are processed with the content as it stands
     at resume (edits made during the pause are validated and published as a new version)."""
     with transaction.atomic():
-        _lock_configuration(message.configuration_id)
+        _lock_configuration_of(message)
         message = _lock_message(message)
         if message.status != M.PAUSED:
             raise PublicationError([f"Only a paused message can be resumed (this one is {message.status})."])

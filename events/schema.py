@@ -18,7 +18,7 @@ from django.core.validators import EmailValidator, URLValidator
 from django.utils import timezone
 
 from campaign import addresses, bounds
-from events.models import Channel, EventConfiguration, FieldType
+from events.models import Channel, EventConfiguration, EventField, FieldType
 
 RECIPIENT_KEYS: dict[str, tuple[str, ...]] = {
     Channel.EMAIL: ("email",),
@@ -57,9 +57,11 @@ class SchemaError(Exception):
         self.message = message
 
 
-def build_schema(configuration: EventConfiguration) -> dict[str, Any]:
-    """The JSON schema snapshot of a configuration as it stands now."""
-    fields = list(configuration.fields.all())
+def build_schema(configuration: EventConfiguration, fields: list[EventField] | None = None) -> dict[str, Any]:
+    """The JSON schema snapshot of a configuration as it stands now (or of an unsaved one and its
+    `fields`, as the configuration file plans them)."""
+    if fields is None:
+        fields = list(configuration.fields.all())
 
     def describe(field) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": field.name, "type": field.type}

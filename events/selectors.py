@@ -102,7 +102,7 @@ def claimed_events(event_ids: list[int]) -> list[Event]:
 
 def sent_by_earlier_attempt(event: Event) -> bool:
     """An earlier attempt sent the message (and died before recording the event's status)."""
-    return Delivery.objects.filter(event=event, outcome=Delivery.Outcome.SENT).exists()
+    return event.deliveries.filter(outcome=Delivery.Outcome.SENT).exists()
 
 
 PROFILE_COLUMNS = {

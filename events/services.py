@@ -63,40 +63,70 @@ def event_name_errors(name: str) -> list[str]:
     return errors
 
 
+class Problem(str):
+    """A reason, in words an administrator reads, naming the model field at fault (or none): the
+    admin shows the text, the configuration file names the place in the file."""
+
+    field: str | None
+
+    def __new__(cls, text: str, field: str | None = None) -> Problem:
+        problem = super().__new__(cls, text)
+        problem.field = field
+        return problem
+
+
 def configuration_errors(
     configuration: EventConfiguration, fields: list[EventField] | None = None
-) -> list[str]:
-    """Everything that stops a configuration from being published, in words an administrator reads."""
-    errors: list[str] = []
+) -> list[Problem]:
+    """Everything that stops a configuration from being published: the publication's rules, which
+    the admin's form and the configuration file's import check too."""
+    errors: list[Problem] = []
     if fields is None:
         fields = list(configuration.fields.all())
-    errors.extend(event_name_errors(configuration.name))
+    errors.extend(Problem(text, "name") for text in event_name_errors(configuration.name))
     top_level = {f.name for f in fields if not f.collection}
     collections = {f.collection for f in fields if f.collection}
     for clash in sorted(top_level & collections):
-        errors.append(f"'{clash}' is both a field and a collection.")
+        errors.append(Problem(f"'{clash}' is both a field and a collection.", "fields"))
     for reserved in sorted((top_level | collections) & RESERVED_NAMES):
-        errors.append(f"'{reserved}' is a reserved name.")
+        errors.append(Problem(f"'{reserved}' is a reserved name.", "fields"))
     for field in fields:
         if field.max_length and field.type != "text":
-            errors.append(f"Field '{field}': a maximum length applies to text fields only.")
+            errors.append(
+                Problem(f"Field '{field}': a maximum length applies to text fields only.", "fields")
+            )
         if field.values and not isinstance(field.values, list):
-            errors.append(f"Field '{field}': allowed values must be a JSON list.")
+            errors.append(Problem(f"Field '{field}': allowed values must be a JSON list.", "fields"))
+    event_field = configuration.reconciliation_event_field
+    profile_field = configuration.reconciliation_profile_field
     if configuration.targeting == Targeting.PROFILE:
-        event_field = configuration.reconciliation_event_field
-        if not event_field or not configuration.reconciliation_profile_field:
-            errors.append("Profile targeting needs a reconciliation: an event field and a profile field.")
+        if not event_field or not profile_field:
+            errors.append(
+                Problem(
+                    "Profile targeting needs a reconciliation: an event field and a profile field.",
+                    "reconciliation",
+                )
+            )
         elif event_field not in top_level:
-            errors.append(f"The reconciliation field '{event_field}' is not a field of the event.")
-        profile_field = configuration.reconciliation_profile_field
+            errors.append(
+                Problem(
+                    f"The reconciliation field '{event_field}' is not a field of the event.",
+                    "reconciliation_event_field",
+                )
+            )
         if (
             profile_field
             and profile_field not in Profile.STANDARD_FIELDS
             and not profile_field.isidentifier()
         ):
-            errors.append(f"The profile field '{profile_field}' is not a valid field name.")
-    elif configuration.reconciliation_event_field or configuration.reconciliation_profile_field:
-        errors.append("A reconciliation is only for profile targeting.")
+            errors.append(
+                Problem(
+                    f"The profile field '{profile_field}' is not a valid field name.",
+                    "reconciliation_profile_field",
+                )
+            )
+    elif event_field or profile_field:
+        errors.append(Problem("A reconciliation is only for profile targeting.", "reconciliation"))
     return errors
 
 
@@ -124,6 +154,17 @@ def default_message_content(schema: dict[str, Any]) -> dict[str, str]:
     if schema["channel"] == "sms":
         return {"text": " ".join(f"{{{{ ctx.{name} }}}}" for name in fields) or label}
     return {"title": label, "body": " ".join(f"{{{{ ctx.{name} }}}}" for name in fields) or label}
+
+
+def create_message(
+    *, configuration: EventConfiguration, draft: dict[str, Any] | None = None
+) -> TransactionalMessage:
+    """Make the configuration's message (a draft with `draft`'s fields, on its channel) and link it
+    from the configuration, which declares the relation (events above messages)."""
+    message = TransactionalMessage.objects.create(channel=configuration.channel, **(draft or {}))
+    configuration.message = message
+    configuration.save(update_fields=["message"])
+    return message
 
 
 def duplicate_configuration(
@@ -168,9 +209,9 @@ def duplicate_configuration(
         )
         message = TransactionalMessage.objects.filter(configuration=configuration).first()
         if message is not None:
-            TransactionalMessage.objects.create(
+            create_message(
                 configuration=copy,
-                **{key: getattr(message, key) for key in TransactionalMessage.DRAFT_FIELDS},
+                draft={key: getattr(message, key) for key in TransactionalMessage.DRAFT_FIELDS},
             )
     return copy
 

@@ -1,10 +1,12 @@
 """The one raw SQL statement of the pipeline, written out rather than edited from Django's
-generated SQL: on PostgreSQL, an event's final move, its history row and its delivery in one
-statement (data-modifying CTEs), so that recording a send is one round trip.
+generated SQL: on PostgreSQL, an event's final move, its history row, its delivery and the
+delivery's link to the event in one statement (data-modifying CTEs), so that recording a send is
+one round trip.
 
     WITH moved AS (UPDATE event SET ... WHERE id = %s AND status = %s AND lease = %s RETURNING id),
          history AS (INSERT INTO history (...) SELECT %s, ... FROM moved),
-         row0 AS (INSERT INTO delivery (...) VALUES (...))
+         delivery AS (INSERT INTO delivery (...) VALUES (...) RETURNING id),
+         link AS (INSERT INTO event_delivery (delivery_id, event_id) SELECT id, %s FROM delivery)
     SELECT count(*) FROM moved
 
 Table and column names come from the models' `_meta` and values are prepared by each field
@@ -14,12 +16,13 @@ Table and column names come from the models' `_meta` and values are prepared by 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import connection, models
 
-from events.models import Event, EventStatusChange
+from events.models import Event, EventDelivery, EventStatusChange
+from messages.models import Delivery
 
 
 def _quote(name: str | None) -> str:
@@ -57,7 +60,7 @@ def record_move_sql(
     lease: dt.datetime | None,
     changes: Mapping[str, Any],
     history: EventStatusChange,
-    rows: Sequence[models.Model],
+    delivery: Delivery | None,
 ) -> tuple[str, list[Any]]:
     """The statement and its parameters; it answers one row: how many events moved (0 or 1)."""
     set_columns, set_params = _prepared(Event, changes)
@@ -80,13 +83,21 @@ def record_move_sql(
         f"SELECT {placeholders} FROM moved)"
     )
     params.extend(history_params)
-    # The other rows (a delivery) whatever the move's outcome: a send that happened stays recorded.
-    for number, row in enumerate(rows):
-        columns, values = _insert_values(row)
+    # The delivery and its link to the event whatever the move's outcome: a send that happened
+    # stays recorded, and the next attempt finds it through the link.
+    if delivery is not None:
+        columns, values = _insert_values(delivery)
         placeholders = ", ".join(["%s"] * len(columns))
         parts.append(
-            f"row{number} AS (INSERT INTO {_quote(row._meta.db_table)} ({', '.join(columns)}) "
-            f"VALUES ({placeholders}))"
+            f"delivery AS (INSERT INTO {_quote(Delivery._meta.db_table)} ({', '.join(columns)}) "
+            f"VALUES ({placeholders}) RETURNING {_quote(Delivery._meta.pk.column)})"
         )
         params.extend(values)
+        link = EventDelivery._meta
+        parts.append(
+            f"link AS (INSERT INTO {_quote(link.db_table)} "
+            f"({_quote(link.get_field('delivery').column)}, {_quote(link.get_field('event').column)}) "
+            f"SELECT {_quote(Delivery._meta.pk.column)}, %s FROM delivery)"
+        )
+        params.append(event_id)
     return f"WITH {', '.join(parts)} SELECT count(*) FROM moved", params

@@ -8,15 +8,16 @@ same transaction. A move the ALLOWED map forbids raises InvalidTransition.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from events.models import Event, EventStatusChange
+from events.models import Event, EventDelivery, EventStatusChange
 from events.statements import record_move_sql
+from messages.models import Delivery
 
 S = Event.Status
 
@@ -92,14 +93,14 @@ def transition_recording(
     *,
     to: str,
     source: str,
-    rows: Sequence[models.Model] = (),
+    delivery: Delivery | None = None,
     reason: str = "",
     lease: dt.datetime | None = None,
     **fields: Any,
 ) -> bool:
-    """`transition` from one source (and, given `lease`, only while that lease holds), plus `rows`
-    inserted whatever the move's outcome (the delivery of a message that was sent must be recorded
-    even if the lease was lost).
+    """`transition` from one source (and, given `lease`, only while that lease holds), plus the
+    `delivery` and its link to the event, inserted whatever the move's outcome (the delivery of a
+    message that was sent must be recorded even if the lease was lost).
 
     On PostgreSQL, outside a transaction, it is one statement (events.statements): one round trip
     instead of five, and atomic as any statement is. Elsewhere, the same in one transaction.
@@ -108,8 +109,9 @@ def transition_recording(
     held = Q(lease_expires_at=lease) if lease is not None else None
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         with transaction.atomic():
-            for row in rows:
-                row.save(force_insert=True)
+            if delivery is not None:
+                delivery.save(force_insert=True)
+                EventDelivery.objects.create(delivery=delivery, event_id=event_id)
             return transition(event_id, to=to, sources=[source], reason=reason, extra=held, **fields)
     now = timezone.now()
     history = EventStatusChange(event_id=event_id, from_status=source, to_status=to, reason=reason[:2000])
@@ -119,7 +121,7 @@ def transition_recording(
         lease=lease,
         changes={"status": to, "updated_at": now, **_final_fields(to, now), **fields},
         history=history,
-        rows=rows,
+        delivery=delivery,
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

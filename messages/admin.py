@@ -269,12 +269,18 @@ class MessageVersionAdmin(OrganizationScopedAdmin):
 class DeliveryAdmin(OrganizationScopedAdmin):
     list_display = ["created_at", "channel", "recipient", "outcome", "is_proof", "event", "duration_ms"]
     list_filter = ["outcome", "channel", "is_proof"]
-    search_fields = ["recipient", "event__pkey", "provider_message_id"]
+    # The event of a delivery is linked from the events app (`event_link`); proofs have none.
+    search_fields = ["recipient", "event_link__event__pkey", "provider_message_id"]
     date_hierarchy = "created_at"
-    list_select_related = ["event"]
+    list_select_related = ["event_link__event"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Delivery._meta.fields]
+        return [*(f.name for f in Delivery._meta.fields), "event"]
+
+    @admin.display(description="Event")
+    def event(self, delivery: Delivery) -> object:
+        link = getattr(delivery, "event_link", None)
+        return link.event if link is not None else "-"
 
     def has_add_permission(self, request):
         return False

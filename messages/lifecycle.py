@@ -9,7 +9,7 @@ event's rules the editor checks sample data with: messages never imports events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +31,9 @@ ALLOWED: dict[str, frozenset[str]] = {
 class PublicationError(Exception):
     """A configuration or message that cannot be published as it stands; `errors` says why."""
 
-    def __init__(self, errors: list[str]) -> None:
+    def __init__(self, errors: Sequence[str]) -> None:
         super().__init__("; ".join(errors))
-        self.errors = errors
+        self.errors = list(errors)
 
 
 class SampleDataError(Exception):

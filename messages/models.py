@@ -1,10 +1,14 @@
 """Transactional messages: the editable draft, the immutable versions made on publish, and a
-Delivery row for every attempt to send (events and proofs alike)."""
+Delivery row for every attempt to send (events and proofs alike).
+
+Nothing here points at the events app: an event configuration declares its message
+(`configuration.message`, read back here as `message.configuration`) and an event declares the
+deliveries it caused (`event.deliveries`), each relation in the app above, pointing down."""
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 
-from events.models import Channel, Event, EventConfiguration
+from events.models import Channel
 
 # The content keys of each channel, as in the configuration file's `message` object.
 CONTENT_KEYS: dict[str, tuple[str, ...]] = {
@@ -20,7 +24,8 @@ class TransactionalMessage(models.Model):
         PUBLISHED = "published", "Published"
         PAUSED = "paused", "Paused"
 
-    configuration = models.OneToOneField(EventConfiguration, on_delete=models.CASCADE, related_name="message")
+    # Chosen with the event configuration at creation and never changed: the message reads its own.
+    channel = models.CharField(max_length=8, choices=Channel.choices, editable=False)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
     # The working draft. Events are always sent with `live_version`, never with these fields.
     subject = models.CharField(max_length=998, blank=True)
@@ -51,10 +56,6 @@ class TransactionalMessage(models.Model):
 
     def __str__(self) -> str:
         return f"Message of {self.configuration.event_id}"
-
-    @property
-    def channel(self) -> str:
-        return self.configuration.channel
 
     # The fields of the editable draft; the status and live version belong to the lifecycle services.
     DRAFT_FIELDS = (
@@ -90,6 +91,14 @@ class TransactionalMessage(models.Model):
             content["variants"] = self.variants
         return content
 
+    def delete_with_versions(self) -> None:
+        """Delete the message with its versions and deliveries (its configuration is going). Its live
+        version refuses deletion while the message stands, so the message lets it go first."""
+        with transaction.atomic():
+            mine = TransactionalMessage.objects.filter(pk=self.pk)
+            mine.update(live_version=None, status=self.Status.DRAFT)
+            self.delete()
+
     @property
     def has_unpublished_changes(self) -> bool:
         return self.live_version is None or self.live_version.content != self.draft_content()
@@ -122,9 +131,6 @@ class Delivery(models.Model):
 
     organization = models.ForeignKey(
         "campaign.Organization", on_delete=models.CASCADE, related_name="deliveries"
-    )
-    event = models.ForeignKey(
-        Event, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries"
     )
     message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="deliveries")
     version = models.ForeignKey(MessageVersion, on_delete=models.SET_NULL, null=True, blank=True)

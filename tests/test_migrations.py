@@ -17,7 +17,7 @@ from campaign import services as campaign_services
 from campaign.models import ApiCredential, Organization, Profile, hash_secret
 from events import pipeline
 from events.models import Event, EventConfiguration
-from messages.models import Delivery, MessageVersion
+from messages.models import Delivery, MessageVersion, TransactionalMessage
 
 # The leaf migration of each of our apps in the previous release (`git show 7c29340 --stat`).
 PREVIOUS_RELEASE = [
@@ -150,7 +150,7 @@ def test_a_database_of_the_previous_release_migrates_with_its_data_usable(client
     assert ApiCredential.objects.get(api_key=before["api_key"]).organization == organization
     old_event = Event.objects.get(pkey=before["pkey"])
     assert old_event.status == "processed" and old_event.message_version.number == 1
-    assert Delivery.objects.get(event=old_event).provider_message_id == "<1@geometrixx.example>"
+    assert old_event.deliveries.get().provider_message_id == "<1@geometrixx.example>"
 
     # The credential still authenticates, and the old event answers on the API.
     token = campaign_services.issue_access_token(api_key=before["api_key"], client_secret=SECRET)
@@ -179,3 +179,91 @@ def test_a_database_of_the_previous_release_migrates_with_its_data_usable(client
     )
     assert client.post(f"/u/{link}").status_code == 200
     assert Profile.objects.get(pk=before["profile"]).opted_out
+
+
+# Before issue 12 moved the relations between events and messages into the events app.
+BEFORE_RELATIONS_MOVED = [
+    ("events", "0004_status_history"),
+    ("transactional", "0002_status_history"),
+]
+
+
+def fill_with_messages_pointing_up(apps) -> dict[str, int]:
+    """A configuration with its message, one without, an event sent twice and a proof, as they were
+    stored when messages pointed at events (`message.configuration_id`, `delivery.event_id`)."""
+    organization = apps.get_model("campaign", "Organization").objects.create(slug="acme", name="Acme")
+    Configuration = apps.get_model("events", "EventConfiguration")
+    configuration = Configuration.objects.create(organization=organization, name="otp", channel="sms")
+    bare = Configuration.objects.create(organization=organization, name="bare")
+    message = apps.get_model("transactional", "TransactionalMessage").objects.create(
+        configuration=configuration, text="Your code: {{ ctx.code }}"
+    )
+    event = apps.get_model("events", "Event").objects.create(
+        organization=organization,
+        configuration=configuration,
+        mobile_phone="+33600000000",
+        status="processed",
+        attempts=2,
+        next_attempt_at=timezone.now(),
+    )
+    Delivery = apps.get_model("transactional", "Delivery")
+    common = {"organization": organization, "message": message, "channel": "sms", "recipient": "+33600000000"}
+    first = Delivery.objects.create(event=event, outcome="temporaryFailure", **common)
+    second = Delivery.objects.create(event=event, outcome="sent", **common)
+    proof = Delivery.objects.create(is_proof=True, outcome="sent", **common)
+    return {
+        "configuration": configuration.pk,
+        "bare": bare.pk,
+        "message": message.pk,
+        "event": event.pk,
+        "first": first.pk,
+        "second": second.pk,
+        "proof": proof.pk,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_moving_the_relations_into_the_events_app_keeps_them_both_ways():
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(BEFORE_RELATIONS_MOVED)
+    try:
+        executor.loader.build_graph()
+        ids = fill_with_messages_pointing_up(executor.loader.project_state(BEFORE_RELATIONS_MOVED).apps)
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+
+        # Forward: the configuration declares its message, the event its deliveries; the proof has none.
+        configuration = EventConfiguration.objects.get(pk=ids["configuration"])
+        message = TransactionalMessage.objects.get(pk=ids["message"])
+        assert configuration.message == message and message.configuration == configuration
+        assert message.channel == "sms"  # copied from its configuration
+        assert EventConfiguration.objects.get(pk=ids["bare"]).message is None
+        event = Event.objects.get(pk=ids["event"])
+        assert sorted(event.deliveries.values_list("pk", "outcome")) == [
+            (ids["first"], "temporaryFailure"),
+            (ids["second"], "sent"),
+        ]
+        assert not Delivery.objects.get(pk=ids["proof"]).events.exists()
+        assert TransactionalMessage.objects.filter(configuration__organization__slug="acme").get() == message
+
+        # Backward: the old columns come back filled.
+        executor = MigrationExecutor(connection)
+        executor.migrate(BEFORE_RELATIONS_MOVED)
+        executor.loader.build_graph()
+        old = executor.loader.project_state(BEFORE_RELATIONS_MOVED).apps
+        assert (
+            old.get_model("transactional", "TransactionalMessage")
+            .objects.get(pk=ids["message"])
+            .configuration_id
+            == ids["configuration"]
+        )
+        deliveries = old.get_model("transactional", "Delivery").objects.order_by("pk")
+        assert list(deliveries.values_list("pk", "event_id")) == [
+            (ids["first"], ids["event"]),
+            (ids["second"], ids["event"]),
+            (ids["proof"], None),
+        ]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)

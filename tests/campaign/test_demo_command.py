@@ -63,6 +63,6 @@ def test_the_demo_seeds_the_readmes_sample(tmp_path):
     assert fields == {"firstName": 1, "lastProduct": 1, "cartAmount": 0, "AC_language": 0}
     (reply_to,) = fresh.rows(
         "SELECT m.reply_to FROM transactional_transactionalmessage m JOIN events_eventconfiguration c "
-        "ON c.id = m.configuration_id WHERE c.name = 'cartAbandonment'"
+        "ON c.message_id = m.id WHERE c.name = 'cartAbandonment'"
     )[0]
     assert reply_to == "help@geometrixx.example"

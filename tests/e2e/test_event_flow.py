@@ -174,7 +174,7 @@ def test_duplicated_tasks_never_send_twice(stack, geometrixx):
         process=stack.worker,
     )
     assert len(stack.mailbox.messages) == 1
-    assert Delivery.objects.filter(event_id=event_id).count() == 1
+    assert Delivery.objects.filter(events__id=event_id).count() == 1
 
 
 def _processing_tasks_done(worker) -> int:

@@ -13,8 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from events.models import Event, EventConfiguration
+from events.publication import unpublish_configuration
 from events.schema import validate_event
 from events.services import ingest
+from messages.models import Delivery, MessageVersion, TransactionalMessage
 from tests.admin_forms import change_form_data
 from tests.conftest import CART_EVENT, publish_events, seed_body
 from tests.factories import ConfigurationFactory, FieldFactory
@@ -269,7 +271,7 @@ def test_publishing_a_profile_configuration_without_reconciliation_is_refused(cl
     )
     configuration = EventConfiguration.objects.get(name="welcome")
     assert configuration.status == "draft"
-    assert not hasattr(configuration, "message")
+    assert configuration.message is None
     html = client.get(answer.url).content.decode()
     assert "Profile targeting needs a reconciliation" in html
     assert "Not deployed" in html
@@ -311,6 +313,23 @@ def test_a_draft_configuration_can_be_deleted(client, administrator, organizatio
     answer = client.post(reverse("admin:events_eventconfiguration_delete", args=[draft.pk]), {"post": "yes"})
     assert answer.status_code == 302
     assert not EventConfiguration.objects.filter(pk=draft.pk).exists()
+
+
+def test_deleting_an_unpublished_configuration_deletes_its_message_versions_and_proofs(
+    client, administrator, cart_configuration
+):
+    message = cart_configuration.message
+    Delivery.objects.create(
+        organization=cart_configuration.organization, message=message, is_proof=True, channel="email",
+        recipient="qa@example.com", outcome="sent",
+    )  # fmt: skip
+    unpublish_configuration(configuration=cart_configuration)
+    client.force_login(administrator)
+    delete_url = reverse("admin:events_eventconfiguration_delete", args=[cart_configuration.pk])
+    assert client.post(delete_url, {"post": "yes"}).status_code == 302
+    assert not EventConfiguration.objects.filter(pk=cart_configuration.pk).exists()
+    assert not TransactionalMessage.objects.filter(pk=message.pk).exists()
+    assert not MessageVersion.objects.exists() and not Delivery.objects.exists()
 
 
 def test_channel_and_targeting_cannot_change_once_created(client, administrator, organization):

@@ -37,7 +37,7 @@ def a_file(tmp_path, *events, organization="geometrixx", name="events.json"):
 def statuses(cli, name: str) -> tuple[str, str]:
     ((configuration, message),) = cli.rows(
         "SELECT c.status, m.status FROM events_eventconfiguration c "
-        "JOIN transactional_transactionalmessage m ON m.configuration_id = c.id WHERE c.name = ?",
+        "JOIN transactional_transactionalmessage m ON c.message_id = m.id WHERE c.name = ?",
         (name,),
     )
     return configuration, message

@@ -55,7 +55,7 @@ def test_seed_example_becomes_an_email_saying_jack_and_the_product(cart_configur
     assert "Jack" in sent.body and "Leather motorbike jacket" in sent.body
     html = sent.alternatives[0][0]
     assert "Leather motorbike jacket" in html
-    delivery = Delivery.objects.get(event=event)
+    delivery = event.deliveries.get()
     assert delivery.outcome == "sent" and delivery.provider_message_id == sent.extra_headers["Message-ID"]
     assert event.message_version == cart_configuration.message.live_version
 
@@ -199,7 +199,7 @@ def test_permanent_smtp_failure_quarantines_the_address(cart_configuration, smtp
     event = accept(cart_configuration, live_body(email="reject-me@example.com"))
     assert pipeline.process(event.pk) == "deliveryFailed"
     assert Quarantine.objects.filter(address="reject-me@example.com").exists()
-    assert Delivery.objects.get(event=event).provider_response.startswith("550")
+    assert event.deliveries.get().provider_response.startswith("550")
     again = accept(cart_configuration, live_body(email="reject-me@example.com"))
     assert pipeline.process(again.pk) == "ignored"
 
@@ -215,7 +215,7 @@ def test_temporary_smtp_failure_retries_later_then_fails_for_good(cart_configura
         assert pipeline.process(event.pk) is None  # not before its retry time
         Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
     assert pipeline.process(event.pk) == "deliveryFailed"
-    assert Delivery.objects.filter(event=event, outcome="temporaryFailure").count() == 3
+    assert event.deliveries.filter(outcome="temporaryFailure").count() == 3
     assert not Quarantine.objects.exists()
 
 
@@ -250,7 +250,7 @@ def test_smtp_delivery_is_multipart_with_message_id(cart_configuration, smtp_ema
     assert len(received) == 3
     first = received[0]
     assert first.part("text/plain") and "Jack" in first.part("text/html")
-    assert first.message["Message-ID"] == Delivery.objects.get(event=events[0]).provider_message_id
+    assert first.message["Message-ID"] == events[0].deliveries.get().provider_message_id
 
 
 def test_ingest_enqueues_only_after_commit(
@@ -544,6 +544,6 @@ def test_a_soft_time_limit_waits_until_a_message_sent_is_recorded(cart_configura
     finally:
         signal.signal(SIG_SOFT_TIMEOUT, previous)
     first, second = Event.objects.get(pk=first.pk), Event.objects.get(pk=second.pk)
-    assert first.status == "processed" and Delivery.objects.get(event=first).outcome == "sent"
+    assert first.status == "processed" and first.deliveries.get().outcome == "sent"
     assert [m.to for m in mail.outbox] == [["s0@example.com"]]
     assert second.status == "pending" and second.attempts == 0

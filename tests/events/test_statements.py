@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from events.models import Event, EventStatusChange
+from events.models import Event, EventDelivery, EventStatusChange
 from events.statements import record_move_sql
 from messages.models import Delivery
 
@@ -31,13 +31,34 @@ def test_the_statement_names_the_models_tables_and_has_a_placeholder_per_value(c
         lease=lease,
         changes={"status": "processed", "updated_at": now, "message_version": message.live_version},
         history=EventStatusChange(event_id=7, from_status="processing", to_status="processed"),
-        rows=[delivery],
+        delivery=delivery,
     )
     quote = connection.ops.quote_name
     assert sql.startswith(f"WITH moved AS (UPDATE {quote(Event._meta.db_table)} SET ")
     assert f"INSERT INTO {quote(EventStatusChange._meta.db_table)}" in sql
     assert f"INSERT INTO {quote(Delivery._meta.db_table)}" in sql
+    # The delivery's link to its event, from the id the delivery's INSERT returns, for event 7.
+    assert f"RETURNING {quote('id')})" in sql
+    assert (
+        f"INSERT INTO {quote(EventDelivery._meta.db_table)} ({quote('delivery_id')}, {quote('event_id')})"
+        in sql
+    )
+    assert "SELECT " + quote("id") + ", %s FROM delivery)" in sql and params[-1] == 7
     assert quote("message_version_id") in sql and quote("lease_expires_at") in sql
     assert sql.count("%s") == len(params)
     assert params[2] == message.live_version.pk  # a related model becomes its key
     assert sql.endswith("SELECT count(*) FROM moved")
+
+
+def test_without_a_delivery_the_statement_moves_the_event_and_writes_its_history_only():
+    sql, params = record_move_sql(
+        event_id=7,
+        source="processing",
+        lease=None,
+        changes={"status": "deliveryFailed"},
+        history=EventStatusChange(event_id=7, from_status="processing", to_status="deliveryFailed"),
+        delivery=None,
+    )
+    assert "INSERT INTO" in sql and sql.count("INSERT INTO") == 1
+    assert connection.ops.quote_name(EventDelivery._meta.db_table) not in sql
+    assert sql.count("%s") == len(params)

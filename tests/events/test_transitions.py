@@ -146,7 +146,7 @@ def test_transition_many_refuses_an_illegal_move_before_touching_anything(cart_c
 
 
 @pytest.mark.django_db(transaction=True)  # outside a transaction: PostgreSQL's one-statement path
-def test_recording_moves_writes_history_and_rows_and_keeps_the_rows_when_the_lease_was_lost(
+def test_recording_moves_writes_history_and_the_linked_delivery_and_keeps_it_when_the_lease_was_lost(
     cart_configuration, django_assert_max_num_queries
 ):
     import contextlib
@@ -161,7 +161,7 @@ def test_recording_moves_writes_history_and_rows_and_keeps_the_rows_when_the_lea
 
     def delivery(event: Event) -> Delivery:
         return Delivery(
-            organization_id=event.organization_id, event=event, message=message, version=message.live_version,
+            organization_id=event.organization_id, message=message, version=message.live_version,
             channel="email", recipient=event.email, outcome="sent", provider_message_id="<id@x>",
         )  # fmt: skip
 
@@ -172,7 +172,7 @@ def test_recording_moves_writes_history_and_rows_and_keeps_the_rows_when_the_lea
     )
     with one_statement:
         moved = transition_recording(
-            ours.pk, to="processed", source="processing", rows=[row], reason="<id@x>",
+            ours.pk, to="processed", source="processing", delivery=row, reason="<id@x>",
             lease=lease, last_error="", message_version=message.live_version,
         )  # fmt: skip
     assert moved
@@ -180,13 +180,14 @@ def test_recording_moves_writes_history_and_rows_and_keeps_the_rows_when_the_lea
     assert ours.status == "processed" and ours.lease_expires_at is None and ours.processed_at is not None
     assert ours.message_version == message.live_version
     assert history(ours) == [("processing", "processed", "<id@x>")]
-    stored = Delivery.objects.get(event=ours)
+    stored = ours.deliveries.get()  # linked to its event in the same statement
     assert stored.created_at is not None and stored.provider_message_id == "<id@x>"
+    assert list(stored.events.all()) == [ours] and stored.message == message
 
     lost = event_in(cart_configuration, "processing", lease_expires_at=lease + dt.timedelta(seconds=1))
     assert not transition_recording(
-        lost.pk, to="processed", source="processing", rows=[delivery(lost)], lease=lease
+        lost.pk, to="processed", source="processing", delivery=delivery(lost), lease=lease
     )
     lost.refresh_from_db()
     assert lost.status == "processing" and history(lost) == []
-    assert Delivery.objects.filter(event=lost).count() == 1  # the send happened: it stays recorded
+    assert lost.deliveries.count() == 1  # the send happened: it stays recorded, linked to its event

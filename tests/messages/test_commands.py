@@ -48,7 +48,7 @@ def test_message_command_pauses_and_says_the_new_state(cli):
     assert result.stderr == ""
     assert cli.rows(
         "SELECT m.status FROM transactional_transactionalmessage m "
-        "JOIN events_eventconfiguration c ON m.configuration_id = c.id WHERE c.name = 'cartAbandonment'"
+        "JOIN events_eventconfiguration c ON c.message_id = m.id WHERE c.name = 'cartAbandonment'"
     ) == [("paused",)]
 
 
@@ -56,7 +56,7 @@ def test_refused_message_commands_exit_2_with_one_line_and_change_nothing(cli):
     def message_states():
         return cli.rows(
             "SELECT c.name, c.status, m.status FROM transactional_transactionalmessage m "
-            "JOIN events_eventconfiguration c ON m.configuration_id = c.id ORDER BY c.name"
+            "JOIN events_eventconfiguration c ON c.message_id = m.id ORDER BY c.name"
         )
 
     before = message_states()

@@ -150,7 +150,7 @@ def test_proofs_arrive_marked_and_are_recorded_as_deliveries_not_events(cart_con
     assert sorted(r for m in received for r in m.recipients) == ["qa@example.com", "tester@example.com"]
     assert all(m.subject == "[Proof] Proofy, your cart is waiting" for m in received)
     assert [d.is_proof for d in deliveries] == [True, True]
-    assert Delivery.objects.filter(is_proof=True, event__isnull=True).count() == 2
+    assert Delivery.objects.filter(is_proof=True, events__isnull=True).count() == 2
     assert Event.objects.count() == 0
 
 
