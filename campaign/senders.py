@@ -13,6 +13,8 @@ The message editor, the configuration import and publication (messages, events) 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -72,17 +74,18 @@ def sender_problems(
     organization: Organization,
     from_address: str,
     reply_to: str,
-    channel: str = "email",
+    uses_default_sender: bool = True,
     domains: list[str] | None = None,
 ) -> dict[str, str]:
     """{"from": why, "replyTo": why} for each address a message may not use; empty if all is well.
 
-    An email without its own From is sent from the organization's default sender, which must then
-    be in the domains too. `domains` spares the query when the caller has them."""
+    A message without its own From is sent from the organization's default sender (on the channels
+    that use one: `uses_default_sender`), which must then be in the domains too. `domains` spares the
+    query when the caller has them."""
     if domains is None:
         domains = declared_domains(organization)
     problems: dict[str, str] = {}
-    sender = from_address or (organization.sender_address if channel == "email" else "")
+    sender = from_address or (organization.sender_address if uses_default_sender else "")
     if sender:
         problem = _outside(sender, domains)
         if problem:
@@ -103,40 +106,24 @@ class ProofRefused(Exception):
     """A recipient that is neither a test profile nor allow-listed, or too many proofs this minute."""
 
 
-def proof_address(*, channel: str, address: str) -> str:
-    """A typed proof recipient in the form it is compared and sent in, or ProofRefused."""
+def bounded_proof_recipient(address: str) -> str:
+    """A typed proof recipient, stripped and within the allow-list's size, or ProofRefused. Each
+    channel (messages.channels) then puts it in the form it is compared and sent in."""
     address = address.strip()
     if len(address) > ProofRecipient.VALUE_MAX_LENGTH:
         raise ProofRefused(f"a proof recipient has at most {ProofRecipient.VALUE_MAX_LENGTH} characters")
-    if channel == "email":
-        try:
-            return addresses.normalise_email(address)
-        except ValidationError:
-            raise ProofRefused(f"'{address}' is not an email address") from None
-    if channel == "sms":
-        try:
-            return addresses.phone_number(address)
-        except ValueError as error:
-            raise ProofRefused(str(error)) from None
     return address
 
 
-def proof_recipient_allowed(*, organization: Organization, channel: str, address: str) -> bool:
-    """Whether a (normalised) proof recipient is a test profile's address or on the allow-list."""
-    entries = ProofRecipient.objects.filter(organization=organization)
-    test_profiles = Profile.objects.filter(organization=organization, is_test=True)
-    if channel == "email":
-        return (
-            entries.filter(kind=ProofRecipient.Kind.EMAIL, value=address).exists()
-            or entries.filter(kind=ProofRecipient.Kind.DOMAIN, value=addresses.domain_of(address)).exists()
-            or test_profiles.filter(email__iexact=address).exists()
-        )
-    if channel == "sms":
-        return (
-            entries.filter(kind=ProofRecipient.Kind.PHONE, value=address).exists()
-            or test_profiles.filter(mobile_phone=address).exists()
-        )
-    return entries.filter(kind=ProofRecipient.Kind.PUSH, value=address).exists()
+def allow_listed(*, organization: Organization, kinds: Iterable[str], value: str) -> bool:
+    """Whether the organization's proof allow-list has the (normalised) value under one of the kinds."""
+    entries = ProofRecipient.objects.filter(organization=organization, kind__in=list(kinds))
+    return entries.filter(value=value).exists()
+
+
+def is_test_profile_address(*, organization: Organization, **lookup: str) -> bool:
+    """Whether a test profile of the organization has this address (`email__iexact=...`)."""
+    return Profile.objects.filter(organization=organization, is_test=True, **lookup).exists()
 
 
 def proof_limit(*, organization: Organization, user_id: int | None) -> throttling.Limit:

@@ -178,6 +178,15 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
 
+# --- Channels (messages/channels/<name>.py: one object per channel) ---------------------------
+# The registered channels, as dotted paths of their objects. Not read from the environment: a
+# channel is code, added with its module (the README's "Adding a channel").
+TRANSACTIONAL_CHANNELS = [
+    "messages.channels.email.EMAIL",
+    "messages.channels.sms.SMS",
+    "messages.channels.push.PUSH",
+]
+
 # --- SMS and push gateways -------------------------------------------------------------------
 SMS_BACKEND = env.str("SMS_BACKEND", default="messages.channels.sms.FileSmsBackend")
 SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")

@@ -23,6 +23,7 @@ from events.models import (
     format_event_id,
 )
 from events.schema import build_schema, format_datetime, sample_body
+from messages.channels import channel
 from messages.lifecycle import PublicationError
 
 
@@ -306,7 +307,8 @@ class EventAdmin(OrganizationScopedAdmin):
 
     @admin.display(description="Recipient")
     def recipient(self, event: Event) -> str:
-        return event.email or event.mobile_phone or event.registration_token[:24]
+        address = channel(event.configuration.channel).event_recipient(event).address
+        return address if len(address) <= 40 else f"{address[:24]}…"  # push tokens are long
 
     def has_add_permission(self, request):
         return False

@@ -16,11 +16,13 @@ from django.db import transaction
 from campaign import senders
 from campaign.models import Organization
 from events import publication, services
-from events.models import EVENT_ID_PREFIX, Channel, EventConfiguration, EventField, FieldType, Targeting
+from events.models import EVENT_ID_PREFIX, EventConfiguration, EventField, FieldType, Targeting
 from events.schema import SchemaError, build_schema, check_value, sample_ctx
 from messages import services as message_services
+from messages.channels import channel as channel_of
+from messages.channels import channel_names, channels
 from messages.lifecycle import PublicationError
-from messages.models import CONTENT_KEYS, TransactionalMessage
+from messages.models import TransactionalMessage
 from messages.rendering import TemplateError, Vocabulary, check_render_bounds, validate_content
 
 FILE_KEYS = {"organization", "events"}
@@ -33,7 +35,7 @@ FILE_PLACES = {
     "reconciliation_event_field": "reconciliation.eventField",
     "reconciliation_profile_field": "reconciliation.profileField",
 }
-MESSAGE_KEYS = {"subject", "html", "text", "title", "body", "from", "replyTo", "variants"}
+SENDER_KEYS = {"from", "replyTo", "variants"}  # besides the content parts of the channels
 
 
 class ConfigurationFileError(Exception):
@@ -125,8 +127,8 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
     for error in services.event_name_errors(name):
         _fail(where, f"name: {error}")
     channel = raw.get("channel", "email")
-    if channel not in Channel.values:
-        _fail(where, f"channel: unknown channel '{channel}'; one of {', '.join(Channel.values)}")
+    if not isinstance(channel, str) or channel not in channel_names():
+        _fail(where, f"channel: unknown channel '{channel}'; one of {', '.join(channel_names())}")
     targeting = raw.get("targeting", "event")
     if targeting not in Targeting.values:
         _fail(where, f"targeting: unknown targeting '{targeting}'; one of {', '.join(Targeting.values)}")
@@ -199,14 +201,14 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
         schema = _schema_of(planned)
         vocabulary = Vocabulary.from_schema(schema)
         try:
-            validate_content(message, vocabulary=vocabulary, keys=CONTENT_KEYS[channel])
+            validate_content(message, vocabulary=vocabulary, keys=channel_of(channel).content_keys)
             # Rendered with the sample data, as the admin's preview: beyond a bound of rendering, refused.
             context = message_services.sample_template_context(
                 ctx=sample_ctx(schema),
                 targeting=planned.targeting,
                 event_id=f"{EVENT_ID_PREFIX}{planned.name}",
             )
-            check_render_bounds(message, keys=CONTENT_KEYS[channel], context=context)
+            check_render_bounds(message, keys=channel_of(channel).content_keys, context=context)
         except TemplateError as error:
             _fail(
                 f"{where}, message.{error.part}",
@@ -217,18 +219,20 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
 
 
 def _check_message(message: dict[str, Any], channel: str, where: str) -> None:
-    unknown = set(message) - MESSAGE_KEYS
+    # Every channel's parts, in the registry's order: a part of another channel is named as such.
+    every_part = list(dict.fromkeys(part.name for each in channels().values() for part in each.parts))
+    unknown = set(message) - set(every_part) - SENDER_KEYS
     if unknown:
         _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
-    parts = CONTENT_KEYS[channel]
-    for key in ("subject", "html", "text", "title", "body"):
-        if key not in message:
-            continue
-        if key not in parts:
+    of_channel = channel_of(channel)
+    parts = of_channel.content_keys
+    for key in (k for k in every_part if k in message):
+        part = of_channel.part(key)
+        if part is None:
             _fail(f"{where}.{key}", f"{channel} messages have no {key} (their parts: {', '.join(parts)})")
         if message[key] is not None and not isinstance(message[key], str):
             _fail(f"{where}.{key}", "a text (a template)")
-        limit = _max_length(key)
+        limit = _max_length(part.draft_column)
         if limit and len(message[key] or "") > limit:
             _fail(f"{where}.{key}", f"at most {limit} characters")
     sender = message.get("from")
@@ -255,7 +259,7 @@ def _check_senders(
         organization=organization,
         from_address=(message.get("from") or {}).get("address") or "",
         reply_to=message.get("replyTo") or "",
-        channel=channel,
+        uses_default_sender=channel_of(channel).uses_default_sender,
         domains=domains,
     )
     if "from" in problems:

@@ -7,6 +7,7 @@ request needs no query once the configuration is cached.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -17,29 +18,11 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
 from django.utils import timezone
 
-from campaign import addresses, bounds
-from events.models import Channel, EventConfiguration, EventField, FieldType
+from campaign import bounds
+from events.models import EventConfiguration, EventField, FieldType
+from messages.channels import RecipientError, channel, channels
 
-RECIPIENT_KEYS: dict[str, tuple[str, ...]] = {
-    Channel.EMAIL: ("email",),
-    Channel.SMS: ("mobilePhone",),
-    Channel.PUSH: ("pushPlatform", "registrationToken", "application"),
-}
-TOP_LEVEL_KEYS = frozenset(
-    {
-        "ctx",
-        "scheduled",
-        "expiration",
-        "email",
-        "mobilePhone",
-        "pushPlatform",
-        "registrationToken",
-        "application",
-    }
-)
-# The recipient columns' sizes (events.models.Event), and a date's text: longer is never valid.
-EMAIL_MAX_LENGTH, REGISTRATION_TOKEN_MAX_LENGTH, APPLICATION_MAX_LENGTH, DATE_MAX_LENGTH = 254, 4096, 255, 64
-PUSH_PLATFORMS = {"gcm": "gcm", "fcm": "gcm", "apns": "apns"}
+DATE_MAX_LENGTH = 64  # a date's text: longer is never valid
 _email_validator = EmailValidator()
 _url_validator = URLValidator()
 _DATETIME_RE = re.compile(
@@ -250,71 +233,30 @@ def validate_ctx(schema: dict[str, Any], ctx: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class ValidatedEvent:
     ctx: dict[str, Any]
-    email: str = ""
-    mobile_phone: str = ""
-    push_platform: str = ""
-    registration_token: str = ""
-    application: str = ""
+    # The recipient as Event columns ({"email": ...}), as the channel's recipient keys give it.
+    recipient: dict[str, str] = dataclasses.field(default_factory=dict)
     scheduled_at: dt.datetime | None = None
     expiration_at: dt.datetime | None = None
-
-
-def normalise_phone(value: Any) -> str:
-    """A mobile phone in E.164, or SchemaError naming `mobilePhone` (campaign.addresses' rule)."""
-    if not isinstance(value, str) or not value.strip():
-        raise SchemaError("mobilePhone", "is required for an SMS event (E.164, e.g. +33612345678)")
-    try:
-        return addresses.phone_number(value)
-    except ValueError as error:
-        raise SchemaError("mobilePhone", str(error)) from None
 
 
 def validate_event(schema: dict[str, Any], body: Any) -> ValidatedEvent:
     """Check a POSTed body against a published schema; raise SchemaError naming the first bad field."""
     if not isinstance(body, dict):
         raise SchemaError("body", "must be a JSON object")
-    channel = schema["channel"]
+    of_channel = channel(schema["channel"])
     event_targeting = schema.get("targeting") == "event"
-    allowed = {"ctx", "scheduled", "expiration", *RECIPIENT_KEYS[channel]}
+    allowed = {"ctx", "scheduled", "expiration", *(key.name for key in of_channel.recipient_keys)}
     for key in body:
         if key not in allowed:
-            if key in TOP_LEVEL_KEYS:
-                raise SchemaError(key, f"is not a recipient field of a {channel} event")
+            if any(key == other.name for each in channels().values() for other in each.recipient_keys):
+                raise SchemaError(key, f"is not a recipient field of a {of_channel.name} event")
             raise SchemaError(key, "is not a field of this event (event data goes in ctx)")
     ctx = validate_ctx(schema, body.get("ctx", {}) if body.get("ctx") is not None else {})
 
-    recipient: dict[str, str] = {}
-    if channel == Channel.EMAIL:
-        email = body.get("email")
-        if email is not None or event_targeting:
-            if not isinstance(email, str) or not email.strip():
-                raise SchemaError("email", "is required for an email event")
-            check_text(email.strip(), "email", max_length=EMAIL_MAX_LENGTH)
-            try:
-                _email_validator(email.strip())
-            except ValidationError:
-                raise SchemaError("email", f"'{email}' is not an email address") from None
-            recipient["email"] = email.strip()
-    elif channel == Channel.SMS:
-        if body.get("mobilePhone") is not None or event_targeting:
-            recipient["mobile_phone"] = normalise_phone(body.get("mobilePhone"))
-    else:
-        platform, token = body.get("pushPlatform"), body.get("registrationToken")
-        if platform is not None or token is not None or event_targeting:
-            if not isinstance(platform, str) or platform.lower() not in PUSH_PLATFORMS:
-                raise SchemaError("pushPlatform", "is required for a push event: gcm (or fcm) or apns")
-            if not isinstance(token, str) or not token.strip():
-                raise SchemaError("registrationToken", "is required for a push event")
-            check_text(token.strip(), "registrationToken", max_length=REGISTRATION_TOKEN_MAX_LENGTH)
-            application = body.get("application", "")
-            if application is None:
-                application = ""
-            check_text(application, "application", max_length=APPLICATION_MAX_LENGTH)
-            recipient.update(
-                push_platform=PUSH_PLATFORMS[platform.lower()],
-                registration_token=token.strip(),
-                application=application,
-            )
+    try:
+        recipient = of_channel.recipient_from_body(body, required=event_targeting)
+    except RecipientError as error:
+        raise SchemaError(error.field, error.message) from None
     if not event_targeting:
         key = (schema.get("reconciliation") or {}).get("eventField", "")
         if key and ctx.get(key) in (None, ""):
@@ -326,7 +268,7 @@ def validate_event(schema: dict[str, Any], body: Any) -> ValidatedEvent:
     )
     if scheduled and expiration and expiration < scheduled:
         raise SchemaError("expiration", "is before scheduled")
-    return ValidatedEvent(ctx=ctx, scheduled_at=scheduled, expiration_at=expiration, **recipient)
+    return ValidatedEvent(ctx=ctx, recipient=recipient, scheduled_at=scheduled, expiration_at=expiration)
 
 
 def sample_value(spec: dict[str, Any]) -> Any:
@@ -359,14 +301,7 @@ def sample_body(schema: dict[str, Any]) -> dict[str, Any]:
     """A request body in the shape of Adobe's example, built from the schema."""
     body: dict[str, Any] = {}
     if schema.get("targeting") == "event":
-        if schema["channel"] == Channel.EMAIL:
-            body["email"] = "test@example.com"
-        elif schema["channel"] == Channel.SMS:
-            body["mobilePhone"] = "+15555550123"
-        else:
-            body.update(
-                pushPlatform="gcm", registrationToken="<REGISTRATION_TOKEN>", application="com.example.app"
-            )
+        body.update(channel(schema["channel"]).sample_body())
     now = timezone.now().replace(microsecond=0)
     body["scheduled"] = format_datetime(now)
     body["expiration"] = format_datetime(now + dt.timedelta(days=30))

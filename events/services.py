@@ -31,6 +31,7 @@ from events.models import (
     format_event_id,
 )
 from events.schema import ValidatedEvent
+from messages.channels import channel
 from messages.models import TransactionalMessage
 
 logger = logging.getLogger(__name__)
@@ -132,28 +133,11 @@ def configuration_errors(
 
 def default_message_content(schema: dict[str, Any]) -> dict[str, str]:
     """A first draft of the message that lists the event's fields, so a marketer starts from data."""
-    fields = [f["name"] for f in schema.get("fields", [])]
-    collections = schema.get("collections", [])
-    label = schema["eventId"]
-    lines_text = [f"{name}: {{{{ ctx.{name} }}}}" for name in fields]
-    lines_html = [f"<li>{name}: {{{{ ctx.{name} }}}}</li>" for name in fields]
-    for collection in collections:
-        item = " ".join(f"{{{{ item.{f['name']} }}}}" for f in collection["fields"])
-        lines_text.append(f"{{% for item in ctx.{collection['name']} %}}- {item}\n{{% endfor %}}")
-        lines_html.append(
-            f"<li>{collection['name']}<ul>{{% for item in ctx.{collection['name']} %}}<li>{item}</li>"
-            f"{{% endfor %}}</ul></li>"
-        )
-    text = "\n".join(lines_text)
-    if schema["channel"] == "email":
-        return {
-            "subject": label,
-            "html": f"<p>{label}</p>\n<ul>\n" + "\n".join(lines_html) + "\n</ul>",
-            "text": f"{label}\n\n{text}",
-        }
-    if schema["channel"] == "sms":
-        return {"text": " ".join(f"{{{{ ctx.{name} }}}}" for name in fields) or label}
-    return {"title": label, "body": " ".join(f"{{{{ ctx.{name} }}}}" for name in fields) or label}
+    return channel(schema["channel"]).default_content(
+        label=schema["eventId"],
+        fields=[f["name"] for f in schema.get("fields", [])],
+        collections=schema.get("collections", []),
+    )
 
 
 def create_message(
@@ -260,11 +244,7 @@ def ingest(
     event = Event(
         organization_id=configuration.organization_id,
         configuration=configuration,
-        email=validated.email,
-        mobile_phone=validated.mobile_phone,
-        push_platform=validated.push_platform,
-        registration_token=validated.registration_token,
-        application=validated.application,
+        **validated.recipient,
         ctx=validated.ctx,
         scheduled_at=validated.scheduled_at,
         expiration_at=validated.expiration_at,

@@ -6,15 +6,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from campaign import senders
 from campaign.admin import OrganizationScopedAdmin
 from messages import admin_views, services
-from messages.channels.sms import sms_length
+from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, event_side
-from messages.models import CONTENT_KEYS, Delivery, MessageStatusChange, MessageVersion, TransactionalMessage
+from messages.models import Delivery, MessageStatusChange, MessageVersion, TransactionalMessage
 from messages.rendering import TemplateError, Vocabulary, validate_template
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to", "variants"]
@@ -23,7 +24,7 @@ SENDER_FIELDS = ["from_name", "from_address", "reply_to", "variants"]
 class TransactionalMessageForm(forms.ModelForm):
     class Meta:
         model = TransactionalMessage
-        fields = [*dict.fromkeys(k for keys in CONTENT_KEYS.values() for k in keys), *SENDER_FIELDS]
+        fields = [*TransactionalMessage.CONTENT_COLUMNS, *SENDER_FIELDS]
         widgets = {
             # Subjects and titles are long templates: the admin's 20em input hides most of them.
             "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
@@ -33,24 +34,35 @@ class TransactionalMessageForm(forms.ModelForm):
             "body": forms.Textarea(attrs={"rows": 4, "cols": 100}),
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # Each part of the message's channel, under its own label, in the draft column keeping it.
+            for part in channel_of(self.instance.channel).parts:
+                if part.draft_column in self.fields and part.label:
+                    self.fields[part.draft_column].label = part.label
+
     def clean(self):
         cleaned = super().clean()
         message = self.instance
         configuration = message.configuration
+        of_channel = channel_of(configuration.channel)
         schema = services.configuration_schema(message)
         vocabulary = Vocabulary.from_schema(schema)
-        for key in CONTENT_KEYS[configuration.channel]:
-            if key in cleaned:
+        for part in of_channel.parts:
+            if part.draft_column in cleaned:
                 try:
-                    validate_template(cleaned.get(key) or "", part=key, vocabulary=vocabulary)
+                    validate_template(
+                        cleaned.get(part.draft_column) or "", part=part.name, vocabulary=vocabulary
+                    )
                 except TemplateError as error:
-                    self.add_error(key, str(error))
+                    self.add_error(part.draft_column, str(error))
         if "from_address" in cleaned and "reply_to" in cleaned:
             problems = senders.sender_problems(
                 organization=configuration.organization,
                 from_address=cleaned["from_address"],
                 reply_to=cleaned["reply_to"],
-                channel=configuration.channel,
+                uses_default_sender=of_channel.uses_default_sender,
             )
             for key, field in (("from", "from_address"), ("replyTo", "reply_to")):
                 if key in problems:
@@ -61,28 +73,28 @@ class TransactionalMessageForm(forms.ModelForm):
         elif not self.errors:
             self._check_rendering_bounds(cleaned, variants)
         if configuration.is_published and message.status != TransactionalMessage.Status.DRAFT:
-            content = {key: cleaned.get(key, "") for key in CONTENT_KEYS[configuration.channel]}
-            for group in services.REQUIRED_PARTS[configuration.channel]:
+            columns = {part.name: part.draft_column for part in of_channel.parts}
+            content = {name: cleaned.get(column, "") for name, column in columns.items()}
+            for group in of_channel.missing_parts(content):
                 # A part with an error of its own has left cleaned_data: it is not empty, it is wrong,
                 # and that error is the one to show.
-                if any(part in self.errors for part in group):
+                if any(columns[part] in self.errors for part in group):
                     continue
-                if not any(str(content.get(part) or "").strip() for part in group):
-                    self.add_error(group[0], "The message of a published event cannot be emptied.")
+                self.add_error(columns[group[0]], "The message of a published event cannot be emptied.")
         return cleaned
 
     def _check_rendering_bounds(self, cleaned: dict, variants: dict) -> None:
         """Render the templates with the sample data, as the preview does: one that goes beyond a
         bound of rendering (deadline, loops, output) is an error of its part, not of every event."""
-        keys = CONTENT_KEYS[self.instance.configuration.channel]
-        content = {key: cleaned.get(key) or "" for key in keys}
+        parts = channel_of(self.instance.configuration.channel).parts
+        columns = {part.name: part.draft_column for part in parts}
+        content: dict = {name: cleaned.get(column) or "" for name, column in columns.items()}
         if variants:
             content["variants"] = variants
         try:
             services.check_rendering_bounds(message=self.instance, content=content)
         except TemplateError as error:
-            field = error.part if error.part in self.fields else "variants"
-            self.add_error(field, str(error))
+            self.add_error(columns.get(error.part or "", "variants"), str(error))
 
 
 class VersionInline(admin.TabularInline):
@@ -137,7 +149,8 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["configuration"]
-        return ["event", "status", "live_version", *CONTENT_KEYS[obj.channel], *SENDER_FIELDS, "preview"]
+        columns = [part.draft_column for part in channel_of(obj.channel).parts]
+        return ["event", "status", "live_version", *columns, *SENDER_FIELDS, "preview"]
 
     def get_readonly_fields(self, request, obj=None):
         return ["event", "status", "live_version", "preview"]
@@ -154,28 +167,10 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
             rendered = services.preview_message(message=message)
         except Exception as error:  # show the marketer what is wrong instead of a broken page
             return format_html('<p class="errornote">The preview could not be rendered: {}</p>', error)
-        parts = rendered.parts
-        channel = message.configuration.channel
-        if channel == "email":
-            return format_html(
-                '<p><strong>Subject:</strong> {}</p><iframe sandbox="" title="HTML preview" srcdoc="{}" '
-                'style="width:100%;height:22rem;border:1px solid #ccc;background:#fff"></iframe>'
-                "<p><strong>Text part:</strong></p><pre>{}</pre>",
-                parts.get("subject", ""),
-                parts.get("html", ""),
-                parts.get("text", ""),
-            )
-        if channel == "sms":
-            length = sms_length(parts.get("text", ""))
-            return format_html(
-                "<pre>{}</pre><p>{} characters, {}, {} segment(s)</p>",
-                parts.get("text", ""),
-                length.characters,
-                length.encoding,
-                length.segments,
-            )
-        return format_html(
-            "<p><strong>{}</strong></p><p>{}</p>", parts.get("title", ""), parts.get("body", "")
+        # The channel's own preview template, as on the preview page.
+        of_channel = channel_of(message.configuration.channel)
+        return render_to_string(
+            of_channel.preview_template, {"rendered": rendered, **of_channel.preview_context(rendered)}
         )
 
     def get_urls(self):

@@ -21,7 +21,7 @@ from django.urls import reverse
 from campaign import bounds
 from campaign.models import Profile
 from messages import services
-from messages.channels.sms import sms_length
+from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, SampleDataError, event_side
 from messages.models import MessageVersion, TransactionalMessage
 
@@ -68,10 +68,11 @@ class ProofForm(PreviewForm):
 
     def __init__(self, *args, organization, channel: str, **kwargs):
         super().__init__(*args, **kwargs)
-        if channel == "push":
-            # A profile has no registration token: push proofs go to allow-listed tokens only.
+        of_channel = channel_of(channel)
+        if not of_channel.profile_has_address:
+            # A profile has no address on this channel (no push token): the allow-list only.
             del self.fields["profiles"]
-            self.fields["addresses"].label = "Registration tokens"
+            self.fields["addresses"].label = of_channel.proof_addresses_label
             self.fields[
                 "addresses"
             ].help_text = "Separated by commas or new lines, from the proof allow-list."
@@ -116,7 +117,7 @@ def preview_view(model_admin, request, object_id):
         rendered = services.preview_message(message=message, ctx=ctx)
     except Exception as exc:  # show the template's problem to the marketer, not a 500
         error = f"{exc.__class__.__name__}: {exc}"
-    sms = sms_length(rendered.parts.get("text", "")) if rendered and message.channel == "sms" else None
+    of_channel = channel_of(message.channel)
     return TemplateResponse(
         request,
         "admin/transactional/transactionalmessage/preview.html",
@@ -128,8 +129,9 @@ def preview_view(model_admin, request, object_id):
             form=form,
             rendered=rendered,
             error=error,
-            sms=sms,
             channel=message.channel,
+            preview_template=of_channel.preview_template,
+            **(of_channel.preview_context(rendered) if rendered else {}),
         ),
     )
 

@@ -8,14 +8,8 @@ deliveries it caused (`event.deliveries`), each relation in the app above, point
 from django.conf import settings
 from django.db import models, transaction
 
-from events.models import Channel
-
-# The content keys of each channel, as in the configuration file's `message` object.
-CONTENT_KEYS: dict[str, tuple[str, ...]] = {
-    Channel.EMAIL: ("subject", "html", "text"),
-    Channel.SMS: ("text",),
-    Channel.PUSH: ("title", "body"),
-}
+from messages.channels import channel as channel_of
+from messages.channels import channel_choices
 
 
 class TransactionalMessage(models.Model):
@@ -25,7 +19,7 @@ class TransactionalMessage(models.Model):
         PAUSED = "paused", "Paused"
 
     # Chosen with the event configuration at creation and never changed: the message reads its own.
-    channel = models.CharField(max_length=8, choices=Channel.choices, editable=False)
+    channel = models.CharField(max_length=8, choices=channel_choices, editable=False)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
     # The working draft. Events are always sent with `live_version`, never with these fields.
     subject = models.CharField(max_length=998, blank=True)
@@ -57,6 +51,8 @@ class TransactionalMessage(models.Model):
     def __str__(self) -> str:
         return f"Message of {self.configuration.event_id}"
 
+    # The draft's content columns: each channel's parts name the one that holds them (messages.channels).
+    CONTENT_COLUMNS = ("subject", "html", "text", "title", "body")
     # The fields of the editable draft; the status and live version belong to the lifecycle services.
     DRAFT_FIELDS = (
         "subject",
@@ -72,8 +68,10 @@ class TransactionalMessage(models.Model):
 
     def load_content(self, content: dict) -> None:
         """Set the draft from a content dictionary (the inverse of draft_content)."""
-        for key in ("subject", "html", "text", "title", "body"):
-            setattr(self, key, str(content.get(key) or ""))
+        for column in self.CONTENT_COLUMNS:
+            setattr(self, column, "")
+        for part in channel_of(self.channel).parts:
+            setattr(self, part.draft_column, str(content.get(part.name) or ""))
         sender = content.get("from") or {}
         self.from_name = str(sender.get("name", ""))
         self.from_address = str(sender.get("address", ""))
@@ -82,7 +80,9 @@ class TransactionalMessage(models.Model):
 
     def draft_content(self) -> dict[str, object]:
         """The draft as the content dictionary that versions, rendering and import/export share."""
-        content: dict[str, object] = {key: getattr(self, key) for key in CONTENT_KEYS[self.channel]}
+        content: dict[str, object] = {
+            part.name: getattr(self, part.draft_column) for part in channel_of(self.channel).parts
+        }
         if self.from_name or self.from_address:
             content["from"] = {"name": self.from_name, "address": self.from_address}
         if self.reply_to:
@@ -135,7 +135,7 @@ class Delivery(models.Model):
     message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="deliveries")
     version = models.ForeignKey(MessageVersion, on_delete=models.SET_NULL, null=True, blank=True)
     is_proof = models.BooleanField(default=False)
-    channel = models.CharField(max_length=8, choices=Channel.choices)
+    channel = models.CharField(max_length=8, choices=channel_choices)
     recipient = models.CharField(max_length=4096)
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     provider_message_id = models.CharField(max_length=998, blank=True)

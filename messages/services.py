@@ -8,11 +8,10 @@ Statuses move in messages.lifecycle; the workflows that move an event type and i
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
-from typing import Any
+from typing import Any, Protocol
 
-import css_inline
-import inscriptis
 from django.conf import settings
 from django.core import signing
 from django.db.models import Max
@@ -22,12 +21,12 @@ from django.utils.crypto import constant_time_compare
 
 from campaign import senders
 from campaign.metrics import DELIVERIES
-from campaign.models import Profile, Quarantine
-from events.models import Event
+from campaign.models import Organization, Profile, Quarantine
 from messages import lifecycle
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_for
+from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError
-from messages.models import CONTENT_KEYS, Delivery, MessageVersion, TransactionalMessage
+from messages.models import Delivery, MessageVersion, TransactionalMessage
 from messages.rendering import (
     TemplateError,
     Vocabulary,
@@ -35,13 +34,6 @@ from messages.rendering import (
     render_content,
     validate_content,
 )
-
-REQUIRED_PARTS: dict[str, tuple[tuple[str, ...], ...]] = {
-    # each inner tuple: at least one of these parts must be non-empty
-    "email": (("subject",), ("html", "text")),
-    "sms": (("text",),),
-    "push": (("title", "body"),),
-}
 
 
 def content_errors(
@@ -53,16 +45,15 @@ def content_errors(
 ) -> list[str]:
     """Why a content cannot be sent: empty parts, templates that do not compile, unknown variables,
     and (given the sample context) templates that go beyond a bound of rendering."""
+    keys = channel_of(channel).content_keys
     errors = [
-        f"The message needs a {' or '.join(group)}."
-        for group in REQUIRED_PARTS[channel]
-        if not any(str(content.get(part) or "").strip() for part in group)
+        f"The message needs a {' or '.join(group)}." for group in channel_of(channel).missing_parts(content)
     ]
     vocabulary = Vocabulary.from_schema(schema) if schema else None
     try:
-        validate_content(content, vocabulary=vocabulary, keys=CONTENT_KEYS[channel])
+        validate_content(content, vocabulary=vocabulary, keys=keys)
         if sample_context is not None:
-            check_render_bounds(content, keys=CONTENT_KEYS[channel], context=sample_context)
+            check_render_bounds(content, keys=keys, context=sample_context)
     except TemplateError as error:
         errors.append(str(error))
     return errors
@@ -77,7 +68,7 @@ def content_sender_problems(message: TransactionalMessage, content: dict[str, An
         organization=configuration.organization,
         from_address=str(sender.get("address") or ""),
         reply_to=str(content.get("replyTo") or ""),
-        channel=configuration.channel,
+        uses_default_sender=channel_of(configuration.channel).uses_default_sender,
     )
 
 
@@ -176,27 +167,59 @@ def opt_out(*, profile: Profile) -> None:
     Profile.objects.filter(pk=profile.pk).update(opted_out=True, updated_at=timezone.now())
 
 
-def recipient_for(*, event: Event, profile: Profile | None) -> Recipient:
-    channel = event.configuration.channel
+class EventTypeLike(Protocol):
+    """What a message reads of an event's type (events.models.EventConfiguration has it)."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def organization(self) -> Organization: ...
+
+
+class EventLike(Protocol):
+    """What a message reads of the event it is sent for (events.models.Event has it; a preview
+    makes a SampleEvent): messages knows events only by this shape, never by their model."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def pkey(self) -> str: ...
+    @property
+    def ctx(self) -> dict[str, Any]: ...
+    @property
+    def created_at(self) -> dt.datetime | None: ...
+    @property
+    def configuration(self) -> EventTypeLike: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleEvent:
+    """The stand-in event of a preview or a proof: sample data, never stored."""
+
+    configuration: EventTypeLike
+    ctx: dict[str, Any]
+    pk: None = None
+    pkey: str = "PREVIEW"
+    created_at: dt.datetime | None = None
+    email: str = ""
+    mobile_phone: str = ""
+    push_platform: str = ""
+    registration_token: str = ""
+    application: str = ""
+
+
+def recipient_for(*, event: EventLike, profile: Profile | None) -> Recipient:
+    """Where an event's message goes: the profile's address, else the one the event carries."""
+    of_channel = channel_of(event.configuration.channel)
     if profile is not None:
-        address = profile.email if channel == "email" else profile.mobile_phone if channel == "sms" else ""
-        if channel == "push":
-            address = event.registration_token
-        name = " ".join(p for p in (profile.first_name, profile.last_name) if p)
-        return Recipient(
-            address=address, name=name, push_platform=event.push_platform, application=event.application
-        )
-    if channel == "email":
-        return Recipient(address=event.email)
-    if channel == "sms":
-        return Recipient(address=event.mobile_phone)
-    return Recipient(
-        address=event.registration_token, push_platform=event.push_platform, application=event.application
-    )
+        return of_channel.profile_recipient(event, profile)
+    return of_channel.event_recipient(event)
 
 
 def template_context(
-    *, event: Event | None, ctx: dict[str, Any], profile: Profile | None, event_id: str
+    *, event: EventLike | None, ctx: dict[str, Any], profile: Profile | None, event_id: str
 ) -> dict[str, Any]:
     """The plain data a template sees: never a model instance, never a callable."""
     context: dict[str, Any] = {
@@ -204,7 +227,7 @@ def template_context(
         "event": {
             "PKey": event.pkey if event else "PREVIEW",
             "eventId": event_id,
-            "received": (event.created_at if event else timezone.now()).isoformat(),
+            "received": ((event.created_at if event else None) or timezone.now()).isoformat(),
         },
     }
     if profile is not None:
@@ -216,7 +239,7 @@ def template_context(
 def compose(
     *,
     version: MessageVersion | None,
-    event: Event,
+    event: EventLike,
     profile: Profile | None = None,
     content: dict[str, Any] | None = None,
     ctx: dict[str, Any] | None = None,
@@ -232,17 +255,13 @@ def compose(
     context = template_context(
         event=event if event.pk else None, ctx=ctx, profile=profile, event_id=configuration.event_id
     )
-    parts = render_content(
-        content, keys=CONTENT_KEYS[configuration.channel], context=context, language=language
-    )
+    of_channel = channel_of(configuration.channel)
+    parts = render_content(content, keys=of_channel.content_keys, context=context, language=language)
     organization = configuration.organization
     sender = content.get("from") or {}
-    headers: dict[str, str] = {}
-    if configuration.channel == "email":
-        parts = finish_email_parts(parts)
-        if profile is not None and profile.pk:
-            link = context["unsubscribe_url"]
-            headers = {"List-Unsubscribe": f"<{link}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    parts, headers = of_channel.finish(
+        parts, unsubscribe_url=context["unsubscribe_url"] if profile is not None and profile.pk else ""
+    )
     return RenderedMessage(
         parts=parts,
         from_name=sender.get("name") or organization.sender_name or organization.name,
@@ -251,21 +270,6 @@ def compose(
         headers=headers,
         data={"eventId": configuration.event_id, "PKey": event.pkey},
     )
-
-
-def finish_email_parts(parts: dict[str, str]) -> dict[str, str]:
-    """Email hygiene: CSS inlined in the HTML, and a text part derived from it when left empty."""
-    html = parts.get("html", "")
-    if not html.strip():
-        return parts
-    try:
-        html = css_inline.inline(html)
-    except ValueError:  # unparseable CSS: send the HTML as written
-        pass
-    text = parts.get("text", "")
-    if not text.strip():
-        text = inscriptis.get_text(html).strip()
-    return {**parts, "html": html, "text": text}
 
 
 def send(*, channel: str, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
@@ -355,7 +359,7 @@ def check_rendering_bounds(*, message: TransactionalMessage, content: dict[str, 
     sample data in each of its languages, goes beyond a bound of rendering: refused when saved or
     published, instead of failing at every event."""
     check_render_bounds(
-        content, keys=CONTENT_KEYS[message.configuration.channel], context=sample_context(message)
+        content, keys=channel_of(message.configuration.channel).content_keys, context=sample_context(message)
     )
 
 
@@ -370,7 +374,7 @@ def preview_message(
     configuration = message.configuration
     if ctx is None:
         ctx = sample_data(message)
-    event = Event(configuration=configuration, organization=configuration.organization, ctx=ctx)
+    event = SampleEvent(configuration=configuration, ctx=ctx)
     return compose(
         version=None,
         event=event,
@@ -401,44 +405,39 @@ def send_proof(
     """
     configuration = message.configuration
     organization = configuration.organization
-    channel = configuration.channel
+    of_channel = channel_of(configuration.channel)
     targets: dict[str, tuple[Recipient, Profile | None]] = {}
     for typed in (a.strip() for a in addresses):
         if not typed:
             continue
         try:
-            address = senders.proof_address(channel=channel, address=typed)
+            address = of_channel.proof_address(senders.bounded_proof_recipient(typed))
         except senders.ProofRefused as error:
             raise ProofError(str(error)) from None
-        if not senders.proof_recipient_allowed(organization=organization, channel=channel, address=address):
+        if not of_channel.proof_allowed(organization=organization, address=address):
             raise ProofError(
                 f"'{address}' is neither a test profile's nor on the proof allow-list "
                 "(an administrator declares them)"
             )
-        targets.setdefault(address, (Recipient(address=address), None))
+        targets.setdefault(of_channel.proof_key(address), (Recipient(address=address), None))
     for profile in profiles or []:
         if profile.organization_id != configuration.organization_id:
             raise ProofError("a test profile must belong to the message's organization")
         if not profile.is_test:
             raise ProofError(f"the profile {profile} is not a test profile")
-        if channel == "push":
-            raise ProofError(
-                "a profile has no push registration token: send push proofs to allow-listed tokens"
-            )
-        address = profile.email if channel == "email" else profile.mobile_phone
+        if not of_channel.profile_has_address:
+            raise ProofError(of_channel.no_profile_address())
+        address = of_channel.profile_address(profile)
         if not address:
-            raise ProofError(f"the profile {profile} has no {channel} address")
+            raise ProofError(f"the profile {profile} has no {of_channel.name} address")
         name = " ".join(p for p in (profile.first_name, profile.last_name) if p)
-        targets[address.lower() if channel == "email" else address] = (
-            Recipient(address=address, name=name),
-            profile,
-        )
+        targets[of_channel.proof_key(address)] = (Recipient(address=address, name=name), profile)
     if not targets:
         raise ProofError("give at least one test address or test profile")
     problems = content_sender_problems(message, message.draft_content())
     if problems:
         raise ProofError(" ".join(f"{key}: {problem}" for key, problem in problems.items()))
-    first_part = {"email": "subject", "sms": "text", "push": "title"}[channel]
+    first_part = of_channel.proof_part
     ready = []
     for recipient, test_profile in targets.values():
         rendered = preview_message(message=message, ctx=ctx, profile=test_profile)
@@ -453,7 +452,7 @@ def send_proof(
     deliveries = []
     for recipient, rendered in ready:
         started = time.monotonic()
-        result = send(channel=channel, rendered=rendered, recipient=recipient)
+        result = send(channel=of_channel.name, rendered=rendered, recipient=recipient)
         delivery = delivery_row(
             message=message,
             version=None,
@@ -477,7 +476,7 @@ def content_difference(
     import json as json_module
 
     differences = []
-    keys = [*CONTENT_KEYS[channel], "from", "replyTo", "variants"]
+    keys = [*channel_of(channel).content_keys, "from", "replyTo", "variants"]
     for key in keys:
         before, after = older.get(key, ""), newer.get(key, "")
         if before == after:

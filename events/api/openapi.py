@@ -8,6 +8,7 @@ shape, so the schema reveals no organization's events.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -17,13 +18,9 @@ from rest_framework.permissions import AllowAny
 from campaign import bounds
 from campaign.auth import ApiCaller, CampaignTokenAuthentication
 from events.models import EventConfiguration, FieldType
-from events.schema import (
-    APPLICATION_MAX_LENGTH,
-    EMAIL_MAX_LENGTH,
-    RECIPIENT_KEYS,
-    REGISTRATION_TOKEN_MAX_LENGTH,
-    sample_body,
-)
+from events.schema import sample_body
+from messages.channels import RecipientKey, channels
+from messages.channels import channel as channel_of
 
 DECIMAL_RULE = (
     f"plain decimal notation (no exponent, NaN or Infinity), at most {bounds.MAX_SIGNIFICANT_DIGITS} "
@@ -73,11 +70,7 @@ EVENT_OUT: dict[str, Any] = {
     "properties": {
         "PKey": {"type": "string"},
         "ctx": {"type": "object"},
-        "email": {"type": "string"},
-        "mobilePhone": {"type": "string"},
-        "pushPlatform": {"type": "string"},
-        "registrationToken": {"type": "string"},
-        "application": {"type": "string"},
+        # + the recipient keys of every registered channel (_event_out)
         "scheduled": {**DATE_TIME, "nullable": True},
         "expiration": {**DATE_TIME, "nullable": True},
         "href": {"type": "string"},
@@ -116,6 +109,28 @@ ERRORS = {
 }
 
 
+def _recipient_properties(keys: Iterable[RecipientKey]) -> dict[str, Any]:
+    """The OpenAPI schema of recipient keys, as their channel objects declare them."""
+    properties: dict[str, Any] = {}
+    for key in keys:
+        schema = dict(key.openapi)
+        if schema.get("type") == "string" and "maxLength" in schema:
+            schema.setdefault("description", TEXT_RULE)
+        properties[key.name] = schema
+    return properties
+
+
+def _all_recipient_keys() -> list[RecipientKey]:
+    return [key for each in channels().values() for key in each.recipient_keys]
+
+
+def _event_out() -> dict[str, Any]:
+    """An event as the API answers it: the generic shape with every registered channel's keys."""
+    recipients = {key.name: {"type": "string"} for key in _all_recipient_keys()}
+    pkey_and_ctx, rest = dict(list(EVENT_OUT["properties"].items())[:2]), EVENT_OUT["properties"]
+    return {**EVENT_OUT, "properties": {**pkey_and_ctx, **recipients, **rest}}
+
+
 def _text(max_length: int, **schema: Any) -> dict[str, Any]:
     return {"type": "string", "maxLength": max_length, "description": TEXT_RULE, **schema}
 
@@ -152,19 +167,11 @@ def request_schema(published: dict[str, Any]) -> dict[str, Any]:
     if required_ctx:
         ctx["required"] = required_ctx
     properties: dict[str, Any] = {"ctx": ctx, "scheduled": DATE_TIME, "expiration": DATE_TIME}
-    channel = published["channel"]
-    recipient = {
-        "email": _text(EMAIL_MAX_LENGTH, format="email"),
-        "mobilePhone": {"type": "string", "maxLength": 64, "description": "E.164, e.g. +33612345678"},
-        "pushPlatform": {"type": "string", "enum": ["gcm", "fcm", "apns"]},
-        "registrationToken": _text(REGISTRATION_TOKEN_MAX_LENGTH),
-        "application": _text(APPLICATION_MAX_LENGTH),
-    }
-    for key in RECIPIENT_KEYS[channel]:
-        properties[key] = recipient[key]
+    recipient_keys = channel_of(published["channel"]).recipient_keys
+    properties.update(_recipient_properties(recipient_keys))
     body: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": properties}
     if published.get("targeting") == "event":
-        body["required"] = [k for k in RECIPIENT_KEYS[channel] if k != "application"]
+        body["required"] = [key.name for key in recipient_keys if key.required]
     return body
 
 
@@ -276,7 +283,7 @@ def add_event_paths(result: dict[str, Any], generator, request, public) -> dict[
     """drf-spectacular postprocessing hook: the token endpoint, the generic event API, and the
     caller's published events."""
     components = result.setdefault("components", {})
-    components.setdefault("schemas", {}).update({"Error": ERROR, "Event": EVENT_OUT})
+    components.setdefault("schemas", {}).update({"Error": ERROR, "Event": _event_out()})
     components["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer"},
         "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
@@ -328,7 +335,7 @@ def add_event_paths(result: dict[str, Any], generator, request, public) -> dict[
         "description": "Depends on the event's published fields.",
         "properties": {
             "ctx": {"type": "object"},
-            "email": {"type": "string"},
+            **_recipient_properties(_all_recipient_keys()),
             "scheduled": DATE_TIME,
             "expiration": DATE_TIME,
         },

@@ -8,18 +8,9 @@ from typing import Any
 
 from rest_framework import serializers
 
-from events.models import Channel, Event
+from events.models import Event
 from events.schema import SchemaError, ValidatedEvent, format_datetime, validate_event
-
-RECIPIENT_OUTPUT: dict[str, tuple[tuple[str, str], ...]] = {
-    Channel.EMAIL: (("email", "email"),),
-    Channel.SMS: (("mobilePhone", "mobile_phone"),),
-    Channel.PUSH: (
-        ("pushPlatform", "push_platform"),
-        ("registrationToken", "registration_token"),
-        ("application", "application"),
-    ),
-}
+from messages.channels import channel
 
 
 class EventInputSerializer(serializers.BaseSerializer):
@@ -43,8 +34,7 @@ class EventOutputSerializer(serializers.BaseSerializer):
     def to_representation(self, event: Event) -> dict[str, Any]:
         context = self.context
         data: dict[str, Any] = {"PKey": event.pkey, "ctx": event.ctx}
-        for output_name, attribute in RECIPIENT_OUTPUT[context["channel"]]:
-            data[output_name] = getattr(event, attribute)
+        data.update(channel(context["channel"]).answer(event))
         data.update(
             scheduled=format_datetime(event.scheduled_at),
             expiration=format_datetime(event.expiration_at),

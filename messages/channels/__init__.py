@@ -1,4 +1,14 @@
-"""Channels behind one interface: `send(rendered, recipient) -> SendResult`.
+"""Channels: one module per channel (email.py, sms.py, push.py), each declaring everything about
+its channel in one `Channel` object, and the registry the rest of the house looks them up in.
+
+A channel object says which content parts a message has (and which are required), which recipient
+keys an event carries in the API (body and answer), how the address is found for an event or a
+profile, the first draft of a new message, how proofs are addressed, how a preview is shown, and
+which backend sends. Nothing else in `campaign`, `events` or `messages` branches on a channel's name.
+
+The registry reads the TRANSACTIONAL_CHANNELS setting (dotted paths of channel objects) at lookup
+time, so a settings override (a test's fake channel) takes effect at once. Adding a channel is one
+module plus its path in that setting.
 
 A backend never raises for a delivery problem: it classifies it as a temporary failure (try again
 later: SMTP 4xx, connection refused, timeout) or a permanent one (SMTP 5xx for the recipient).
@@ -7,11 +17,15 @@ later: SMTP 4xx, connection refused, timeout) or a permanent one (SMTP 5xx for t
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils.module_loading import import_string
+
+from campaign import bounds, senders
+from campaign.models import Organization, Profile
 
 
 @dataclass(frozen=True)
@@ -47,12 +61,212 @@ class ChannelBackend(Protocol):
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult: ...
 
 
-@functools.cache
-def backend_for(channel: str) -> ChannelBackend:
-    """One backend instance per process and channel, so connections are reused across sends."""
-    if channel == "email":
-        from messages.channels.email import EmailChannel
+class RecipientError(Exception):
+    """A recipient key of a POSTed body that is missing or wrong; `field` is the API's key."""
 
-        return EmailChannel()
-    path = {"sms": settings.SMS_BACKEND, "push": settings.PUSH_BACKEND}[channel]
-    return import_string(path)()
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ProofAddressError(Exception):
+    """A typed proof recipient this channel cannot send to, or a test profile without an address."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One content part of a message: its key in the content (and in the configuration file's
+    `message`), the draft column of TransactionalMessage that holds it, and its label in the editor."""
+
+    name: str
+    column: str = ""  # default: the same as the name
+    label: str = ""
+
+    @property
+    def draft_column(self) -> str:
+        return self.column or self.name
+
+
+@dataclass(frozen=True)
+class RecipientKey:
+    """A key of the API's body (and answer) that carries the recipient, and the Event column keeping it."""
+
+    name: str
+    column: str
+    openapi: Mapping[str, Any]
+    required: bool = True  # in the body of an event-targeted event
+    max_length: int | None = None
+
+
+class Channel:
+    """Everything about one channel. Subclass it in messages/channels/<name>.py and make one instance.
+
+    The defaults fit a simple channel: one recipient key whose text is the address, every part
+    rendered as written, a proof going only to the organization's allow-list (kind = `proof_kind`).
+    """
+
+    name: str = ""
+    label: str = ""
+    parts: tuple[Part, ...] = ()
+    # Each group: at least one of these parts must be non-empty for the message to be sent.
+    required: tuple[tuple[str, ...], ...] = ()
+    recipient_keys: tuple[RecipientKey, ...] = ()
+    proof_part: str = ""  # the part a proof marks with "[Proof] "
+    proof_kind: str = ""  # the ProofRecipient.Kind of its allow-list entries
+    # An HTML fragment shown in the editor and on the preview page; the default lists the parts.
+    preview_template: str = "messages/channels/parts_preview.html"
+    backend_setting: str = ""  # the setting naming the backend class (a dotted path)
+    sample_address: str = ""  # the recipient of the API's example body
+    uses_default_sender: bool = False  # the organization's sender address when the message has none
+    profile_has_address: bool = False  # whether a profile carries an address of this channel
+    proof_addresses_label: str = "Test addresses"  # the proof form's field of typed recipients
+
+    # --- content -------------------------------------------------------------------------------
+
+    @property
+    def content_keys(self) -> tuple[str, ...]:
+        return tuple(part.name for part in self.parts)
+
+    def part(self, name: str) -> Part | None:
+        return next((p for p in self.parts if p.name == name), None)
+
+    def missing_parts(self, content: Mapping[str, Any]) -> list[tuple[str, ...]]:
+        """The required groups of which no part has text."""
+        return [group for group in self.required if not any(str(content.get(p) or "").strip() for p in group)]
+
+    def default_content(self, *, label: str, fields: list[str], collections: list[dict]) -> dict[str, str]:
+        """The first draft of a new message: the event's fields, so a marketer starts from data."""
+        line = " ".join(f"{{{{ ctx.{name} }}}}" for name in fields) or label
+        return {part.name: line for part in self.parts}
+
+    def finish(self, parts: dict[str, str], *, unsubscribe_url: str = "") -> tuple[dict[str, str], dict]:
+        """The rendered parts as they leave (and the headers they need): nothing to add by default."""
+        return parts, {}
+
+    def preview_context(self, rendered: RenderedMessage) -> dict[str, Any]:
+        """What the preview template needs besides the rendered message: (label, text) of each part."""
+        return {"preview_parts": [(p.label or p.name, rendered.parts.get(p.name, "")) for p in self.parts]}
+
+    # --- recipients ----------------------------------------------------------------------------
+
+    def recipient_from_body(self, body: Mapping[str, Any], *, required: bool) -> dict[str, str]:
+        """The Event columns of a POSTed body's recipient keys, checked; RecipientError names a key.
+
+        `required` is true for event targeting (the recipient is in the event); a profile-based
+        event may still carry the keys, and they are checked the same way."""
+        found: dict[str, str] = {}
+        for key in self.recipient_keys:
+            value = body.get(key.name)
+            if value is None and not (required and key.required):
+                continue
+            if not isinstance(value, str) or (key.required and not value.strip()):
+                raise RecipientError(key.name, f"is required for a {self.name} event")
+            problem = bounds.text_problem(value.strip(), max_length=key.max_length)
+            if problem:
+                raise RecipientError(key.name, problem)
+            found[key.column] = value.strip()
+        return found
+
+    def answer(self, event: Any) -> dict[str, str]:
+        """The recipient keys of the API's answer, from the event's columns."""
+        return {key.name: getattr(event, key.column) for key in self.recipient_keys}
+
+    def sample_body(self) -> dict[str, str]:
+        return {self.recipient_keys[0].name: self.sample_address} if self.recipient_keys else {}
+
+    def event_recipient(self, event: Any) -> Recipient:
+        """Where an event-based event goes: the address it carries."""
+        return Recipient(address=getattr(event, self.recipient_keys[0].column))
+
+    def profile_address(self, profile: Profile) -> str:
+        """The profile's address on this channel ("" when a profile cannot have one)."""
+        return ""
+
+    def profile_recipient(self, event: Any, profile: Profile) -> Recipient:
+        """Where a profile-based event goes: the matched profile's address, with its name."""
+        name = " ".join(p for p in (profile.first_name, profile.last_name) if p)
+        return Recipient(address=self.profile_address(profile), name=name)
+
+    # --- proofs --------------------------------------------------------------------------------
+
+    def proof_address(self, typed: str) -> str:
+        """A typed proof recipient in the form it is compared and sent in, or ProofAddressError."""
+        return typed.strip()
+
+    def proof_allowed(self, *, organization: Organization, address: str) -> bool:
+        """Whether a (normalised) proof recipient is a test profile's or on the allow-list."""
+        return senders.allow_listed(organization=organization, kinds=[self.proof_kind], value=address)
+
+    def no_profile_address(self) -> str:
+        """Why a test profile cannot receive a proof of this channel."""
+        return f"a profile has no {self.name} address: send {self.name} proofs to allow-listed addresses"
+
+    def proof_key(self, address: str) -> str:
+        """The form in which two proof recipients are the same one."""
+        return address
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def backend(self) -> ChannelBackend:
+        """A new backend instance (backend_for keeps one per process)."""
+        return import_string(getattr(settings, self.backend_setting))()
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.name}>"
+
+
+# --- The registry ------------------------------------------------------------------------------
+
+DEFAULT_CHANNELS = (
+    "messages.channels.email.EMAIL",
+    "messages.channels.sms.SMS",
+    "messages.channels.push.PUSH",
+)
+
+
+@functools.cache
+def _load(paths: tuple[str, ...]) -> dict[str, Channel]:
+    loaded = [import_string(path) for path in paths]
+    return {item.name: item for item in loaded}
+
+
+def channels() -> dict[str, Channel]:
+    """The registered channels by name, in the order of the TRANSACTIONAL_CHANNELS setting."""
+    return _load(tuple(getattr(settings, "TRANSACTIONAL_CHANNELS", DEFAULT_CHANNELS)))
+
+
+def channel(name: str) -> Channel:
+    """The channel object of a name; KeyError for a channel that is not registered."""
+    try:
+        return channels()[name]
+    except KeyError:
+        raise KeyError(f"unknown channel '{name}'") from None
+
+
+def channel_names() -> list[str]:
+    return list(channels())
+
+
+def channel_choices() -> list[tuple[str, str]]:
+    """Model field choices: a callable, so registering a channel changes no migration."""
+    return [(item.name, item.label) for item in channels().values()]
+
+
+class _CachedBackends:
+    """One backend instance per process and channel, so connections are reused across sends."""
+
+    def __init__(self) -> None:
+        self._backends: dict[str, ChannelBackend] = {}
+
+    def __call__(self, name: str) -> ChannelBackend:
+        backend = self._backends.get(name)
+        if backend is None:
+            backend = self._backends[name] = channel(name).backend()
+        return backend
+
+    def cache_clear(self) -> None:
+        self._backends.clear()
+
+
+backend_for = _CachedBackends()

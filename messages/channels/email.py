@@ -1,4 +1,7 @@
-"""Email through Django's email backends (SMTP in production), one connection reused across sends."""
+"""The email channel: subject, HTML and text parts; the `email` key of the API; the profile's email
+address; CSS inlined and a text part derived from the HTML; proofs to test profiles, allow-listed
+addresses and domains; sent through Django's email backends (SMTP in production), one connection
+reused across sends."""
 
 from __future__ import annotations
 
@@ -7,11 +10,27 @@ import smtplib
 import socket
 import threading
 from email.utils import formataddr, make_msgid
+from typing import Any
 
+import css_inline
+import inscriptis
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.validators import EmailValidator
 
-from messages.channels import Recipient, RenderedMessage, SendResult
+from campaign import addresses, bounds, senders
+from campaign.models import Organization, Profile
+from messages.channels import (
+    Channel,
+    ChannelBackend,
+    Part,
+    Recipient,
+    RecipientError,
+    RecipientKey,
+    RenderedMessage,
+    SendResult,
+)
 
 TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
 
@@ -46,7 +65,7 @@ def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-class EmailChannel:
+class DjangoMailBackend:
     """Keeps one open connection per thread and reopens it once if the server dropped it."""
 
     def __init__(self) -> None:
@@ -117,3 +136,111 @@ class EmailChannel:
                 outcome, answer = classify_smtp_error(error)
                 return SendResult(outcome, provider_response=answer)
         raise AssertionError("unreachable")
+
+
+EMAIL_MAX_LENGTH = 254  # events.models.Event.email
+_email_validator = EmailValidator()
+
+
+def finish_email_parts(parts: dict[str, str]) -> dict[str, str]:
+    """Email hygiene: CSS inlined in the HTML, and a text part derived from it when left empty."""
+    html = parts.get("html", "")
+    if not html.strip():
+        return parts
+    try:
+        html = css_inline.inline(html)
+    except ValueError:  # unparseable CSS: send the HTML as written
+        pass
+    text = parts.get("text", "")
+    if not text.strip():
+        text = inscriptis.get_text(html).strip()
+    return {**parts, "html": html, "text": text}
+
+
+class EmailChannel(Channel):
+    name = "email"
+    label = "Email"
+    parts = (Part("subject", label="Subject"), Part("html", label="HTML"), Part("text", label="Text"))
+    required = (("subject",), ("html", "text"))
+    recipient_keys = (
+        RecipientKey(
+            "email",
+            column="email",
+            max_length=EMAIL_MAX_LENGTH,
+            openapi={"type": "string", "maxLength": EMAIL_MAX_LENGTH, "format": "email"},
+        ),
+    )
+    proof_part = "subject"
+    preview_template = "messages/channels/email_preview.html"
+    sample_address = "test@example.com"
+    uses_default_sender = True
+    profile_has_address = True
+
+    def default_content(self, *, label: str, fields: list[str], collections: list[dict]) -> dict[str, str]:
+        lines_text = [f"{name}: {{{{ ctx.{name} }}}}" for name in fields]
+        lines_html = [f"<li>{name}: {{{{ ctx.{name} }}}}</li>" for name in fields]
+        for collection in collections:
+            item = " ".join(f"{{{{ item.{f['name']} }}}}" for f in collection["fields"])
+            lines_text.append(f"{{% for item in ctx.{collection['name']} %}}- {item}\n{{% endfor %}}")
+            lines_html.append(
+                f"<li>{collection['name']}<ul>{{% for item in ctx.{collection['name']} %}}<li>{item}</li>"
+                f"{{% endfor %}}</ul></li>"
+            )
+        text = "\n".join(lines_text)
+        return {
+            "subject": label,
+            "html": f"<p>{label}</p>\n<ul>\n" + "\n".join(lines_html) + "\n</ul>",
+            "text": f"{label}\n\n{text}",
+        }
+
+    def finish(self, parts: dict[str, str], *, unsubscribe_url: str = "") -> tuple[dict[str, str], dict]:
+        """CSS inlined, a text part derived from the HTML; one-click unsubscribe for profile-based email."""
+        if not unsubscribe_url:
+            return finish_email_parts(parts), {}
+        headers = {
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+        return finish_email_parts(parts), headers
+
+    def recipient_from_body(self, body: Any, *, required: bool) -> dict[str, str]:
+        email = body.get("email")
+        if email is None and not required:
+            return {}
+        if not isinstance(email, str) or not email.strip():
+            raise RecipientError("email", "is required for an email event")
+        problem = bounds.text_problem(email.strip(), max_length=EMAIL_MAX_LENGTH)
+        if problem:
+            raise RecipientError("email", problem)
+        try:
+            _email_validator(email.strip())
+        except ValidationError:
+            raise RecipientError("email", f"'{email}' is not an email address") from None
+        return {"email": email.strip()}
+
+    def profile_address(self, profile: Profile) -> str:
+        return profile.email
+
+    def proof_address(self, typed: str) -> str:
+        try:
+            return addresses.normalise_email(typed)
+        except ValidationError:
+            raise senders.ProofRefused(f"'{typed}' is not an email address") from None
+
+    def proof_allowed(self, *, organization: Organization, address: str) -> bool:
+        return (
+            senders.allow_listed(organization=organization, kinds=["email"], value=address)
+            or senders.allow_listed(
+                organization=organization, kinds=["domain"], value=addresses.domain_of(address)
+            )
+            or senders.is_test_profile_address(organization=organization, email__iexact=address)
+        )
+
+    def proof_key(self, address: str) -> str:
+        return address.lower()
+
+    def backend(self) -> ChannelBackend:
+        return DjangoMailBackend()
+
+
+EMAIL = EmailChannel()

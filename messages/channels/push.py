@@ -1,4 +1,6 @@
-"""Push: an HTTP backend in the shape of FCM HTTP v1, and a file backend for development."""
+"""The push channel: title and body; the `pushPlatform`, `registrationToken` and `application` keys
+of the API; the event's registration token (a profile has none); proofs to allow-listed tokens; an
+HTTP backend in the shape of FCM HTTP v1, and a file backend for development."""
 
 from __future__ import annotations
 
@@ -6,8 +8,21 @@ from typing import Any
 
 from django.conf import settings
 
-from messages.channels import Recipient, RenderedMessage, SendResult
+from campaign import bounds
+from campaign.models import Profile
+from messages.channels import (
+    Channel,
+    Part,
+    Recipient,
+    RecipientError,
+    RecipientKey,
+    RenderedMessage,
+    SendResult,
+)
 from messages.channels.http import FileOutbox, post_json
+
+PUSH_PLATFORMS = {"gcm": "gcm", "fcm": "gcm", "apns": "apns"}
+REGISTRATION_TOKEN_MAX_LENGTH, APPLICATION_MAX_LENGTH = 4096, 255  # events.models.Event's columns
 
 
 def fcm_payload(rendered: RenderedMessage, recipient: Recipient) -> dict[str, Any]:
@@ -36,3 +51,89 @@ class FilePushBackend(FileOutbox):
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         return self.write(fcm_payload(rendered, recipient))
+
+
+class PushChannel(Channel):
+    name = "push"
+    label = "Push notification"
+    parts = (Part("title", label="Title"), Part("body", label="Body"))
+    required = (("title", "body"),)
+    recipient_keys = (
+        RecipientKey(
+            "pushPlatform", column="push_platform", openapi={"type": "string", "enum": ["gcm", "fcm", "apns"]}
+        ),
+        RecipientKey(
+            "registrationToken",
+            column="registration_token",
+            max_length=REGISTRATION_TOKEN_MAX_LENGTH,
+            openapi={"type": "string", "maxLength": REGISTRATION_TOKEN_MAX_LENGTH},
+        ),
+        RecipientKey(
+            "application",
+            column="application",
+            required=False,
+            max_length=APPLICATION_MAX_LENGTH,
+            openapi={"type": "string", "maxLength": APPLICATION_MAX_LENGTH},
+        ),
+    )
+    proof_part = "title"
+    proof_kind = "push"
+    proof_addresses_label = "Registration tokens"
+    preview_template = "messages/channels/push_preview.html"
+    backend_setting = "PUSH_BACKEND"
+
+    def recipient_from_body(self, body: Any, *, required: bool) -> dict[str, str]:
+        platform, token = body.get("pushPlatform"), body.get("registrationToken")
+        if platform is None and token is None and not required:
+            return {}
+        if not isinstance(platform, str) or platform.lower() not in PUSH_PLATFORMS:
+            raise RecipientError("pushPlatform", "is required for a push event: gcm (or fcm) or apns")
+        if not isinstance(token, str) or not token.strip():
+            raise RecipientError("registrationToken", "is required for a push event")
+        application = body.get("application")
+        application = "" if application is None else application
+        for key, value, limit in (
+            ("registrationToken", token.strip(), REGISTRATION_TOKEN_MAX_LENGTH),
+            ("application", application, APPLICATION_MAX_LENGTH),
+        ):
+            if not isinstance(value, str):
+                raise RecipientError(key, "must be a string")
+            problem = bounds.text_problem(value, max_length=limit)
+            if problem:
+                raise RecipientError(key, problem)
+        return {
+            "push_platform": PUSH_PLATFORMS[platform.lower()],
+            "registration_token": token.strip(),
+            "application": application,
+        }
+
+    def default_content(self, *, label: str, fields: list[str], collections: list[dict]) -> dict[str, str]:
+        return {"title": label, "body": " ".join(f"{{{{ ctx.{name} }}}}" for name in fields) or label}
+
+    def sample_body(self) -> dict[str, str]:
+        return {
+            "pushPlatform": "gcm",
+            "registrationToken": "<REGISTRATION_TOKEN>",
+            "application": "com.example.app",
+        }
+
+    def event_recipient(self, event: Any) -> Recipient:
+        return Recipient(
+            address=event.registration_token, push_platform=event.push_platform, application=event.application
+        )
+
+    def profile_recipient(self, event: Any, profile: Profile) -> Recipient:
+        """A profile has no registration token: the event's own token, with the profile's name."""
+        name = " ".join(p for p in (profile.first_name, profile.last_name) if p)
+        return Recipient(
+            address=event.registration_token,
+            name=name,
+            push_platform=event.push_platform,
+            application=event.application,
+        )
+
+    def no_profile_address(self) -> str:
+        return "a profile has no push registration token: send push proofs to allow-listed tokens"
+
+
+PUSH = PushChannel()

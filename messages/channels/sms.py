@@ -1,12 +1,25 @@
-"""SMS: an HTTP gateway backend (JSON payload) and a file backend for development."""
+"""The SMS channel: one text part; the `mobilePhone` key of the API (E.164); the profile's mobile
+phone; the preview counts characters and segments; an HTTP gateway backend (JSON payload) and a
+file backend for development."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
-from messages.channels import Recipient, RenderedMessage, SendResult
+from campaign import addresses, senders
+from campaign.models import Organization, Profile
+from messages.channels import (
+    Channel,
+    Part,
+    Recipient,
+    RecipientError,
+    RecipientKey,
+    RenderedMessage,
+    SendResult,
+)
 from messages.channels.http import FileOutbox, post_json
 
 
@@ -58,3 +71,53 @@ def sms_length(text: str) -> SmsLength:
     if units <= single:
         return SmsLength(encoding, units, 1 if units else 0, single)
     return SmsLength(encoding, units, -(-units // multi), multi)
+
+
+class SmsChannel(Channel):
+    name = "sms"
+    label = "SMS"
+    parts = (Part("text", label="Text"),)
+    required = (("text",),)
+    recipient_keys = (
+        RecipientKey(
+            "mobilePhone",
+            column="mobile_phone",
+            openapi={"type": "string", "maxLength": 64, "description": "E.164, e.g. +33612345678"},
+        ),
+    )
+    proof_part = "text"
+    preview_template = "messages/channels/sms_preview.html"
+    backend_setting = "SMS_BACKEND"
+    sample_address = "+15555550123"
+    profile_has_address = True
+
+    def recipient_from_body(self, body: Any, *, required: bool) -> dict[str, str]:
+        value = body.get("mobilePhone")
+        if value is None and not required:
+            return {}
+        if not isinstance(value, str) or not value.strip():
+            raise RecipientError("mobilePhone", "is required for an SMS event (E.164, e.g. +33612345678)")
+        try:
+            return {"mobile_phone": addresses.phone_number(value)}
+        except ValueError as error:
+            raise RecipientError("mobilePhone", str(error)) from None
+
+    def preview_context(self, rendered: RenderedMessage) -> dict[str, Any]:
+        return {"sms": sms_length(rendered.parts.get("text", ""))}
+
+    def profile_address(self, profile: Profile) -> str:
+        return profile.mobile_phone
+
+    def proof_address(self, typed: str) -> str:
+        try:
+            return addresses.phone_number(typed)
+        except ValueError as error:
+            raise senders.ProofRefused(str(error)) from None
+
+    def proof_allowed(self, *, organization: Organization, address: str) -> bool:
+        return senders.allow_listed(
+            organization=organization, kinds=["phone"], value=address
+        ) or senders.is_test_profile_address(organization=organization, mobile_phone=address)
+
+
+SMS = SmsChannel()
