@@ -9,7 +9,6 @@ from django.contrib import messages as flash
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
-from django.utils.html import format_html
 
 from campaign import senders
 from campaign.admin import OrganizationScopedAdmin
@@ -19,6 +18,9 @@ from messages.lifecycle import PublicationError, event_side
 from messages.models import Delivery, MessageStatusChange, MessageVersion, TransactionalMessage
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to", "variants"]
+
+
+FIELD_TEMPLATES = "admin/transactional/transactionalmessage/fields"
 
 
 class TransactionalMessageForm(forms.ModelForm):
@@ -150,16 +152,14 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
 
     @admin.display(description="Event")
     def event(self, message: TransactionalMessage) -> str:
-        return format_html(
-            "<code>{}</code> ({})", message.configuration.event_id, message.configuration.get_status_display()
-        )
+        return render_to_string(f"{FIELD_TEMPLATES}/event.html", {"configuration": message.configuration})
 
     @admin.display(description="Preview (sample data)")
     def preview(self, message: TransactionalMessage) -> str:
         try:
             rendered = services.preview_message(message=message)
         except Exception as error:  # show the marketer what is wrong instead of a broken page
-            return format_html('<p class="errornote">The preview could not be rendered: {}</p>', error)
+            return render_to_string(f"{FIELD_TEMPLATES}/preview_error.html", {"error": error})
         # The channel's own preview template, as on the preview page.
         of_channel = channel_of(message.configuration.channel)
         return render_to_string(
