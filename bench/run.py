@@ -370,11 +370,11 @@ def measure_workers(args, stack: Stack, sink: Sink, ids: dict) -> list[dict]:
 
 
 def store_events(configuration, ingest, prefix: str, count: int) -> None:
-    from events.schema import ValidatedEvent
+    from events.schema import validate_event
 
     for number in range(count):
-        body = event_body(f"{prefix}-{number}")
-        ingest(configuration=configuration, validated=ValidatedEvent(email=body["email"], ctx=body["ctx"]))
+        body = event_body(f"{prefix}-{number}")  # validated as the API does
+        ingest(configuration=configuration, validated=validate_event(configuration.published_schema, body))
 
 
 def measure_post_office(args, stack: Stack, sink: Sink, processes: int) -> float:

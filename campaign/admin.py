@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from campaign import addresses, services
+from campaign import senders, services
 from campaign.auth import forget_tokens
 from campaign.login import StaffLoginForm
 from campaign.models import (
@@ -119,16 +119,9 @@ class OrganizationForm(forms.ModelForm):
         """The default sender is a From address like any other: its domain must be declared (a new
         organization's is declared with it, as `create_organization --sender` does)."""
         address = self.cleaned_data.get("sender_address", "")
-        if not address:
-            return address
-        domain = addresses.domain_of(address)
-        if not domain:
-            raise forms.ValidationError(f"'{address}' has no valid domain name.")
-        if self.instance.pk and not self.instance.sender_domains.filter(domain=domain).exists():
-            raise forms.ValidationError(
-                f"{domain} is not a sender domain of this organization: "
-                "declare it under Sender domains first."
-            )
+        problem = senders.default_sender_problem(self.instance, address)
+        if problem:
+            raise forms.ValidationError(f"{problem} Declare its domain under Sender domains first.")
         return address
 
 
@@ -141,10 +134,8 @@ class OrganizationAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         with transaction.atomic():
             super().save_model(request, obj, form, change)
-            if not change and obj.sender_address:
-                SenderDomain.objects.get_or_create(
-                    organization=obj, domain=addresses.domain_of(obj.sender_address)
-                )
+            if not change:
+                senders.declare_default_sender_domain(obj)
 
     def get_queryset(self, request):
         organization = organization_of(request)

@@ -45,6 +45,26 @@ def declare_sender_domain(*, organization: Organization, domain: str) -> SenderD
         raise SenderError(f"{organization.slug} already has the sender domain {normalised}.") from None
 
 
+def declare_default_sender_domain(organization: Organization) -> None:
+    """A new organization's default sender's domain becomes its first sender domain (the admin's
+    Add page and `create_organization --sender` alike)."""
+    domain = addresses.domain_of(organization.sender_address)
+    if domain:
+        SenderDomain.objects.get_or_create(organization=organization, domain=domain)
+
+
+def default_sender_problem(organization: Organization, address: str) -> str | None:
+    """Why `address` cannot be the organization's default sender, if it cannot: a From like any
+    other, its domain must be declared (a new organization's is declared with it)."""
+    if not address:
+        return None
+    if not addresses.domain_of(address):
+        return f"'{address}' has no valid domain name."
+    if organization.pk is None:
+        return None
+    return _outside(address, declared_domains(organization))
+
+
 def remove_sender_domain(*, organization: Organization, domain: str) -> str:
     """Messages already live keep sending; publishing one that uses the domain is refused from now on."""
     try:

@@ -12,9 +12,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from campaign import addresses, throttling
+from campaign import senders, throttling
 from campaign.auth import forget_tokens
-from campaign.models import AccessToken, ApiCredential, Organization, SenderDomain, hash_secret
+from campaign.models import AccessToken, ApiCredential, Organization, hash_secret
 
 
 class InvalidClient(Exception):
@@ -47,13 +47,12 @@ def create_organization(*, slug: str, name: str = "", sender_address: str = "") 
         slug=slug, name=name or slug, sender_name=name or slug, sender_address=sender_address
     )
     organization.full_clean()
-    domain = addresses.domain_of(sender_address)
-    if sender_address and not domain:
-        raise ValidationError({"sender_address": [f"'{sender_address}' has no valid domain name."]})
+    problem = senders.default_sender_problem(organization, sender_address)
+    if problem:
+        raise ValidationError({"sender_address": [problem]})
     with transaction.atomic():
         organization.save()
-        if domain:
-            SenderDomain.objects.create(organization=organization, domain=domain)
+        senders.declare_default_sender_domain(organization)
     return organization
 
 

@@ -127,6 +127,14 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
 
         return ScopedForm
 
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Only what the page edits: the status, the frozen schema and the message belong to the
+        # publication workflows, and this copy, read when the request began, must not write them back.
+        columns = {field.name for field in obj._meta.concrete_fields}
+        obj.save(update_fields=[name for name in form.fields if name in columns] + ["updated_at"])
+
     def get_fieldsets(self, request, obj=None):
         identity = ["name", "label", "channel", "targeting"]
         if request.user.is_superuser:

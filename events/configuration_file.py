@@ -351,7 +351,7 @@ def import_file(data: Any, *, publish: bool = False) -> list[EventConfiguration]
             if item.message is not None:
                 message = message or services.create_message(configuration=configuration)
                 message.load_content(item.message)
-                message.save()
+                message_services.save_draft(message=message)  # the content only, never a status
             if publish:
                 try:
                     configuration = publication.publish_configuration(configuration=configuration)

@@ -157,10 +157,12 @@ def publish_message(*, message: TransactionalMessage, user: Any = None) -> Messa
 
 
 def republish_version(*, version: MessageVersion, user: Any = None) -> MessageVersion:
-    """Bring an older version back: its content becomes the draft and is published."""
-    message = version.message
-    message.load_content(version.content)
+    """Bring an older version back: its content becomes the draft and is published. The locks are
+    taken in the module's order (configuration, then message) before the draft is written."""
     with transaction.atomic():
+        _lock_configuration_of(version.message)
+        message = _lock_message(version.message)
+        message.load_content(version.content)
         message_services.save_draft(message=message)
         return publish_message(message=message, user=user)
 

@@ -38,6 +38,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 CONTEXT_NAMES = frozenset({"ctx", "profile", "event", "unsubscribe_url"})
 # A message is a few kilobytes: a repetition or a power beyond these is an attack on the server.
 MAX_REPEATED_LENGTH = 100_000
+MAX_VARIANTS = 50  # languages of one message
 MAX_EXPONENT = 1_000
 # Integers a template computes stay below this many bits (about 3,000 digits): `(10**999)**999`
 # or a chain of squarings would otherwise keep a worker busy in a single multiplication.
@@ -145,11 +146,40 @@ def _refuse_length(length: int) -> None:
         )
 
 
+def _footprint(value: Any, limit: int) -> int:
+    """How much printing `value` writes, in items and characters, counted down nested lists,
+    tuples, dicts and sets as printing would (a list repeated by reference counts each time), and
+    stopped as soon as it passes `limit`: `[[0] * 100000] * 3000` is 3,000 references to one list,
+    cheap to build and 900 MB to print."""
+    known: dict[int, int] = {}
+
+    def weigh(item: Any) -> int:
+        if isinstance(item, str | bytes):
+            return len(item)
+        if not isinstance(item, list | tuple | dict | set | frozenset):
+            return 1
+        if id(item) in known:
+            return known[id(item)]
+        known[id(item)] = limit + 1  # a container that holds itself is beyond any limit
+        total = len(item)
+        for child in item.items() if isinstance(item, dict) else item:
+            total += weigh(child)
+            if total > limit:
+                break
+        known[id(item)] = total
+        return total
+
+    return weigh(value)
+
+
 def _refuse_long(value: Any) -> Any:
-    if isinstance(value, str | bytes | list | tuple | dict):
+    if isinstance(value, str | bytes):
         budget = _BUDGET.get()
         if budget is None or len(value) > budget.max_output:
             _refuse_length(len(value))
+    elif isinstance(value, list | tuple | dict | set | frozenset):
+        limit = _max_length()
+        _refuse_length(_footprint(value, limit))
     return value
 
 
@@ -515,6 +545,8 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
                 if isinstance(sequence, str | list | tuple) and isinstance(count, int):
                     if len(sequence) * count > MAX_REPEATED_LENGTH:
                         raise RenderLimitExceeded("the repetition is too long for a message")
+                    if count > 0 and _footprint(sequence, _max_length()) * count > _max_length():
+                        _refuse_length(_footprint(sequence, _max_length()) * count)
             if numbers and left.bit_length() + right.bit_length() > MAX_NUMBER_BITS:
                 raise RenderLimitExceeded("the product is too large for a message")
         elif operator == "%":
@@ -763,6 +795,8 @@ def validate_content(
     variants = content.get("variants") or {}
     if not isinstance(variants, dict):
         raise TemplateError('variants are an object by language: {"fr": {...}}', part="variants")
+    if len(variants) > MAX_VARIANTS:
+        raise TemplateError(f"at most {MAX_VARIANTS} language variants", part="variants")
     for language, variant in variants.items():
         if not isinstance(variant, dict):
             raise TemplateError("a variant must be an object of content parts", part=f"variants.{language}")
@@ -813,6 +847,12 @@ def _render_parts(
                 return compile_template(source, part="html" if key == "html" else key).render(context)
             except RenderLimitExceeded as error:
                 raise TemplateError(str(error), part=label) from None
+            except MemoryError:  # what no bound foresaw: still a bound, not a crash
+                raise TemplateError(
+                    "the template needs more memory than a message may use", part=label
+                ) from None
+            except RecursionError:
+                raise TemplateError("the template nests deeper than a message may", part=label) from None
 
         yield key, render
 
@@ -833,8 +873,14 @@ def check_render_bounds(content: dict[str, Any], *, keys: tuple[str, ...], conte
     that goes beyond a bound of rendering raises TemplateError naming its part, when it is saved
     rather than at every event. Other errors are left to the preview: sample data is not an
     event's data, and a template may well work with the real one."""
+    # Each language is rendered as an event would be (its own loops), but all of them within one
+    # deadline: a draft of many languages costs the web process one deadline, not one each.
+    deadline = RenderBudget.start().deadline
     for language in (None, *sorted(content.get("variants") or {})):
-        with render_budget():
+        budget = RenderBudget.start()
+        budget.deadline = deadline
+        token = _BUDGET.set(budget)
+        try:
             for _, render in _render_parts(content, keys=keys, context=context, language=language):
                 try:
                     render()
@@ -842,3 +888,5 @@ def check_render_bounds(content: dict[str, Any], *, keys: tuple[str, ...], conte
                     raise
                 except Exception:  # see the docstring
                     continue
+        finally:
+            _BUDGET.reset(token)

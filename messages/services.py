@@ -476,18 +476,24 @@ def send_proof(
     problems = content_sender_problems(message, message.draft_content())
     if problems:
         raise ProofError(" ".join(f"{key}: {problem}" for key, problem in problems.items()))
-    first_part = of_channel.proof_part
-    ready = []
-    for recipient, test_profile in targets.values():
-        rendered = preview_message(message=message, ctx=ctx, profile=test_profile)
-        parts = {**rendered.parts, first_part: PROOF_PREFIX + rendered.parts.get(first_part, "")}
-        ready.append((recipient, dataclasses.replace(rendered, parts=parts)))
+    # The quota first: a proof beyond it is refused before anything is rendered (rendering is the
+    # cost a quota protects), and each recipient counts.
     try:
         senders.count_proofs(
-            organization=organization, user_id=getattr(user, "pk", None), recipients=len(ready)
+            organization=organization, user_id=getattr(user, "pk", None), recipients=len(targets)
         )
     except senders.ProofRefused as error:
         raise ProofError(str(error)) from None
+    first_part = of_channel.proof_part
+    ready = []
+    rendered_for: dict[int | None, RenderedMessage] = {}  # typed addresses share one render
+    for recipient, test_profile in targets.values():
+        key = test_profile.pk if test_profile is not None else None
+        if key not in rendered_for:
+            rendered = preview_message(message=message, ctx=ctx, profile=test_profile)
+            parts = {**rendered.parts, first_part: PROOF_PREFIX + rendered.parts.get(first_part, "")}
+            rendered_for[key] = dataclasses.replace(rendered, parts=parts)
+        ready.append((recipient, rendered_for[key]))
     deliveries = []
     for recipient, rendered in ready:
         started = time.monotonic()

@@ -373,7 +373,8 @@ def test_the_default_sender_must_be_in_a_declared_domain(client, administrator, 
     answer = client.post(change, change_form_data(client.get(change), sender_address="security@paypal.com"))
     assert answer.status_code == 200
     (error,) = answer.context["adminform"].form.errors["sender_address"]
-    assert "paypal.com is not a sender domain of this organization" in error
+    assert "'security@paypal.com' is not in the organization's sender domains" in error
+    assert "Declare its domain under Sender domains first." in error
     organization.refresh_from_db()
     assert organization.sender_address == "news@geometrixx.example.com"
     answer = client.post(change, change_form_data(client.get(change), sender_address="shop@example.com"))

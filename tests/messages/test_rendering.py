@@ -579,3 +579,37 @@ def test_the_bounds_are_checked_on_save_with_sample_data_naming_the_part():
     check_render_bounds(
         {"subject": "{{ ctx.firstName + 1 }}", "text": "x"}, keys=("subject", "text"), context=context
     )
+
+
+def test_a_nested_list_repeated_by_reference_is_refused_before_it_is_printed(settings):
+    """`[[0]*100000]*3000` is 3,000 references to one list: cheap to build, 900 MB to print."""
+    with pytest.raises(TemplateError, match="built a value of .* beyond the limit"):
+        render_content({"text": "{{ [[0]*100000]*3000 }}"}, keys=("text",), context={"ctx": {}})
+
+
+def test_a_template_that_runs_out_of_memory_is_a_bound_not_a_crash(monkeypatch):
+    from messages import rendering
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    template = rendering.compile_template("{{ ctx.x }}", part="text")
+    monkeypatch.setattr(type(template), "render", exhausted)
+    with pytest.raises(TemplateError, match="more memory than a message may use"):
+        check_render_bounds({"text": "{{ ctx.x }}"}, keys=("text",), context={"ctx": {"x": 1}})
+
+
+def test_the_save_time_check_of_many_languages_shares_one_deadline(settings):
+    """Each language alone renders well within the deadline; all of them together do not."""
+    settings.RENDER_TIMEOUT_SECONDS = 0.5
+    busy = '{% for a in "x"*50 %}{% set s = ("x"*90000)|replace("x","yy") %}{% endfor %}'
+    check_render_bounds({"text": busy}, keys=("text",), context={"ctx": {}})  # one language: fine
+    variants = {f"l{i:03}": {"text": busy} for i in range(50)}
+    with pytest.raises(TemplateError, match="render deadline"):
+        check_render_bounds({"text": busy, "variants": variants}, keys=("text",), context={"ctx": {}})
+
+
+def test_a_message_has_at_most_fifty_language_variants():
+    variants = {f"l{i:03}": {"text": "hi"} for i in range(51)}
+    with pytest.raises(TemplateError, match="at most 50 language variants"):
+        validate_content({"text": "hi", "variants": variants}, vocabulary=None, keys=("text",))

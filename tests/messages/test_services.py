@@ -322,3 +322,35 @@ def test_content_difference_lists_only_changed_parts(cart_configuration):
     differences = services.content_difference(older=old, newer=new, channel="email")
     assert [part for part, _ in differences] == ["subject"]
     assert "Something&nbsp;&lt;new&gt;" in differences[0][1] and "<new>" not in differences[0][1]
+
+
+def test_a_proof_beyond_the_quota_is_refused_before_anything_is_rendered(
+    cart_configuration, settings, monkeypatch
+):
+    settings.PROOF_RATE_PER_MINUTE = 10
+    ProofRecipient.objects.create(
+        organization=cart_configuration.organization, kind="domain", value="qa.example"
+    )
+    message = cart_configuration.message
+    renders = []
+    monkeypatch.setattr(services, "preview_message", lambda **kwargs: renders.append(kwargs))
+    with pytest.raises(services.ProofError, match="proofs a minute"):
+        services.send_proof(message=message, addresses=[f"u{i}@qa.example" for i in range(40)])
+    assert renders == []
+
+
+def test_typed_proof_addresses_share_one_render(cart_configuration, settings, monkeypatch):
+    ProofRecipient.objects.create(
+        organization=cart_configuration.organization, kind="domain", value="qa.example"
+    )
+    original, renders = services.preview_message, []
+
+    def counted(**kwargs):
+        renders.append(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(services, "preview_message", counted)
+    deliveries = services.send_proof(
+        message=cart_configuration.message, addresses=[f"u{i}@qa.example" for i in range(3)]
+    )
+    assert len(deliveries) == 3 and len(renders) == 1
