@@ -397,3 +397,24 @@ def test_one_first_open_per_delivery_even_when_two_race(links_configuration, smt
         hit = tracking.record_hit(request=request, delivery=delivery, kind="open")
     assert hit.pk and not hit.first
     assert TrackingHit.objects.filter(first=True).count() == 1
+
+
+def test_a_link_marked_data_no_track_and_links_beyond_the_bound_stay_as_written(settings):
+    many = "".join(
+        f'<a href="https://example.com/{n}">{n}</a>' for n in range(tracking.MAX_TRACKED_LINKS + 5)
+    )
+    html = f'<a data-no-track href="https://example.com/private">x</a>{many}'
+    tracked = tracking.rewrite(html, opens=False, clicks=True)
+    assert tracked is not None and len(tracked.links) == tracking.MAX_TRACKED_LINKS
+    assert '<a data-no-track href="https://example.com/private">' in tracked.html
+    assert f'<a href="https://example.com/{tracking.MAX_TRACKED_LINKS}">' in tracked.html
+    assert tracked.html.count("/t/c/") == tracking.MAX_TRACKED_LINKS
+    assert "/t/o/" not in tracked.html
+    assert tracking.rewrite(html, opens=False, clicks=False) is None
+    settings.PUBLIC_URL = ""
+    assert tracking.rewrite(html, opens=True, clicks=True) is None
+
+
+def test_a_token_is_compact_and_url_safe():
+    token = tracking.click_token("A" * 16, 199)
+    assert len(token) <= 70 and re.fullmatch(r"[A-Za-z0-9_.-]+", token)
