@@ -1,0 +1,120 @@
+"""The hourly rollups reports read: counted by the periodic job from real processing, idempotent,
+and only for the hours touched since the job's last run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from campaign.models import Quarantine
+from events import pipeline, rollups
+from events.models import Event, HourlyRollup, RollupProgress
+from events.schema import validate_event
+from events.services import ingest
+from messages.models import Delivery
+from tests.conftest import seed_body
+
+pytestmark = pytest.mark.django_db
+FUTURE = (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.000Z")
+
+
+def accept(configuration, **overrides) -> Event:
+    body = {**seed_body(scheduled=None, expiration=FUTURE), **overrides}
+    event, _ = ingest(
+        configuration=configuration, validated=validate_event(configuration.published_schema, body)
+    )
+    return event
+
+
+def send_a_mix(configuration, organization, settings) -> None:
+    """Two sent, one hard bounce, one soft bounce then a final failure, one quarantined (ignored),
+    one still waiting."""
+    settings.EVENT_MAX_ATTEMPTS = 2
+    for address in ("a@example.com", "b@example.com", "reject-me@example.com"):
+        pipeline.process(accept(configuration, email=address).pk)
+    soft = accept(configuration, email="tempfail@example.com")
+    assert pipeline.process(soft.pk) == "pending"
+    Event.objects.filter(pk=soft.pk).update(next_attempt_at=timezone.now())
+    assert pipeline.process(soft.pk) == "deliveryFailed"
+    Quarantine.objects.create(organization=organization, channel="email", address="q@example.com")
+    assert pipeline.process(accept(configuration, email="q@example.com").pk) == "ignored"
+    accept(configuration, email="later@example.com")  # received, not processed yet
+
+
+def totals() -> dict[str, int]:
+    rows = HourlyRollup.objects.all()
+    return {field: sum(getattr(r, field) for r in rows) for field in rollups.COUNT_FIELDS}
+
+
+def test_the_rollup_counts_what_the_database_holds_after_real_sends(
+    cart_configuration, organization, smtp_email, settings
+):
+    send_a_mix(cart_configuration, organization, settings)
+    assert rollups.refresh() == 1  # one hour touched
+
+    counted = totals()
+    events = Event.objects.all()
+    deliveries = Delivery.objects.filter(is_proof=False)
+    assert counted["received"] == events.count() == 6
+    assert counted["processed"] == events.filter(status="processed").count() == 2
+    assert counted["delivery_failed"] == events.filter(status="deliveryFailed").count() == 2
+    assert counted["ignored"] == events.filter(status="ignored").count() == 1
+    assert counted["sent"] == deliveries.count() == 5
+    assert counted["delivered"] == deliveries.filter(outcome="sent").count() == 2
+    assert counted["bounced_hard"] == deliveries.filter(outcome="permanentFailure").count() == 1
+    assert counted["bounced_soft"] == deliveries.filter(outcome="temporaryFailure").count() == 2
+    # Opens and clicks wait for tracking: zero until it records them.
+    assert counted["opened"] == counted["clicked"] == 0
+
+    row = HourlyRollup.objects.get(version=cart_configuration.message.live_version)
+    assert row.organization == organization and row.channel == "email"
+    assert row.hour == rollups.hour_of(Event.objects.earliest("created_at").created_at)
+    # Every final event is in a latency bucket of its row.
+    assert sum(sum(r.latency_buckets) for r in HourlyRollup.objects.all()) == 5
+    reasons = dict(map(tuple, row.failure_reasons["deliveryFailed"]))
+    assert sum(reasons.values()) == 2
+    assert any("550" in reason for reason in reasons) and any("451" in reason for reason in reasons)
+
+
+def test_running_the_job_twice_gives_the_same_rows(cart_configuration, organization, smtp_email, settings):
+    send_a_mix(cart_configuration, organization, settings)
+    rollups.refresh()
+    first = list(HourlyRollup.objects.values())
+    RollupProgress.objects.update(last_run_at=None)  # the next run redoes every hour
+    rollups.refresh()
+    rollups.refresh()
+    again = list(HourlyRollup.objects.values())
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("id", "computed_at")} for r in rows]  # noqa: E731
+    assert strip(again) == strip(first)
+
+
+def test_a_later_run_recomputes_only_the_hours_touched_since(cart_configuration, smtp_email, settings):
+    settings.ROLLUP_GRACE_SECONDS = 0
+    old = accept(cart_configuration, email="old@example.com")
+    three_hours_ago = timezone.now() - dt.timedelta(hours=3)
+    Event.objects.filter(pk=old.pk).update(created_at=three_hours_ago, updated_at=three_hours_ago)
+    rollups.refresh()
+    assert HourlyRollup.objects.count() == 1
+    untouched = HourlyRollup.objects.get()
+
+    # A new event, and the old one processed now: both their reception hours are redone.
+    accept(cart_configuration, email="new@example.com")
+    assert pipeline.process(old.pk) == "processed"
+    assert rollups.refresh() == 2
+    old_hour = HourlyRollup.objects.get(hour=rollups.hour_of(three_hours_ago))
+    assert (old_hour.received, old_hour.processed, old_hour.delivered) == (1, 1, 1)
+    assert old_hour.pk != untouched.pk
+    assert HourlyRollup.objects.count() == 2
+
+    # Nothing changed since: nothing is recomputed.
+    assert rollups.refresh() == 0
+
+
+def test_rollups_survive_the_events_they_counted(cart_configuration, smtp_email):
+    pipeline.process(accept(cart_configuration).pk)
+    rollups.refresh()
+    Event.objects.all().delete()  # as a purge would
+    rollups.refresh()
+    assert totals()["received"] == 1 and totals()["delivered"] == 1
