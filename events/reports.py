@@ -219,7 +219,7 @@ class Chart:
     title: str
     lines: list[Line]
     top: int
-    ticks: list[tuple[float, str]]
+    ticks: list[tuple[float, str, str]]  # x, label, text-anchor
     width: int = CHART_WIDTH
     height: int = CHART_HEIGHT
     pad: int = CHART_PAD
@@ -257,7 +257,9 @@ def chart(report: Report, title: str, fields: list[tuple[str, str]]) -> Chart:
     ]
     every = max(1, len(report.series) // 6)
     ticks = [
-        (x(i), report.period.label(moment)) for i, (moment, _) in enumerate(report.series) if i % every == 0
+        (x(i), report.period.label(moment), "start" if i == 0 else "middle")
+        for i, (moment, _) in enumerate(report.series)
+        if i % every == 0
     ]
     return Chart(title=title, lines=lines, top=top, ticks=ticks)
 
