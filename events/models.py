@@ -380,3 +380,16 @@ class RollupProgress(models.Model):
 
     def __str__(self) -> str:
         return f"rollups computed at {self.last_run_at}"
+
+
+class Unsubscription(models.Model):
+    """An opt-out through the unsubscribe link of an event's message (the link carries the event's
+    PKey): counted as `unsubscribed` in the reports of the version that sent it. Once per event."""
+
+    event = models.OneToOneField(
+        Event, on_delete=models.CASCADE, primary_key=True, related_name="unsubscription"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.event_id} unsubscribed"

@@ -23,6 +23,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import Left, TruncHour
 from django.utils import timezone
 
+from campaign.models import Profile
 from events.models import (
     LATENCY_BUCKETS,
     Event,
@@ -30,7 +31,9 @@ from events.models import (
     EventDelivery,
     HourlyRollup,
     RollupProgress,
+    Unsubscription,
 )
+from messages import services as message_services
 from messages.models import Delivery
 
 S = Event.Status
@@ -64,6 +67,20 @@ TouchedHours = Callable[[dt.datetime], Iterable[dt.datetime]]
 ENGAGEMENT_TOUCHED: list[TouchedHours] = []
 
 
+def record_unsubscription(profile: Profile, event_pkey: str) -> None:
+    """An opt-out through an event's link (messages.services.opt_out tells): counted for the event
+    the link was made for, if it was sent to this profile; once per event."""
+    if event_pkey:
+        event = Event.objects.filter(pkey=event_pkey, profile_id=profile.pk).first()
+        if event is not None:
+            Unsubscription.objects.get_or_create(event=event)
+
+
+def hand_in() -> None:
+    if record_unsubscription not in message_services.OPT_OUT_LISTENERS:
+        message_services.OPT_OUT_LISTENERS.append(record_unsubscription)
+
+
 def hour_of(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -80,6 +97,8 @@ def refresh(*, now: dt.datetime | None = None) -> int:
         else:
             since = progress.last_run_at - dt.timedelta(seconds=settings.ROLLUP_GRACE_SECONDS)
             hours = set(_hours_of(Event.objects.filter(updated_at__gte=since)))
+            unsubscribed = Event.objects.filter(unsubscription__created_at__gte=since)
+            hours.update(_hours_of(unsubscribed))
             for touched in ENGAGEMENT_TOUCHED:
                 hours.update(hour_of(h) for h in touched(since))
         for hour in sorted(hours):
@@ -165,6 +184,16 @@ def recompute_hour(hour: dt.datetime) -> list[HourlyRollup]:
         field = OUTCOME_FIELDS.get(outcome["delivery__outcome"])
         if field:
             setattr(target, field, getattr(target, field) + outcome["n"])
+
+    unsubscribed = (
+        Unsubscription.objects.filter(event__created_at__gte=start, event__created_at__lt=end)
+        .order_by()
+        .values("event__configuration_id", "event__message_version_id")
+        .annotate(n=Count("pk"))
+    )
+    for opted_out in unsubscribed:
+        target = row(opted_out["event__configuration_id"], opted_out["event__message_version_id"])
+        target.unsubscribed += opted_out["n"]
 
     for count in ENGAGEMENT_COUNTERS:
         for engaged, values in count(start, end).items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.core import mail
 from django.utils import timezone
 
 from campaign.models import Quarantine
@@ -14,7 +15,9 @@ from events.models import Event, HourlyRollup, RollupProgress
 from events.schema import validate_event
 from events.services import ingest
 from messages.models import Delivery
-from tests.conftest import seed_body
+from tests.conftest import publish_events, seed_body
+from tests.events.test_pipeline import WELCOME
+from tests.factories import ProfileFactory
 
 pytestmark = pytest.mark.django_db
 FUTURE = (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.000Z")
@@ -118,3 +121,29 @@ def test_rollups_survive_the_events_they_counted(cart_configuration, smtp_email)
     Event.objects.all().delete()  # as a purge would
     rollups.refresh()
     assert totals()["received"] == 1 and totals()["delivered"] == 1
+
+
+def test_an_opt_out_through_a_messages_link_counts_for_the_version_that_sent_it(organization, client):
+    configuration = publish_events(organization, WELCOME)[0]
+    jane = ProfileFactory(organization=organization, email="jane@example.com")
+    ProfileFactory(organization=organization, email="joe@example.com")
+    sent_to = {}
+    for profile in ("jane", "joe"):
+        event = accept(configuration, ctx={"email": f"{profile}@example.com", "plan": "gold"})
+        assert pipeline.process(event.pk) == "processed"
+        sent_to[profile] = event
+    jane_link = mail.outbox[0].extra_headers["List-Unsubscribe"].strip("<>").split("localhost:8000", 1)[1]
+    assert jane_link.endswith(f"?e={sent_to['jane'].pkey}")
+
+    # Jane's link with Joe's event's PKey: Jane opts out, but nothing is counted for Joe's event.
+    assert client.post(jane_link.replace(sent_to["jane"].pkey, sent_to["joe"].pkey)).status_code == 200
+    rollups.refresh()
+    assert totals()["unsubscribed"] == 0
+    # Her own link, twice (a second click, a mail client's one-click POST): counted once.
+    for _ in range(2):
+        assert client.post(jane_link, {"List-Unsubscribe": "One-Click"}).status_code == 200
+    jane.refresh_from_db()
+    assert jane.opted_out
+    rollups.refresh()
+    row = HourlyRollup.objects.get(version=configuration.message.live_version)
+    assert row.unsubscribed == 1
