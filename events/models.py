@@ -320,19 +320,15 @@ class ConfigurationStatusChange(models.Model):
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 
-class HourlyRollup(models.Model):
-    """The counts of one hour (UTC, by the events' reception) for one event type and message
-    version: what reports read instead of the events, so a report costs the same whatever the
-    history holds. Written only by the periodic job (events.rollups), which recomputes whole hours;
-    it survives the events' purge (no relation to an event)."""
+class RollupCounts(models.Model):
+    """The counts of one hour (UTC, by the events' reception) for one event type and message version."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    configuration = models.ForeignKey(EventConfiguration, on_delete=models.CASCADE, related_name="rollups")
-    # None: events not routed to a version (routing failed, or still waiting when the hour was counted).
+    configuration = models.ForeignKey(EventConfiguration, on_delete=models.CASCADE, related_name="+")
+    # None: events not routed to a version (routing failed, or not sent yet).
     version = models.ForeignKey(
         "transactional.MessageVersion", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
     )
-    channel = models.CharField(max_length=8, choices=channel_choices)
     hour = models.DateTimeField()
     received = models.PositiveIntegerField(default=0)
     processed = models.PositiveIntegerField(default=0)
@@ -354,6 +350,17 @@ class HourlyRollup(models.Model):
     latency_buckets = models.JSONField(default=list)
     # {status: [[reason, count], ...]}: the most frequent reasons of each failure status.
     failure_reasons = models.JSONField(default=dict)
+
+    class Meta:
+        abstract = True
+
+
+class HourlyRollup(RollupCounts):
+    """What reports read instead of the events, so a report costs the same whatever the history
+    holds. Written only by the periodic job (events.rollups), which recomputes whole hours: the
+    hour's events, plus what was retired of it (RetiredCounts) before events were deleted."""
+
+    channel = models.CharField(max_length=8, choices=channel_choices)
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -370,6 +377,21 @@ class HourlyRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.configuration_id} v{self.version_id or '-'} {self.hour:%Y-%m-%d %H}:00"
+
+
+class RetiredCounts(RollupCounts):
+    """The counts of events (and their rows) deleted by a purge or a person's erasure, written by
+    events.rollups.retire() in the deleting transaction: the job adds them to their hour, so
+    rollups keep counting what is gone. No person's data: counts only."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "retired counts"
+        indexes = [models.Index(fields=["hour"], name="retired_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"retired {self.configuration_id} v{self.version_id or '-'} {self.hour:%Y-%m-%d %H}:00"
 
 
 class RollupProgress(models.Model):

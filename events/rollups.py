@@ -30,6 +30,8 @@ from events.models import (
     EventConfiguration,
     EventDelivery,
     HourlyRollup,
+    RetiredCounts,
+    RollupCounts,
     RollupProgress,
     Unsubscription,
 )
@@ -56,11 +58,9 @@ ENGAGEMENT_FIELDS = ("opened", "opened_unique", "clicked", "clicked_unique", "un
 REASONS_KEPT = 5  # per failure status and hour
 REASON_LENGTH = 200
 
-# (configuration id, version id or None): one rollup row of an hour.
-Key = tuple[int, int | None]
-# Opens, clicks and unsubscriptions of the events received in [start, end), by key: handed in by
-# the app that records them (tracking), read at rollup time like everything else.
-EngagementCounter = Callable[[dt.datetime, dt.datetime], dict[Key, dict[str, int]]]
+# Opens and clicks of the events a `Where` selects, by (hour, configuration, version): read at
+# rollup time like everything else (events.tracking_counts, once tracking records them).
+EngagementCounter = Callable[[Callable[[str], Q]], dict[tuple[dt.datetime, int, int | None], dict[str, int]]]
 ENGAGEMENT_COUNTERS: list[EngagementCounter] = []
 # The hours (reception hours of events) whose engagement rows changed since a time.
 TouchedHours = Callable[[dt.datetime], Iterable[dt.datetime]]
@@ -99,6 +99,8 @@ def refresh(*, now: dt.datetime | None = None) -> int:
             hours = set(_hours_of(Event.objects.filter(updated_at__gte=since)))
             unsubscribed = Event.objects.filter(unsubscription__created_at__gte=since)
             hours.update(_hours_of(unsubscribed))
+            retired = RetiredCounts.objects.filter(created_at__gte=since).order_by()
+            hours.update(hour_of(h) for h in retired.values_list("hour", flat=True).distinct())
             for touched in ENGAGEMENT_TOUCHED:
                 hours.update(hour_of(h) for h in touched(since))
         for hour in sorted(hours):
@@ -113,24 +115,58 @@ def _hours_of(events) -> Iterable[dt.datetime]:
     return (hour_of(h) for h in truncated.order_by().distinct())
 
 
-def recompute_hour(hour: dt.datetime) -> list[HourlyRollup]:
-    """The rows of one hour, counted again from its events and written in place of the old ones."""
-    start, end = hour_of(hour), hour_of(hour) + HOUR
-    rows: dict[Key, HourlyRollup] = {}
-    events = Event.objects.filter(created_at__gte=start, created_at__lt=end).order_by()
+# Which events to count, as a Q on a model reaching the event through this prefix ("", "event__").
+Where = Callable[[str], Q]
+# (hour, configuration id, version id or None): one rollup row.
+HourKey = tuple[dt.datetime, int, int | None]
 
-    def row(configuration_id: int, version_id: int | None) -> HourlyRollup:
-        key = (configuration_id, version_id)
+
+def recompute_hour(hour: dt.datetime) -> list[HourlyRollup]:
+    """The rows of one hour, counted again from its events (plus what was retired of the hour
+    before a deletion) and written in place of the old ones: the same rows however often it runs."""
+    start, end = hour_of(hour), hour_of(hour) + HOUR
+    counted = count(lambda to: Q(**{f"{to}created_at__gte": start, f"{to}created_at__lt": end}))
+    rows = {(configuration, version): made for (_, configuration, version), made in counted.items()}
+    for retired in RetiredCounts.objects.filter(hour=start).order_by("pk"):
+        key = (retired.configuration_id, retired.version_id)
         if key not in rows:
-            rows[key] = HourlyRollup(
-                configuration_id=configuration_id,
-                version_id=version_id,
-                hour=start,
-                latency_buckets=[0] * (len(LATENCY_BUCKETS) + 1),
-                failure_reasons={},
-            )
+            rows[key] = _empty(HourlyRollup, (start, *key))
+        _add(rows[key], retired)
+    with transaction.atomic():
+        HourlyRollup.objects.filter(hour=start).delete()
+        _fill_configuration(rows.values())
+        HourlyRollup.objects.bulk_create(rows.values())
+    return list(rows.values())
+
+
+def retire(event_ids: Iterable[int]) -> int:
+    """Keep the counts of these events before they are deleted (a purge, a person's erasure): call
+    it in the transaction that deletes them. Their hours are recomputed by the job's next run, with
+    these counts added. Returns how many rows of counts were kept."""
+    ids = list(event_ids)
+    if not ids:
+        return 0
+    kept = count(lambda to: Q(**{f"{to}pk__in": ids}), model=RetiredCounts)
+    RetiredCounts.objects.bulk_create(kept.values())
+    return len(kept)
+
+
+def count(where: Where, *, model: type[RollupCounts] = HourlyRollup) -> dict[HourKey, Any]:
+    """The counts of the events `where` selects, by reception hour, event type and version.
+
+    A final event counts under the version it was sent with; an event not final yet (or ended
+    without a version) under no version. Each delivery attempt counts under the version it
+    rendered; opt-outs and tracking rows under their event's version.
+    """
+    rows: dict[HourKey, Any] = {}
+
+    def row(hour: dt.datetime, configuration_id: int, version_id: int | None) -> Any:
+        key = (hour_of(hour), configuration_id, version_id)
+        if key not in rows:
+            rows[key] = _empty(model, key)
         return rows[key]
 
+    events = Event.objects.filter(where("")).order_by().annotate(h=TruncHour("created_at", tzinfo=UTC))
     latency = ExpressionWrapper(F("updated_at") - F("created_at"), output_field=DurationField())
     buckets = {
         f"le{i}": Count("pk", filter=Q(latency__lte=dt.timedelta(seconds=bound)))
@@ -138,14 +174,14 @@ def recompute_hour(hour: dt.datetime) -> list[HourlyRollup]:
     }
     by_status = (
         events.annotate(latency=latency)
-        .values("configuration_id", "message_version_id", "status", "organization_id")
+        .values("h", "configuration_id", "message_version_id", "status")
         .annotate(n=Count("pk"), **buckets)
     )
     for counted in by_status:
-        target = row(counted["configuration_id"], counted["message_version_id"])
-        target.organization_id = counted["organization_id"]
-        target.received += counted["n"]
         field = STATUS_FIELDS.get(counted["status"])
+        final_version = counted["message_version_id"] if field else None
+        target = row(counted["h"], counted["configuration_id"], final_version)
+        target.received += counted["n"]
         if field is None:  # not final yet: received only
             continue
         setattr(target, field, getattr(target, field) + counted["n"])
@@ -156,59 +192,98 @@ def recompute_hour(hour: dt.datetime) -> list[HourlyRollup]:
             target.latency_buckets[i] += upto - previous
             previous = upto
 
-    reasons: dict[Key, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+    reasons: dict[HourKey, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
     failed = (
         events.filter(status__in=list(FAILURE_FIELDS))
         .annotate(reason=Left("last_error", REASON_LENGTH))
-        .values("configuration_id", "message_version_id", "status", "reason")
+        .values("h", "configuration_id", "message_version_id", "status", "reason")
         .annotate(n=Count("pk"))
     )
     for failure in failed:
-        key: Key = (failure["configuration_id"], failure["message_version_id"])
+        key: HourKey = (hour_of(failure["h"]), failure["configuration_id"], failure["message_version_id"])
         reasons[key][failure["status"]][failure["reason"] or "(no reason given)"] += failure["n"]
     for key, statuses in reasons.items():
-        rows[key].failure_reasons = {
-            status: [[reason, n] for reason, n in counter.most_common(REASONS_KEPT)]
-            for status, counter in statuses.items()
-        }
+        row(*key).failure_reasons = _top_reasons(statuses)
 
     outcomes = (
-        EventDelivery.objects.filter(event__created_at__gte=start, event__created_at__lt=end)
+        EventDelivery.objects.filter(where("event__"))
         .order_by()
-        .values("event__configuration_id", "event__message_version_id", "delivery__outcome")
+        .annotate(h=TruncHour("event__created_at", tzinfo=UTC))
+        .values("h", "event__configuration_id", "delivery__version_id", "delivery__outcome")
         .annotate(n=Count("pk"))
     )
     for outcome in outcomes:
-        target = row(outcome["event__configuration_id"], outcome["event__message_version_id"])
+        target = row(outcome["h"], outcome["event__configuration_id"], outcome["delivery__version_id"])
         target.sent += outcome["n"]
         field = OUTCOME_FIELDS.get(outcome["delivery__outcome"])
         if field:
             setattr(target, field, getattr(target, field) + outcome["n"])
 
     unsubscribed = (
-        Unsubscription.objects.filter(event__created_at__gte=start, event__created_at__lt=end)
+        Unsubscription.objects.filter(where("event__"))
         .order_by()
-        .values("event__configuration_id", "event__message_version_id")
+        .annotate(h=TruncHour("event__created_at", tzinfo=UTC))
+        .values("h", "event__configuration_id", "event__message_version_id")
         .annotate(n=Count("pk"))
     )
     for opted_out in unsubscribed:
-        target = row(opted_out["event__configuration_id"], opted_out["event__message_version_id"])
+        target = row(
+            opted_out["h"], opted_out["event__configuration_id"], opted_out["event__message_version_id"]
+        )
         target.unsubscribed += opted_out["n"]
 
-    for count in ENGAGEMENT_COUNTERS:
-        for engaged, values in count(start, end).items():
-            if engaged in rows:
-                for field in ENGAGEMENT_FIELDS:
-                    setattr(rows[engaged], field, getattr(rows[engaged], field) + values.get(field, 0))
+    for engagement in ENGAGEMENT_COUNTERS:
+        for (hour, configuration_id, version_id), values in engagement(where).items():
+            target = row(hour, configuration_id, version_id)
+            for field in ENGAGEMENT_FIELDS:
+                setattr(target, field, getattr(target, field) + values.get(field, 0))
+    _fill_configuration(rows.values())
+    return rows
 
-    configurations = EventConfiguration.objects.filter(pk__in={k[0] for k in rows}).order_by()
-    channels = dict(configurations.values_list("pk", "channel"))
-    for (configuration_id, _), made in rows.items():
-        made.channel = channels[configuration_id]
-    with transaction.atomic():
-        HourlyRollup.objects.filter(hour=start).delete()
-        HourlyRollup.objects.bulk_create(rows.values())
-    return list(rows.values())
+
+def _empty(model: type[RollupCounts], key: HourKey) -> Any:
+    hour, configuration_id, version_id = key
+    return model(
+        configuration_id=configuration_id,
+        version_id=version_id,
+        hour=hour,
+        latency_buckets=[0] * (len(LATENCY_BUCKETS) + 1),
+        failure_reasons={},
+    )
+
+
+def _fill_configuration(rows: Iterable[Any]) -> None:
+    """Each row's organization (and channel, for rollups) from its event type."""
+    rows = list(rows)
+    configurations = EventConfiguration.objects.filter(pk__in={r.configuration_id for r in rows}).order_by()
+    known = {
+        pk: (channel, org)
+        for pk, channel, org in configurations.values_list("pk", "channel", "organization_id")
+    }
+    for made in rows:
+        channel, made.organization_id = known[made.configuration_id]
+        if isinstance(made, HourlyRollup):
+            made.channel = channel
+
+
+def _top_reasons(statuses: dict[str, Counter[str]]) -> dict[str, list[list[Any]]]:
+    return {
+        status: [[reason, n] for reason, n in counter.most_common(REASONS_KEPT)]
+        for status, counter in sorted(statuses.items())
+    }
+
+
+def _add(total: RollupCounts, more: RollupCounts) -> None:
+    for name in COUNT_FIELDS:
+        setattr(total, name, getattr(total, name) + getattr(more, name))
+    for i, n in enumerate(more.latency_buckets[: len(total.latency_buckets)]):
+        total.latency_buckets[i] += n
+    reasons: dict[str, Counter[str]] = defaultdict(Counter)
+    for source in (total.failure_reasons or {}, more.failure_reasons or {}):
+        for status, listed in source.items():
+            for reason, n in listed:
+                reasons[status][reason] += n
+    total.failure_reasons = _top_reasons(reasons)
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 from django.core import mail
+from django.db import transaction
 from django.utils import timezone
 
 from campaign.models import Quarantine
@@ -115,12 +116,41 @@ def test_a_later_run_recomputes_only_the_hours_touched_since(cart_configuration,
     assert rollups.refresh() == 0
 
 
-def test_rollups_survive_the_events_they_counted(cart_configuration, smtp_email):
-    pipeline.process(accept(cart_configuration).pk)
+def test_rollups_keep_the_counts_of_deleted_events_even_when_their_hour_is_redone(
+    cart_configuration, smtp_email, settings
+):
+    settings.ROLLUP_GRACE_SECONDS = 0
+    gone = accept(cart_configuration, email="gone@example.com")
+    pipeline.process(gone.pk)
+    waiting = accept(cart_configuration, email="waiting@example.com")
     rollups.refresh()
-    Event.objects.all().delete()  # as a purge would
+    with transaction.atomic():  # as a purge, or a person's erasure, does
+        assert rollups.retire([gone.pk]) == 1
+        Event.objects.filter(pk=gone.pk).delete()
+    # Another event of the same hour ends: the hour is counted again, without the deleted one.
+    assert pipeline.process(waiting.pk) == "processed"
+    assert rollups.refresh() == 1
+    assert (totals()["received"], totals()["processed"], totals()["delivered"]) == (2, 2, 2)
+    assert sum(sum(r.latency_buckets) for r in HourlyRollup.objects.all()) == 2
+    # The waiting event had no version yet: it moved from the row without one to its version's.
+    assert not HourlyRollup.objects.filter(version=None).exists()
     rollups.refresh()
-    assert totals()["received"] == 1 and totals()["delivered"] == 1
+    RollupProgress.objects.update(last_run_at=None)
+    rollups.refresh()
+    assert (totals()["received"], totals()["processed"], totals()["delivered"]) == (2, 2, 2)
+
+
+def test_events_deleted_before_the_job_counted_them_are_counted_from_what_was_retired(
+    cart_configuration, smtp_email
+):
+    rollups.refresh()
+    event = accept(cart_configuration, email="quick@example.com")
+    pipeline.process(event.pk)
+    with transaction.atomic():
+        rollups.retire([event.pk])
+        event.delete()
+    assert rollups.refresh() == 1  # the retired counts' hour
+    assert (totals()["received"], totals()["delivered"]) == (1, 1)
 
 
 def test_an_opt_out_through_a_messages_link_counts_for_the_version_that_sent_it(organization, client):
