@@ -141,6 +141,10 @@ class Delivery(models.Model):
     provider_message_id = models.CharField(max_length=998, blank=True)
     provider_response = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
+    # What was sent, as rendered (each part bounded by RENDER_MAX_OUTPUT_CHARS): the execution list
+    # shows it. Stored rather than rendered again on view, since a profile or a template filter can
+    # change after the send; PostgreSQL compresses large values itself (TOAST).
+    content = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -332,6 +332,7 @@ def delivery_row(
     result: SendResult,
     duration_ms: int,
     is_proof: bool = False,
+    rendered: RenderedMessage | None = None,
 ) -> Delivery:
     """The (unsaved) record of one send, counted in the metrics (an event's send is linked to its
     event by the events app, in the same statement: events.statements)."""
@@ -347,7 +348,18 @@ def delivery_row(
         provider_message_id=result.provider_message_id[:998],
         provider_response=result.provider_response[:4000],
         duration_ms=duration_ms,
+        content=delivered_content(rendered) if rendered is not None else {},
     )
+
+
+def delivered_content(rendered: RenderedMessage) -> dict[str, str]:
+    """What a delivery keeps of what was sent: the rendered parts and the sender, each bounded by
+    RENDER_MAX_OUTPUT_CHARS (the bound of a render, so a part is kept whole)."""
+    limit = int(settings.RENDER_MAX_OUTPUT_CHARS)
+    kept = {name: str(value)[:limit] for name, value in rendered.parts.items()}
+    if rendered.from_address or rendered.from_name:
+        kept["from"] = f"{rendered.from_name} <{rendered.from_address}>"[:limit]
+    return kept
 
 
 def quarantine(*, organization_id: int, channel: str, address: str, reason: str) -> None:
@@ -505,6 +517,7 @@ def send_proof(
             result=result,
             duration_ms=int((time.monotonic() - started) * 1000),
             is_proof=True,
+            rendered=rendered,
         )
         delivery.save(force_insert=True)
         deliveries.append(delivery)
