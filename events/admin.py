@@ -9,11 +9,13 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib import messages as flash
+from django.db.models import Value
+from django.db.models.functions import Coalesce, Concat, NullIf
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from campaign.admin import OrganizationScopedAdmin, organization_of
+from campaign.admin import CsvExportMixin, OrganizationScopedAdmin, PeriodFilter, organization_of
 from events import publication, services
 from events.models import (
     ConfigurationStatusChange,
@@ -24,6 +26,7 @@ from events.models import (
     format_event_id,
 )
 from events.schema import build_schema, format_datetime, sample_body
+from events.selectors import search_ctx, with_last_reason
 from messages.channels import channel
 from messages.lifecycle import PublicationError
 
@@ -292,17 +295,54 @@ class StatusChangeInline(admin.TabularInline):
 
 
 @admin.register(Event)
-class EventAdmin(OrganizationScopedAdmin):
-    list_display = ["pkey", "event_type", "status", "recipient", "scheduled_at", "attempts", "created_at"]
-    list_filter = ["status", ("configuration", admin.RelatedOnlyFieldListFilter)]
+class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
+    """The latest events: status and reason, filters, a search in ctx (`ctx:` prefix), CSV export."""
+
+    list_display = [
+        "pkey", "event_type", "status", "reason", "recipient", "scheduled_at", "attempts", "created_at",
+    ]  # fmt: skip
+    list_filter = ["status", ("configuration", admin.RelatedOnlyFieldListFilter), PeriodFilter]
     date_hierarchy = "created_at"
     search_fields = ["=pkey", "email", "mobile_phone", "registration_token"]
+    search_help_text = (
+        "A PKey or an address; ctx:TEXT looks for TEXT in the event's data, ctx:key=value (or "
+        "ctx:order.id=42) compares one of its fields."
+    )
     list_select_related = ["configuration"]
     inlines = [StatusChangeInline]
     show_full_result_count = False
+    export_name = "events"
+    export_columns = [
+        ("created_at", "created_at"),
+        ("PKey", "pkey"),
+        ("eventId", "event_type_id"),
+        ("status", "status"),
+        ("reason", "reason_text"),
+        ("email", "email"),
+        ("mobilePhone", "mobile_phone"),
+        ("attempts", "attempts"),
+        ("scheduled", "scheduled_at"),
+        ("processed_at", "processed_at"),
+        ("ctx", "ctx"),
+    ]
 
     def get_list_filter(self, request):
         return self.list_filter
+
+    def get_queryset(self, request):
+        return with_last_reason(super().get_queryset(request))
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if term[:4].lower() == "ctx:":
+            return search_ctx(queryset, term[4:]), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def export_queryset(self, queryset):
+        return queryset.annotate(
+            event_type_id=Concat(Value("EVT"), "configuration__name"),
+            reason_text=Coalesce(NullIf("last_error", Value("")), "last_reason", Value("")),
+        )
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Event._meta.fields if f.name not in ("request_fingerprint",)]
@@ -313,6 +353,12 @@ class EventAdmin(OrganizationScopedAdmin):
     @admin.display(description="Event", ordering="configuration__name")
     def event_type(self, event: Event) -> str:
         return event.configuration.event_id
+
+    @admin.display(description="Reason")
+    def reason(self, event: Event) -> str:
+        """The last error, else the reason of the latest status change (why it is where it is)."""
+        text = event.last_error or getattr(event, "last_reason", None) or ""
+        return text if len(text) <= 80 else f"{text[:79]}…"
 
     @admin.display(description="Recipient")
     def recipient(self, event: Event) -> str:
