@@ -9,7 +9,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib import messages as flash
-from django.db.models import Value
+from django.db.models import TextField, Value
 from django.db.models.functions import Coalesce, Concat, NullIf
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
@@ -340,8 +340,10 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
 
     def export_queryset(self, queryset):
         return queryset.annotate(
-            event_type_id=Concat(Value("EVT"), "configuration__name"),
-            reason_text=Coalesce(NullIf("last_error", Value("")), "last_reason", Value("")),
+            event_type_id=Concat(Value("EVT"), "configuration__name", output_field=TextField()),
+            reason_text=Coalesce(
+                NullIf("last_error", Value("")), "last_reason", Value(""), output_field=TextField()
+            ),
         )
 
     def get_readonly_fields(self, request, obj=None):
