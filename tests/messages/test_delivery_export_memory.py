@@ -46,5 +46,6 @@ def test_exporting_100k_deliveries_takes_bounded_memory(client, marketer, cart_c
     assert lines == ROWS + 1  # every delivery, and the header
     print(f"CSV of {ROWS:,} deliveries: {size / 2**20:.1f} MiB written, peak {peak / 2**20:.1f} MiB traced")
     assert size > 20 * 2**20
-    # Holding the rows (or the file) would take more than the file's size; a chunk takes a few MiB (6.1 MiB measured, the same for 10,000 rows as for 100,000).
+    # Holding the rows (or the file) would take more than the file's size; a chunk takes a few MiB
+    # (6.1 MiB measured, the same for 10,000 rows as for 100,000).
     assert peak < 10 * 2**20, f"peak {peak / 2**20:.1f} MiB"
