@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from events import pipeline
+from events import pipeline, retention
 from events.sweep import recover
 
 
@@ -24,3 +24,9 @@ def process_events(event_ids: list[int]) -> None:
 @shared_task(name="events.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
     return recover()
+
+
+@shared_task(name="events.purge_history", ignore_result=True)
+def purge_history() -> dict[str, int]:
+    """The beat's purge of what is past retention, bounded per run (events.retention)."""
+    return retention.purge(max_batches=settings.RETENTION_MAX_BATCHES)
