@@ -20,7 +20,8 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponseBadRequest
+from django.http.response import HttpResponseBase
 from django.urls import path
 from django.utils import timezone
 
@@ -145,7 +146,7 @@ class CsvExportMixin:
 
     `export_columns`: (header, field path for values_list) pairs."""
 
-    change_list_template = "admin/csv_export_change_list.html"
+    change_list_template: str | None = "admin/csv_export_change_list.html"
     export_columns: Sequence[tuple[str, str]] = ()
     export_name = "export"
 
@@ -162,7 +163,7 @@ class CsvExportMixin:
         """The queryset the columns are read from (to add annotations)."""
         return queryset
 
-    def export_csv_view(self, request: HttpRequest) -> HttpResponse:
+    def export_csv_view(self, request: HttpRequest) -> HttpResponseBase:
         if not self.has_view_permission(request):  # type: ignore[attr-defined]
             raise PermissionDenied
         try:
