@@ -140,13 +140,16 @@ class PeriodFilter(admin.SimpleListFilter):
         return queryset.filter(**{f"{self.field_name}__gte": timezone.now() - length})
 
 
+CSV_EXPORT_CHANGE_LIST = "admin/csv_export_change_list.html"
+
+
 class CsvExportMixin:
     """An "Export CSV" button on the list: the rows of the list's current filter and search,
     streamed (campaign.csv_export), with the organization scoping of the list itself.
 
-    `export_columns`: (header, field path for values_list) pairs."""
+    `export_columns`: (header, field path for values_list) pairs; the admin's `change_list_template`
+    is CSV_EXPORT_CHANGE_LIST (the button)."""
 
-    change_list_template: str | None = "admin/csv_export_change_list.html"
     export_columns: Sequence[tuple[str, str]] = ()
     export_name = "export"
 

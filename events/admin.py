@@ -15,7 +15,13 @@ from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from campaign.admin import CsvExportMixin, OrganizationScopedAdmin, PeriodFilter, organization_of
+from campaign.admin import (
+    CSV_EXPORT_CHANGE_LIST,
+    CsvExportMixin,
+    OrganizationScopedAdmin,
+    PeriodFilter,
+    organization_of,
+)
 from events import publication, services
 from events.models import (
     ConfigurationStatusChange,
@@ -311,6 +317,7 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
     list_select_related = ["configuration"]
     inlines = [StatusChangeInline]
     show_full_result_count = False
+    change_list_template = CSV_EXPORT_CHANGE_LIST
     export_name = "events"
     export_columns = [
         ("created_at", "created_at"),

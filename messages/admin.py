@@ -11,7 +11,13 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 
 from campaign import senders
-from campaign.admin import CsvExportMixin, OrganizationScopedAdmin, PeriodFilter, organization_of
+from campaign.admin import (
+    CSV_EXPORT_CHANGE_LIST,
+    CsvExportMixin,
+    OrganizationScopedAdmin,
+    PeriodFilter,
+    organization_of,
+)
 from messages import admin_views, services
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, event_side
@@ -315,6 +321,7 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
         ),
         ("What was sent", {"fields": ["sent_content"]}),
     ]
+    change_list_template = CSV_EXPORT_CHANGE_LIST
     export_name = "deliveries"
     export_columns = [
         ("created_at", "created_at"),
