@@ -13,6 +13,7 @@ from django.db.models import TextField, Value
 from django.db.models.functions import Coalesce, Concat, NullIf
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from campaign.admin import (
@@ -20,8 +21,10 @@ from campaign.admin import (
     CsvExportMixin,
     OrganizationScopedAdmin,
     PeriodFilter,
+    ProfileAdmin,
     organization_of,
 )
+from campaign.models import Profile
 from events import publication, services
 from events.models import (
     ConfigurationStatusChange,
@@ -31,6 +34,7 @@ from events.models import (
     EventStatusChange,
     format_event_id,
 )
+from events.person import forget_person
 from events.schema import build_schema, format_datetime, sample_body
 from events.selectors import search_ctx, with_last_reason
 from messages.channels import channel
@@ -382,3 +386,37 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+admin.site.unregister(Profile)
+
+
+@admin.register(Profile)
+class PersonProfileAdmin(ProfileAdmin):
+    """The profiles' page with the erasure of a person on request (events.person), an action of this
+    app since it erases events and deliveries too."""
+
+    actions = ["forget_people"]
+
+    @admin.action(description="Forget the selected people (profile, events, deliveries, opens and clicks)",
+                  permissions=["delete"])  # fmt: skip
+    def forget_people(self, request, queryset):
+        people = [profile for profile in queryset if profile.email]
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/campaign/profile/forget_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Forget these people?",
+                    "opts": self.model._meta,
+                    "people": people,
+                    "without_email": queryset.filter(email="").count(),
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
+        for profile in people:
+            deleted = forget_person(organization=profile.organization, email=profile.email)
+            summary = ", ".join(f"{count} {label}" for label, count in deleted.items())
+            self.message_user(request, f"{profile.email} forgotten: {summary}.", flash.SUCCESS)
+        return None
