@@ -9,6 +9,7 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from events import pipeline, retention
@@ -146,3 +147,19 @@ def test_purge_dry_run_counts_per_table_and_deletes_nothing(cart_configuration):
     call_command("purge", stdout=out)
     assert "events.Event: 3 deleted" in out.getvalue().splitlines()
     assert not any(exists(event) for event in old)
+
+
+def test_an_administrator_sets_the_organizations_retention_within_bounds(client, administrator, organization):
+    from tests.admin_forms import change_form_data
+
+    url = reverse("admin:campaign_organization_change", args=[organization.pk])
+    client.force_login(administrator)
+    refused = client.post(url, change_form_data(client.get(url), event_retention_days="0"))
+    assert refused.status_code == 200 and "greater than or equal to 1" in refused.content.decode()
+    organization.refresh_from_db()
+    assert organization.event_retention_days is None
+    client.post(
+        url, change_form_data(client.get(url), event_retention_days="365", delivery_retention_days="")
+    )
+    organization.refresh_from_db()
+    assert organization.event_retention_days == 365 and organization.delivery_retention_days is None
