@@ -4,7 +4,8 @@
 Measures the hot paths on an empty database, then loads N events (generated in SQL, spread over
 60 days, most of them final, one event type in ten being the one measured), and measures them
 again in the same run: ingest (POST), GET by PKey, the list endpoint (first page, a status filter,
-a page further on), and the sweep. Prints one table, empty vs N. See bench/README.md.
+a page further on), the sweep, and a 30-day report (from the hourly rollups, which are written for
+the loaded history in one GROUP BY, as the beat's job would). Prints one table, empty vs N.
 """
 
 # ruff: noqa: E501 - the SQL that loads the history reads best on long lines
@@ -119,6 +120,49 @@ def load_history(ids: dict, count: int) -> float:
     return time.monotonic() - started
 
 
+def load_rollups() -> float:
+    """The history's hourly rollups, in one GROUP BY (the counts the beat's job would write for its
+    events; what a report reads). Returns the seconds it took."""
+    from django.db import connection
+
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM events_hourlyrollup")
+        cursor.execute(
+            """
+            INSERT INTO events_hourlyrollup (
+                organization_id, configuration_id, version_id, hour, channel, computed_at,
+                received, processed, ignored, delivery_failed, routing_failed, too_old, targeting_failed,
+                sent, delivered, bounced_hard, bounced_soft, opened, opened_unique, clicked, clicked_unique,
+                unsubscribed, latency_buckets, failure_reasons)
+            SELECT organization_id, configuration_id, NULL, date_trunc('hour', created_at), 'email', now(),
+                   count(*), count(*) FILTER (WHERE status = 'processed'), count(*) FILTER (WHERE status = 'ignored'),
+                   count(*) FILTER (WHERE status = 'deliveryFailed'), count(*) FILTER (WHERE status = 'routingFailed'),
+                   count(*) FILTER (WHERE status = 'tooOld'), 0,
+                   count(*) FILTER (WHERE status = 'processed'), count(*) FILTER (WHERE status = 'processed'),
+                   0, 0, 0, 0, 0, 0, 0, '[]'::jsonb, '{}'::jsonb
+            FROM events_event GROUP BY organization_id, configuration_id, date_trunc('hour', created_at)
+            """
+        )
+    return time.monotonic() - started
+
+
+def report_ms(configuration_id: int, runs: int = 20) -> float:
+    """A 30-day report of one event type, as the admin builds it (events.reports), from rollups."""
+    from events import reports
+    from events.models import HourlyRollup
+
+    form = reports.PeriodForm(data={"period": "30d"})
+    assert form.is_valid()
+    period = form.period_in(reports.time_zone_of(None))
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        reports.build(HourlyRollup.objects.filter(configuration_id=configuration_id), period)
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
 def sample_pkeys(configuration_id: int, size: int) -> list[str]:
     from events.models import Event
 
@@ -203,12 +247,17 @@ def main() -> None:
         print(f"  .. empty database ({len(seeded.latencies)} events of its own)", flush=True)
         empty = http_measures(args, port, api_path, ids["headers"], sample_pkeys(measured, 200))
         empty["sweep (ms per run)"] = sweep_ms()
+        load_rollups()
+        empty["30-day report of one event type (ms)"] = report_ms(measured)
         empty_size = table_size()
         print(f"  .. loading {args.events:,} events", flush=True)
         load_seconds = load_history(ids, args.events)
         print(f"  .. loaded in {load_seconds:.0f} s; events table {table_size()}", flush=True)
         loaded = http_measures(args, port, api_path, ids["headers"], sample_pkeys(measured, 2000))
         loaded["sweep (ms per run)"] = sweep_ms()
+        rollup_seconds = load_rollups()
+        print(f"  .. rollups of the history in {rollup_seconds:.0f} s", flush=True)
+        loaded["30-day report of one event type (ms)"] = report_ms(measured)
         loaded_size = table_size()
     finally:
         web.stop()
@@ -220,7 +269,7 @@ def main() -> None:
     for name in empty:
         before, after = empty[name], loaded[name]
         if isinstance(before, float):
-            print(f"| {name} | {before:.1f} ms | | {after:.1f} ms | | {after / before:.2f} x time |")
+            print(f"| {name} | {before:.2f} ms | | {after:.2f} ms | | {after / before:.2f} x time |")
         else:
             ratio = after["rate"] / before["rate"] if before["rate"] else 0
             print(
