@@ -201,12 +201,18 @@ def _unsigned(token: str, salt: str) -> str | None:
         return None
 
 
+def _delivery(tracking_id: str) -> Delivery | None:
+    # The unique index on tracking_id is partial (tracked deliveries only): its condition repeated
+    # here lets SQLite use it too.
+    return Delivery.objects.filter(~Q(tracking_id=""), tracking_id=tracking_id).first()
+
+
 def delivery_for_open(token: str) -> Delivery | None:
     """The delivery an open token was made for; None for a forged, altered or unknown one."""
     tracking_id = _unsigned(token, OPEN_SALT)
     if not tracking_id:
         return None
-    return Delivery.objects.filter(tracking_id=tracking_id).first()
+    return _delivery(tracking_id)
 
 
 def delivery_for_click(token: str) -> tuple[Delivery, int] | None:
@@ -217,7 +223,7 @@ def delivery_for_click(token: str) -> tuple[Delivery, int] | None:
     tracking_id, _, index = value.rpartition(".")
     if not (tracking_id and index.isascii() and index.isdigit() and len(index) <= 4):
         return None
-    delivery = Delivery.objects.filter(tracking_id=tracking_id).first()
+    delivery = _delivery(tracking_id)
     if delivery is None or int(index) >= len(delivery.tracked_links or []):
         return None
     return delivery, int(index)

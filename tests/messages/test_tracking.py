@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from events import pipeline
+from events.configuration_file import ConfigurationFileError, export_organization
 from events.models import Event
 from events.schema import validate_event
 from events.services import ingest
@@ -328,7 +329,6 @@ def test_the_configuration_file_carries_the_switches(organization):
 
 @pytest.mark.parametrize("bad", [{"opens": "no"}, {"views": False}, "off", {"opens": 0}])
 def test_the_configuration_file_refuses_bad_switches(organization, bad):
-    from events.configuration_file import ConfigurationFileError
 
     event = copy.deepcopy(LINKS_EVENT)
     event["message"]["tracking"] = bad
@@ -418,3 +418,30 @@ def test_a_link_marked_data_no_track_and_links_beyond_the_bound_stay_as_written(
 def test_a_token_is_compact_and_url_safe():
     token = tracking.click_token("A" * 16, 199)
     assert len(token) <= 70 and re.fullmatch(r"[A-Za-z0-9_.-]+", token)
+
+
+def test_an_sms_message_has_no_tracking_switches(client, marketer, organization):
+    message = publish_events(organization, {"name": "otp", "channel": "sms", "message": {"text": "Code"}})[
+        0
+    ].message
+    client.force_login(marketer)
+    page = client.get(change_url(message)).content.decode()
+    assert "Track opens" not in page and "Track clicks" not in page
+    message.track_clicks = False
+    assert "tracking" not in message.draft_content()
+
+    with pytest.raises(ConfigurationFileError, match="sms messages are not tracked"):
+        publish_events(
+            organization,
+            {"name": "otp2", "channel": "sms", "message": {"text": "Code", "tracking": {"clicks": True}}},
+        )
+
+
+def test_the_export_writes_the_switches_only_when_one_is_off(organization, links_configuration):
+    def exported() -> dict:
+        (entry,) = [e for e in export_organization(organization)["events"] if e["name"] == "cartWithLinks"]
+        return entry["message"]
+
+    assert "tracking" not in exported()
+    switch_off(links_configuration, opens=False, clicks=True)
+    assert exported()["tracking"] == {"opens": False, "clicks": True}
