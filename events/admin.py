@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from campaign.admin import OrganizationScopedAdmin, organization_of
 from events import publication, services
+from events.admin_reports import install_dashboard
 from events.models import (
     ConfigurationStatusChange,
     Event,
@@ -327,3 +328,6 @@ class EventAdmin(OrganizationScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+install_dashboard(admin.site)  # the admin index opens on the reports' dashboard
