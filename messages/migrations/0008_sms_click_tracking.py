@@ -13,7 +13,7 @@ def sms_messages_opt_out(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('transactional', '0006_tracking'),
+        ('transactional', '0007_delivery_content'),
     ]
 
     operations = [
