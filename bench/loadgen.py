@@ -19,6 +19,7 @@ class Request:
     path: str
     body: bytes
     headers: dict[str, str]
+    method: str = "POST"
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Connection:
         if self.writer is None:
             await self._open()
         assert self.reader is not None and self.writer is not None
-        head = [f"POST {request.path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        head = [f"{request.method} {request.path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         head += [f"{name}: {value}" for name, value in request.headers.items()]
         head.append(f"Content-Length: {len(request.body)}")
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + request.body)

@@ -41,7 +41,7 @@ class DeliveryRecord:
     recipient: Recipient
     result: SendResult
     duration_ms: int
-    rendered: RenderedMessage | None = None  # what was sent, kept on the delivery
+    rendered: RenderedMessage | None = None  # what went out: kept on the delivery, with its tracking
 
 
 @dataclass(frozen=True)

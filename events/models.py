@@ -231,8 +231,10 @@ class Event(models.Model):
             # The sweep: due pending events and expired leases.
             models.Index(fields=["status", "next_attempt_at"], name="event_due_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="event_lease_idx"),
-            # The API's list, newest first, per organization and type.
-            models.Index(fields=["organization", "configuration", "-created_at"], name="event_list_idx"),
+            # The API's list, newest first (by id, which is also its cursor's order), per type, and
+            # per type and status: a page reads its rows, whatever the size of the history.
+            models.Index(fields=["configuration", "-id"], name="event_list_idx"),
+            models.Index(fields=["configuration", "status", "-id"], name="event_status_list_idx"),
         ]
 
     def __str__(self) -> str:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from campaign.models import Organization, Profile, Quarantine
 from events.models import Event, EventStatusChange
-from messages.models import Delivery
+from messages.models import Delivery, TrackingHit
 
 EMAIL_MAX_LENGTH = 254
 
@@ -132,6 +132,18 @@ def export_person(*, organization: Organization, email: str) -> dict[str, Any]:
         .order_by("created_at", "id")
         .iterator()
     ]
+    hits = TrackingHit.objects.filter(delivery__in=rows.deliveries.values("pk")).select_related("delivery")
+    tracking = [
+        {
+            "kind": hit.kind,
+            "at": hit.created_at,
+            "url": hit.url,
+            "userAgent": hit.user_agent,
+            "automated": hit.automated,
+            "deliveryProviderMessageId": hit.delivery.provider_message_id,
+        }
+        for hit in hits.order_by("created_at", "id").iterator()
+    ]
     return {
         "organization": organization.slug,
         "email": rows.email,
@@ -139,6 +151,7 @@ def export_person(*, organization: Organization, email: str) -> dict[str, Any]:
         "profile": _profile_data(rows.profile) if rows.profile is not None else None,
         "events": events,
         "deliveries": deliveries,
+        "tracking": tracking,
         "quarantine": [
             {"channel": q.channel, "address": q.address, "reason": q.reason, "created": q.created_at}
             for q in rows.quarantine

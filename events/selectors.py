@@ -78,14 +78,15 @@ def due_pending_events(*, now: dt.datetime | None = None) -> QuerySet[Event]:
 
 def expired_leases(*, now: dt.datetime | None = None) -> QuerySet[Event]:
     now = now or timezone.now()
-    return Event.objects.filter(status=Event.Status.PROCESSING, lease_expires_at__lt=now)
+    # No ordering: the model's newest-first would walk the whole history by date (event_lease_idx).
+    return Event.objects.filter(status=Event.Status.PROCESSING, lease_expires_at__lt=now).order_by()
 
 
 def expired_waiting_events(*, now: dt.datetime | None = None) -> QuerySet[Event]:
     now = now or timezone.now()
     return Event.objects.filter(
         Q(status__in=[Event.Status.PENDING, Event.Status.PAUSED]), expiration_at__lt=now
-    )
+    ).order_by()  # by status (event_due_idx), not by date through the whole history
 
 
 def organization_by_slug(slug: str) -> Organization | None:

@@ -3,12 +3,16 @@ publication buttons (Publish, Pause, Resume, Unpublish), versions and deliveries
 
 from __future__ import annotations
 
+import re
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.contrib import messages as flash
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
+from django.utils.html import escape
 
 from campaign import senders
 from campaign.admin import (
@@ -18,12 +22,13 @@ from campaign.admin import (
     PeriodFilter,
     organization_of,
 )
-from messages import admin_views, services
+from messages import admin_views, services, tracking
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, event_side
 from messages.models import Delivery, MessageStatusChange, MessageVersion, TransactionalMessage
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to", "variants"]
+TRACKING_FIELDS = ["tracking", "track_opens", "track_clicks"]  # channels that track (email)
 
 
 FIELD_TEMPLATES = "admin/transactional/transactionalmessage/fields"
@@ -32,7 +37,7 @@ FIELD_TEMPLATES = "admin/transactional/transactionalmessage/fields"
 class TransactionalMessageForm(forms.ModelForm):
     class Meta:
         model = TransactionalMessage
-        fields = [*TransactionalMessage.CONTENT_COLUMNS, *SENDER_FIELDS]
+        fields = [*TransactionalMessage.CONTENT_COLUMNS, *SENDER_FIELDS, "track_opens", "track_clicks"]
         widgets = {
             # Subjects and titles are long templates: the admin's 20em input hides most of them.
             "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
@@ -150,11 +155,21 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["configuration"]
-        columns = [part.draft_column for part in channel_of(obj.channel).parts]
-        return ["event", "status", "live_version", *columns, *SENDER_FIELDS, "preview"]
+        of_channel = channel_of(obj.channel)
+        columns = [part.draft_column for part in of_channel.parts]
+        tracking_fields = TRACKING_FIELDS if of_channel.tracked_part else []
+        return ["event", "status", "live_version", *columns, *SENDER_FIELDS, *tracking_fields, "preview"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["event", "status", "live_version", "preview"]
+        return ["event", "status", "live_version", "tracking", "preview"]
+
+    @admin.display(description="Tracking")
+    def tracking(self, message: TransactionalMessage) -> str:
+        """Whether opens and clicks can be tracked at all: their links need PUBLIC_URL."""
+        return render_to_string(
+            f"{FIELD_TEMPLATES}/tracking.html",
+            {"enabled": tracking.enabled(), "public_url": settings.PUBLIC_URL.strip().rstrip("/")},
+        )
 
     @admin.display(description="Event")
     def event(self, message: TransactionalMessage) -> str:
@@ -259,6 +274,27 @@ class MessageVersionAdmin(OrganizationScopedAdmin):
         return False
 
 
+_OPEN_PIXEL = re.compile(r"""<img\s[^>]*?src="[^"]*/t/o/[A-Za-z0-9_.:-]+\.gif"[^>]*>""")
+_CLICK_LINK = re.compile(r"""(href=")([^"]*/t/c/([A-Za-z0-9_.:-]+))(")""")
+
+
+def without_tracking(html: str, delivery: Delivery) -> str:
+    """The HTML as sent, minus what would record an open or a click when the staff looks at it: the
+    pixel goes, each tracked link points to its destination again."""
+    if not delivery.tracking_id:
+        return html
+    destinations = {
+        tracking.click_token(delivery.tracking_id, index): url
+        for index, url in enumerate(delivery.tracked_links or [])
+    }
+
+    def link(match: re.Match[str]) -> str:
+        url = destinations.get(match.group(3))
+        return f"{match.group(1)}{escape(url)}{match.group(4)}" if url is not None else match.group(0)
+
+    return _CLICK_LINK.sub(link, _OPEN_PIXEL.sub("", html))
+
+
 class MessageFilter(admin.SimpleListFilter):
     """The caller's organization's messages (not a scan of the deliveries for their messages)."""
 
@@ -359,9 +395,14 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
         """The parts as they were sent; HTML in a sandboxed frame (no script, no same origin)."""
         content = delivery.content or {}
         parts = [(name, value) for name, value in content.items() if name not in ("html", "from")]
+        html = content.get("html")
         return render_to_string(
             "admin/transactional/delivery/content.html",
-            {"sender": content.get("from", ""), "parts": parts, "html": content.get("html")},
+            {
+                "sender": content.get("from", ""),
+                "parts": parts,
+                "html": without_tracking(html, delivery) if html is not None else None,
+            },
         )
 
     def has_add_permission(self, request):

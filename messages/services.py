@@ -22,7 +22,7 @@ from django.utils.crypto import constant_time_compare
 from campaign import senders
 from campaign.metrics import DELIVERIES
 from campaign.models import Organization, Profile, Quarantine
-from messages import lifecycle
+from messages import lifecycle, tracking
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_for
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError
@@ -307,9 +307,16 @@ def compose(
     parts = render_content(content, keys=of_channel.content_keys, context=context, language=language)
     organization = configuration.organization
     sender = content.get("from") or {}
-    parts, headers = of_channel.finish(
-        parts, unsubscribe_url=context["unsubscribe_url"] if profile is not None and profile.pk else ""
-    )
+    unsubscribe = context["unsubscribe_url"] if profile is not None and profile.pk else ""
+    parts, headers = of_channel.finish(parts, unsubscribe_url=unsubscribe)
+    tracked = None
+    if version is not None and event.pk and of_channel.tracked_part:  # an event's send, never a preview
+        opens, clicks = tracking.switches(content)
+        tracked = tracking.rewrite(
+            parts.get(of_channel.tracked_part, ""), opens=opens, clicks=clicks, unsubscribe_url=unsubscribe
+        )
+        if tracked is not None:
+            parts = {**parts, of_channel.tracked_part: tracked.html}
     return RenderedMessage(
         parts=parts,
         from_name=sender.get("name") or organization.sender_name or organization.name,
@@ -317,6 +324,8 @@ def compose(
         reply_to=str(content.get("replyTo") or ""),
         headers=headers,
         data={"eventId": configuration.event_id, "PKey": event.pkey},
+        tracking_id=tracked.tracking_id if tracked else "",
+        tracked_links=tracked.links if tracked else (),
     )
 
 
@@ -349,6 +358,8 @@ def delivery_row(
         provider_response=result.provider_response[:4000],
         duration_ms=duration_ms,
         content=delivered_content(rendered) if rendered is not None else {},
+        tracking_id=rendered.tracking_id if rendered is not None else "",
+        tracked_links=list(rendered.tracked_links) if rendered is not None else [],
     )
 
 
@@ -534,7 +545,7 @@ def content_difference(
     import json as json_module
 
     differences = []
-    keys = [*channel_of(channel).content_keys, "from", "replyTo", "variants"]
+    keys = [*channel_of(channel).content_keys, "from", "replyTo", "variants", "tracking"]
     for key in keys:
         before, after = older.get(key, ""), newer.get(key, "")
         if before == after:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('transactional', '0005_channel_choices_from_registry'),
+        ('transactional', '0006_tracking'),
     ]
 
     operations = [
