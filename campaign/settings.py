@@ -230,6 +230,12 @@ CELERY_TASK_ROUTES = {
     "events.process_events": {"queue": CELERY_TRANSACTIONAL_QUEUE},
     "events.sweep": {"queue": CELERY_TRANSACTIONAL_QUEUE},
 }
+# --- Reports: hourly rollups ----------------------------------------------------------------
+# The beat recomputes the hours touched since its last run this often (events.rollups); reports
+# are this much behind at most. The grace re-reads changes committed late around the last run.
+ROLLUP_INTERVAL_SECONDS = env.float("ROLLUP_INTERVAL_SECONDS", default=60.0)
+ROLLUP_GRACE_SECONDS = env.float("ROLLUP_GRACE_SECONDS", default=300.0)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep": {
         "task": "events.sweep",
@@ -238,6 +244,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": SWEEP_INTERVAL_SECONDS * 2},
     },
     "purge": {"task": "campaign.purge", "schedule": 3600.0, "options": {"expires": 3600.0}},
+    "rollups": {
+        "task": "events.refresh_rollups",
+        "schedule": ROLLUP_INTERVAL_SECONDS,
+        "options": {"expires": ROLLUP_INTERVAL_SECONDS},
+    },
 }
 
 # --- Event processing ------------------------------------------------------------------------

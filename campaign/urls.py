@@ -6,10 +6,16 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from campaign import ims, views
 from campaign.metrics import metrics_view
+from events import admin_reports
 from messages import views as message_views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path(
+        "admin/reports/messages/<int:pk>/",
+        admin.site.admin_view(admin_reports.message_report),
+        name="message-report",
+    ),
     path("admin/", admin.site.urls),
     path("ims/token/v3", ims.token, name="ims-token"),
     path("healthz", views.healthz, name="healthz"),

@@ -26,6 +26,7 @@ from campaign.admin import (
 )
 from campaign.models import Profile
 from events import publication, services
+from events.admin_reports import install_dashboard
 from events.models import (
     ConfigurationStatusChange,
     Event,
@@ -420,3 +421,6 @@ class PersonProfileAdmin(ProfileAdmin):
             summary = ", ".join(f"{count} {label}" for label, count in deleted.items())
             self.message_user(request, f"{profile.email} forgotten: {summary}.", flash.SUCCESS)
         return None
+
+
+install_dashboard(admin.site)  # the admin index opens on the reports' dashboard

@@ -6,6 +6,7 @@ import secrets
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
@@ -235,6 +236,8 @@ class Event(models.Model):
             # per type and status: a page reads its rows, whatever the size of the history.
             models.Index(fields=["configuration", "-id"], name="event_list_idx"),
             models.Index(fields=["configuration", "status", "-id"], name="event_status_list_idx"),
+            # The rollup job: events whose status moved since its last run (events.rollups).
+            models.Index(fields=["updated_at"], name="event_updated_idx"),
         ]
 
     def __str__(self) -> str:
@@ -312,3 +315,105 @@ class ConfigurationStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action}: {self.from_status} -> {self.to_status}"
+
+
+# Upper bounds (seconds) of the end-to-end latency buckets a rollup counts (the Prometheus
+# histogram's, campaign.metrics.EVENT_LATENCY), plus one bucket past the last.
+LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+
+class RollupCounts(models.Model):
+    """The counts of one hour (UTC, by the events' reception) for one event type and message version."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    configuration = models.ForeignKey(EventConfiguration, on_delete=models.CASCADE, related_name="+")
+    # None: events not routed to a version (routing failed, or not sent yet).
+    version = models.ForeignKey(
+        "transactional.MessageVersion", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    hour = models.DateTimeField()
+    received = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    ignored = models.PositiveIntegerField(default=0)
+    delivery_failed = models.PositiveIntegerField(default=0)
+    routing_failed = models.PositiveIntegerField(default=0)
+    too_old = models.PositiveIntegerField(default=0)
+    targeting_failed = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)  # delivery attempts handed to the channel
+    delivered = models.PositiveIntegerField(default=0)  # attempts the channel accepted
+    bounced_hard = models.PositiveIntegerField(default=0)  # permanent failures
+    bounced_soft = models.PositiveIntegerField(default=0)  # temporary failures (each attempt)
+    opened = models.PositiveIntegerField(default=0)
+    opened_unique = models.PositiveIntegerField(default=0)
+    clicked = models.PositiveIntegerField(default=0)
+    clicked_unique = models.PositiveIntegerField(default=0)
+    unsubscribed = models.PositiveIntegerField(default=0)
+    # Final events per latency bucket (LATENCY_BUCKETS, then one for longer).
+    latency_buckets = models.JSONField(default=list)
+    # {status: [[reason, count], ...]}: the most frequent reasons of each failure status.
+    failure_reasons = models.JSONField(default=dict)
+
+    class Meta:
+        abstract = True
+
+
+class HourlyRollup(RollupCounts):
+    """What reports read instead of the events, so a report costs the same whatever the history
+    holds. Written only by the periodic job (events.rollups), which recomputes whole hours: the
+    hour's events, plus what was retired of it (RetiredCounts) before events were deleted."""
+
+    channel = models.CharField(max_length=8, choices=channel_choices)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["hour", "configuration_id", "version_id"]
+        constraints = [
+            models.UniqueConstraint(
+                "configuration", Coalesce("version", 0), "hour", name="rollup_unique_hour"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organization", "hour"], name="rollup_organization_idx"),
+            models.Index(fields=["configuration", "hour"], name="rollup_configuration_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.configuration_id} v{self.version_id or '-'} {self.hour:%Y-%m-%d %H}:00"
+
+
+class RetiredCounts(RollupCounts):
+    """The counts of events (and their rows) deleted by a purge or a person's erasure, written by
+    events.rollups.retire() in the deleting transaction: the job adds them to their hour, so
+    rollups keep counting what is gone. No person's data: counts only."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "retired counts"
+        indexes = [models.Index(fields=["hour"], name="retired_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"retired {self.configuration_id} v{self.version_id or '-'} {self.hour:%Y-%m-%d %H}:00"
+
+
+class RollupProgress(models.Model):
+    """The rollup job's one row: when its last run started (the hours touched since are redone).
+    Locked by the job alone, never by a worker."""
+
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"rollups computed at {self.last_run_at}"
+
+
+class Unsubscription(models.Model):
+    """An opt-out through the unsubscribe link of an event's message (the link carries the event's
+    PKey): counted as `unsubscribed` in the reports of the version that sent it. Once per event."""
+
+    event = models.OneToOneField(
+        Event, on_delete=models.CASCADE, primary_key=True, related_name="unsubscription"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.event_id} unsubscribed"

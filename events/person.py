@@ -20,6 +20,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from campaign.models import Organization, Profile, Quarantine
+from events import rollups
 from events.models import Event, EventStatusChange
 from messages.models import Delivery, TrackingHit
 
@@ -170,7 +171,10 @@ def forget_person(*, organization: Organization, email: str) -> dict[str, int]:
             deleted[label] = deleted.get(label, 0) + number
 
     with transaction.atomic():
-        # Deliveries first: their query reads the events (through their links).
+        # The reports keep the counts (no address in them) of what goes: first, while the events'
+        # deliveries, opens and clicks are still there to be counted.
+        rollups.retire(rows.events.values_list("pk", flat=True))
+        # Deliveries next: their query reads the events (through their links).
         count(Delivery.objects.filter(pk__in=list(rows.deliveries.values_list("pk", flat=True))).delete())
         count(rows.events.delete())
         if rows.profile is not None:

@@ -10,8 +10,9 @@ retention go, in bounded batches of DELETEs (the beat's `events.purge_history`, 
   event with its deliveries, opens and clicks whenever its hour is recomputed, so these must not
   vanish from under a kept event. A shorter DELIVERY_/TRACKING_RETENTION_DAYS takes effect when the
   event goes; a longer one keeps them (unlinked) after it.
-* Rollups are other rows (the reports' hourly counts): a purge never touches them, so the reports
-  of a purged period stay as they were.
+* Rollups are other rows (the reports' hourly counts): a purge never deletes them, and each batch
+  of events first hands its counts to `rollups.retire` in the deleting transaction, so the reports
+  of a purged period stay as they were even when its hour is counted again.
 
 Batched DELETEs rather than partitions: each batch is one short transaction on the primary key (no
 long lock, no table rewrite), the same on SQLite and PostgreSQL, and Django's cascade takes an
@@ -29,10 +30,12 @@ from dataclasses import dataclass
 from functools import reduce
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from campaign.models import Organization
+from events import rollups
 from events.models import FINAL_STATUSES, Event
 from messages.models import Delivery, TrackingHit
 
@@ -115,9 +118,16 @@ def count_purgeable(*, now: dt.datetime | None = None) -> dict[str, int]:
     return {label: rows.count() for label, rows in purgeable(now=now, ahead=True)}
 
 
-def delete_in_batches(rows: QuerySet, *, batch_size: int, max_batches: int | None) -> Counter[str]:
-    """Delete `rows` by primary key, `batch_size` at a time (each batch its own short transaction),
-    at most `max_batches` batches; the counts per model include what cascaded."""
+def delete_in_batches(
+    rows: QuerySet,
+    *,
+    batch_size: int,
+    max_batches: int | None,
+    before: Callable[[list[int]], object] | None = None,
+) -> Counter[str]:
+    """Delete `rows` by primary key, `batch_size` at a time (each batch its own short transaction,
+    `before` called in it with the batch's keys), at most `max_batches` batches; the counts per
+    model include what cascaded."""
     deleted: Counter[str] = Counter()
     model: type[Model] = rows.model
     done = 0
@@ -125,7 +135,10 @@ def delete_in_batches(rows: QuerySet, *, batch_size: int, max_batches: int | Non
         keys = list(rows.values_list("pk", flat=True)[:batch_size])
         if not keys:
             break
-        _, per_model = model._default_manager.filter(pk__in=keys).delete()
+        with transaction.atomic():
+            if before is not None:
+                before(keys)
+            _, per_model = model._default_manager.filter(pk__in=keys).delete()
         deleted.update(per_model)
         done += 1
         if len(keys) < batch_size:
@@ -139,7 +152,11 @@ def purge(*, now: dt.datetime | None = None, max_batches: int | None = None) -> 
     tables = purgeable(now=now)
     deleted: Counter[str] = Counter({label: 0 for label, _ in tables})
     for _, rows in tables:
+        # An event's counts (with its deliveries, opens and clicks) stay in the reports' rollups.
+        before = rollups.retire if rows.model is Event else None
         deleted.update(
-            delete_in_batches(rows, batch_size=int(settings.RETENTION_BATCH_SIZE), max_batches=max_batches)
+            delete_in_batches(
+                rows, batch_size=int(settings.RETENTION_BATCH_SIZE), max_batches=max_batches, before=before
+            )
         )
     return dict(deleted)

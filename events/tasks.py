@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from events import pipeline, retention
+from events import pipeline, retention, rollups
 from events.sweep import recover
 
 
@@ -24,6 +24,12 @@ def process_events(event_ids: list[int]) -> None:
 @shared_task(name="events.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
     return recover()
+
+
+@shared_task(name="events.refresh_rollups", ignore_result=True)
+def refresh_rollups() -> int:
+    """The reports' hourly counts, for the hours touched since the last run (events.rollups)."""
+    return rollups.refresh()
 
 
 @shared_task(name="events.purge_history", ignore_result=True)

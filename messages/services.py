@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -175,12 +176,12 @@ def unsubscribe_token(*, profile: Profile) -> str:
     return f"{profile.pk}.{_unsubscribe_signer().signature(_unsubscribe_value(profile))}"
 
 
-def unsubscribe_url(*, profile: Profile) -> str:
-    """A signed link that opts the profile out; nobody can forge one for another profile."""
+def unsubscribe_url(*, profile: Profile, event_pkey: str = "") -> str:
+    """The profile's link; with the event's PKey (unguessable), an opt-out through it is counted in
+    that event's message version's report."""
     token = unsubscribe_token(profile=profile)
-    return (
-        f"{settings.PUBLIC_URL.rstrip('/') or 'http://localhost:8000'}{reverse('unsubscribe', args=[token])}"
-    )
+    base = settings.PUBLIC_URL.rstrip("/") or "http://localhost:8000"
+    return f"{base}{reverse('unsubscribe', args=[token])}" + (f"?e={event_pkey}" if event_pkey else "")
 
 
 def profile_for_unsubscribe_token(token: str) -> Profile | None:
@@ -211,8 +212,15 @@ def profile_for_unsubscribe_token(token: str) -> Profile | None:
     return None
 
 
-def opt_out(*, profile: Profile) -> None:
+# Told of every opt-out through a message's link, with the PKey the link carried ("" for none):
+# the events app counts it for its reports (handed in at start-up, as messages knows no event).
+OPT_OUT_LISTENERS: list[Callable[[Profile, str], None]] = []
+
+
+def opt_out(*, profile: Profile, event_pkey: str = "") -> None:
     Profile.objects.filter(pk=profile.pk).update(opted_out=True, updated_at=timezone.now())
+    for listener in OPT_OUT_LISTENERS:
+        listener(profile, event_pkey)
 
 
 class EventTypeLike(Protocol):
@@ -280,7 +288,11 @@ def template_context(
     }
     if profile is not None:
         context["profile"] = profile.as_context()
-        context["unsubscribe_url"] = unsubscribe_url(profile=profile) if profile.pk else "#unsubscribe"
+        context["unsubscribe_url"] = (
+            unsubscribe_url(profile=profile, event_pkey=event.pkey if event else "")
+            if profile.pk
+            else "#unsubscribe"
+        )
     return context
 
 

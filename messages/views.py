@@ -18,7 +18,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     if profile is None:
         return render(request, "messages/unsubscribe.html", {"invalid": True}, status=404)
     if request.method == "POST":
-        services.opt_out(profile=profile)
+        services.opt_out(profile=profile, event_pkey=request.GET.get("e", "")[:64])
         return render(request, "messages/unsubscribe.html", {"done": True})
     return render(request, "messages/unsubscribe.html", {"email": profile.email})
 

@@ -182,3 +182,18 @@ def test_forget_takes_the_opens_and_clicks_and_export_shows_them(organization, p
     out = run("forget", "geometrixx", JANE)
     assert "transactional.TrackingHit: 1 deleted" in out.splitlines()
     assert list(TrackingHit.objects.all()) == [kept]
+
+
+def test_forgetting_a_person_keeps_the_reports_counts(organization, people, settings):
+    from events import rollups
+    from events.models import RollupProgress
+    from tests.events.test_rollups import totals
+
+    rollups.refresh()
+    before = totals()
+    run("forget", "geometrixx", JANE)
+    rollups.refresh()
+    assert totals() == before
+    RollupProgress.objects.update(last_run_at=None)
+    rollups.refresh()
+    assert totals() == before

@@ -197,7 +197,7 @@ def test_profile_event_goes_to_the_profile_with_unsubscribe_headers(organization
     assert profile.opted_out
     again = accept(configuration, {"ctx": {"email": "jane@example.com", "plan": "gold"}})
     assert pipeline.process(again.pk) == "ignored"
-    assert client.post(path[:-3] + "xyz/").status_code == 404
+    assert client.post(path.split("?")[0][:-3] + "xyz/").status_code == 404
 
 
 def test_profile_event_without_matching_profile_fails_targeting(organization):

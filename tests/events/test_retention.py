@@ -210,3 +210,29 @@ def test_opens_and_clicks_go_after_their_retention_once_their_event_is_gone(cart
     retention.purge()
     assert not exists(event) and list(TrackingHit.objects.all()) == [recent]
     assert not TrackingHit.objects.filter(pk=old.pk).exists()
+
+
+def test_the_report_of_a_purged_period_is_unchanged(cart_configuration, settings):
+    from events import rollups
+    from events.models import RollupProgress
+    from tests.events.test_rollups import totals
+
+    settings.ROLLUP_GRACE_SECONDS = 0
+    old = [sent(cart_configuration, days_ago=40) for _ in range(3)]
+    waiting = pending(cart_configuration, days_ago=40)  # of the same hour, ends after the purge
+    sent(cart_configuration, days_ago=1)
+    rollups.refresh()
+    before = totals()
+    assert before["received"] == 5 and before["delivered"] == 4
+    retention.purge()
+    assert not any(exists(event) for event in old)
+    rollups.refresh()
+    assert totals() == before
+    # The purged hour is counted again when its last event ends, and when everything is recounted.
+    assert pipeline.process(waiting.pk) == "processed"
+    rollups.refresh()
+    after = totals()
+    assert (after["received"], after["delivered"], after["processed"]) == (5, 5, 5)
+    RollupProgress.objects.update(last_run_at=None)
+    rollups.refresh()
+    assert totals() == after
