@@ -323,10 +323,12 @@ def compose(
     parts, headers = of_channel.finish(parts, unsubscribe_url=unsubscribe)
     tracked = None
     if version is not None and event.pk and of_channel.tracked_part:  # an event's send, never a preview
-        opens, clicks = tracking.switches(content)
-        tracked = tracking.rewrite(
-            parts.get(of_channel.tracked_part, ""), opens=opens, clicks=clicks, unsubscribe_url=unsubscribe
-        )
+        opens, clicks = of_channel.tracking_switches(content)
+        part = parts.get(of_channel.tracked_part, "")
+        if of_channel.short_links:
+            tracked = tracking.rewrite_text(part, clicks=clicks, unsubscribe_url=unsubscribe)
+        else:
+            tracked = tracking.rewrite(part, opens=opens, clicks=clicks, unsubscribe_url=unsubscribe)
         if tracked is not None:
             parts = {**parts, of_channel.tracked_part: tracked.html}
     return RenderedMessage(
@@ -369,9 +371,9 @@ def delivery_row(
         provider_message_id=result.provider_message_id[:998],
         provider_response=result.provider_response[:4000],
         duration_ms=duration_ms,
-        content=delivered_content(rendered) if rendered is not None else {},
         tracking_id=rendered.tracking_id if rendered is not None else "",
         tracked_links=list(rendered.tracked_links) if rendered is not None else [],
+        content=delivered_content(rendered) if rendered is not None else {},
     )
 
 
