@@ -20,8 +20,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from campaign.models import Organization, Profile, Quarantine
+from events import rollups
 from events.models import Event, EventStatusChange
-from messages.models import Delivery
+from messages.models import Delivery, TrackingHit
 
 EMAIL_MAX_LENGTH = 254
 
@@ -132,6 +133,18 @@ def export_person(*, organization: Organization, email: str) -> dict[str, Any]:
         .order_by("created_at", "id")
         .iterator()
     ]
+    hits = TrackingHit.objects.filter(delivery__in=rows.deliveries.values("pk")).select_related("delivery")
+    tracking = [
+        {
+            "kind": hit.kind,
+            "at": hit.created_at,
+            "url": hit.url,
+            "userAgent": hit.user_agent,
+            "automated": hit.automated,
+            "deliveryProviderMessageId": hit.delivery.provider_message_id,
+        }
+        for hit in hits.order_by("created_at", "id").iterator()
+    ]
     return {
         "organization": organization.slug,
         "email": rows.email,
@@ -139,6 +152,7 @@ def export_person(*, organization: Organization, email: str) -> dict[str, Any]:
         "profile": _profile_data(rows.profile) if rows.profile is not None else None,
         "events": events,
         "deliveries": deliveries,
+        "tracking": tracking,
         "quarantine": [
             {"channel": q.channel, "address": q.address, "reason": q.reason, "created": q.created_at}
             for q in rows.quarantine
@@ -157,7 +171,10 @@ def forget_person(*, organization: Organization, email: str) -> dict[str, int]:
             deleted[label] = deleted.get(label, 0) + number
 
     with transaction.atomic():
-        # Deliveries first: their query reads the events (through their links).
+        # The reports keep the counts (no address in them) of what goes: first, while the events'
+        # deliveries, opens and clicks are still there to be counted.
+        rollups.retire(rows.events.values_list("pk", flat=True))
+        # Deliveries next: their query reads the events (through their links).
         count(Delivery.objects.filter(pk__in=list(rows.deliveries.values_list("pk", flat=True))).delete())
         count(rows.events.delete())
         if rows.profile is not None:

@@ -5,9 +5,14 @@ retention go, in bounded batches of DELETEs (the beat's `events.purge_history`, 
   organization may set its own (Organization.*_retention_days).
 * An event goes only once final, and never within the Idempotency-Key window
   (IDEMPOTENCY_WINDOW_SECONDS): a retried POST must still find the event its key made.
-* A delivery of an event still in progress stays: the pipeline reads it to know the message went.
-* Rollups are other rows (the reports' hourly counts): a purge never touches them, so the reports
-  of a purged period stay as they were.
+* A delivery, an open or a click goes only once its event is gone (or if it has none: a proof): the
+  pipeline reads an event's deliveries to know its message went, and the reports' rollups count an
+  event with its deliveries, opens and clicks whenever its hour is recomputed, so these must not
+  vanish from under a kept event. A shorter DELIVERY_/TRACKING_RETENTION_DAYS takes effect when the
+  event goes; a longer one keeps them (unlinked) after it.
+* Rollups are other rows (the reports' hourly counts): a purge never deletes them, and each batch
+  of events first hands its counts to `rollups.retire` in the deleting transaction, so the reports
+  of a purged period stay as they were even when its hour is counted again.
 
 Batched DELETEs rather than partitions: each batch is one short transaction on the primary key (no
 long lock, no table rewrite), the same on SQLite and PostgreSQL, and Django's cascade takes an
@@ -25,14 +30,14 @@ from dataclasses import dataclass
 from functools import reduce
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from campaign.models import Organization
+from events import rollups
 from events.models import FINAL_STATUSES, Event
-from messages.models import Delivery
-
-NON_FINAL = [status for status in Event.Status.values if status not in FINAL_STATUSES]
+from messages.models import Delivery, TrackingHit
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,8 @@ class Table:
     label: str
     setting: str
     organization_field: str
-    rows: Callable[[Q, dt.datetime], QuerySet]  # the purgeable rows, given "old enough" and now
+    # The purgeable rows, given "old enough", now, and (to count ahead) the events that go before.
+    rows: Callable[[Q, dt.datetime, QuerySet | None], QuerySet]
 
 
 def _old_enough(*, setting: str, organization_field: str, field: str, now: dt.datetime) -> Q | None:
@@ -63,42 +69,65 @@ def _old_enough(*, setting: str, organization_field: str, field: str, now: dt.da
     return reduce(operator.or_, conditions) if conditions else None
 
 
-def _events(old: Q, now: dt.datetime) -> QuerySet:
+def _events(old: Q, now: dt.datetime, going: QuerySet | None = None) -> QuerySet:
     window = now - dt.timedelta(seconds=settings.IDEMPOTENCY_WINDOW_SECONDS)
     return Event.objects.filter(old, status__in=FINAL_STATUSES, created_at__lt=window)
 
 
-def _deliveries(old: Q, now: dt.datetime) -> QuerySet:
-    return Delivery.objects.filter(old).exclude(event_link__event__status__in=NON_FINAL)
+def _deliveries(old: Q, now: dt.datetime, going: QuerySet | None = None) -> QuerySet:
+    without_event = Q(event_link__isnull=True)
+    if going is not None:
+        without_event |= Q(event_link__event__in=going.values("pk"))
+    return Delivery.objects.filter(old).filter(without_event)
 
 
+def _tracking_hits(old: Q, now: dt.datetime, going: QuerySet | None = None) -> QuerySet:
+    without_event = Q(delivery__event_link__isnull=True)
+    if going is not None:
+        without_event |= Q(delivery__event_link__event__in=going.values("pk"))
+    return TrackingHit.objects.filter(old).filter(without_event)
+
+
+# In this order: the events first, so that their deliveries (now without an event) can go next.
 TABLES = [
     Table("events.Event", "EVENT_RETENTION_DAYS", "event_retention_days", _events),
     Table("transactional.Delivery", "DELIVERY_RETENTION_DAYS", "delivery_retention_days", _deliveries),
+    Table("transactional.TrackingHit", "TRACKING_RETENTION_DAYS", "tracking_retention_days", _tracking_hits),
 ]
 
 
-def purgeable(*, now: dt.datetime | None = None) -> list[tuple[str, QuerySet]]:
-    """(label, rows past retention) of each table, in the order they are purged."""
+def purgeable(*, now: dt.datetime | None = None, ahead: bool = False) -> list[tuple[str, QuerySet]]:
+    """(label, rows past retention) of each table, in the order they are purged. `ahead`: counting
+    before anything is deleted, so the rows of the events that go first count as without event."""
     now = now or timezone.now()
     found = []
+    going: QuerySet | None = None
     for table in TABLES:
         old = _old_enough(
             setting=table.setting, organization_field=table.organization_field, field="created_at", now=now
         )
-        rows = table.rows(old, now) if old is not None else table.rows(Q(pk__in=[]), now).none()
+        rows = table.rows(old, now, going) if old is not None else table.rows(Q(pk__in=[]), now, None).none()
+        if ahead and table.rows is _events:
+            going = rows
         found.append((table.label, rows.order_by()))
     return found
 
 
 def count_purgeable(*, now: dt.datetime | None = None) -> dict[str, int]:
-    """What a purge would delete, per table (the dry run)."""
-    return {label: rows.count() for label, rows in purgeable(now=now)}
+    """What a purge would delete now, per table (the dry run)."""
+    return {label: rows.count() for label, rows in purgeable(now=now, ahead=True)}
 
 
-def delete_in_batches(rows: QuerySet, *, batch_size: int, max_batches: int | None) -> Counter[str]:
-    """Delete `rows` by primary key, `batch_size` at a time (each batch its own short transaction),
-    at most `max_batches` batches; the counts per model include what cascaded."""
+def delete_in_batches(
+    rows: QuerySet,
+    *,
+    batch_size: int,
+    max_batches: int | None,
+    before: Callable[[list[int]], object] | None = None,
+) -> Counter[str]:
+    """Delete `rows` by primary key, `batch_size` at a time (each batch its own short transaction,
+    `before` called in it with the batch's keys), at most `max_batches` batches; the counts per
+    model include what cascaded."""
     deleted: Counter[str] = Counter()
     model: type[Model] = rows.model
     done = 0
@@ -106,7 +135,10 @@ def delete_in_batches(rows: QuerySet, *, batch_size: int, max_batches: int | Non
         keys = list(rows.values_list("pk", flat=True)[:batch_size])
         if not keys:
             break
-        _, per_model = model._default_manager.filter(pk__in=keys).delete()
+        with transaction.atomic():
+            if before is not None:
+                before(keys)
+            _, per_model = model._default_manager.filter(pk__in=keys).delete()
         deleted.update(per_model)
         done += 1
         if len(keys) < batch_size:
@@ -120,7 +152,11 @@ def purge(*, now: dt.datetime | None = None, max_batches: int | None = None) -> 
     tables = purgeable(now=now)
     deleted: Counter[str] = Counter({label: 0 for label, _ in tables})
     for _, rows in tables:
+        # An event's counts (with its deliveries, opens and clicks) stay in the reports' rollups.
+        before = rollups.retire if rows.model is Event else None
         deleted.update(
-            delete_in_batches(rows, batch_size=int(settings.RETENTION_BATCH_SIZE), max_batches=max_batches)
+            delete_in_batches(
+                rows, batch_size=int(settings.RETENTION_BATCH_SIZE), max_batches=max_batches, before=before
+            )
         )
     return dict(deleted)

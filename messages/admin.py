@@ -3,6 +3,8 @@ publication buttons (Publish, Pause, Resume, Unpublish), versions and deliveries
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin
@@ -10,6 +12,7 @@ from django.contrib import messages as flash
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
+from django.utils.html import escape
 
 from campaign import senders
 from campaign.admin import (
@@ -281,6 +284,27 @@ class MessageVersionAdmin(OrganizationScopedAdmin):
         return False
 
 
+_OPEN_PIXEL = re.compile(r"""<img\s[^>]*?src="[^"]*/t/o/[A-Za-z0-9_.:-]+\.gif"[^>]*>""")
+_CLICK_LINK = re.compile(r"""(href=")([^"]*/t/c/([A-Za-z0-9_.:-]+))(")""")
+
+
+def without_tracking(html: str, delivery: Delivery) -> str:
+    """The HTML as sent, minus what would record an open or a click when the staff looks at it: the
+    pixel goes, each tracked link points to its destination again."""
+    if not delivery.tracking_id:
+        return html
+    destinations = {
+        tracking.click_token(delivery.tracking_id, index): url
+        for index, url in enumerate(delivery.tracked_links or [])
+    }
+
+    def link(match: re.Match[str]) -> str:
+        url = destinations.get(match.group(3))
+        return f"{match.group(1)}{escape(url)}{match.group(4)}" if url is not None else match.group(0)
+
+    return _CLICK_LINK.sub(link, _OPEN_PIXEL.sub("", html))
+
+
 class MessageFilter(admin.SimpleListFilter):
     """The caller's organization's messages (not a scan of the deliveries for their messages)."""
 
@@ -381,9 +405,14 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
         """The parts as they were sent; HTML in a sandboxed frame (no script, no same origin)."""
         content = delivery.content or {}
         parts = [(name, value) for name, value in content.items() if name not in ("html", "from")]
+        html = content.get("html")
         return render_to_string(
             "admin/transactional/delivery/content.html",
-            {"sender": content.get("from", ""), "parts": parts, "html": content.get("html")},
+            {
+                "sender": content.get("from", ""),
+                "parts": parts,
+                "html": without_tracking(html, delivery) if html is not None else None,
+            },
         )
 
     def has_add_permission(self, request):

@@ -81,6 +81,7 @@ def test_export_person_prints_everything_kept_about_them(organization, people):
             "created": data["quarantine"][0]["created"],
         }
     ]
+    assert data["tracking"] == []  # none yet: see test_forget_takes_the_opens_and_clicks...
     assert "john@example.com" not in json.dumps(data)
 
 
@@ -160,4 +161,39 @@ def test_the_commands_as_a_script_runs_them(cli):
     assert dry.returncode == 0 and dry.stdout.splitlines() == [
         "events.Event: 0 to delete",
         "transactional.Delivery: 0 to delete",
+        "transactional.TrackingHit: 0 to delete",
     ]
+
+
+def test_forget_takes_the_opens_and_clicks_and_export_shows_them(organization, people):
+    from messages.models import TrackingHit
+
+    delivery = people["mine"][0].deliveries.get()
+    TrackingHit.objects.create(
+        organization=organization, delivery=delivery, message_id=delivery.message_id, kind="click",
+        url="https://shop.example.com/cart", user_agent="Mozilla/5.0",
+    )  # fmt: skip
+    other = people["john"].deliveries.get()
+    kept = TrackingHit.objects.create(
+        organization=organization, delivery=other, message_id=other.message_id, kind="open"
+    )
+    (click,) = json.loads(run("export_person", "geometrixx", JANE))["tracking"]
+    assert click["kind"] == "click" and click["url"] == "https://shop.example.com/cart"
+    out = run("forget", "geometrixx", JANE)
+    assert "transactional.TrackingHit: 1 deleted" in out.splitlines()
+    assert list(TrackingHit.objects.all()) == [kept]
+
+
+def test_forgetting_a_person_keeps_the_reports_counts(organization, people, settings):
+    from events import rollups
+    from events.models import RollupProgress
+    from tests.events.test_rollups import totals
+
+    rollups.refresh()
+    before = totals()
+    run("forget", "geometrixx", JANE)
+    rollups.refresh()
+    assert totals() == before
+    RollupProgress.objects.update(last_run_at=None)
+    rollups.refresh()
+    assert totals() == before

@@ -72,7 +72,11 @@ def test_purge_removes_what_is_past_retention_and_keeps_the_rest(cart_configurat
     assert recent.deliveries.count() == 1
     assert deleted["events.Event"] == 1 and deleted["transactional.Delivery"] == 1
     assert deleted["events.EventStatusChange"] == 2  # processing, processed
-    assert retention.purge() == {"events.Event": 0, "transactional.Delivery": 0}  # nothing left to do
+    assert retention.purge() == {
+        "events.Event": 0,
+        "transactional.Delivery": 0,
+        "transactional.TrackingHit": 0,
+    }
 
 
 def test_a_final_event_within_the_idempotency_window_is_kept_even_past_retention(
@@ -98,19 +102,22 @@ def test_an_organization_keeps_its_history_as_long_as_it_says(cart_configuration
     organization.delivery_retention_days = 35
     organization.save()
     retention.purge()
-    assert exists(old) and old.deliveries.count() == 0
+    # The delivery outlived its 35 days but stays with its event: the event's report counts it.
+    assert exists(old) and old.deliveries.count() == 1
     organization.event_retention_days = 10
     organization.save()
     settings.EVENT_RETENTION_DAYS = 0  # the installation keeps forever; the organization does not
     retention.purge()
-    assert not exists(old)
+    assert not exists(old) and not Delivery.objects.exists()  # the delivery goes with it, in one run
 
 
 def test_zero_days_keeps_forever(cart_configuration, settings):
     settings.EVENT_RETENTION_DAYS = 0
     settings.DELIVERY_RETENTION_DAYS = 0
     old = sent(cart_configuration, days_ago=4000)
-    assert retention.count_purgeable() == {"events.Event": 0, "transactional.Delivery": 0}
+    assert retention.count_purgeable() == {
+        "events.Event": 0, "transactional.Delivery": 0, "transactional.TrackingHit": 0,
+    }  # fmt: skip
     retention.purge()
     assert exists(old) and old.deliveries.count() == 1
 
@@ -141,7 +148,11 @@ def test_purge_dry_run_counts_per_table_and_deletes_nothing(cart_configuration):
     pending(cart_configuration, days_ago=40)
     out = io.StringIO()
     call_command("purge", "--dry-run", stdout=out)
-    assert out.getvalue().splitlines() == ["events.Event: 3 to delete", "transactional.Delivery: 3 to delete"]
+    assert out.getvalue().splitlines() == [
+        "events.Event: 3 to delete",
+        "transactional.Delivery: 3 to delete",
+        "transactional.TrackingHit: 0 to delete",
+    ]
     assert all(exists(event) for event in old) and Delivery.objects.count() == 3
     out = io.StringIO()
     call_command("purge", stdout=out)
@@ -163,3 +174,65 @@ def test_an_administrator_sets_the_organizations_retention_within_bounds(client,
     )
     organization.refresh_from_db()
     assert organization.event_retention_days == 365 and organization.delivery_retention_days is None
+
+
+def test_a_delivery_kept_longer_than_its_event_stays_after_it_then_goes(cart_configuration, settings):
+    settings.DELIVERY_RETENTION_DAYS = 60
+    event = sent(cart_configuration, days_ago=40)
+    delivery = event.deliveries.get()
+    retention.purge()
+    assert not exists(event) and Delivery.objects.filter(pk=delivery.pk).exists()
+    settings.DELIVERY_RETENTION_DAYS = 30
+    assert retention.purge()["transactional.Delivery"] == 1
+
+
+def test_opens_and_clicks_go_after_their_retention_once_their_event_is_gone(cart_configuration, settings):
+    from messages.models import TrackingHit
+
+    settings.DELIVERY_RETENTION_DAYS = 365
+    settings.TRACKING_RETENTION_DAYS = 60
+    event = sent(cart_configuration, days_ago=40)
+    delivery = event.deliveries.get()
+
+    def hit(days_ago: int) -> TrackingHit:
+        return TrackingHit.objects.create(
+            organization_id=delivery.organization_id, delivery=delivery, message_id=delivery.message_id,
+            version_id=delivery.version_id, kind="open",
+            created_at=timezone.now() - dt.timedelta(days=days_ago),
+        )  # fmt: skip
+
+    old, recent = hit(100), hit(20)
+    settings.EVENT_RETENTION_DAYS = 365
+    retention.purge()
+    assert TrackingHit.objects.count() == 2  # its event is kept: the event's report counts them
+    settings.EVENT_RETENTION_DAYS = 30
+    assert retention.count_purgeable()["transactional.TrackingHit"] == 1
+    retention.purge()
+    assert not exists(event) and list(TrackingHit.objects.all()) == [recent]
+    assert not TrackingHit.objects.filter(pk=old.pk).exists()
+
+
+def test_the_report_of_a_purged_period_is_unchanged(cart_configuration, settings):
+    from events import rollups
+    from events.models import RollupProgress
+    from tests.events.test_rollups import totals
+
+    settings.ROLLUP_GRACE_SECONDS = 0
+    old = [sent(cart_configuration, days_ago=40) for _ in range(3)]
+    waiting = pending(cart_configuration, days_ago=40)  # of the same hour, ends after the purge
+    sent(cart_configuration, days_ago=1)
+    rollups.refresh()
+    before = totals()
+    assert before["received"] == 5 and before["delivered"] == 4
+    retention.purge()
+    assert not any(exists(event) for event in old)
+    rollups.refresh()
+    assert totals() == before
+    # The purged hour is counted again when its last event ends, and when everything is recounted.
+    assert pipeline.process(waiting.pk) == "processed"
+    rollups.refresh()
+    after = totals()
+    assert (after["received"], after["delivered"], after["processed"]) == (5, 5, 5)
+    RollupProgress.objects.update(last_run_at=None)
+    rollups.refresh()
+    assert totals() == after

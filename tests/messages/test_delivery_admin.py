@@ -147,3 +147,21 @@ def test_an_export_with_an_unknown_filter_is_refused_in_one_line(client, markete
     client.force_login(marketer)
     response = client.get(reverse("admin:transactional_delivery_export"), {"organization__slug": "acme"})
     assert response.status_code == 400 and not response.streaming
+
+
+def test_looking_at_a_tracked_delivery_records_no_open_and_no_click(client, marketer, organization, settings):
+    from messages.models import TrackingHit
+
+    settings.PUBLIC_URL = "https://campaign.example.com"
+    event = {**copy.deepcopy(CART_EVENT), "name": "linked"}
+    event["message"]["html"] = (
+        '<html><body><p>Hi</p><a href="https://shop.example.com/cart?a=1&amp;b=2">Cart</a></body></html>'
+    )
+    delivery = send(publish_events(organization, event)[0]).deliveries.get()
+    assert "/t/o/" in delivery.content["html"] and "/t/c/" in delivery.content["html"]  # as it was sent
+    client.force_login(marketer)
+    html = client.get(reverse("admin:transactional_delivery_change", args=[delivery.pk])).content.decode()
+    srcdoc = unescape(re.search(r'<iframe[^>]*srcdoc="([^"]*)"', html).group(1))
+    assert "/t/o/" not in srcdoc and "/t/c/" not in srcdoc  # no pixel to load, no tracked link to follow
+    assert '<a href="https://shop.example.com/cart?a=1&amp;b=2">Cart</a>' in srcdoc
+    assert not TrackingHit.objects.exists()
