@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('transactional', '0007_sms_click_tracking'),
+        ('transactional', '0006_tracking'),
     ]
 
     operations = [
