@@ -34,7 +34,7 @@ FILE_PLACES = {
     "reconciliation_event_field": "reconciliation.eventField",
     "reconciliation_profile_field": "reconciliation.profileField",
 }
-SENDER_KEYS = {"from", "replyTo", "variants"}  # besides the content parts of the channels
+SENDER_KEYS = {"from", "replyTo", "variants", "tracking"}  # besides the content parts of the channels
 
 
 class ConfigurationFileError(Exception):
@@ -243,6 +243,16 @@ def _check_message(message: dict[str, Any], channel: str, where: str) -> None:
             _fail(f"{where}.from.name", f"a text of at most {limit} characters")
         _check_address(address, f"{where}.from.address")
     _check_address(message.get("replyTo") or "", f"{where}.replyTo")
+    tracking = message.get("tracking")
+    if tracking is not None:
+        if not of_channel.tracked_part:
+            _fail(f"{where}.tracking", f"{channel} messages are not tracked")
+        if (
+            not isinstance(tracking, dict)
+            or set(tracking) - {"opens", "clicks"}
+            or not all(isinstance(value, bool) for value in tracking.values())
+        ):
+            _fail(f"{where}.tracking", '{"opens": true or false, "clicks": true or false}')
 
 
 def _max_length(field_name: str) -> int | None:

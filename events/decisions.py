@@ -20,7 +20,7 @@ from events.models import Event
 
 if TYPE_CHECKING:
     from campaign.models import Profile
-    from messages.channels import Recipient, SendResult
+    from messages.channels import Recipient, RenderedMessage, SendResult
     from messages.models import MessageVersion, TransactionalMessage
 
 S = Event.Status
@@ -41,6 +41,7 @@ class DeliveryRecord:
     recipient: Recipient
     result: SendResult
     duration_ms: int
+    rendered: RenderedMessage | None = None  # what went out: its tracking id and links are stored
 
 
 @dataclass(frozen=True)

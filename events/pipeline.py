@@ -210,6 +210,7 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
             recipient=sent.recipient,
             result=sent.result,
             duration_ms=sent.duration_ms,
+            rendered=sent.rendered,
         )
     entry = decision.quarantine
     # A quarantine (an upsert) joins the same transaction; transition_recording then runs inside it.
@@ -293,6 +294,7 @@ def _decide_and_deliver(
         recipient=recipient,
         result=result,
         duration_ms=int((time.monotonic() - started) * 1000),
+        rendered=rendered,
     )
     answer = mask_addresses(result.provider_response)  # "550 <jane@example.com>: unknown" -> j***@
     if result.sent:

@@ -4,6 +4,7 @@ publication buttons (Publish, Pause, Resume, Unpublish), versions and deliveries
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.contrib import messages as flash
 from django.http import HttpResponseRedirect
@@ -12,12 +13,13 @@ from django.urls import path, reverse
 
 from campaign import senders
 from campaign.admin import OrganizationScopedAdmin
-from messages import admin_views, services
+from messages import admin_views, services, tracking
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, event_side
 from messages.models import Delivery, MessageStatusChange, MessageVersion, TransactionalMessage
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to", "variants"]
+TRACKING_FIELDS = ["tracking", "track_opens", "track_clicks"]  # channels that track (email)
 
 
 FIELD_TEMPLATES = "admin/transactional/transactionalmessage/fields"
@@ -26,7 +28,7 @@ FIELD_TEMPLATES = "admin/transactional/transactionalmessage/fields"
 class TransactionalMessageForm(forms.ModelForm):
     class Meta:
         model = TransactionalMessage
-        fields = [*TransactionalMessage.CONTENT_COLUMNS, *SENDER_FIELDS]
+        fields = [*TransactionalMessage.CONTENT_COLUMNS, *SENDER_FIELDS, "track_opens", "track_clicks"]
         widgets = {
             # Subjects and titles are long templates: the admin's 20em input hides most of them.
             "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
@@ -144,11 +146,21 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["configuration"]
-        columns = [part.draft_column for part in channel_of(obj.channel).parts]
-        return ["event", "status", "live_version", *columns, *SENDER_FIELDS, "preview"]
+        of_channel = channel_of(obj.channel)
+        columns = [part.draft_column for part in of_channel.parts]
+        tracking_fields = TRACKING_FIELDS if of_channel.tracked_part else []
+        return ["event", "status", "live_version", *columns, *SENDER_FIELDS, *tracking_fields, "preview"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["event", "status", "live_version", "preview"]
+        return ["event", "status", "live_version", "tracking", "preview"]
+
+    @admin.display(description="Tracking")
+    def tracking(self, message: TransactionalMessage) -> str:
+        """Whether opens and clicks can be tracked at all: their links need PUBLIC_URL."""
+        return render_to_string(
+            f"{FIELD_TEMPLATES}/tracking.html",
+            {"enabled": tracking.enabled(), "public_url": settings.PUBLIC_URL.strip().rstrip("/")},
+        )
 
     @admin.display(description="Event")
     def event(self, message: TransactionalMessage) -> str:

@@ -7,6 +7,7 @@ deliveries it caused (`event.deliveries`), each relation in the app above, point
 
 from django.conf import settings
 from django.db import models, transaction
+from django.utils import timezone
 
 from messages.channels import channel as channel_of
 from messages.channels import channel_choices
@@ -32,6 +33,17 @@ class TransactionalMessage(models.Model):
     reply_to = models.EmailField(blank=True)
     variants = models.JSONField(
         default=dict, blank=True, help_text='Language variants: {"fr": {"subject": ..., "html": ...}}.'
+    )
+    # Opens and clicks (messages.tracking), for channels that track (email): part of the published
+    # content, so what was published is what is tracked.
+    track_opens = models.BooleanField(
+        "Track opens", default=True, help_text="A 1x1 image at the end of the HTML part records each open."
+    )
+    track_clicks = models.BooleanField(
+        "Track clicks",
+        default=True,
+        help_text="The HTML part's links go through a signed redirect that records each click "
+        "(unsubscribe, mailto: and tel: links are left as written).",
     )
     live_version = models.ForeignKey(
         "MessageVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
@@ -64,6 +76,8 @@ class TransactionalMessage(models.Model):
         "from_address",
         "reply_to",
         "variants",
+        "track_opens",
+        "track_clicks",
     )
 
     def load_content(self, content: dict) -> None:
@@ -77,6 +91,9 @@ class TransactionalMessage(models.Model):
         self.from_address = str(sender.get("address", ""))
         self.reply_to = str(content.get("replyTo") or "")
         self.variants = content.get("variants") or {}
+        tracking = content.get("tracking") or {}
+        self.track_opens = tracking.get("opens", True) is not False
+        self.track_clicks = tracking.get("clicks", True) is not False
 
     def draft_content(self) -> dict[str, object]:
         """The draft as the content dictionary that versions, rendering and import/export share."""
@@ -89,6 +106,9 @@ class TransactionalMessage(models.Model):
             content["replyTo"] = self.reply_to
         if self.variants:
             content["variants"] = self.variants
+        # Only when a switch is off, so that the contents published before tracking stay equal.
+        if channel_of(self.channel).tracked_part and not (self.track_opens and self.track_clicks):
+            content["tracking"] = {"opens": self.track_opens, "clicks": self.track_clicks}
         return content
 
     def delete_with_versions(self) -> None:
@@ -141,15 +161,74 @@ class Delivery(models.Model):
     provider_message_id = models.CharField(max_length=998, blank=True)
     provider_response = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
+    # Drawn at render time, before the send (the row comes later, in the recording statement): the
+    # tracking links carry it, signed (messages.tracking). "" when the delivery is not tracked.
+    tracking_id = models.CharField(max_length=24, blank=True, default="", editable=False)
+    # The original URLs of the rewritten links, by link index: a click is redirected to one of these.
+    tracked_links = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "deliveries"
         indexes = [models.Index(fields=["organization", "-created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tracking_id"],
+                condition=~models.Q(tracking_id=""),
+                name="delivery_unique_tracking_id",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.recipient}: {self.outcome}"
+
+
+class TrackingHit(models.Model):
+    """One open or click of a tracked delivery (messages.tracking). Its event is reached through the
+    delivery (`delivery.event_link.event`): the link to events is declared in the events app."""
+
+    class Kind(models.TextChoices):
+        OPEN = "open", "Open"
+        CLICK = "click", "Click"
+
+    organization = models.ForeignKey("campaign.Organization", on_delete=models.CASCADE, related_name="+")
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="tracking_hits")
+    message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey(
+        MessageVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    link_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    url = models.CharField(max_length=2048, blank=True)
+    # The first human open (or click) of the delivery, hence of its event: what "unique" counts.
+    first = models.BooleanField(default=False)
+    # A link scanner, a prefetch or an open right after the send: kept, but never counted as unique.
+    automated = models.BooleanField(default=False)
+    automated_reason = models.CharField(max_length=40, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["version", "created_at"]),
+            models.Index(fields=["organization", "created_at"]),
+            models.Index(fields=["delivery", "kind"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["delivery", "kind"],
+                condition=models.Q(first=True),
+                name="tracking_one_first_per_kind",
+            ),
+            models.CheckConstraint(
+                condition=~(models.Q(first=True) & models.Q(automated=True)), name="tracking_first_is_human"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of delivery {self.delivery_id}"
 
 
 class MessageStatusChange(models.Model):

@@ -23,7 +23,7 @@ from django.utils.crypto import constant_time_compare
 from campaign import senders
 from campaign.metrics import DELIVERIES
 from campaign.models import Organization, Profile, Quarantine
-from messages import lifecycle
+from messages import lifecycle, tracking
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_for
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError
@@ -319,9 +319,16 @@ def compose(
     parts = render_content(content, keys=of_channel.content_keys, context=context, language=language)
     organization = configuration.organization
     sender = content.get("from") or {}
-    parts, headers = of_channel.finish(
-        parts, unsubscribe_url=context["unsubscribe_url"] if profile is not None and profile.pk else ""
-    )
+    unsubscribe = context["unsubscribe_url"] if profile is not None and profile.pk else ""
+    parts, headers = of_channel.finish(parts, unsubscribe_url=unsubscribe)
+    tracked = None
+    if version is not None and event.pk and of_channel.tracked_part:  # an event's send, never a preview
+        opens, clicks = tracking.switches(content)
+        tracked = tracking.rewrite(
+            parts.get(of_channel.tracked_part, ""), opens=opens, clicks=clicks, unsubscribe_url=unsubscribe
+        )
+        if tracked is not None:
+            parts = {**parts, of_channel.tracked_part: tracked.html}
     return RenderedMessage(
         parts=parts,
         from_name=sender.get("name") or organization.sender_name or organization.name,
@@ -329,6 +336,8 @@ def compose(
         reply_to=str(content.get("replyTo") or ""),
         headers=headers,
         data={"eventId": configuration.event_id, "PKey": event.pkey},
+        tracking_id=tracked.tracking_id if tracked else "",
+        tracked_links=tracked.links if tracked else (),
     )
 
 
@@ -344,6 +353,7 @@ def delivery_row(
     result: SendResult,
     duration_ms: int,
     is_proof: bool = False,
+    rendered: RenderedMessage | None = None,
 ) -> Delivery:
     """The (unsaved) record of one send, counted in the metrics (an event's send is linked to its
     event by the events app, in the same statement: events.statements)."""
@@ -359,6 +369,8 @@ def delivery_row(
         provider_message_id=result.provider_message_id[:998],
         provider_response=result.provider_response[:4000],
         duration_ms=duration_ms,
+        tracking_id=rendered.tracking_id if rendered is not None else "",
+        tracked_links=list(rendered.tracked_links) if rendered is not None else [],
     )
 
 
@@ -533,7 +545,7 @@ def content_difference(
     import json as json_module
 
     differences = []
-    keys = [*channel_of(channel).content_keys, "from", "replyTo", "variants"]
+    keys = [*channel_of(channel).content_keys, "from", "replyTo", "variants", "tracking"]
     for key in keys:
         before, after = older.get(key, ""), newer.get(key, "")
         if before == after:

@@ -44,6 +44,9 @@ class RenderedMessage:
     reply_to: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     data: dict[str, str] = field(default_factory=dict)  # push payload data
+    # The signed tracking id the rewritten links carry, and their original URLs (messages.tracking).
+    tracking_id: str = ""
+    tracked_links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ class Channel:
     uses_default_sender: bool = False  # the organization's sender address when the message has none
     profile_has_address: bool = False  # whether a profile carries an address of this channel
     proof_addresses_label: str = "Test addresses"  # the proof form's field of typed recipients
+    # The HTML part that opens and clicks are tracked in (messages.tracking); "": not tracked.
+    tracked_part: str = ""
 
     # --- content -------------------------------------------------------------------------------
 

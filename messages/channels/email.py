@@ -175,6 +175,7 @@ class EmailChannel(Channel):
     sample_address = "test@example.com"
     uses_default_sender = True
     profile_has_address = True
+    tracked_part = "html"
 
     def default_content(self, *, label: str, fields: list[str], collections: list[dict]) -> dict[str, str]:
         lines_text = [f"{name}: {{{{ ctx.{name} }}}}" for name in fields]

@@ -10,7 +10,7 @@ import pytest
 from campaign import services as campaign_services
 from tests.e2e.stack import Process, flush_broker, http, stack_environment, start_web, start_worker
 from tests.factories import OrganizationFactory
-from tests.smtp import Mailbox, SmtpServer
+from tests.smtp import Mailbox, SmtpServer, free_port
 
 
 @dataclass
@@ -49,10 +49,11 @@ def smtp():
 @pytest.fixture(scope="module")
 def stack_processes(django_db_setup, django_db_blocker, smtp, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("stack")
+    port = free_port()  # known before the processes start: their PUBLIC_URL (tracking links)
     with django_db_blocker.unblock():
-        env = stack_environment(smtp_port=smtp.port, var_dir=log_dir)
+        env = stack_environment(smtp_port=smtp.port, var_dir=log_dir, PUBLIC_URL=f"http://127.0.0.1:{port}")
     flush_broker()
-    web, base_url = start_web(env, log_dir)
+    web, base_url = start_web(env, log_dir, port=port)
     worker = start_worker(env, log_dir)
     yield env, log_dir, base_url, web, worker
     worker.stop()

@@ -166,8 +166,10 @@ def start_beat(env: dict[str, str], log_dir: Path) -> Process:
     )
 
 
-def start_web(env: dict[str, str], log_dir: Path, name: str = "web") -> tuple[Process, str]:
-    port = free_port()
+def start_web(
+    env: dict[str, str], log_dir: Path, name: str = "web", *, port: int | None = None
+) -> tuple[Process, str]:
+    port = port or free_port()
     process = Process(
         name,
         [
