@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from django.utils import timezone
 from campaign.models import Organization
 from events.models import LATENCY_BUCKETS, HourlyRollup
 from events.rollups import COUNT_FIELDS, FAILURE_FIELDS, hour_of
+from messages import tracking
 
 PERIODS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 PERIOD_CHOICES = [
@@ -186,18 +187,14 @@ def breakdown(rows: QuerySet[HourlyRollup], period: Period, by: str) -> list[dic
 
 # --- Hot clicks ---------------------------------------------------------------------------------
 
-# (version ids, start, end) -> [(url, clicks, unique clicks)], most clicked first: handed in by the
-# app that records clicks (tracking); without it a report has no hot clicks.
-HotClicks = Callable[[list[int], dt.datetime, dt.datetime], list[tuple[str, int, int]]]
-HOT_CLICKS: list[HotClicks] = []
 
-
-def hot_clicks(version_ids: Iterable[int], period: Period, *, limit: int = 20) -> list[tuple[str, int, int]]:
+def hot_clicks(version_ids: Iterable[int], period: Period, *, limit: int = 20) -> list[tracking.LinkClicks]:
+    """The versions' links ranked by human clicks in the period (the tracking rows, read by the
+    index on version and time: the clicks of the period, not the history)."""
     ids = list(version_ids)
-    ranked: list[tuple[str, int, int]] = []
-    for count in HOT_CLICKS:
-        ranked += count(ids, period.start, period.end)
-    return sorted(ranked, key=lambda link: (-link[1], link[0]))[:limit]
+    if not ids:
+        return []
+    return tracking.link_clicks(version_ids=ids, since=period.start, until=period.end, limit=limit)
 
 
 # --- Charts -------------------------------------------------------------------------------------

@@ -177,3 +177,39 @@ def test_an_opt_out_through_a_messages_link_counts_for_the_version_that_sent_it(
     rollups.refresh()
     row = HourlyRollup.objects.get(version=configuration.message.live_version)
     assert row.unsubscribed == 1
+
+
+def test_an_open_after_the_last_run_redoes_its_events_hour_and_deleted_hits_stay_counted(
+    organization, smtp_email, settings, client
+):
+    import copy
+
+    from messages.models import TrackingHit
+    from tests.messages.test_tracking import (
+        BROWSER,
+        LINKS_EVENT,
+        PUBLIC,
+        pixel_of,
+        send_one,
+        sent_a_while_ago,
+    )
+
+    settings.PUBLIC_URL, settings.ROLLUP_GRACE_SECONDS = PUBLIC + "/", 0
+    configuration = publish_events(organization, copy.deepcopy(LINKS_EVENT))[0]
+    event, html = send_one(configuration, smtp_email)
+    sent_a_while_ago(event)
+    rollups.refresh()
+    assert totals()["opened"] == 0
+    assert (
+        client.get(pixel_of(html), HTTP_USER_AGENT=BROWSER).status_code == 200
+    )  # the event row is unchanged
+    assert rollups.refresh() == 1
+    assert (totals()["opened"], totals()["opened_unique"]) == (1, 1)
+
+    with transaction.atomic():  # tracking rows kept for less time than events
+        assert rollups.retire_tracking(TrackingHit.objects.values_list("pk", flat=True)) == 1
+        TrackingHit.objects.all().delete()
+    rollups.refresh()
+    RollupProgress.objects.update(last_run_at=None)
+    rollups.refresh()
+    assert (totals()["opened"], totals()["opened_unique"], totals()["received"]) == (1, 1, 1)
