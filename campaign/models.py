@@ -6,7 +6,7 @@ import secrets
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -36,6 +36,9 @@ def hash_secret(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+RETENTION_MAX_DAYS = 36_500
+
+
 class Organization(models.Model):
     slug = models.CharField(
         "organization id",
@@ -46,6 +49,19 @@ class Organization(models.Model):
     name = models.CharField(max_length=200, blank=True)
     sender_name = models.CharField(max_length=200, blank=True, help_text="Default From name (brand).")
     sender_address = models.EmailField(blank=True, help_text="Default From address.")
+    # This organization's retention, in days (empty: the installation's *_RETENTION_DAYS setting).
+    event_retention_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(RETENTION_MAX_DAYS)],
+        help_text="Days final events are kept (empty: the installation's setting).",
+    )  # fmt: skip
+    delivery_retention_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(RETENTION_MAX_DAYS)],
+        help_text="Days deliveries are kept (empty: the installation's setting).",
+    )  # fmt: skip
+    tracking_retention_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(RETENTION_MAX_DAYS)],
+        help_text="Days opens and clicks are kept (empty: the installation's setting).",
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

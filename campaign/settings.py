@@ -297,6 +297,23 @@ TOKEN_FAILURES_PER_ADDRESS = env.int("TOKEN_FAILURES_PER_ADDRESS", default=100)
 # Proofs one user may send per minute (each recipient counts), counted in the database (campaign.senders).
 PROOF_RATE_PER_MINUTE = env.int("PROOF_RATE_PER_MINUTE", default=10)
 
+# --- Retention (events.retention) -------------------------------------------------------------
+# Days an event, a delivery, an open or click is kept (an organization may set its own); 0: kept
+# forever. An event goes only once final and past the Idempotency-Key window. The beat purges every
+# RETENTION_PURGE_INTERVAL_SECONDS, in DELETEs of RETENTION_BATCH_SIZE rows, at most
+# RETENTION_MAX_BATCHES of them per table and run (the next run goes on); hourly rollups are kept.
+EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=90)
+DELIVERY_RETENTION_DAYS = env.int("DELIVERY_RETENTION_DAYS", default=90)
+TRACKING_RETENTION_DAYS = env.int("TRACKING_RETENTION_DAYS", default=90)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+RETENTION_MAX_BATCHES = env.int("RETENTION_MAX_BATCHES", default=100)
+RETENTION_PURGE_INTERVAL_SECONDS = env.float("RETENTION_PURGE_INTERVAL_SECONDS", default=3600.0)
+CELERY_BEAT_SCHEDULE["purge-history"] = {
+    "task": "events.purge_history",
+    "schedule": RETENTION_PURGE_INTERVAL_SECONDS,
+    "options": {"expires": RETENTION_PURGE_INTERVAL_SECONDS},
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["campaign.auth.CampaignTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

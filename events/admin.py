@@ -9,11 +9,22 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib import messages as flash
+from django.db.models import TextField, Value
+from django.db.models.functions import Coalesce, Concat, NullIf
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from campaign.admin import OrganizationScopedAdmin, organization_of
+from campaign.admin import (
+    CSV_EXPORT_CHANGE_LIST,
+    CsvExportMixin,
+    OrganizationScopedAdmin,
+    PeriodFilter,
+    ProfileAdmin,
+    organization_of,
+)
+from campaign.models import Profile
 from events import publication, services
 from events.admin_reports import install_dashboard
 from events.models import (
@@ -24,7 +35,9 @@ from events.models import (
     EventStatusChange,
     format_event_id,
 )
+from events.person import forget_person
 from events.schema import build_schema, format_datetime, sample_body
+from events.selectors import search_ctx, with_last_reason
 from messages.channels import channel
 from messages.lifecycle import PublicationError
 
@@ -293,17 +306,57 @@ class StatusChangeInline(admin.TabularInline):
 
 
 @admin.register(Event)
-class EventAdmin(OrganizationScopedAdmin):
-    list_display = ["pkey", "event_type", "status", "recipient", "scheduled_at", "attempts", "created_at"]
-    list_filter = ["status", ("configuration", admin.RelatedOnlyFieldListFilter)]
+class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
+    """The latest events: status and reason, filters, a search in ctx (`ctx:` prefix), CSV export."""
+
+    list_display = [
+        "pkey", "event_type", "status", "reason", "recipient", "scheduled_at", "attempts", "created_at",
+    ]  # fmt: skip
+    list_filter = ["status", ("configuration", admin.RelatedOnlyFieldListFilter), PeriodFilter]
     date_hierarchy = "created_at"
     search_fields = ["=pkey", "email", "mobile_phone", "registration_token"]
+    search_help_text = (
+        "A PKey or an address; ctx:TEXT looks for TEXT in the event's data, ctx:key=value (or "
+        "ctx:order.id=42) compares one of its fields."
+    )
     list_select_related = ["configuration"]
     inlines = [StatusChangeInline]
     show_full_result_count = False
+    change_list_template = CSV_EXPORT_CHANGE_LIST
+    export_name = "events"
+    export_columns = [
+        ("created_at", "created_at"),
+        ("PKey", "pkey"),
+        ("eventId", "event_type_id"),
+        ("status", "status"),
+        ("reason", "reason_text"),
+        ("email", "email"),
+        ("mobilePhone", "mobile_phone"),
+        ("attempts", "attempts"),
+        ("scheduled", "scheduled_at"),
+        ("processed_at", "processed_at"),
+        ("ctx", "ctx"),
+    ]
 
     def get_list_filter(self, request):
         return self.list_filter
+
+    def get_queryset(self, request):
+        return with_last_reason(super().get_queryset(request))
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if term[:4].lower() == "ctx:":
+            return search_ctx(queryset, term[4:]), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def export_queryset(self, queryset):
+        return queryset.annotate(
+            event_type_id=Concat(Value("EVT"), "configuration__name", output_field=TextField()),
+            reason_text=Coalesce(
+                NullIf("last_error", Value("")), "last_reason", Value(""), output_field=TextField()
+            ),
+        )
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Event._meta.fields if f.name not in ("request_fingerprint",)]
@@ -314,6 +367,12 @@ class EventAdmin(OrganizationScopedAdmin):
     @admin.display(description="Event", ordering="configuration__name")
     def event_type(self, event: Event) -> str:
         return event.configuration.event_id
+
+    @admin.display(description="Reason")
+    def reason(self, event: Event) -> str:
+        """The last error, else the reason of the latest status change (why it is where it is)."""
+        text = event.last_error or getattr(event, "last_reason", None) or ""
+        return text if len(text) <= 80 else f"{text[:79]}…"
 
     @admin.display(description="Recipient")
     def recipient(self, event: Event) -> str:
@@ -328,6 +387,40 @@ class EventAdmin(OrganizationScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+admin.site.unregister(Profile)
+
+
+@admin.register(Profile)
+class PersonProfileAdmin(ProfileAdmin):
+    """The profiles' page with the erasure of a person on request (events.person), an action of this
+    app since it erases events and deliveries too."""
+
+    actions = ["forget_people"]
+
+    @admin.action(description="Forget the selected people (profile, events, deliveries, opens and clicks)",
+                  permissions=["delete"])  # fmt: skip
+    def forget_people(self, request, queryset):
+        people = [profile for profile in queryset if profile.email]
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/campaign/profile/forget_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Forget these people?",
+                    "opts": self.model._meta,
+                    "people": people,
+                    "without_email": queryset.filter(email="").count(),
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
+        for profile in people:
+            deleted = forget_person(organization=profile.organization, email=profile.email)
+            summary = ", ".join(f"{count} {label}" for label, count in deleted.items())
+            self.message_user(request, f"{profile.email} forgotten: {summary}.", flash.SUCCESS)
+        return None
 
 
 install_dashboard(admin.site)  # the admin index opens on the reports' dashboard

@@ -41,7 +41,9 @@ class DeliveryRecord:
     recipient: Recipient
     result: SendResult
     duration_ms: int
-    rendered: RenderedMessage | None = None  # what went out: its tracking id and links are stored
+    rendered: RenderedMessage | None = (
+        None  # what went out: kept on the delivery, with its tracking id and links
+    )
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,18 @@ and what processing an event reads (the claimed events, the quarantine, the prof
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from campaign.models import Organization, Profile, Quarantine
-from events.models import Event, EventConfiguration, event_name_from_id
+from events.models import Event, EventConfiguration, EventStatusChange, event_name_from_id
 from messages.models import Delivery
 
 
@@ -167,3 +171,33 @@ class QuarantineLookup:
         return Quarantine.objects.filter(
             organization_id=organization_id, channel=channel, address=address
         ).exists()
+
+
+CTX_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,4}$")
+CTX_SEARCH_MAX = 255
+
+
+def with_last_reason(queryset: QuerySet[Event]) -> QuerySet[Event]:
+    """Each event with `last_reason`: the reason of its latest status change (why it failed, was
+    ignored or is retried)."""
+    latest = EventStatusChange.objects.filter(event=OuterRef("pk")).order_by("-created_at", "-id")
+    return queryset.annotate(last_reason=Subquery(latest.values("reason")[:1]))
+
+
+def search_ctx(queryset: QuerySet[Event], query: str) -> QuerySet[Event]:
+    """Events whose ctx matches `query`: `key=value` (a dotted path, e.g. `order.id=42`) compares that
+    key's value, case-insensitively; anything else is looked for in the whole ctx as JSON text.
+
+    Both scan the rows the other filters leave (no index on ctx): narrow the period first on large
+    histories. Works on PostgreSQL (jsonb cast to text, ->> for keys) and SQLite (JSON1)."""
+    query = query.strip()[:CTX_SEARCH_MAX]
+    key, equals, value = query.partition("=")
+    if equals and CTX_KEY.match(key.strip()):
+        path = key.strip().split(".")
+        target: Any = "ctx"
+        for name in path[:-1]:
+            target = KeyTransform(name, target)
+        return queryset.annotate(ctx_value=KeyTextTransform(path[-1], target)).filter(
+            ctx_value__iexact=value.strip()
+        )
+    return queryset.annotate(ctx_text=Cast("ctx", TextField())).filter(ctx_text__icontains=query)

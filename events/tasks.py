@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from events import pipeline, rollups
+from events import pipeline, retention, rollups
 from events.sweep import recover
 
 
@@ -30,3 +30,9 @@ def sweep() -> dict[str, int]:
 def refresh_rollups() -> int:
     """The reports' hourly counts, for the hours touched since the last run (events.rollups)."""
     return rollups.refresh()
+
+
+@shared_task(name="events.purge_history", ignore_result=True)
+def purge_history() -> dict[str, int]:
+    """The beat's purge of what is past retention, bounded per run (events.retention)."""
+    return retention.purge(max_batches=settings.RETENTION_MAX_BATCHES)

@@ -12,7 +12,13 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 
 from campaign import senders
-from campaign.admin import OrganizationScopedAdmin
+from campaign.admin import (
+    CSV_EXPORT_CHANGE_LIST,
+    CsvExportMixin,
+    OrganizationScopedAdmin,
+    PeriodFilter,
+    organization_of,
+)
 from messages import admin_views, services, tracking
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, event_side
@@ -265,22 +271,110 @@ class MessageVersionAdmin(OrganizationScopedAdmin):
         return False
 
 
+class MessageFilter(admin.SimpleListFilter):
+    """The caller's organization's messages (not a scan of the deliveries for their messages)."""
+
+    title = "message"
+    parameter_name = "message"
+
+    def lookups(self, request, model_admin):
+        messages = TransactionalMessage.objects.select_related("configuration")
+        messages = messages.order_by("configuration__name")
+        organization = organization_of(request)
+        if organization is not None:
+            messages = messages.filter(configuration__organization=organization)
+        return [(str(m.pk), str(m)) for m in messages]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(message_id=value) if value and value.isdigit() else queryset
+
+
+class VersionFilter(admin.SimpleListFilter):
+    """The versions of the chosen message (shown once a message is chosen)."""
+
+    title = "version"
+    parameter_name = "version"
+
+    def lookups(self, request, model_admin):
+        message = request.GET.get(MessageFilter.parameter_name, "")
+        if not message.isdigit():
+            return []
+        versions = MessageVersion.objects.filter(message_id=message).order_by("-number")
+        organization = organization_of(request)
+        if organization is not None:
+            versions = versions.filter(message__configuration__organization=organization)
+        return [(str(v.pk), f"v{v.number}") for v in versions]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(version_id=value) if value and value.isdigit() else queryset
+
+
 @admin.register(Delivery)
-class DeliveryAdmin(OrganizationScopedAdmin):
-    list_display = ["created_at", "channel", "recipient", "outcome", "is_proof", "event", "duration_ms"]
-    list_filter = ["outcome", "channel", "is_proof"]
+class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
+    """The execution list: every send (and proof), what was sent and what the provider answered."""
+
+    list_display = [
+        "created_at", "message", "version_number", "channel", "recipient", "outcome", "is_proof", "event",
+        "duration_ms",
+    ]  # fmt: skip
+    list_filter = [MessageFilter, VersionFilter, "channel", "outcome", PeriodFilter, "is_proof"]
     # The event of a delivery is linked from the events app (`event_link`); proofs have none.
     search_fields = ["recipient", "event_link__event__pkey", "provider_message_id"]
     date_hierarchy = "created_at"
-    list_select_related = ["event_link__event"]
+    list_select_related = ["event_link__event", "message__configuration", "version"]
+    show_full_result_count = False
+    fieldsets = [
+        (None, {"fields": ["created_at", "message", "version", "event", "channel", "recipient", "is_proof"]}),
+        (
+            "Provider's answer",
+            {"fields": ["outcome", "provider_message_id", "provider_response", "duration_ms"]},
+        ),
+        ("What was sent", {"fields": ["sent_content"]}),
+    ]
+    change_list_template = CSV_EXPORT_CHANGE_LIST
+    export_name = "deliveries"
+    export_columns = [
+        ("created_at", "created_at"),
+        ("event_id", "message__configuration__name"),
+        ("version", "version__number"),
+        ("PKey", "event_link__event__pkey"),
+        ("channel", "channel"),
+        ("recipient", "recipient"),
+        ("outcome", "outcome"),
+        ("is_proof", "is_proof"),
+        ("provider_message_id", "provider_message_id"),
+        ("provider_response", "provider_response"),
+        ("duration_ms", "duration_ms"),
+    ]
+
+    def get_queryset(self, request):
+        # Lists and exports never read the stored content (up to a few MB a row); a delivery's page
+        # reads it when it shows it.
+        return super().get_queryset(request).defer("content")
 
     def get_readonly_fields(self, request, obj=None):
-        return [*(f.name for f in Delivery._meta.fields), "event"]
+        return [*(f.name for f in Delivery._meta.fields), "event", "sent_content"]
 
     @admin.display(description="Event")
     def event(self, delivery: Delivery) -> object:
         link = getattr(delivery, "event_link", None)
         return link.event if link is not None else "-"
+
+    @admin.display(description="Version", ordering="version__number")
+    def version_number(self, delivery: Delivery) -> str:
+        return f"v{delivery.version.number}" if delivery.version else "-"
+
+    @admin.display(description="Content")
+    def sent_content(self, delivery: Delivery) -> str:
+        """The parts as they were sent; HTML in a sandboxed frame (no script, no same origin)."""
+        content = delivery.content or {}
+        parts = [(name, value) for name, value in content.items() if name not in ("html", "from")]
+        return render_to_string(
+            "admin/transactional/delivery/content.html",
+            {"sender": content.get("from", ""), "parts": parts, "html": content.get("html")},
+        )
 
     def has_add_permission(self, request):
         return False

@@ -166,6 +166,10 @@ class Delivery(models.Model):
     tracking_id = models.CharField(max_length=24, blank=True, default="", editable=False)
     # The original URLs of the rewritten links, by link index: a click is redirected to one of these.
     tracked_links = models.JSONField(default=list, blank=True, editable=False)
+    # What was sent, as rendered (each part bounded by RENDER_MAX_OUTPUT_CHARS): the execution list
+    # shows it. Stored rather than rendered again on view, since a profile or a template filter can
+    # change after the send; PostgreSQL compresses large values itself (TOAST).
+    content = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -371,7 +371,18 @@ def delivery_row(
         duration_ms=duration_ms,
         tracking_id=rendered.tracking_id if rendered is not None else "",
         tracked_links=list(rendered.tracked_links) if rendered is not None else [],
+        content=delivered_content(rendered) if rendered is not None else {},
     )
+
+
+def delivered_content(rendered: RenderedMessage) -> dict[str, str]:
+    """What a delivery keeps of what was sent: the rendered parts and the sender, each bounded by
+    RENDER_MAX_OUTPUT_CHARS (the bound of a render, so a part is kept whole)."""
+    limit = int(settings.RENDER_MAX_OUTPUT_CHARS)
+    kept = {name: str(value)[:limit] for name, value in rendered.parts.items()}
+    if rendered.from_address or rendered.from_name:
+        kept["from"] = f"{rendered.from_name} <{rendered.from_address}>"[:limit]
+    return kept
 
 
 def quarantine(*, organization_id: int, channel: str, address: str, reason: str) -> None:
@@ -529,6 +540,7 @@ def send_proof(
             result=result,
             duration_ms=int((time.monotonic() - started) * 1000),
             is_proof=True,
+            rendered=rendered,
         )
         delivery.save(force_insert=True)
         deliveries.append(delivery)

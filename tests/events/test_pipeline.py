@@ -60,6 +60,25 @@ def test_seed_example_becomes_an_email_saying_jack_and_the_product(cart_configur
     assert event.message_version == cart_configuration.message.live_version
 
 
+def test_the_delivery_keeps_what_was_sent(cart_configuration):
+    event = accept(cart_configuration, live_body())
+    pipeline.process(event.pk)
+    (sent,) = mail.outbox
+    content = event.deliveries.get().content
+    assert content["subject"] == sent.subject == "Jack, your cart is waiting"
+    assert content["text"] == sent.body
+    assert content["html"] == sent.alternatives[0][0]
+    assert content["from"].endswith(f"<{sent.from_email.rsplit('<', 1)[-1].rstrip('>')}>")
+
+
+def test_a_kept_part_is_bounded_by_the_render_cap(settings):
+    from messages.channels import RenderedMessage
+
+    settings.RENDER_MAX_OUTPUT_CHARS = 10
+    kept = message_services.delivered_content(RenderedMessage(parts={"text": "x" * 50, "subject": "s"}))
+    assert kept == {"text": "x" * 10, "subject": "s"}
+
+
 def test_seed_example_with_its_past_expiration_becomes_too_old(cart_configuration):
     event = accept(cart_configuration, seed_body(scheduled=None))
     assert pipeline.process(event.pk) == "tooOld"

@@ -164,6 +164,7 @@ def test_recording_moves_writes_history_and_the_linked_delivery_and_keeps_it_whe
             organization_id=event.organization_id, message=message, version=message.live_version,
             channel="email", recipient=event.email, outcome="sent", provider_message_id="<id@x>",
             tracking_id=f"t{event.pk}", tracked_links=["https://shop.example.com/?a=1&b=\u00e9"],
+            content={"subject": 'Ça "va" ?', "html": "<p>é</p>", "text": "x\\y'"},
         )  # fmt: skip
 
     ours = event_in(cart_configuration, "processing", lease_expires_at=lease)
@@ -185,6 +186,8 @@ def test_recording_moves_writes_history_and_the_linked_delivery_and_keeps_it_whe
     assert stored.created_at is not None and stored.provider_message_id == "<id@x>"
     assert stored.tracking_id == f"t{ours.pk}"  # a tracked send's links, in the same statement
     assert stored.tracked_links == ["https://shop.example.com/?a=1&b=\u00e9"]
+    # The rendered content goes through the same statement, as JSON, unchanged.
+    assert stored.content == {"subject": 'Ça "va" ?', "html": "<p>é</p>", "text": "x\\y'"}
     assert list(stored.events.all()) == [ours] and stored.message == message
 
     lost = event_in(cart_configuration, "processing", lease_expires_at=lease + dt.timedelta(seconds=1))

@@ -252,7 +252,7 @@ def test_the_unsubscribe_link_is_left_as_written(organization, smtp_email, clien
     configuration = publish_events(organization, copy.deepcopy(WELCOME))[0]
     profile = ProfileFactory(organization=organization, email="jane@example.com")
     event, html = send_one(configuration, smtp_email, ctx={"email": "jane@example.com"}, email=None)
-    unsubscribe = services.unsubscribe_url(profile=profile, event_pkey=event.pkey)  # counted for the event
+    unsubscribe = services.unsubscribe_url(profile=profile, event_pkey=event.pkey)
     assert unsubscribe.startswith(PUBLIC + "/u/")
     assert f'href="{unsubscribe}"' in html  # as written (css-inline quotes it again)
     assert len(tracked_links(html)) == 1 and event.deliveries.get().tracked_links == [
