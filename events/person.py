@@ -20,6 +20,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from campaign.models import Organization, Profile, Quarantine
+from events import rollups
 from events.models import Event, EventStatusChange
 from messages.models import Delivery
 
@@ -157,8 +158,12 @@ def forget_person(*, organization: Organization, email: str) -> dict[str, int]:
             deleted[label] = deleted.get(label, 0) + number
 
     with transaction.atomic():
-        # Deliveries first: their query reads the events (through their links).
-        count(Delivery.objects.filter(pk__in=list(rows.deliveries.values_list("pk", flat=True))).delete())
+        # Deliveries first: their query reads the events (through their links). The reports keep
+        # the counts of what goes (events.rollups), never the person.
+        delivery_ids = list(rows.deliveries.values_list("pk", flat=True))
+        rollups.retire_deliveries(delivery_ids)
+        count(Delivery.objects.filter(pk__in=delivery_ids).delete())
+        rollups.retire(list(rows.events.values_list("pk", flat=True)))
         count(rows.events.delete())
         if rows.profile is not None:
             count(Profile.objects.filter(pk=rows.profile.pk).delete())

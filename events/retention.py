@@ -6,8 +6,9 @@ retention go, in bounded batches of DELETEs (the beat's `events.purge_history`, 
 * An event goes only once final, and never within the Idempotency-Key window
   (IDEMPOTENCY_WINDOW_SECONDS): a retried POST must still find the event its key made.
 * A delivery of an event still in progress stays: the pipeline reads it to know the message went.
-* Rollups are other rows (the reports' hourly counts): a purge never touches them, so the reports
-  of a purged period stay as they were.
+* Rollups are other rows (the reports' hourly counts): a purge never touches them, and each batch
+  first hands its rows' counts to events.rollups (retire), so the reports of a purged period stay
+  as they were even when their hour is counted again.
 
 Batched DELETEs rather than partitions: each batch is one short transaction on the primary key (no
 long lock, no table rewrite), the same on SQLite and PostgreSQL, and Django's cascade takes an
@@ -25,12 +26,14 @@ from dataclasses import dataclass
 from functools import reduce
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from campaign.models import Organization
+from events import rollups
 from events.models import FINAL_STATUSES, Event
-from messages.models import Delivery
+from messages.models import Delivery, TrackingHit
 
 NON_FINAL = [status for status in Event.Status.values if status not in FINAL_STATUSES]
 
@@ -96,6 +99,14 @@ def count_purgeable(*, now: dt.datetime | None = None) -> dict[str, int]:
     return {label: rows.count() for label, rows in purgeable(now=now)}
 
 
+# What each table's rows count for in the reports, kept before a batch of them is deleted.
+KEEP_COUNTS: dict[type[Model], Callable[[list], int]] = {
+    Event: rollups.retire,
+    Delivery: rollups.retire_deliveries,
+    TrackingHit: rollups.retire_tracking,
+}
+
+
 def delete_in_batches(rows: QuerySet, *, batch_size: int, max_batches: int | None) -> Counter[str]:
     """Delete `rows` by primary key, `batch_size` at a time (each batch its own short transaction),
     at most `max_batches` batches; the counts per model include what cascaded."""
@@ -106,7 +117,11 @@ def delete_in_batches(rows: QuerySet, *, batch_size: int, max_batches: int | Non
         keys = list(rows.values_list("pk", flat=True)[:batch_size])
         if not keys:
             break
-        _, per_model = model._default_manager.filter(pk__in=keys).delete()
+        with transaction.atomic():
+            keep = KEEP_COUNTS.get(model)
+            if keep is not None:  # the reports keep counting what goes (events.rollups)
+                keep(keys)
+            _, per_model = model._default_manager.filter(pk__in=keys).delete()
         deleted.update(per_model)
         done += 1
         if len(keys) < batch_size:

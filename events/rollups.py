@@ -110,6 +110,8 @@ def _hours_of(events) -> Iterable[dt.datetime]:
 Where = Callable[[str], Q]
 # (hour, configuration id, version id or None): one rollup row.
 HourKey = tuple[dt.datetime, int, int | None]
+# The row of a key, made when first asked for.
+Row = Callable[[dt.datetime, int, int | None], Any]
 
 
 def recompute_hour(hour: dt.datetime) -> list[HourlyRollup]:
@@ -142,19 +144,33 @@ def retire(event_ids: Iterable[int]) -> int:
     return len(kept)
 
 
+def retire_deliveries(delivery_ids: Iterable[int]) -> int:
+    """Keep the counts of these deliveries (and their opens and clicks) before they are deleted
+    while their events stay (deliveries kept for less time than events): as `retire`."""
+    ids = list(delivery_ids)
+
+    def counted(row: Row) -> None:
+        _count_outcomes(EventDelivery.objects.filter(delivery_id__in=ids), row)
+        _count_hits(TrackingHit.objects.filter(delivery_id__in=ids), row)
+
+    return _retire(counted) if ids else 0
+
+
 def retire_tracking(hit_ids: Iterable[int]) -> int:
     """Keep the counts of these opens and clicks before they are deleted (tracking rows kept for
-    less time than their events): as `retire`, in the deleting transaction."""
+    less time than their events): as `retire`."""
     ids = list(hit_ids)
-    if not ids:
-        return 0
+    return _retire(lambda row: _count_hits(TrackingHit.objects.filter(pk__in=ids), row)) if ids else 0
+
+
+def _retire(counted: Callable[[Row], None]) -> int:
     rows: dict[HourKey, Any] = {}
 
     def row(hour: dt.datetime, configuration_id: int, version_id: int | None) -> Any:
         key = (hour_of(hour), configuration_id, version_id)
         return rows.setdefault(key, _empty(RetiredCounts, key))
 
-    _count_hits(TrackingHit.objects.filter(pk__in=ids), row)
+    counted(row)
     _fill_configuration(rows.values())
     RetiredCounts.objects.bulk_create(rows.values())
     return len(rows)
@@ -214,19 +230,7 @@ def count(where: Where, *, model: type[RollupCounts] = HourlyRollup) -> dict[Hou
     for key, statuses in reasons.items():
         row(*key).failure_reasons = _top_reasons(statuses)
 
-    outcomes = (
-        EventDelivery.objects.filter(where("event__"))
-        .order_by()
-        .annotate(h=TruncHour("event__created_at", tzinfo=UTC))
-        .values("h", "event__configuration_id", "delivery__version_id", "delivery__outcome")
-        .annotate(n=Count("pk"))
-    )
-    for outcome in outcomes:
-        target = row(outcome["h"], outcome["event__configuration_id"], outcome["delivery__version_id"])
-        target.sent += outcome["n"]
-        field = OUTCOME_FIELDS.get(outcome["delivery__outcome"])
-        if field:
-            setattr(target, field, getattr(target, field) + outcome["n"])
+    _count_outcomes(EventDelivery.objects.filter(where("event__")), row)
 
     unsubscribed = (
         Unsubscription.objects.filter(where("event__"))
@@ -246,11 +250,27 @@ def count(where: Where, *, model: type[RollupCounts] = HourlyRollup) -> dict[Hou
     return rows
 
 
+def _count_outcomes(links: QuerySet[EventDelivery], row: Row) -> None:
+    """Each delivery attempt of an event, under the version it rendered."""
+    outcomes = (
+        links.order_by()
+        .annotate(h=TruncHour("event__created_at", tzinfo=UTC))
+        .values("h", "event__configuration_id", "delivery__version_id", "delivery__outcome")
+        .annotate(n=Count("pk"))
+    )
+    for outcome in outcomes:
+        target = row(outcome["h"], outcome["event__configuration_id"], outcome["delivery__version_id"])
+        target.sent += outcome["n"]
+        field = OUTCOME_FIELDS.get(outcome["delivery__outcome"])
+        if field:
+            setattr(target, field, getattr(target, field) + outcome["n"])
+
+
 HIT_EVENT = "delivery__event_link__event__"
 OPEN, CLICK = Q(kind=TrackingHit.Kind.OPEN), Q(kind=TrackingHit.Kind.CLICK)
 
 
-def _count_hits(hits: QuerySet[TrackingHit], row: Callable[[dt.datetime, int, int | None], Any]) -> None:
+def _count_hits(hits: QuerySet[TrackingHit], row: Row) -> None:
     """Opens and clicks (messages.tracking), under their event's reception hour and the version of
     the delivery they came from: every hit, and the unique ones (a delivery's first human hit)."""
     counted = (
