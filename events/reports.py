@@ -70,6 +70,10 @@ class Period:
         local = moment.astimezone(self.time_zone)
         return f"{local:%Y-%m-%d}" if self.by_day else f"{local:%Y-%m-%d %H:00}"
 
+    def short_label(self, moment: dt.datetime) -> str:
+        local = moment.astimezone(self.time_zone)
+        return f"{local:%b %d}" if self.by_day else f"{local:%b %d %H:00}"
+
 
 class PeriodForm(forms.Form):
     period = forms.ChoiceField(choices=PERIOD_CHOICES, required=False, initial="7d")
@@ -254,7 +258,7 @@ def chart(report: Report, title: str, fields: list[tuple[str, str]]) -> Chart:
     ]
     every = max(1, len(report.series) // 6)
     ticks = [
-        (x(i), report.period.label(moment), "start" if i == 0 else "middle")
+        (x(i), report.period.short_label(moment), "start" if i == 0 else "middle")
         for i, (moment, _) in enumerate(report.series)
         if i % every == 0
     ]

@@ -128,6 +128,8 @@ def test_dashboard_and_message_report_show_the_databases_numbers_to_both_roles(
             assert shown(page, name) == count, name
         assert page.locator("#report-reasons").inner_text().count("550") >= 1
         assert page.locator(".report-chart svg").count() == 3
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
         assert page.locator(".report-chart").nth(2).inner_text().count("clicked (4)") == 1
         row = page.locator("#report-messages tr", has_text=configuration.event_id)
         assert row.count() == 1  # only this organization's event type
