@@ -202,7 +202,16 @@ def http_measures(args, port: int, api_path: str, headers: dict, pkeys: list[str
 
 
 def sweep_ms(runs: int = 20) -> float:
+    """The sweep over the history alone: the events the ingest cell POSTed (no worker runs here) are
+    settled first, so that both columns measure finding nothing due among N final events."""
+    from django.db import connection
+
     from events.sweep import recover
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE events_event SET status = 'processed', processed_at = now() WHERE status = 'pending'"
+        )
 
     timings = []
     for _ in range(runs):
