@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.functions import Left, TruncHour
 from django.utils import timezone
 
@@ -357,9 +357,3 @@ COUNT_FIELDS = (
     "bounced_soft",
     *ENGAGEMENT_FIELDS,
 )
-
-
-def sums(rows) -> dict[str, Any]:
-    """The counts of these rollup rows added up (in the database)."""
-    totals = rows.order_by().aggregate(**{field: Sum(field) for field in COUNT_FIELDS})
-    return {field: totals[field] or 0 for field in COUNT_FIELDS}
