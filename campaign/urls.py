@@ -24,6 +24,7 @@ urlpatterns = [
     path("u/<str:token>", message_views.unsubscribe, name="unsubscribe"),
     path("t/o/<str:token>.gif", message_views.tracking_open, name="tracking-open"),
     path("t/c/<str:token>", message_views.tracking_click, name="tracking-click"),
+    path("s/<str:code>", message_views.tracking_short_link, name="tracking-short"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("events.api.urls")),

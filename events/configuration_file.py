@@ -247,12 +247,13 @@ def _check_message(message: dict[str, Any], channel: str, where: str) -> None:
     if tracking is not None:
         if not of_channel.tracked_part:
             _fail(f"{where}.tracking", f"{channel} messages are not tracked")
+        keys = ["opens", "clicks"] if of_channel.tracks_opens else ["clicks"]
         if (
             not isinstance(tracking, dict)
-            or set(tracking) - {"opens", "clicks"}
+            or set(tracking) - set(keys)
             or not all(isinstance(value, bool) for value in tracking.values())
         ):
-            _fail(f"{where}.tracking", '{"opens": true or false, "clicks": true or false}')
+            _fail(f"{where}.tracking", "{" + ", ".join(f'"{key}": true or false' for key in keys) + "}")
 
 
 def _max_length(field_name: str) -> int | None:

@@ -145,7 +145,8 @@ def create_message(
 ) -> TransactionalMessage:
     """Make the configuration's message (a draft with `draft`'s fields, on its channel) and link it
     from the configuration, which declares the relation (events above messages)."""
-    message = TransactionalMessage.objects.create(channel=configuration.channel, **(draft or {}))
+    fields = {**channel(configuration.channel).tracking_fields(), **(draft or {})}
+    message = TransactionalMessage.objects.create(channel=configuration.channel, **fields)
     configuration.message = message
     configuration.save(update_fields=["message"])
     return message

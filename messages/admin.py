@@ -25,7 +25,6 @@ from messages.lifecycle import PublicationError, event_side
 from messages.models import Delivery, MessageStatusChange, MessageVersion, TransactionalMessage
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to", "variants"]
-TRACKING_FIELDS = ["tracking", "track_opens", "track_clicks"]  # channels that track (email)
 
 
 FIELD_TEMPLATES = "admin/transactional/transactionalmessage/fields"
@@ -51,6 +50,11 @@ class TransactionalMessageForm(forms.ModelForm):
             for part in channel_of(self.instance.channel).parts:
                 if part.draft_column in self.fields and part.label:
                     self.fields[part.draft_column].label = part.label
+            if channel_of(self.instance.channel).short_links and "track_clicks" in self.fields:
+                self.fields["track_clicks"].help_text = (
+                    "Web links of the text become short signed links (about 25 characters after your "
+                    "PUBLIC_URL) that record each click. Off unless switched on."
+                )
 
     def clean(self):
         cleaned = super().clean()
@@ -154,7 +158,13 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
             return ["configuration"]
         of_channel = channel_of(obj.channel)
         columns = [part.draft_column for part in of_channel.parts]
-        tracking_fields = TRACKING_FIELDS if of_channel.tracked_part else []
+        tracking_fields = []
+        if of_channel.tracked_part:  # channels that track: email (opens, clicks), SMS (clicks, opt-in)
+            tracking_fields = [
+                "tracking",
+                *(["track_opens"] if of_channel.tracks_opens else []),
+                "track_clicks",
+            ]
         return ["event", "status", "live_version", *columns, *SENDER_FIELDS, *tracking_fields, "preview"]
 
     def get_readonly_fields(self, request, obj=None):

@@ -34,16 +34,17 @@ class TransactionalMessage(models.Model):
     variants = models.JSONField(
         default=dict, blank=True, help_text='Language variants: {"fr": {"subject": ..., "html": ...}}.'
     )
-    # Opens and clicks (messages.tracking), for channels that track (email): part of the published
-    # content, so what was published is what is tracked.
+    # Opens and clicks (messages.tracking), for channels that track (email: on unless switched off;
+    # SMS: clicks, if the message opts in): part of the published content, so what was published is
+    # what is tracked. A new message takes its channel's defaults (Channel.tracking_fields).
     track_opens = models.BooleanField(
         "Track opens", default=True, help_text="A 1x1 image at the end of the HTML part records each open."
     )
     track_clicks = models.BooleanField(
         "Track clicks",
         default=True,
-        help_text="The HTML part's links go through a signed redirect that records each click "
-        "(unsubscribe, mailto: and tel: links are left as written).",
+        help_text="The links go through a signed redirect that records each click (email: the HTML "
+        "part's web links, unsubscribe, mailto: and tel: links left as written).",
     )
     live_version = models.ForeignKey(
         "MessageVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
@@ -91,9 +92,7 @@ class TransactionalMessage(models.Model):
         self.from_address = str(sender.get("address", ""))
         self.reply_to = str(content.get("replyTo") or "")
         self.variants = content.get("variants") or {}
-        tracking = content.get("tracking") or {}
-        self.track_opens = tracking.get("opens", True) is not False
-        self.track_clicks = tracking.get("clicks", True) is not False
+        self.track_opens, self.track_clicks = channel_of(self.channel).tracking_switches(content)
 
     def draft_content(self) -> dict[str, object]:
         """The draft as the content dictionary that versions, rendering and import/export share."""
@@ -106,9 +105,9 @@ class TransactionalMessage(models.Model):
             content["replyTo"] = self.reply_to
         if self.variants:
             content["variants"] = self.variants
-        # Only when a switch is off, so that the contents published before tracking stay equal.
-        if channel_of(self.channel).tracked_part and not (self.track_opens and self.track_clicks):
-            content["tracking"] = {"opens": self.track_opens, "clicks": self.track_clicks}
+        tracking = channel_of(self.channel).tracking_content(opens=self.track_opens, clicks=self.track_clicks)
+        if tracking is not None:
+            content["tracking"] = tracking
         return content
 
     def delete_with_versions(self) -> None:

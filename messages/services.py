@@ -323,10 +323,12 @@ def compose(
     parts, headers = of_channel.finish(parts, unsubscribe_url=unsubscribe)
     tracked = None
     if version is not None and event.pk and of_channel.tracked_part:  # an event's send, never a preview
-        opens, clicks = tracking.switches(content)
-        tracked = tracking.rewrite(
-            parts.get(of_channel.tracked_part, ""), opens=opens, clicks=clicks, unsubscribe_url=unsubscribe
-        )
+        opens, clicks = of_channel.tracking_switches(content)
+        part = parts.get(of_channel.tracked_part, "")
+        if of_channel.short_links:
+            tracked = tracking.rewrite_text(part, clicks=clicks, unsubscribe_url=unsubscribe)
+        else:
+            tracked = tracking.rewrite(part, opens=opens, clicks=clicks, unsubscribe_url=unsubscribe)
         if tracked is not None:
             parts = {**parts, of_channel.tracked_part: tracked.html}
     return RenderedMessage(

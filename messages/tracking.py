@@ -14,13 +14,14 @@ delivery at render time, never to anything the request says.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import html
 import re
 import secrets
+import string
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -31,6 +32,7 @@ from django.db.models.functions import TruncHour
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from messages.models import Delivery, TrackingHit
 
@@ -101,12 +103,6 @@ def enabled() -> bool:
     return bool(settings.PUBLIC_URL.strip())
 
 
-def switches(content: dict[str, Any]) -> tuple[bool, bool]:
-    """(opens, clicks) of a message content: both on unless the content switches one off."""
-    tracking = content.get("tracking") or {}
-    return tracking.get("opens", True) is not False, tracking.get("clicks", True) is not False
-
-
 def _base() -> str:
     return settings.PUBLIC_URL.strip().rstrip("/")
 
@@ -142,12 +138,12 @@ def _trackable(url: str, *, unsubscribe_url: str) -> bool:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return False
     base = _base()
-    return not (url.startswith(base + "/u/") or url.startswith(base + "/t/"))
+    return not any(url.startswith(f"{base}/{route}/") for route in ("u", "t", "s"))
 
 
 @dataclasses.dataclass(frozen=True)
 class Tracked:
-    html: str
+    html: str  # the tracked part as rewritten (HTML, or the text of an SMS)
     tracking_id: str
     links: tuple[str, ...]
 
@@ -189,6 +185,78 @@ def rewrite(
     return Tracked(html=rewritten, tracking_id=tracking_id, links=tuple(links))
 
 
+# --- Short links of text parts (SMS) ---------------------------------------------------------
+
+SHORT_SALT = "messages.tracking.short"
+SHORT_ID_LENGTH = 10  # letters and digits: about 59 random bits
+SHORT_SIGNATURE_LENGTH = 11  # base64url characters of the HMAC-SHA256: 66 bits
+_ALPHANUMERIC = string.ascii_letters + string.digits
+_TEXT_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+_TRAILING = ".,;:!?)]}'\""
+
+
+def _short_signature(value: str, key: str | bytes) -> str:
+    digest = salted_hmac(SHORT_SALT, value, secret=key, algorithm="sha256").digest()
+    return base64.urlsafe_b64encode(digest).decode()[:SHORT_SIGNATURE_LENGTH]
+
+
+def short_code(tracking_id: str, index: int) -> str:
+    """`<id>.<index>.<signature>`: about 25 characters, where an SMS counts each one."""
+    value = f"{tracking_id}.{index}"
+    return f"{value}.{_short_signature(value, settings.SECRET_KEY)}"
+
+
+def short_url(tracking_id: str, index: int) -> str:
+    return _base() + reverse("tracking-short", args=[short_code(tracking_id, index)])
+
+
+def rewrite_text(
+    text: str, *, clicks: bool, unsubscribe_url: str = "", tracking_id: str = ""
+) -> Tracked | None:
+    """A text part with its web links replaced by short signed links; None when nothing is tracked."""
+    if not enabled() or not clicks or not text.strip():
+        return None
+    tracking_id = tracking_id or "".join(secrets.choice(_ALPHANUMERIC) for _ in range(SHORT_ID_LENGTH))
+    links: dict[str, int] = {}
+
+    def replace(match: re.Match[str]) -> str:
+        found = match.group(0)
+        url = found.rstrip(_TRAILING)
+        tail = found[len(url) :]
+        if not _trackable(url, unsubscribe_url=unsubscribe_url):
+            return found
+        index = links.get(url)
+        if index is None:
+            if len(links) >= MAX_TRACKED_LINKS:
+                return found
+            index = links[url] = len(links)
+        return short_url(tracking_id, index) + tail
+
+    rewritten = _TEXT_URL.sub(replace, text)
+    if not links:
+        return None
+    return Tracked(html=rewritten, tracking_id=tracking_id, links=tuple(links))
+
+
+def delivery_for_short_link(code: str) -> tuple[Delivery, int] | None:
+    """The delivery and link index of a short link; None for a forged, altered or unknown one. A
+    phone that takes the full stop ending a sentence into the link is forgiven (no code ends in one)."""
+    code = code.rstrip(".")
+    if len(code) > 40 or not _TOKEN_CHARACTERS.fullmatch(code):
+        return None
+    value, _, signature = code.rpartition(".")
+    tracking_id, _, index = value.partition(".")
+    if not (tracking_id and index.isascii() and index.isdigit() and len(index) <= 4 and signature):
+        return None
+    keys = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    if not any(constant_time_compare(signature, _short_signature(value, key)) for key in keys):
+        return None
+    delivery = _delivery(tracking_id)
+    if delivery is None or int(index) >= len(delivery.tracked_links or []):
+        return None
+    return delivery, int(index)
+
+
 # --- Reading a token -------------------------------------------------------------------------
 
 
@@ -201,12 +269,18 @@ def _unsigned(token: str, salt: str) -> str | None:
         return None
 
 
+def _delivery(tracking_id: str) -> Delivery | None:
+    # The unique index on tracking_id is partial (tracked deliveries only): its condition repeated
+    # here lets SQLite use it too.
+    return Delivery.objects.filter(~Q(tracking_id=""), tracking_id=tracking_id).first()
+
+
 def delivery_for_open(token: str) -> Delivery | None:
     """The delivery an open token was made for; None for a forged, altered or unknown one."""
     tracking_id = _unsigned(token, OPEN_SALT)
     if not tracking_id:
         return None
-    return Delivery.objects.filter(tracking_id=tracking_id).first()
+    return _delivery(tracking_id)
 
 
 def delivery_for_click(token: str) -> tuple[Delivery, int] | None:
@@ -217,7 +291,7 @@ def delivery_for_click(token: str) -> tuple[Delivery, int] | None:
     tracking_id, _, index = value.rpartition(".")
     if not (tracking_id and index.isascii() and index.isdigit() and len(index) <= 4):
         return None
-    delivery = Delivery.objects.filter(tracking_id=tracking_id).first()
+    delivery = _delivery(tracking_id)
     if delivery is None or int(index) >= len(delivery.tracked_links or []):
         return None
     return delivery, int(index)

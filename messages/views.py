@@ -9,7 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from messages import services, tracking
-from messages.models import TrackingHit
+from messages.models import Delivery, TrackingHit
 
 
 @csrf_exempt  # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" without a CSRF token
@@ -41,7 +41,16 @@ def tracking_open(request: HttpRequest, token: str) -> HttpResponse:
 @require_http_methods(["GET", "HEAD"])
 def tracking_click(request: HttpRequest, token: str) -> HttpResponse:
     """A link of an email: records a click and redirects to the URL the delivery was rendered with."""
-    found = tracking.delivery_for_click(token)
+    return _click(request, tracking.delivery_for_click(token))
+
+
+@require_http_methods(["GET", "HEAD"])
+def tracking_short_link(request: HttpRequest, code: str) -> HttpResponse:
+    """A short link of an SMS: as a link of an email."""
+    return _click(request, tracking.delivery_for_short_link(code))
+
+
+def _click(request: HttpRequest, found: tuple[Delivery, int] | None) -> HttpResponse:
     if found is None:
         return HttpResponseNotFound("Not found", content_type="text/plain")
     delivery, index = found

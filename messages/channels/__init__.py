@@ -124,8 +124,13 @@ class Channel:
     uses_default_sender: bool = False  # the organization's sender address when the message has none
     profile_has_address: bool = False  # whether a profile carries an address of this channel
     proof_addresses_label: str = "Test addresses"  # the proof form's field of typed recipients
-    # The HTML part that opens and clicks are tracked in (messages.tracking); "": not tracked.
+    # Opens and clicks (messages.tracking): the part whose links are tracked ("": none); whether
+    # opens are (an image in an HTML part); whether links become short links (a text part); and
+    # whether tracking is on unless the message switches it off (email) or off unless it opts in.
     tracked_part: str = ""
+    tracks_opens: bool = False
+    short_links: bool = False
+    tracking_by_default: bool = False
 
     # --- content -------------------------------------------------------------------------------
 
@@ -148,6 +153,30 @@ class Channel:
     def finish(self, parts: dict[str, str], *, unsubscribe_url: str = "") -> tuple[dict[str, str], dict]:
         """The rendered parts as they leave (and the headers they need): nothing to add by default."""
         return parts, {}
+
+    def tracking_switches(self, content: Mapping[str, Any]) -> tuple[bool, bool]:
+        """(opens, clicks) of a content: its `tracking` key, else this channel's default."""
+        if not self.tracked_part:
+            return False, False
+        tracking = content.get("tracking") or {}
+        default = self.tracking_by_default
+        opens = self.tracks_opens and tracking.get("opens", default) is True
+        return opens, tracking.get("clicks", default) is True
+
+    def tracking_content(self, *, opens: bool, clicks: bool) -> dict[str, bool] | None:
+        """The content's `tracking` key for these switches; None when they are the channel's default
+        (so the contents published before tracking existed stay equal to their drafts)."""
+        if not self.tracked_part:
+            return None
+        opens = opens and self.tracks_opens
+        default = self.tracking_by_default
+        if (opens, clicks) == (default and self.tracks_opens, default):
+            return None
+        return {"opens": opens, "clicks": clicks} if self.tracks_opens else {"clicks": clicks}
+
+    def tracking_fields(self) -> dict[str, bool]:
+        """The switches of a new message (TransactionalMessage.track_opens, track_clicks)."""
+        return dict(zip(("track_opens", "track_clicks"), self.tracking_switches({}), strict=True))
 
     def preview_context(self, rendered: RenderedMessage) -> dict[str, Any]:
         """What the preview template needs besides the rendered message: (label, text) of each part."""

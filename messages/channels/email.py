@@ -176,6 +176,8 @@ class EmailChannel(Channel):
     uses_default_sender = True
     profile_has_address = True
     tracked_part = "html"
+    tracks_opens = True
+    tracking_by_default = True
 
     def default_content(self, *, label: str, fields: list[str], collections: list[dict]) -> dict[str, str]:
         lines_text = [f"{name}: {{{{ ctx.{name} }}}}" for name in fields]

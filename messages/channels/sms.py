@@ -90,6 +90,9 @@ class SmsChannel(Channel):
     backend_setting = "SMS_BACKEND"
     sample_address = "+15555550123"
     profile_has_address = True
+    # Click tracking through short signed links, only for a message that opts in (messages.tracking).
+    tracked_part = "text"
+    short_links = True
 
     def recipient_from_body(self, body: Any, *, required: bool) -> dict[str, str]:
         value = body.get("mobilePhone")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import re
 
 import pytest
@@ -13,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from events import pipeline
+from events.configuration_file import ConfigurationFileError, export_organization
 from events.models import Event
 from events.schema import validate_event
 from events.services import ingest
@@ -328,7 +330,6 @@ def test_the_configuration_file_carries_the_switches(organization):
 
 @pytest.mark.parametrize("bad", [{"opens": "no"}, {"views": False}, "off", {"opens": 0}])
 def test_the_configuration_file_refuses_bad_switches(organization, bad):
-    from events.configuration_file import ConfigurationFileError
 
     event = copy.deepcopy(LINKS_EVENT)
     event["message"]["tracking"] = bad
@@ -418,3 +419,117 @@ def test_a_link_marked_data_no_track_and_links_beyond_the_bound_stay_as_written(
 def test_a_token_is_compact_and_url_safe():
     token = tracking.click_token("A" * 16, 199)
     assert len(token) <= 70 and re.fullmatch(r"[A-Za-z0-9_.-]+", token)
+
+
+OTP = {
+    "name": "otp",
+    "channel": "sms",
+    "fields": [{"name": "code", "type": "text"}],
+    "message": {
+        "text": "Code {{ ctx.code }}: see https://shop.example.com/order?id=1&x=2. Help: https://shop.example.com/help!"
+    },
+}
+
+
+def send_sms(configuration, outbox) -> tuple[Event, str]:
+    event = accept(configuration, {"mobilePhone": "+33612345678", "ctx": {"code": "4242"}})
+    assert pipeline.process(event.pk) == "processed"
+    (written,) = sorted(outbox.iterdir())[-1:]
+    event.refresh_from_db()
+    return event, json.loads(written.read_text())["text"]
+
+
+@pytest.fixture
+def sms_outbox(settings, tmp_path):
+    settings.CHANNEL_OUTBOX_DIR = str(tmp_path)
+    return tmp_path / "sms"
+
+
+def test_sms_click_tracking_is_off_unless_the_message_opts_in(organization, sms_outbox, client, marketer):
+    configuration = publish_events(organization, copy.deepcopy(OTP))[0]
+    message = configuration.message
+    assert (message.track_opens, message.track_clicks) == (
+        False,
+        False,
+    ) and not message.has_unpublished_changes
+    event, text = send_sms(configuration, sms_outbox)
+    assert (
+        text == "Code 4242: see https://shop.example.com/order?id=1&x=2. Help: https://shop.example.com/help!"
+    )
+    assert event.deliveries.get().tracking_id == ""
+    client.force_login(marketer)
+    page = client.get(change_url(message))
+    assert "Track opens" not in page.content.decode() and "short signed links" in page.content.decode()
+    client.post(change_url(message), change_form_data(page, track_clicks="on", _publish="Save and publish"))
+    message.refresh_from_db()
+    assert message.live_version.content["tracking"] == {"clicks": True}
+
+    event, text = send_sms(configuration, sms_outbox)
+    short = [link.rstrip(".") for link in re.findall(r"https://track\.example\.com/s/[A-Za-z0-9_.-]+", text)]
+    assert len(short) == 2 and all(len(link) <= len(PUBLIC) + 30 for link in short)
+    assert text == f"Code 4242: see {short[0]}. Help: {short[1]}!"  # the punctuation after a link kept
+    answer = client.get(local(short[0]), HTTP_USER_AGENT=BROWSER)
+    assert answer.status_code == 302 and answer["Location"] == "https://shop.example.com/order?id=1&x=2"
+    assert (
+        client.get(local(short[0]) + ".", HTTP_USER_AGENT=BROWSER).status_code == 302
+    )  # a phone's full stop
+    hit = TrackingHit.objects.order_by("id").first()
+    assert (hit.kind, hit.first, hit.url, hit.delivery) == (
+        "click",
+        True,
+        answer["Location"],
+        event.deliveries.get(),
+    )
+    for forged in altered(local(short[1])):
+        assert client.get(forged, HTTP_USER_AGENT=BROWSER).status_code == 404, forged
+    assert TrackingHit.objects.count() == 2
+
+
+def test_sms_tracking_in_the_configuration_file(organization):
+    event = copy.deepcopy(OTP)
+    event["message"]["tracking"] = {"clicks": True}
+    message = publish_events(organization, event)[0].message
+    assert message.track_clicks and export_organization(organization)["events"][0]["message"]["tracking"] == {
+        "clicks": True
+    }
+    event = {**copy.deepcopy(OTP), "name": "otp2"}
+    event["message"]["tracking"] = {"opens": True, "clicks": True}
+    with pytest.raises(ConfigurationFileError, match='tracking.*"clicks": true or false'):
+        publish_events(organization, event)
+
+
+def test_the_export_writes_the_switches_only_when_one_is_off(organization, links_configuration):
+    def exported() -> dict:
+        (entry,) = [e for e in export_organization(organization)["events"] if e["name"] == "cartWithLinks"]
+        return entry["message"]
+
+    assert "tracking" not in exported()
+    switch_off(links_configuration, opens=False, clicks=True)
+    assert exported()["tracking"] == {"opens": False, "clicks": True}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upgrading_keeps_drafts_equal_to_their_versions_email_tracked_and_sms_not():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("transactional", "0005_channel_choices_from_registry")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(before)
+    try:
+        executor.loader.build_graph()
+        apps = executor.loader.project_state(before).apps
+        Message = apps.get_model("transactional", "TransactionalMessage")
+        email = Message.objects.create(channel="email", subject="Hi", html="<p>Hi</p>")
+        sms = Message.objects.create(channel="sms", text="Code")
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+        from messages.models import TransactionalMessage
+
+        email, sms = (TransactionalMessage.objects.get(pk=m.pk) for m in (email, sms))
+        assert (email.track_opens, email.track_clicks) == (True, True)
+        assert (sms.track_opens, sms.track_clicks) == (False, False)
+        assert "tracking" not in email.draft_content() and "tracking" not in sms.draft_content()
+    finally:
+        MigrationExecutor(connection).migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
