@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from django.utils import timezone
 from campaign.models import Organization
 from events.models import LATENCY_BUCKETS, HourlyRollup
 from events.rollups import COUNT_FIELDS, FAILURE_FIELDS, hour_of
+from messages import tracking
 
 PERIODS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 PERIOD_CHOICES = [
@@ -68,6 +69,10 @@ class Period:
     def label(self, moment: dt.datetime) -> str:
         local = moment.astimezone(self.time_zone)
         return f"{local:%Y-%m-%d}" if self.by_day else f"{local:%Y-%m-%d %H:00}"
+
+    def short_label(self, moment: dt.datetime) -> str:
+        local = moment.astimezone(self.time_zone)
+        return f"{local:%b %d}" if self.by_day else f"{local:%b %d %H:00}"
 
 
 class PeriodForm(forms.Form):
@@ -186,18 +191,14 @@ def breakdown(rows: QuerySet[HourlyRollup], period: Period, by: str) -> list[dic
 
 # --- Hot clicks ---------------------------------------------------------------------------------
 
-# (version ids, start, end) -> [(url, clicks, unique clicks)], most clicked first: handed in by the
-# app that records clicks (tracking); without it a report has no hot clicks.
-HotClicks = Callable[[list[int], dt.datetime, dt.datetime], list[tuple[str, int, int]]]
-HOT_CLICKS: list[HotClicks] = []
 
-
-def hot_clicks(version_ids: Iterable[int], period: Period, *, limit: int = 20) -> list[tuple[str, int, int]]:
+def hot_clicks(version_ids: Iterable[int], period: Period, *, limit: int = 20) -> list[tracking.LinkClicks]:
+    """The versions' links ranked by human clicks in the period (the tracking rows, read by the
+    index on version and time: the clicks of the period, not the history)."""
     ids = list(version_ids)
-    ranked: list[tuple[str, int, int]] = []
-    for count in HOT_CLICKS:
-        ranked += count(ids, period.start, period.end)
-    return sorted(ranked, key=lambda link: (-link[1], link[0]))[:limit]
+    if not ids:
+        return []
+    return tracking.link_clicks(version_ids=ids, since=period.start, until=period.end, limit=limit)
 
 
 # --- Charts -------------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ def chart(report: Report, title: str, fields: list[tuple[str, str]]) -> Chart:
     ]
     every = max(1, len(report.series) // 6)
     ticks = [
-        (x(i), report.period.label(moment), "start" if i == 0 else "middle")
+        (x(i), report.period.short_label(moment), "start" if i == 0 else "middle")
         for i, (moment, _) in enumerate(report.series)
         if i % every == 0
     ]

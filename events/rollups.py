@@ -19,11 +19,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.functions import Left, TruncHour
 from django.utils import timezone
 
-from campaign.models import Profile
+from campaign.models import Organization, Profile
 from events.models import (
     LATENCY_BUCKETS,
     Event,
@@ -36,7 +36,7 @@ from events.models import (
     Unsubscription,
 )
 from messages import services as message_services
-from messages.models import Delivery
+from messages.models import Delivery, TrackingHit
 
 S = Event.Status
 UTC = dt.UTC
@@ -57,14 +57,6 @@ OUTCOME_FIELDS: dict[str, str] = {
 ENGAGEMENT_FIELDS = ("opened", "opened_unique", "clicked", "clicked_unique", "unsubscribed")
 REASONS_KEPT = 5  # per failure status and hour
 REASON_LENGTH = 200
-
-# Opens and clicks of the events a `Where` selects, by (hour, configuration, version): read at
-# rollup time like everything else (events.tracking_counts, once tracking records them).
-EngagementCounter = Callable[[Callable[[str], Q]], dict[tuple[dt.datetime, int, int | None], dict[str, int]]]
-ENGAGEMENT_COUNTERS: list[EngagementCounter] = []
-# The hours (reception hours of events) whose engagement rows changed since a time.
-TouchedHours = Callable[[dt.datetime], Iterable[dt.datetime]]
-ENGAGEMENT_TOUCHED: list[TouchedHours] = []
 
 
 def record_unsubscription(profile: Profile, event_pkey: str) -> None:
@@ -101,8 +93,7 @@ def refresh(*, now: dt.datetime | None = None) -> int:
             hours.update(_hours_of(unsubscribed))
             retired = RetiredCounts.objects.filter(created_at__gte=since).order_by()
             hours.update(hour_of(h) for h in retired.values_list("hour", flat=True).distinct())
-            for touched in ENGAGEMENT_TOUCHED:
-                hours.update(hour_of(h) for h in touched(since))
+            hours.update(_hours_of_hits_since(since))
         for hour in sorted(hours):
             recompute_hour(hour)
         progress.last_run_at = now
@@ -119,6 +110,8 @@ def _hours_of(events) -> Iterable[dt.datetime]:
 Where = Callable[[str], Q]
 # (hour, configuration id, version id or None): one rollup row.
 HourKey = tuple[dt.datetime, int, int | None]
+# The row of a key, made when first asked for.
+Row = Callable[[dt.datetime, int, int | None], Any]
 
 
 def recompute_hour(hour: dt.datetime) -> list[HourlyRollup]:
@@ -149,6 +142,38 @@ def retire(event_ids: Iterable[int]) -> int:
     kept = count(lambda to: Q(**{f"{to}pk__in": ids}), model=RetiredCounts)
     RetiredCounts.objects.bulk_create(kept.values())
     return len(kept)
+
+
+def retire_deliveries(delivery_ids: Iterable[int]) -> int:
+    """Keep the counts of these deliveries (and their opens and clicks) before they are deleted
+    while their events stay (deliveries kept for less time than events): as `retire`."""
+    ids = list(delivery_ids)
+
+    def counted(row: Row) -> None:
+        _count_outcomes(EventDelivery.objects.filter(delivery_id__in=ids), row)
+        _count_hits(TrackingHit.objects.filter(delivery_id__in=ids), row)
+
+    return _retire(counted) if ids else 0
+
+
+def retire_tracking(hit_ids: Iterable[int]) -> int:
+    """Keep the counts of these opens and clicks before they are deleted (tracking rows kept for
+    less time than their events): as `retire`."""
+    ids = list(hit_ids)
+    return _retire(lambda row: _count_hits(TrackingHit.objects.filter(pk__in=ids), row)) if ids else 0
+
+
+def _retire(counted: Callable[[Row], None]) -> int:
+    rows: dict[HourKey, Any] = {}
+
+    def row(hour: dt.datetime, configuration_id: int, version_id: int | None) -> Any:
+        key = (hour_of(hour), configuration_id, version_id)
+        return rows.setdefault(key, _empty(RetiredCounts, key))
+
+    counted(row)
+    _fill_configuration(rows.values())
+    RetiredCounts.objects.bulk_create(rows.values())
+    return len(rows)
 
 
 def count(where: Where, *, model: type[RollupCounts] = HourlyRollup) -> dict[HourKey, Any]:
@@ -205,19 +230,7 @@ def count(where: Where, *, model: type[RollupCounts] = HourlyRollup) -> dict[Hou
     for key, statuses in reasons.items():
         row(*key).failure_reasons = _top_reasons(statuses)
 
-    outcomes = (
-        EventDelivery.objects.filter(where("event__"))
-        .order_by()
-        .annotate(h=TruncHour("event__created_at", tzinfo=UTC))
-        .values("h", "event__configuration_id", "delivery__version_id", "delivery__outcome")
-        .annotate(n=Count("pk"))
-    )
-    for outcome in outcomes:
-        target = row(outcome["h"], outcome["event__configuration_id"], outcome["delivery__version_id"])
-        target.sent += outcome["n"]
-        field = OUTCOME_FIELDS.get(outcome["delivery__outcome"])
-        if field:
-            setattr(target, field, getattr(target, field) + outcome["n"])
+    _count_outcomes(EventDelivery.objects.filter(where("event__")), row)
 
     unsubscribed = (
         Unsubscription.objects.filter(where("event__"))
@@ -232,13 +245,59 @@ def count(where: Where, *, model: type[RollupCounts] = HourlyRollup) -> dict[Hou
         )
         target.unsubscribed += opted_out["n"]
 
-    for engagement in ENGAGEMENT_COUNTERS:
-        for (hour, configuration_id, version_id), values in engagement(where).items():
-            target = row(hour, configuration_id, version_id)
-            for field in ENGAGEMENT_FIELDS:
-                setattr(target, field, getattr(target, field) + values.get(field, 0))
+    _count_hits(TrackingHit.objects.filter(where("delivery__event_link__event__")), row)
     _fill_configuration(rows.values())
     return rows
+
+
+def _count_outcomes(links: QuerySet[EventDelivery], row: Row) -> None:
+    """Each delivery attempt of an event, under the version it rendered."""
+    outcomes = (
+        links.order_by()
+        .annotate(h=TruncHour("event__created_at", tzinfo=UTC))
+        .values("h", "event__configuration_id", "delivery__version_id", "delivery__outcome")
+        .annotate(n=Count("pk"))
+    )
+    for outcome in outcomes:
+        target = row(outcome["h"], outcome["event__configuration_id"], outcome["delivery__version_id"])
+        target.sent += outcome["n"]
+        field = OUTCOME_FIELDS.get(outcome["delivery__outcome"])
+        if field:
+            setattr(target, field, getattr(target, field) + outcome["n"])
+
+
+HIT_EVENT = "delivery__event_link__event__"
+OPEN, CLICK = Q(kind=TrackingHit.Kind.OPEN), Q(kind=TrackingHit.Kind.CLICK)
+
+
+def _count_hits(hits: QuerySet[TrackingHit], row: Row) -> None:
+    """Opens and clicks (messages.tracking), under their event's reception hour and the version of
+    the delivery they came from: every hit, and the unique ones (a delivery's first human hit)."""
+    counted = (
+        hits.filter(**{f"{HIT_EVENT}isnull": False})
+        .order_by()
+        .annotate(h=TruncHour(f"{HIT_EVENT}created_at", tzinfo=UTC))
+        .values("h", f"{HIT_EVENT}configuration_id", "delivery__version_id")
+        .annotate(
+            opened=Count("pk", filter=OPEN),
+            opened_unique=Count("pk", filter=OPEN & Q(first=True)),
+            clicked=Count("pk", filter=CLICK),
+            clicked_unique=Count("pk", filter=CLICK & Q(first=True)),
+        )
+    )
+    for hit in counted:
+        target = row(hit["h"], hit[f"{HIT_EVENT}configuration_id"], hit["delivery__version_id"])
+        for field in ("opened", "opened_unique", "clicked", "clicked_unique"):
+            setattr(target, field, getattr(target, field) + hit[field])
+
+
+def _hours_of_hits_since(since: dt.datetime) -> set[dt.datetime]:
+    """The reception hours of the events opened or clicked since then (the hits' index by
+    organization and time, every organization at once)."""
+    organizations = list(Organization.objects.values_list("pk", flat=True))
+    hits = TrackingHit.objects.filter(organization_id__in=organizations, created_at__gte=since)
+    hours = hits.order_by().annotate(h=TruncHour(f"{HIT_EVENT}created_at", tzinfo=UTC))
+    return {hour_of(h) for h in hours.values_list("h", flat=True).distinct() if h is not None}
 
 
 def _empty(model: type[RollupCounts], key: HourKey) -> Any:
@@ -298,9 +357,3 @@ COUNT_FIELDS = (
     "bounced_soft",
     *ENGAGEMENT_FIELDS,
 )
-
-
-def sums(rows) -> dict[str, Any]:
-    """The counts of these rollup rows added up (in the database)."""
-    totals = rows.order_by().aggregate(**{field: Sum(field) for field in COUNT_FIELDS})
-    return {field: totals[field] or 0 for field in COUNT_FIELDS}

@@ -173,3 +173,48 @@ def test_another_organizations_message_report_is_not_found(client, marketer, oth
 def test_the_report_needs_a_staff_login(client, cart_configuration):
     page = client.get(reverse("message-report", args=[cart_configuration.message.pk]))
     assert page.status_code == 302 and "/admin/login/" in page["Location"]
+
+
+def test_opens_and_clicks_made_by_http_requests_reach_the_report_and_its_hot_clicks(
+    client, marketer, organization, smtp_email, settings
+):
+    from tests.messages.test_tracking import (
+        BROWSER,
+        LINKS_EVENT,
+        PUBLIC,
+        pixel_of,
+        send_one,
+        sent_a_while_ago,
+        tracked_links,
+    )
+
+    settings.PUBLIC_URL = PUBLIC + "/"
+    configuration = publish_events(organization, copy.deepcopy(LINKS_EVENT))[0]
+    first, html = send_one(configuration, smtp_email)
+    second, other_html = send_one(configuration, smtp_email, email="joe@example.com")
+    sent_a_while_ago(first)
+    sent_a_while_ago(second)
+    reader = {"HTTP_USER_AGENT": BROWSER}
+    cart, help_link = tracked_links(html)[:2]  # (a third link repeats the first URL)
+    for url in (pixel_of(html), pixel_of(html), cart, cart, help_link, pixel_of(other_html)):
+        assert client.get(url, **reader).status_code in (200, 302)
+    assert client.get(tracked_links(other_html)[0], HTTP_USER_AGENT="python-requests/2.32").status_code == 302
+    rollups.refresh()
+
+    from messages.models import TrackingHit
+
+    hits = TrackingHit.objects.all()
+    version = configuration.message.live_version
+    row = HourlyRollup.objects.get(version=version)
+    assert (row.opened, row.opened_unique) == (hits.filter(kind="open").count(), 2) == (3, 2)
+    assert (row.clicked, row.clicked_unique) == (hits.filter(kind="click").count(), 1) == (4, 1)
+
+    client.force_login(marketer)
+    page = client.get(reverse("message-report", args=[configuration.message.pk])).content.decode()
+    assert (number(page, "opened"), number(page, "opened_unique")) == (3, 2)
+    assert (number(page, "clicked"), number(page, "clicked_unique")) == (4, 1)
+    hot = re.findall(r"<tr><td>(https://shop\.example\.com/[^<]*)</td><td>(\d+)</td><td>(\d+)</td>", page)
+    assert [(unescape(url), int(c), int(u)) for url, c, u in hot] == [
+        ("https://shop.example.com/cart?item=1&ref=mail", 3, 1),
+        ("https://shop.example.com/help", 1, 1),
+    ]

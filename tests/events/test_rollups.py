@@ -177,3 +177,83 @@ def test_an_opt_out_through_a_messages_link_counts_for_the_version_that_sent_it(
     rollups.refresh()
     row = HourlyRollup.objects.get(version=configuration.message.live_version)
     assert row.unsubscribed == 1
+
+
+def test_an_open_after_the_last_run_redoes_its_events_hour_and_deleted_hits_stay_counted(
+    organization, smtp_email, settings, client
+):
+    import copy
+
+    from messages.models import TrackingHit
+    from tests.messages.test_tracking import (
+        BROWSER,
+        LINKS_EVENT,
+        PUBLIC,
+        pixel_of,
+        send_one,
+        sent_a_while_ago,
+    )
+
+    settings.PUBLIC_URL, settings.ROLLUP_GRACE_SECONDS = PUBLIC + "/", 0
+    configuration = publish_events(organization, copy.deepcopy(LINKS_EVENT))[0]
+    event, html = send_one(configuration, smtp_email)
+    sent_a_while_ago(event)
+    rollups.refresh()
+    assert totals()["opened"] == 0
+    assert (
+        client.get(pixel_of(html), HTTP_USER_AGENT=BROWSER).status_code == 200
+    )  # the event row is unchanged
+    assert rollups.refresh() == 1
+    assert (totals()["opened"], totals()["opened_unique"]) == (1, 1)
+
+    with transaction.atomic():  # tracking rows kept for less time than events
+        assert rollups.retire_tracking(TrackingHit.objects.values_list("pk", flat=True)) == 1
+        TrackingHit.objects.all().delete()
+    rollups.refresh()
+    RollupProgress.objects.update(last_run_at=None)
+    rollups.refresh()
+    assert (totals()["opened"], totals()["opened_unique"], totals()["received"]) == (1, 1, 1)
+
+
+def test_the_purge_and_a_persons_erasure_leave_the_report_of_their_period_unchanged(
+    organization, smtp_email, settings, client
+):
+    import copy
+
+    from events import person, reports, retention
+    from messages.models import TrackingHit
+    from tests.messages.test_tracking import BROWSER, LINKS_EVENT, PUBLIC, pixel_of, send_one, tracked_links
+
+    settings.PUBLIC_URL = PUBLIC + "/"
+    settings.EVENT_RETENTION_DAYS = settings.DELIVERY_RETENTION_DAYS = settings.TRACKING_RETENTION_DAYS = 2
+    configuration = publish_events(organization, copy.deepcopy(LINKS_EVENT))[0]
+    settings.EVENT_MAX_ATTEMPTS = 1
+    pages = [send_one(configuration, smtp_email, email=f"p{i}@example.com")[1] for i in range(3)]
+    pipeline.process(accept(configuration, email="reject-me@example.com").pk)
+    for html in pages[:2]:
+        assert client.get(tracked_links(html)[0], HTTP_USER_AGENT=BROWSER).status_code == 302
+    assert client.get(pixel_of(pages[2]), HTTP_USER_AGENT=BROWSER).status_code == 200
+    three_days_ago = timezone.now() - dt.timedelta(days=3)
+    Event.objects.update(created_at=three_days_ago, updated_at=three_days_ago)
+    Delivery.objects.update(created_at=three_days_ago)
+    TrackingHit.objects.update(created_at=three_days_ago)
+    rollups.refresh()
+
+    def report() -> dict[str, int]:
+        form = reports.PeriodForm({"period": "7d"})
+        assert form.is_valid()
+        return reports.build(
+            HourlyRollup.objects.all(), form.period_in(reports.time_zone_of(organization))
+        ).totals
+
+    before = report()
+    assert (before["received"], before["delivered"], before["bounced_hard"]) == (4, 3, 1)
+    assert (before["clicked"], before["opened"]) == (2, 1)
+
+    person.forget_person(organization=organization, email="p0@example.com")
+    deleted = retention.purge()
+    assert deleted["events.Event"] == 3 and not Event.objects.exists() and not TrackingHit.objects.exists()
+    rollups.refresh()
+    RollupProgress.objects.update(last_run_at=None)  # even a run that counts every hour again
+    rollups.refresh()
+    assert report() == before
