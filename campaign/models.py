@@ -3,6 +3,7 @@ their members (admin users), their sender domains and proof allow-list, profiles
 
 import hashlib
 import secrets
+import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -39,6 +40,11 @@ def hash_secret(value: str) -> str:
 RETENTION_MAX_DAYS = 36_500
 
 
+def validate_time_zone(name: str) -> None:
+    if name and name not in zoneinfo.available_timezones():
+        raise ValidationError(f"'{name}' is not a time zone name (e.g. Europe/Paris, America/New_York).")
+
+
 class Organization(models.Model):
     slug = models.CharField(
         "organization id",
@@ -49,6 +55,14 @@ class Organization(models.Model):
     name = models.CharField(max_length=200, blank=True)
     sender_name = models.CharField(max_length=200, blank=True, help_text="Default From name (brand).")
     sender_address = models.EmailField(blank=True, help_text="Default From address.")
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",  # code of the previous release, which knows no such column, still inserts
+        validators=[validate_time_zone],
+        help_text="The time zone of this organization's reports, e.g. Europe/Paris (empty: TIME_ZONE).",
+    )
     # This organization's retention, in days (empty: the installation's *_RETENTION_DAYS setting).
     event_retention_days = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(RETENTION_MAX_DAYS)],

@@ -10,6 +10,7 @@ import zoneinfo
 from html import unescape
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -218,3 +219,25 @@ def test_opens_and_clicks_made_by_http_requests_reach_the_report_and_its_hot_cli
         ("https://shop.example.com/cart?item=1&ref=mail", 3, 1),
         ("https://shop.example.com/help", 1, 1),
     ]
+
+
+def test_a_report_is_in_the_organizations_own_time_zone(organization):
+    from events import reports
+
+    organization.time_zone = "Pacific/Auckland"
+    organization.full_clean()
+    zone = reports.time_zone_of(organization)
+    form = reports.PeriodForm(data={"period": "7d"})
+    assert form.is_valid()
+    period = form.period_in(zone)
+    local_start = period.start.astimezone(zone)
+    assert (local_start.hour, local_start.minute) == (0, 0) and str(zone) == "Pacific/Auckland"
+    assert str(reports.time_zone_of(None)) == settings.TIME_ZONE
+
+
+def test_an_unknown_time_zone_is_refused(organization):
+    from django.core.exceptions import ValidationError
+
+    organization.time_zone = "Mars/Olympus_Mons"
+    with pytest.raises(ValidationError, match="not a time zone name"):
+        organization.full_clean()
