@@ -151,6 +151,7 @@ def load_rollups() -> float:
             FROM events_event GROUP BY organization_id, configuration_id, date_trunc('hour', created_at)
             """
         )
+        cursor.execute("ANALYZE events_hourlyrollup")
     return time.monotonic() - started
 
 
