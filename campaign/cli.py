@@ -10,6 +10,8 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
+from campaign.models import Organization
+
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
@@ -43,3 +45,11 @@ class CampaignCommand(BaseCommand):
             raise CommandError(_one_line(str(error)), returncode=2) from None
         finally:
             logging.disable(previous)
+
+    @staticmethod
+    def organization(slug: str) -> Organization:
+        """The organization a command names, or the one line every command answers without it."""
+        found = Organization.objects.filter(slug=slug).first()
+        if found is None:
+            raise CommandError(f"No organization '{slug[:80]}' (create it with create_organization).")
+        return found

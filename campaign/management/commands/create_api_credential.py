@@ -2,11 +2,8 @@
 
 import json
 
-from django.core.management.base import CommandError
-
 from campaign import services
 from campaign.cli import CampaignCommand
-from campaign.models import Organization
 
 
 class Command(CampaignCommand):
@@ -17,9 +14,7 @@ class Command(CampaignCommand):
         parser.add_argument("--name", default="", help="what the credential is for")
 
     def handle(self, *args, organization: str, name: str, **options):
-        found = Organization.objects.filter(slug=organization).first()
-        if found is None:
-            raise CommandError(f"No organization '{organization}' (create it with create_organization).")
+        found = self.organization(organization)
         issued = services.create_api_credential(organization=found, name=name)
         self.stdout.write(
             json.dumps({"api_key": issued.credential.api_key, "client_secret": issued.client_secret})

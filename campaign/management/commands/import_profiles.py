@@ -3,7 +3,6 @@
 from django.core.management.base import CommandError
 
 from campaign.cli import CampaignCommand
-from campaign.models import Organization
 from campaign.profiles import ProfileFileError, import_profiles_csv
 
 
@@ -15,9 +14,7 @@ class Command(CampaignCommand):
         parser.add_argument("file")
 
     def handle(self, *args, organization: str, file: str, **options):
-        found = Organization.objects.filter(slug=organization).first()
-        if found is None:
-            raise CommandError(f"No organization '{organization}'.")
+        found = self.organization(organization)
         try:
             with open(file, newline="", encoding="utf-8-sig") as handle:
                 created, updated = import_profiles_csv(organization=found, handle=handle)

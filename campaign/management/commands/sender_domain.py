@@ -5,7 +5,6 @@ from django.core.management.base import CommandError
 
 from campaign import senders
 from campaign.cli import CampaignCommand
-from campaign.models import Organization
 
 
 class Command(CampaignCommand):
@@ -17,9 +16,7 @@ class Command(CampaignCommand):
         parser.add_argument("domain", nargs="?", default="", help="e.g. geometrixx.example (add, remove)")
 
     def handle(self, *args, organization: str, action: str, domain: str, **options):
-        found = Organization.objects.filter(slug=organization).first()
-        if found is None:
-            raise CommandError(f"No organization '{organization}' (create it with create_organization).")
+        found = self.organization(organization)
         if action == "list":
             for declared in senders.declared_domains(found):
                 self.stdout.write(declared)

@@ -2,10 +2,7 @@
 
 import json
 
-from django.core.management.base import CommandError
-
 from campaign.cli import CampaignCommand
-from campaign.models import Organization
 from events.configuration_file import export_organization
 
 
@@ -16,7 +13,5 @@ class Command(CampaignCommand):
         parser.add_argument("organization")
 
     def handle(self, *args, organization: str, **options):
-        found = Organization.objects.filter(slug=organization).first()
-        if found is None:
-            raise CommandError(f"No organization '{organization}'.")
+        found = self.organization(organization)
         self.stdout.write(json.dumps(export_organization(found), indent=2, ensure_ascii=False))

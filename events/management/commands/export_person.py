@@ -7,7 +7,6 @@ from django.core.management.base import CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
 from campaign.cli import CampaignCommand
-from campaign.models import Organization
 from events.person import PersonError, export_person
 
 
@@ -19,9 +18,7 @@ class Command(CampaignCommand):
         parser.add_argument("email")
 
     def handle(self, *args, organization: str, email: str, **options):
-        found = Organization.objects.filter(slug=organization).first()
-        if found is None:
-            raise CommandError(f"No organization '{organization[:80]}'.")
+        found = self.organization(organization)
         try:
             data = export_person(organization=found, email=email)
         except PersonError as error:

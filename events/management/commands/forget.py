@@ -4,7 +4,6 @@
 from django.core.management.base import CommandError
 
 from campaign.cli import CampaignCommand
-from campaign.models import Organization
 from events.person import PersonError, forget_person
 
 
@@ -16,9 +15,7 @@ class Command(CampaignCommand):
         parser.add_argument("email")
 
     def handle(self, *args, organization: str, email: str, **options):
-        found = Organization.objects.filter(slug=organization).first()
-        if found is None:
-            raise CommandError(f"No organization '{organization[:80]}'.")
+        found = self.organization(organization)
         try:
             deleted = forget_person(organization=found, email=email)
         except PersonError as error:
