@@ -11,6 +11,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from campaign.models import Organization, Profile
+from messages import lifecycle
 from messages.channels import channel_choices
 
 EVENT_ID_PREFIX = "EVT"
@@ -122,7 +123,7 @@ def _delete_the_message_with_its_configuration(sender, instance: EventConfigurat
     an organization's deletion): a message without its event would be an orphan nobody can reach."""
     message = instance.message  # fetched by the key the deleted instance still holds
     if message is not None:
-        message.delete_with_versions()
+        lifecycle.delete(message)
 
 
 class EventField(models.Model):

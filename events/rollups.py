@@ -144,38 +144,6 @@ def retire(event_ids: Iterable[int]) -> int:
     return len(kept)
 
 
-def retire_deliveries(delivery_ids: Iterable[int]) -> int:
-    """Keep the counts of these deliveries (and their opens and clicks) before they are deleted
-    while their events stay (deliveries kept for less time than events): as `retire`."""
-    ids = list(delivery_ids)
-
-    def counted(row: Row) -> None:
-        _count_outcomes(EventDelivery.objects.filter(delivery_id__in=ids), row)
-        _count_hits(TrackingHit.objects.filter(delivery_id__in=ids), row)
-
-    return _retire(counted) if ids else 0
-
-
-def retire_tracking(hit_ids: Iterable[int]) -> int:
-    """Keep the counts of these opens and clicks before they are deleted (tracking rows kept for
-    less time than their events): as `retire`."""
-    ids = list(hit_ids)
-    return _retire(lambda row: _count_hits(TrackingHit.objects.filter(pk__in=ids), row)) if ids else 0
-
-
-def _retire(counted: Callable[[Row], None]) -> int:
-    rows: dict[HourKey, Any] = {}
-
-    def row(hour: dt.datetime, configuration_id: int, version_id: int | None) -> Any:
-        key = (hour_of(hour), configuration_id, version_id)
-        return rows.setdefault(key, _empty(RetiredCounts, key))
-
-    counted(row)
-    _fill_configuration(rows.values())
-    RetiredCounts.objects.bulk_create(rows.values())
-    return len(rows)
-
-
 def count(where: Where, *, model: type[RollupCounts] = HourlyRollup) -> dict[HourKey, Any]:
     """The counts of the events `where` selects, by reception hour, event type and version.
 

@@ -82,6 +82,16 @@ def move(
     return True
 
 
+def delete(message: TransactionalMessage) -> None:
+    """Delete the message with its versions, deliveries and history (its event type is going). The
+    live version refuses deletion while the message stands, so the message lets it go first: the
+    status goes back to draft with it (the table's one rule, a live message has a version), and the
+    row is gone in the same transaction."""
+    with transaction.atomic():
+        TransactionalMessage.objects.filter(pk=message.pk).update(live_version=None, status=S.DRAFT)
+        message.delete()
+
+
 def record_action(message: TransactionalMessage, *, action: str, user: Any = None, note: str = "") -> None:
     """An action that changes no status (a proof) in the same history."""
     status = TransactionalMessage.objects.filter(pk=message.pk).values_list("status", flat=True).first()

@@ -6,7 +6,7 @@ Nothing here points at the events app: an event configuration declares its messa
 deliveries it caused (`event.deliveries`), each relation in the app above, pointing down."""
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
 from messages.channels import channel as channel_of
@@ -109,14 +109,6 @@ class TransactionalMessage(models.Model):
         if tracking is not None:
             content["tracking"] = tracking
         return content
-
-    def delete_with_versions(self) -> None:
-        """Delete the message with its versions and deliveries (its configuration is going). Its live
-        version refuses deletion while the message stands, so the message lets it go first."""
-        with transaction.atomic():
-            mine = TransactionalMessage.objects.filter(pk=self.pk)
-            mine.update(live_version=None, status=self.Status.DRAFT)
-            self.delete()
 
     @property
     def has_unpublished_changes(self) -> bool:

@@ -184,7 +184,6 @@ def test_an_open_after_the_last_run_redoes_its_events_hour_and_deleted_hits_stay
 ):
     import copy
 
-    from messages.models import TrackingHit
     from tests.messages.test_tracking import (
         BROWSER,
         LINKS_EVENT,
@@ -205,14 +204,6 @@ def test_an_open_after_the_last_run_redoes_its_events_hour_and_deleted_hits_stay
     )  # the event row is unchanged
     assert rollups.refresh() == 1
     assert (totals()["opened"], totals()["opened_unique"]) == (1, 1)
-
-    with transaction.atomic():  # tracking rows kept for less time than events
-        assert rollups.retire_tracking(TrackingHit.objects.values_list("pk", flat=True)) == 1
-        TrackingHit.objects.all().delete()
-    rollups.refresh()
-    RollupProgress.objects.update(last_run_at=None)
-    rollups.refresh()
-    assert (totals()["opened"], totals()["opened_unique"], totals()["received"]) == (1, 1, 1)
 
 
 def test_the_purge_and_a_persons_erasure_leave_the_report_of_their_period_unchanged(
