@@ -135,7 +135,15 @@ class AccessToken(models.Model):
 class Profile(models.Model):
     """A person of the marketing database, the target of profile-based messages."""
 
-    STANDARD_FIELDS = ("email", "firstName", "lastName", "mobilePhone", "language")
+    # The profile's fields by the name events, files and templates use -> their column.
+    STANDARD_COLUMNS = {
+        "email": "email",
+        "firstName": "first_name",
+        "lastName": "last_name",
+        "mobilePhone": "mobile_phone",
+        "language": "language",
+    }
+    STANDARD_FIELDS = tuple(STANDARD_COLUMNS)
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="profiles")
     email = models.EmailField(blank=True)

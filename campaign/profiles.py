@@ -15,13 +15,7 @@ from campaign import bounds
 from campaign.addresses import phone_number
 from campaign.models import Organization, Profile
 
-COLUMNS = {
-    "email": "email",
-    "firstName": "first_name",
-    "lastName": "last_name",
-    "mobilePhone": "mobile_phone",
-    "language": "language",
-}
+COLUMNS = Profile.STANDARD_COLUMNS
 BOOLEAN_COLUMNS = {"optedOut": "opted_out", "blocklisted": "blocklisted", "testProfile": "is_test"}
 TRUE, FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
 # A language code as variants are keyed (the model has no rule of its own): an ISO 639 code of 2 or 3

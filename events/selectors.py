@@ -110,12 +110,10 @@ def sent_by_earlier_attempt(event: Event) -> bool:
     return event.deliveries.filter(outcome=Delivery.Outcome.SENT).exists()
 
 
+# The profile's own fields (Profile.STANDARD_COLUMNS); an email matches whatever its case.
 PROFILE_COLUMNS = {
-    "email": "email__iexact",
-    "firstName": "first_name",
-    "lastName": "last_name",
-    "mobilePhone": "mobile_phone",
-    "language": "language",
+    name: column + ("__iexact" if column == "email" else "")
+    for name, column in Profile.STANDARD_COLUMNS.items()
 }
 
 

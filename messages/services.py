@@ -92,22 +92,6 @@ def content_problems(
     return problems
 
 
-def content_errors(
-    *,
-    channel: str,
-    content: dict[str, Any],
-    schema: dict[str, Any] | None,
-    sample_context: dict[str, Any] | None = None,
-) -> list[str]:
-    """content_problems in words, for a publication's refusal."""
-    return [
-        str(problem)
-        for problem in content_problems(
-            channel=channel, content=content, schema=schema, sample_context=sample_context
-        )
-    ]
-
-
 def content_sender_problems(message: TransactionalMessage, content: dict[str, Any]) -> dict[str, str]:
     """{"from"/"replyTo": why} for the content's senders outside the organization's sender domains:
     checked again on every publication, since a domain may be withdrawn after the draft was saved."""
@@ -126,12 +110,13 @@ def snapshot_draft(*, message: TransactionalMessage, user: Any = None) -> Messag
     one): the message's part of a publication (events.publication makes it live)."""
     configuration = message.configuration
     content = message.draft_content()
-    errors = content_errors(
+    problems = content_problems(
         channel=configuration.channel,
         content=content,
         schema=configuration.published_schema,
         sample_context=sample_context(message),
     )
+    errors = [str(problem) for problem in problems]
     errors += [f"{key}: {problem}" for key, problem in content_sender_problems(message, content).items()]
     if errors:
         raise PublicationError(errors)
