@@ -16,10 +16,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from events import dispatch
 from events import schema as event_schema
 from events.models import ConfigurationStatusChange, Event, EventConfiguration
 from events.schema import SchemaError, build_schema
-from events.services import configuration_errors, create_message, default_message_content, enqueue_events
+from events.services import configuration_errors, create_message, default_message_content
 from events.transitions import transition_many
 from messages import lifecycle
 from messages import services as message_services
@@ -238,12 +239,9 @@ def _release_paused_events(configuration: EventConfiguration) -> None:
         reason="the message was resumed",
         enqueued_at=None,
     )
-    # Scheduled events keep their date (the sweep takes them then); those already due go now.
-    due_events = Event.objects.filter(pk__in=released, next_attempt_at__lte=now)
-    due = list(due_events.values_list("pk", flat=True))
-    if due:
-        due_events.update(enqueued_at=now)
-        transaction.on_commit(lambda: enqueue_events(due))
+    # Scheduled events keep their date; those already due go now, handed out by the dispatchers.
+    if released:
+        dispatch.wake()
 
 
 # --- What the message editor is handed ----------------------------------------------------------

@@ -1,8 +1,9 @@
 """The sweep (a periodic task): what no worker will do on its own.
 
 It takes back events whose worker died (their lease ran out), expires events that waited past
-their expiration, and enqueues due events whose task was lost or never sent (scheduled events,
-retries, a broker that was down).
+their expiration, and hands out due events whose task was lost or never sent (a broker that was
+down, a dispatcher that was not running): the dispatcher's own work (events.dispatch), plus the
+events whose task was sent long ago and never ran.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from events import selectors, services
+from events import selectors
+from events.dispatch import dispatch_due
 from events.models import Event
 from events.transitions import transition_many
 
@@ -50,15 +51,5 @@ def recover(*, now: dt.datetime | None = None, limit: int | None = None) -> dict
         if expired_ids
         else []
     )
-    stale = now - dt.timedelta(seconds=settings.EVENT_REENQUEUE_AFTER_SECONDS)
-    with transaction.atomic():
-        due = list(
-            selectors.due_pending_events(now=now)
-            .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:limit]
-        )
-        if due:
-            Event.objects.filter(pk__in=due).update(enqueued_at=now)
-            transaction.on_commit(lambda: services.enqueue_events(due))
+    due = dispatch_due(now=now, limit=limit, include_stale=True)
     return {"reclaimed": len(reclaimed), "expired": len(expired), "enqueued": len(due)}
