@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 OUT = ROOT / "var" / "bench"
 
+from bench.cpu import CpuMeter, postgres_root  # noqa: E402
 from bench.loadgen import LoadResult, Request, closed_loop, open_loop  # noqa: E402
 from tests.e2e.stack import Process, wait_until  # noqa: E402 - the end-to-end tests' process handling
 from tests.smtp import free_port  # noqa: E402
@@ -120,6 +121,7 @@ class Stack:
     api_path: str
     floor_path: str
     headers: dict[str, str]
+    web_pid: int
 
     def request(self, path: str) -> callable:
         headers = {**self.headers, "Content-Type": "application/json;charset=utf-8"}
@@ -267,21 +269,26 @@ def measure_ingest(args, stack: Stack, ids: dict) -> list[dict]:
     ours, floor = stack.request(stack.api_path), stack.request(stack.floor_path)
     closed_loop("127.0.0.1", stack.web_port, ours, concurrency=8, duration=args.warmup)  # warm every worker
     closed_loop("127.0.0.1", stack.web_port, floor, concurrency=8, duration=args.warmup)
+    database = postgres_root()
     for concurrency in args.concurrency:
         clear_events(args)
+        meter = CpuMeter(web=stack.web_pid, db=database).start()
         result_ours = closed_loop(
             "127.0.0.1", stack.web_port, ours, concurrency=concurrency, duration=args.duration
         )
+        cpu_ours = per_event(meter.stop(), len(result_ours.latencies))
         clear_events(args)
+        meter = CpuMeter(web=stack.web_pid, db=database).start()
         result_floor = closed_loop(
             "127.0.0.1", stack.web_port, floor, concurrency=concurrency, duration=args.duration
         )
+        cpu_floor = per_event(meter.stop(), len(result_floor.latencies))
         clear_events(args)
         pgbench = run_pgbench(args, ids, concurrency, args.duration)
         row = {
             "concurrency": concurrency,
-            "ours": summary(result_ours),
-            "django_floor": summary(result_floor),
+            "ours": {**summary(result_ours), "cpu_ms": cpu_ours},
+            "django_floor": {**summary(result_floor), "cpu_ms": cpu_floor},
         }
         row["pgbench"] = pgbench
         rows.append(row)
@@ -291,6 +298,24 @@ def measure_ingest(args, stack: Stack, ids: dict) -> list[dict]:
         )
     clear_events(args)
     return rows
+
+
+def per_event(used: dict[str, float], count: int) -> dict[str, float]:
+    """CPU milliseconds per event of each process tree measured."""
+    return {name: seconds * 1000 / count if count else float("nan") for name, seconds in used.items()}
+
+
+def drain(sink: Sink, prefix: str, count: int, timeout: float, **roots: int | None) -> tuple[dict, dict]:
+    """Wait until `count` emails of `prefix` reach the SMTP server; the CPU the process trees used
+    between the first acceptance and the last, per email (the boot before the first is left out,
+    as the rate leaves it out)."""
+    deadline = time.monotonic() + timeout
+    while not sink.accepted(prefix) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    meter = CpuMeter(**roots).start()
+    before = len(sink.accepted(prefix))
+    accepted = sink.wait_for(prefix, count, timeout=max(1.0, deadline - time.monotonic()))
+    return accepted, per_event(meter.stop(), len(accepted) - before)
 
 
 def summary(result: LoadResult) -> dict:
@@ -356,15 +381,27 @@ def measure_workers(args, stack: Stack, sink: Sink, ids: dict) -> list[dict]:
         store_events(configuration, ingest, prefix, args.events)
         worker = start_worker(stack.env, processes)
         try:
-            accepted = sink.wait_for(prefix + "-", args.events, timeout=600)
+            accepted, cpu_ours = drain(
+                sink, prefix + "-", args.events, 600, worker=worker.popen.pid, db=postgres_root()
+            )
         finally:
             worker.stop()
         ours = delivery_rate(list(accepted.values()))
-        peer = measure_post_office(args, stack, sink, processes)
+        peer, cpu_peer = measure_post_office(args, stack, sink, processes)
         rows.append(
-            {"processes": processes, "ours": ours, "ours_delivered": len(accepted), "post_office": peer}
+            {
+                "processes": processes,
+                "ours": ours,
+                "ours_delivered": len(accepted),
+                "post_office": peer,
+                "cpu_ms": cpu_ours,
+                "post_office_cpu_ms": cpu_peer,
+            }
         )
-        print_progress(f"workers x{processes}: ours {ours:.0f}/s, django-post-office {peer:.0f}/s")
+        print_progress(
+            f"workers x{processes}: ours {ours:.0f}/s ({cpu_ours.get('worker', 0):.2f} CPU ms/email), "
+            f"django-post-office {peer:.0f}/s ({cpu_peer.get('worker', 0):.2f} CPU ms/email)"
+        )
     clear_events(args)
     return rows
 
@@ -377,7 +414,7 @@ def store_events(configuration, ingest, prefix: str, count: int) -> None:
         ingest(configuration=configuration, validated=validate_event(configuration.published_schema, body))
 
 
-def measure_post_office(args, stack: Stack, sink: Sink, processes: int) -> float:
+def measure_post_office(args, stack: Stack, sink: Sink, processes: int) -> tuple[float, dict]:
     from django.db import connection
     from post_office import mail
     from post_office.models import Email, EmailTemplate
@@ -400,14 +437,14 @@ def measure_post_office(args, stack: Stack, sink: Sink, processes: int) -> float
         stack.env,
         OUT,
     )
+    accepted, cpu = drain(sink, prefix + "-", args.events, 600, worker=sender.popen.pid, db=postgres_root())
     sender.popen.wait(600)
     sender.stop()
-    accepted = sink.wait_for(prefix + "-", args.events, timeout=30)
     if len(accepted) < args.events:
         print_progress(
             f"django-post-office delivered {len(accepted)} of {args.events}; see {sender.log_path}"
         )
-    return delivery_rate(list(accepted.values()))
+    return delivery_rate(list(accepted.values())), cpu
 
 
 def print_progress(line: str) -> None:
@@ -416,6 +453,11 @@ def print_progress(line: str) -> None:
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.0%}" if b else "n/a"
+
+
+def cpu(cells: dict, name: str) -> str:
+    value = cells.get("cpu_ms", {}).get(name)
+    return f"{value:.2f}" if value is not None else "n/a"
 
 
 def render(results: dict) -> str:
@@ -429,15 +471,17 @@ def render(results: dict) -> str:
     lines.append(f"Ingest: POST one event, closed loop, {results['duration']:.0f} s per cell")
     lines.append(
         "| clients | ours ev/s | p50 ms | p95 ms | p99 ms | errors | bare Django ev/s | p99 ms "
-        "| pgbench tps | ours / Django | ours / pgbench |"
+        "| pgbench tps | ours / Django | ours / pgbench "
+        "| CPU ms/ev web: ours / Django | CPU ms/ev PostgreSQL: ours / Django |"
     )
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in results["ingest"]:
         o, f, p = row["ours"], row["django_floor"], row["pgbench"]
         lines.append(
             f"| {row['concurrency']} | {o['rate']:.0f} | {ms(o['p50'])} | {ms(o['p95'])} | {ms(o['p99'])} "
             f"| {o['errors']} | {f['rate']:.0f} | {ms(f['p99'])} | {p['tps']:.0f} "
-            f"| {ratio(o['rate'], f['rate'])} | {ratio(o['rate'], p['tps'])} |"
+            f"| {ratio(o['rate'], f['rate'])} | {ratio(o['rate'], p['tps'])} "
+            f"| {cpu(o, 'web')} / {cpu(f, 'web')} | {cpu(o, 'db')} / {cpu(f, 'db')} |"
         )
     if results.get("end_to_end"):
         lines.append("")
@@ -461,17 +505,62 @@ def render(results: dict) -> str:
         lines.append(f"Worker throughput: {results['events']} queued emails drained to the SMTP server")
         lines.append(
             "| processes | ours emails/s | per process | per core "
-            "| django-post-office emails/s | ours / peer |"
+            "| django-post-office emails/s | ours / peer "
+            "| CPU ms/email worker: ours / peer | CPU ms/email PostgreSQL: ours / peer |"
         )
-        lines.append("|---:|---:|---:|---:|---:|---:|")
+        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
         cores = machine["cores"]
         for row in results["workers"]:
             per_core = row["ours"] / min(row["processes"], cores)
+            peer_cpu = {"cpu_ms": row.get("post_office_cpu_ms", {})}
             lines.append(
                 f"| {row['processes']} | {row['ours']:.0f} | {row['ours'] / row['processes']:.0f} "
-                f"| {per_core:.0f} | {row['post_office']:.0f} | {ratio(row['ours'], row['post_office'])} |"
+                f"| {per_core:.0f} | {row['post_office']:.0f} | {ratio(row['ours'], row['post_office'])} "
+                f"| {cpu(row, 'worker')} / {cpu(peer_cpu, 'worker')} "
+                f"| {cpu(row, 'db')} / {cpu(peer_cpu, 'db')} |"
             )
+    goals = goal_lines(results)
+    if goals:
+        lines.append("")
+        lines.append("Goals (issue 14)")
+        lines.append("| goal | target | measured | met |")
+        lines.append("|---|---:|---:|:---:|")
+        lines.extend(goals)
     return "\n".join(lines)
+
+
+E2E_P99_GOALS_MS = {50: 100, 100: 250, 200: 500}
+
+
+def goal_lines(results: dict) -> list[str]:
+    """Each goal of the throughput issue beside what this run measured."""
+    lines = []
+
+    def goal(name: str, target: str, measured: str, met: bool) -> None:
+        lines.append(f"| {name} | {target} | {measured} | {'yes' if met else 'NO'} |")
+
+    for row in results.get("ingest", []):
+        if row["concurrency"] < 8:
+            continue
+        o, f = row["ours"], row["django_floor"]
+        share = o["rate"] / f["rate"] if f["rate"] else 0.0
+        name = f"ingest, {row['concurrency']} clients, ours / bare Django"
+        goal(name, ">= 0.80", f"{share:.2f}", share >= 0.8)
+        if row["concurrency"] == 32:
+            limit = f["p99"] * 1.5
+            goal("ingest p99 at 32 clients", f"<= {ms(limit)} ms", f"{ms(o['p99'])} ms", o["p99"] <= limit)
+    for row in results.get("end_to_end", []):
+        target = E2E_P99_GOALS_MS.get(row["rate"])
+        if target is not None:
+            goal(f"end to end p99 at {row['rate']}/s", f"< {target} ms", f"{ms(row['p99'])} ms",
+                 row["p99"] * 1000 < target)  # fmt: skip
+        goal(f"every POST accepted at {row['rate']}/s", f"{row['sent']}", f"{row['accepted_by_api']}",
+             row["accepted_by_api"] == row["sent"] and row["delivered"] == row["sent"])  # fmt: skip
+    for row in results.get("workers", []):
+        share = row["ours"] / row["post_office"] if row["post_office"] else 0.0
+        goal(f"worker, {row['processes']} process(es), ours / django-post-office", ">= 1.00", f"{share:.2f}",
+             share >= 1.0)  # fmt: skip
+    return lines
 
 
 def machine_facts(args) -> dict:
@@ -533,6 +622,7 @@ def main() -> None:
         api_path=f"/{ORGANIZATION}/campaign/mc{ORGANIZATION}/{ids['event_id']}",
         floor_path=f"/bench/floor/{ids['organization_id']}/{ids['configuration_id']}",
         headers=ids["headers"],
+        web_pid=web.popen.pid,
     )
     results: dict = {
         "machine": machine_facts(args),
