@@ -260,12 +260,15 @@ EVENT_CLAIM_BATCH = env.int("EVENT_CLAIM_BATCH", default=20)
 # How long an enqueued-but-unclaimed pending event waits before the sweep enqueues it again.
 EVENT_REENQUEUE_AFTER_SECONDS = env.int("EVENT_REENQUEUE_AFTER_SECONDS", default=30)
 # The dispatcher (events.dispatch): a child process of each Celery worker that hands due events to
-# the workers, woken by PostgreSQL's NOTIFY; it also polls this often for what no notification
-# announces (scheduled events, retries, a lost notification). On SQLite the poll is all: keep it short.
+# the workers. While events flow it looks every DISPATCH_BUSY_POLL_SECONDS; idle for
+# DISPATCH_IDLE_AFTER_SECONDS, it sleeps until PostgreSQL's NOTIFY or DISPATCH_POLL_SECONDS (for what
+# no notification announces: scheduled events, retries). On SQLite the polls are all: keep it short.
 EVENT_DISPATCHER = env.bool("EVENT_DISPATCHER", default=True)
 DISPATCH_POLL_SECONDS = env.float(
     "DISPATCH_POLL_SECONDS", default=1.0 if DATABASES["default"]["ENGINE"].endswith("postgresql") else 0.2
 )
+DISPATCH_BUSY_POLL_SECONDS = env.float("DISPATCH_BUSY_POLL_SECONDS", default=0.01)
+DISPATCH_IDLE_AFTER_SECONDS = env.float("DISPATCH_IDLE_AFTER_SECONDS", default=1.0)
 DISPATCH_BATCH_LIMIT = env.int("DISPATCH_BATCH_LIMIT", default=1000)
 
 # --- Bounded rendering and task time limits ---------------------------------------------------

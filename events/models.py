@@ -418,3 +418,16 @@ class Unsubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} unsubscribed"
+
+
+class DispatcherSleep(models.Model):
+    """The dispatchers' one row: until when one of them waits for a NOTIFY rather than polling fast.
+    The events table's trigger NOTIFYs only while this is in the future (migration
+    0009_dispatch_notify): a NOTIFY serialises the commits of every transaction that sends one, so
+    the POSTs pay for it only when a dispatcher is idle, not while events flow (events.dispatch).
+    A dispatcher that dies asleep leaves a date that soon passes."""
+
+    asleep_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"a dispatcher sleeps until {self.asleep_until}" if self.asleep_until else "dispatchers awake"

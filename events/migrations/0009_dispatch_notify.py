@@ -1,13 +1,15 @@
-"""The events table wakes the dispatcher (events.dispatch): on PostgreSQL, each INSERT statement
-into it NOTIFYs `events_due`, delivered when the transaction commits. Elsewhere (SQLite) the
-dispatcher polls, and this migration does nothing."""
+"""The events table wakes an idle dispatcher (events.dispatch): on PostgreSQL, an INSERT into it
+NOTIFYs `events_due` when it commits, if a dispatcher said it sleeps (events_dispatchersleep).
+Elsewhere (SQLite) the dispatcher polls, and the trigger is not created."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 CREATE = """
 CREATE OR REPLACE FUNCTION events_event_notify_due() RETURNS trigger AS $$
 BEGIN
-    PERFORM pg_notify('events_due', '');
+    IF EXISTS (SELECT 1 FROM events_dispatchersleep WHERE asleep_until > now()) THEN
+        PERFORM pg_notify('events_due', '');
+    END IF;
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
@@ -35,4 +37,13 @@ def drop_trigger(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("events", "0008_rollups")]
 
-    operations = [migrations.RunPython(create_trigger, drop_trigger, elidable=False)]
+    operations = [
+        migrations.CreateModel(
+            name="DispatcherSleep",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("asleep_until", models.DateTimeField(blank=True, null=True)),
+            ],
+        ),
+        migrations.RunPython(create_trigger, drop_trigger, elidable=False),
+    ]

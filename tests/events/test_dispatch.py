@@ -98,9 +98,10 @@ def test_a_backlog_is_handed_out_at_one_look(
 
 
 def test_the_loop_hands_out_what_came_due_without_a_notification(
-    cart_configuration, monkeypatch, django_capture_on_commit_callbacks
+    cart_configuration, monkeypatch, settings, django_capture_on_commit_callbacks
 ):
     """A lost notification, a scheduled event or a retry: the poll finds them."""
+    settings.DISPATCH_IDLE_AFTER_SECONDS = 0.05
     handed: list[int] = []
     monkeypatch.setattr("events.services.enqueue_events", lambda ids: handed.extend(ids))
     [event] = undispatched(cart_configuration, 1)
@@ -141,10 +142,11 @@ def test_the_loop_goes_on_after_an_error(cart_configuration, monkeypatch):
 
 @on_postgresql
 @pytest.mark.django_db(transaction=True)
-def test_an_insert_wakes_the_listener_once_it_commits(cart_configuration):
+def test_an_insert_wakes_a_sleeping_dispatcher_once_it_commits(cart_configuration):
     listener = dispatch.Listener()
     try:
         assert listener.wait(0) is True  # the first call connects and LISTENs: look at once
+        dispatch.say_asleep(until=timezone.now() + dt.timedelta(minutes=1))
         assert listener.wait(0.05) is False  # nothing inserted: the poll's timeout
         accept(cart_configuration, live_body())  # committed (autocommit): the trigger NOTIFYs
         # A notification that came while the dispatcher was busy waits in the connection: the
@@ -152,6 +154,50 @@ def test_an_insert_wakes_the_listener_once_it_commits(cart_configuration):
         assert listener.wait(30) is True
     finally:
         listener.close()
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_inserts_do_not_notify_while_the_dispatchers_are_awake(cart_configuration):
+    """A NOTIFY serialises commits: the POSTs pay for it only when a dispatcher sleeps."""
+    listener = dispatch.Listener()
+    try:
+        listener.wait(0)
+        for awake in (None, timezone.now() - dt.timedelta(seconds=1)):  # awake; a dead one's lapsed date
+            dispatch.say_asleep(until=awake)
+            accept(cart_configuration, live_body())
+            # The same INSERT notifies at once when a dispatcher sleeps (the test above), so a
+            # notification, had one been sent, would be here well within this wait.
+            assert listener.wait(0.5) is False
+    finally:
+        listener.close()
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_dispatcher_says_it_sleeps_and_wakes_on_the_next_insert(
+    cart_configuration, settings, monkeypatch
+):
+    from events.models import DispatcherSleep
+
+    settings.DISPATCH_IDLE_AFTER_SECONDS = 0
+    handed: list[int] = []
+    monkeypatch.setattr("events.services.enqueue_events", lambda ids: handed.extend(ids))
+    inserted: list[int] = []
+    states: list[bool] = []
+
+    def should_stop() -> bool:
+        row = DispatcherSleep.objects.filter(pk=1).first()
+        states.append(bool(row and row.asleep_until and row.asleep_until > timezone.now()))
+        if states[-1] and not inserted:  # asleep: an event arrives
+            inserted.append(accept(cart_configuration, live_body()).pk)
+        return bool(handed)
+
+    dispatch.run(should_stop=should_stop, poll=30)  # only the NOTIFY can wake it before 30 s
+    assert handed == inserted
+    assert True in states
+    # Woken by the NOTIFY, not by the poll: asleep, the loop asks should_stop once a second.
+    assert len(states) <= 5
 
 
 @on_postgresql
