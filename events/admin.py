@@ -9,12 +9,13 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib import messages as flash
+from django.core.exceptions import PermissionDenied
 from django.db.models import TextField, Value
 from django.db.models.functions import Coalesce, Concat, NullIf
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 
 from campaign.admin import (
     CSV_EXPORT_CHANGE_LIST,
@@ -251,14 +252,50 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
                 )
         return super().changeform_view(request, object_id, form_url, extra_context)
 
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/unpublish/",
+                self.admin_site.admin_view(self.unpublish_view),
+                name="events_eventconfiguration_unpublish",
+            ),
+            *super().get_urls(),
+        ]
+
+    def unpublish_view(self, request, object_id):
+        """Unpublish asks first, on its own page, saying what goes down and which events fail."""
+        configuration = self.get_object(request, object_id)
+        if configuration is None:
+            raise Http404("No such event type.")
+        if not self.has_change_permission(request, configuration):
+            raise PermissionDenied
+        if request.method == "POST" and configuration.is_published:
+            return self._run(
+                request,
+                configuration,
+                publication.unpublish_configuration,
+                "unpublished: its endpoint is down",
+            )
+        change_url = reverse("admin:events_eventconfiguration_change", args=[configuration.pk])
+        return TemplateResponse(
+            request,
+            "admin/events/eventconfiguration/unpublish_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": configuration,
+                "configuration": configuration,
+                "title": f"Unpublish {configuration.event_id}?",
+                "step": "Unpublish",
+                "change_url": change_url,
+                "effects": publication.unpublish_effects(configuration),
+            },
+        )
+
     def response_change(self, request, obj):
         if "_publish" in request.POST:
             return self._run(
                 request, obj, publication.publish_configuration, "published: its endpoint answers"
-            )
-        if "_unpublish" in request.POST:
-            return self._run(
-                request, obj, publication.unpublish_configuration, "unpublished: its endpoint is down"
             )
         return super().response_change(request, obj)
 

@@ -10,6 +10,7 @@ The message editor (messages) reaches these workflows through what `hand_in()` g
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
@@ -31,6 +32,12 @@ logger = logging.getLogger(__name__)
 
 C = EventConfiguration.Status
 M = TransactionalMessage.Status
+
+# The queued events each move takes along: one list for the workflow and for what its
+# confirmation page announces (the *_effects functions below).
+HELD_BY_PAUSE = [Event.Status.PENDING]  # -> paused
+FAILED_BY_UNPUBLISH = [Event.Status.PENDING, Event.Status.PAUSED]  # -> routingFailed
+RELEASED_BY_RESUME = [Event.Status.PAUSED]  # -> pending (or tooOld past their expiration)
 
 CONFIGURATION_MOVES: dict[str, frozenset[str]] = {
     # to-status: the statuses it may come from
@@ -132,7 +139,7 @@ def unpublish_configuration(
         transition_many(
             Q(configuration=configuration),
             to=Event.Status.ROUTING_FAILED,
-            sources=[Event.Status.PENDING, Event.Status.PAUSED],
+            sources=FAILED_BY_UNPUBLISH,
             reason=reason or "the event type was unpublished",
         )
     return configuration
@@ -180,7 +187,7 @@ def pause_message(*, message: TransactionalMessage, user: Any = None) -> Transac
         transition_many(
             Q(configuration__message=message),
             to=Event.Status.PAUSED,
-            sources=[Event.Status.PENDING],
+            sources=HELD_BY_PAUSE,
             reason="the message was paused",
         )
     return message
@@ -229,19 +236,69 @@ def _release_paused_events(configuration: EventConfiguration) -> None:
     transition_many(
         of_configuration & Q(expiration_at__lt=now),
         to=Event.Status.TOO_OLD,
-        sources=[Event.Status.PAUSED],
+        sources=RELEASED_BY_RESUME,
         reason="expired while the message was paused",
     )
     released = transition_many(
         of_configuration,
         to=Event.Status.PENDING,
-        sources=[Event.Status.PAUSED],
+        sources=RELEASED_BY_RESUME,
         reason="the message was resumed",
         enqueued_at=None,
     )
     # Scheduled events keep their date; those already due go now, handed out by the dispatchers.
     if released:
         dispatch.wake()
+
+
+# --- What a move will do, said before it is made -------------------------------------------------
+
+
+def _queued(configuration: EventConfiguration, statuses: Sequence[str]) -> int:
+    return Event.objects.filter(configuration_id=configuration.pk, status__in=statuses).count()
+
+
+def pause_effects(message: TransactionalMessage) -> lifecycle.PublicationEffects:
+    """What Pause will do: the queued events are kept, paused."""
+    if message.status != M.PUBLISHED:
+        return lifecycle.PublicationEffects(
+            refusal=f"Only a published message can be paused (this one is {message.status})."
+        )
+    return lifecycle.PublicationEffects(events_kept_paused=_queued(message.configuration, HELD_BY_PAUSE))
+
+
+def unpublish_effects(configuration: EventConfiguration) -> lifecycle.PublicationEffects:
+    """What unpublishing the event type (or its message, which takes it along) will do."""
+    message = TransactionalMessage.objects.filter(configuration=configuration).first()
+    return lifecycle.PublicationEffects(
+        endpoint_down=configuration.is_published,
+        events_failed=_queued(configuration, FAILED_BY_UNPUBLISH),
+        message_unpublished=message is not None and message.status != M.DRAFT,
+    )
+
+
+def message_unpublish_effects(message: TransactionalMessage) -> lifecycle.PublicationEffects:
+    if message.status == M.DRAFT:
+        return lifecycle.PublicationEffects(refusal="The message is not published.")
+    return unpublish_effects(message.configuration)
+
+
+def republish_effects(version: MessageVersion) -> lifecycle.PublicationEffects:
+    """What republishing `version` will do: the draft becomes its content, which goes live; a paused
+    message is resumed with it, an endpoint the message's Unpublish took down answers again."""
+    message = version.message
+    configuration = message.configuration
+    if not configuration.is_published and not configuration.unpublished_with_message:
+        return lifecycle.PublicationEffects(
+            refusal=f"Publish the event {configuration.event_id} before its message."
+        )
+    draft = message.draft_content()
+    return lifecycle.PublicationEffects(
+        endpoint_back=not configuration.is_published,
+        events_released=_queued(configuration, RELEASED_BY_RESUME) if message.status == M.PAUSED else 0,
+        draft_replaced=draft != version.content,
+        draft_changes_lost=draft != version.content and message.has_unpublished_changes,
+    )
 
 
 # --- What the message editor is handed ----------------------------------------------------------
@@ -273,5 +330,8 @@ def hand_in() -> None:
             schema_of=schema_of,
             sample_ctx=event_schema.sample_ctx,
             check_ctx=check_sample_ctx,
+            pause_effects=pause_effects,
+            unpublish_effects=message_unpublish_effects,
+            republish_effects=republish_effects,
         )
     )

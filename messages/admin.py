@@ -1,5 +1,6 @@
 """The marketer's editor: content per channel, validation on save, a preview with sample data, the
-publication buttons (Publish, Pause, Resume, Unpublish), versions and deliveries."""
+publication buttons (Publish, Resume; Pause and Unpublish ask first on their own pages), versions
+and deliveries."""
 
 from __future__ import annotations
 
@@ -221,6 +222,16 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
                 name="transactional_transactionalmessage_versions",
             ),
             path(
+                "<path:object_id>/pause/",
+                wrap(admin_views.pause_view),
+                name="transactional_transactionalmessage_pause",
+            ),
+            path(
+                "<path:object_id>/unpublish/",
+                wrap(admin_views.unpublish_view),
+                name="transactional_transactionalmessage_unpublish",
+            ),
+            path(
                 "<path:object_id>/versions/<int:number>/republish/",
                 wrap(admin_views.republish_view),
                 name="transactional_transactionalmessage_republish",
@@ -243,11 +254,11 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
         return super().has_delete_permission(request, obj)
 
     def response_change(self, request, obj):
+        # Publish and Resume send the form's edits along; Pause and Unpublish are links to pages
+        # that ask first (admin_views).
         for button, action, done in (
             ("_publish", lambda: event_side().publish(message=obj, user=request.user), "published"),
-            ("_pause", lambda: event_side().pause(message=obj, user=request.user), "paused"),
             ("_resume", lambda: event_side().resume(message=obj, user=request.user), "resumed"),
-            ("_unpublish", lambda: event_side().unpublish(message=obj, user=request.user), "unpublished"),
         ):
             if button in request.POST:
                 try:

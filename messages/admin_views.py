@@ -8,6 +8,7 @@ and organization scoping (get_object through the scoped queryset) apply before a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import cast
 
 from django import forms
@@ -22,7 +23,7 @@ from campaign import bounds
 from campaign.models import Profile
 from messages import services
 from messages.channels import channel as channel_of
-from messages.lifecycle import PublicationError, SampleDataError, event_side
+from messages.lifecycle import PublicationEffects, PublicationError, SampleDataError, event_side
 from messages.models import MessageVersion, TransactionalMessage
 
 
@@ -222,22 +223,114 @@ def diff_view(model_admin, request, object_id):
             live=live,
             older=older[0],
             newer=newer[0],
+            has_change_permission=model_admin.has_change_permission(request, message),
         ),
     )
 
 
-def republish_view(model_admin, request, object_id, number):
+def _changeable_message(model_admin, request, object_id) -> TransactionalMessage:
     message = _message_or_404(model_admin, request, object_id)
-    if request.method != "POST" or not model_admin.has_change_permission(request, message):
+    if not model_admin.has_change_permission(request, message):
         raise PermissionDenied
+    return message
+
+
+def _confirm_then(
+    model_admin,
+    request,
+    message: TransactionalMessage,
+    *,
+    title: str,
+    button: str,
+    effects: PublicationEffects,
+    act: Callable[[], str],
+    **extra,
+):
+    """A publication move on its own page: GET says what it will do (`effects`), the page's POST
+    makes it (`act` answers the success message) and goes back to the message."""
+    change_url = reverse("admin:transactional_transactionalmessage_change", args=[message.pk])
+    if request.method == "POST" and not effects.refusal:
+        try:
+            done = act()
+        except PublicationError as error:
+            for line in error.errors:
+                flash.error(request, line)
+        else:
+            flash.success(request, done)
+        return HttpResponseRedirect(change_url)
+    return TemplateResponse(
+        request,
+        "admin/transactional/transactionalmessage/confirm.html",
+        _context(
+            model_admin,
+            request,
+            message,
+            title=title,
+            button=button,
+            effects=effects,
+            configuration=message.configuration,
+            **extra,
+        ),
+    )
+
+
+def pause_view(model_admin, request, object_id):
+    message = _changeable_message(model_admin, request, object_id)
+
+    def pause() -> str:
+        event_side().pause(message=message, user=request.user)
+        return f"The message of {message.configuration.event_id} is paused."
+
+    return _confirm_then(
+        model_admin,
+        request,
+        message,
+        title=f"Pause the message of {message.configuration.event_id}?",
+        button="Yes, pause",
+        effects=event_side().pause_effects(message),
+        act=pause,
+        step="Pause",
+    )
+
+
+def unpublish_view(model_admin, request, object_id):
+    message = _changeable_message(model_admin, request, object_id)
+
+    def unpublish() -> str:
+        event_side().unpublish(message=message, user=request.user)
+        return f"The message of {message.configuration.event_id} is unpublished: its endpoint is down."
+
+    return _confirm_then(
+        model_admin,
+        request,
+        message,
+        title=f"Unpublish the message of {message.configuration.event_id}?",
+        button="Yes, unpublish",
+        effects=event_side().unpublish_effects(message),
+        act=unpublish,
+        step="Unpublish",
+    )
+
+
+def republish_view(model_admin, request, object_id, number):
+    message = _changeable_message(model_admin, request, object_id)
     version = MessageVersion.objects.filter(message=message, number=number).first()
     if version is None:
         raise Http404("No such version.")
-    try:
+
+    def republish() -> str:
         new_version = event_side().republish(version=version, user=request.user)
-    except PublicationError as error:
-        for line in error.errors:
-            flash.error(request, line)
-    else:
-        flash.success(request, f"v{number} is live again (as v{new_version.number}).")
-    return HttpResponseRedirect(reverse("admin:transactional_transactionalmessage_change", args=[message.pk]))
+        return f"v{number} is live again (as v{new_version.number})."
+
+    return _confirm_then(
+        model_admin,
+        request,
+        message,
+        title=f"Republish v{number} of {message.configuration.event_id}?",
+        button=f"Yes, republish v{number}",
+        effects=event_side().republish_effects(version),
+        act=republish,
+        step=f"Republish v{number}",
+        version=version,
+        versions_url=reverse("admin:transactional_transactionalmessage_versions", args=[message.pk]),
+    )

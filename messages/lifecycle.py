@@ -106,6 +106,22 @@ def record_action(message: TransactionalMessage, *, action: str, user: Any = Non
 
 
 @dataclass(frozen=True)
+class PublicationEffects:
+    """What a publication move will do beyond the message's status, told on its confirmation page
+    before anyone presses the button (the events side counts them with the workflows' own rules)."""
+
+    endpoint_down: bool = False  # the event's REST endpoint stops answering (POSTs get 404)
+    endpoint_back: bool = False  # the endpoint an Unpublish of the message took down answers again
+    events_kept_paused: int = 0  # queued events kept `paused`, sent on Resume
+    events_failed: int = 0  # queued events that end `routingFailed`
+    events_released: int = 0  # paused events sent (or `tooOld` if expired)
+    message_unpublished: bool = False  # the message goes back to draft with its event type
+    draft_replaced: bool = False  # the draft's content is overwritten
+    draft_changes_lost: bool = False  # ... and it held edits no version has
+    refusal: str = ""  # why the move cannot be made as things stand ("" if it can)
+
+
+@dataclass(frozen=True)
 class EventSide:
     """What the events app hands in: its workflows and the event's rules for sample data."""
 
@@ -117,6 +133,9 @@ class EventSide:
     schema_of: Callable[[TransactionalMessage], dict[str, Any]]
     sample_ctx: Callable[[dict[str, Any]], dict[str, Any]]
     check_ctx: Callable[[dict[str, Any], Any], dict[str, Any]]  # raises SampleDataError
+    pause_effects: Callable[[TransactionalMessage], PublicationEffects]
+    unpublish_effects: Callable[[TransactionalMessage], PublicationEffects]
+    republish_effects: Callable[[MessageVersion], PublicationEffects]
 
 
 _event_side: EventSide | None = None

@@ -70,3 +70,12 @@ def stack(transactional_db, stack_processes, smtp):
 @pytest.fixture
 def geometrixx(transactional_db):
     return OrganizationFactory(slug="geometrixx", name="Geometrixx")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the test item (`report_call`...), for fixtures that act on a failure
+    (the browser tests' screenshots)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

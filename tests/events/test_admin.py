@@ -11,6 +11,7 @@ from html import unescape
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import strip_tags
 
 from events.models import Event, EventConfiguration
 from events.publication import unpublish_configuration
@@ -36,6 +37,10 @@ def _fast_password_hashing(settings):
 
 def change_url(configuration: EventConfiguration) -> str:
     return reverse("admin:events_eventconfiguration_change", args=[configuration.pk])
+
+
+def unpublish_url(configuration: EventConfiguration) -> str:
+    return reverse("admin:events_eventconfiguration_unpublish", args=[configuration.pk])
 
 
 def accept(configuration: EventConfiguration, **overrides) -> Event:
@@ -279,9 +284,8 @@ def test_publishing_a_profile_configuration_without_reconciliation_is_refused(cl
 
 def test_unpublish_takes_the_endpoint_down(client, administrator, cart_configuration, api):
     client.force_login(administrator)
-    page = client.get(change_url(cart_configuration))
-    answer = client.post(change_url(cart_configuration), change_form_data(page, _unpublish="Unpublish"))
-    assert answer.status_code == 302
+    answer = client.post(unpublish_url(cart_configuration))
+    assert answer.status_code == 302 and answer.url == change_url(cart_configuration)
     cart_configuration.refresh_from_db()
     assert cart_configuration.status == "draft"
     assert cart_configuration.message.status == "draft"
@@ -292,6 +296,23 @@ def test_unpublish_takes_the_endpoint_down(client, administrator, cart_configura
         content_type="application/json",
     )
     assert posted.status_code == 404
+
+
+def test_unpublish_asks_first_saying_the_endpoint_goes_down_and_queued_events_fail(
+    client, administrator, cart_configuration
+):
+    accept(cart_configuration)
+    client.force_login(administrator)
+    page = client.get(change_url(cart_configuration)).content.decode()
+    assert f'href="{unpublish_url(cart_configuration)}"' in page and 'name="_unpublish"' not in page
+    question = client.get(unpublish_url(cart_configuration))
+    text = " ".join(strip_tags(question.content.decode()).split())
+    assert "The REST endpoint of EVTcartAbandonment goes down" in text
+    assert "The message goes back to draft" in text
+    assert "1 queued event (pending or paused) will fail (routingFailed)" in text
+    cart_configuration.refresh_from_db()
+    assert cart_configuration.is_published  # asking changed nothing
+    assert Event.objects.get().status == "pending"
 
 
 def test_a_published_configuration_cannot_be_deleted(client, administrator, cart_configuration):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
+from django.utils import timezone
+from django.utils.html import strip_tags
 
 from campaign.models import ProofRecipient
 from events import publication
@@ -202,3 +205,89 @@ def test_another_organizations_marketer_cannot_reach_these_pages(
     assert client.post(url(cart_configuration.message, "versions/1/republish")).status_code in (302, 404)
     cart_configuration.message.refresh_from_db()
     assert cart_configuration.message.live_version.number == 1
+
+
+# --- Pause, Unpublish and Republish ask first, saying what will happen --------------------------
+
+
+def queue_events(configuration, count: int) -> list[Event]:
+    """`count` events accepted and waiting (pending), as the API leaves them."""
+    from events.schema import validate_event
+    from events.services import ingest
+    from tests.conftest import seed_body
+
+    future = (timezone.now() + dt.timedelta(days=1)).isoformat()
+    return [
+        ingest(
+            configuration=configuration,
+            validated=validate_event(
+                configuration.published_schema, seed_body(scheduled=None, expiration=future)
+            ),
+        )[0]
+        for _ in range(count)
+    ]
+
+
+def test_pause_asks_first_saying_the_queued_events_are_kept_paused(client, marketer, cart_configuration):
+    message = cart_configuration.message
+    queue_events(cart_configuration, 2)
+    client.force_login(marketer)
+    page = client.get(url(message, "pause"))
+    assert page.status_code == 200
+    text = " ".join(strip_tags(page.content.decode()).split())
+    assert "2 queued events are kept, paused" in text and "Resume sends them" in text
+    message.refresh_from_db()
+    assert message.status == "published"  # asking changed nothing
+
+    answer = client.post(url(message, "pause"))
+    assert answer.status_code == 302 and answer.url == url(message, "change")
+    message.refresh_from_db()
+    assert message.status == "paused"
+    assert set(Event.objects.values_list("status", flat=True)) == {"paused"}
+
+
+def test_unpublish_asks_first_saying_the_endpoint_goes_down_and_queued_events_fail(
+    client, marketer, cart_configuration
+):
+    message = cart_configuration.message
+    queue_events(cart_configuration, 3)
+    client.force_login(marketer)
+    text = " ".join(strip_tags(client.get(url(message, "unpublish")).content.decode()).split())
+    assert "The REST endpoint of EVTcartAbandonment goes down" in text
+    assert "3 queued events (pending or paused) will fail (routingFailed)" in text
+    cart_configuration.refresh_from_db()
+    assert cart_configuration.is_published
+
+    client.post(url(message, "unpublish"))
+    cart_configuration.refresh_from_db()
+    message.refresh_from_db()
+    assert not cart_configuration.is_published and message.status == "draft"
+    assert set(Event.objects.values_list("status", flat=True)) == {"routingFailed"}
+
+
+def test_republish_asks_first_saying_the_unsaved_draft_is_replaced(client, marketer, cart_configuration):
+    message = cart_configuration.message
+    message.subject = "Version two"
+    services.save_draft(message=message)
+    publication.publish_message(message=message, user=marketer)
+    message.subject = "Work in progress"
+    services.save_draft(message=message)
+    client.force_login(marketer)
+
+    versions = client.get(url(message, "versions")).content.decode()
+    assert f'href="{url(message, "versions/1/republish")}"' in versions  # a link to the question
+    text = " ".join(strip_tags(client.get(url(message, "versions/1/republish")).content.decode()).split())
+    assert "The draft is replaced by the content of v1: its changes that no version has are lost" in text
+    message.refresh_from_db()
+    assert message.subject == "Work in progress" and message.live_version.number == 2
+
+    client.post(url(message, "versions/1/republish"))
+    message.refresh_from_db()
+    assert message.live_version.number == 3
+    assert message.subject == "{{ ctx.firstName }}, your cart is waiting"
+
+
+def test_republishing_a_version_that_does_not_exist_is_not_found(client, marketer, cart_configuration):
+    client.force_login(marketer)
+    assert client.get(url(cart_configuration.message, "versions/9/republish")).status_code == 404
+    assert client.post(url(cart_configuration.message, "versions/9/republish")).status_code == 404

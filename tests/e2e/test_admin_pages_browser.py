@@ -1,0 +1,127 @@
+"""The admin's pages in a real browser (Playwright driving Debian's chromium), as the role that uses
+each: the publication moves that ask first and say what they will do, what the message page says
+after them, and pages that keep the admin's look. A failing test leaves screenshots of its pages
+in var/screenshots."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from events.models import Event
+from events.schema import validate_event
+from events.services import ingest
+from tests.conftest import CART_EVENT, publish_events, seed_body
+from tests.e2e import test_admin_browser
+from tests.e2e.test_admin_browser import SCREENSHOTS, log_in
+
+# The browser test's fixtures: a chromium, and the roles with fast password hashing.
+browser = test_admin_browser.browser
+_roles_and_fast_hashing = test_admin_browser._roles_and_fast_hashing
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def pages(request, browser):
+    """The test's pages: screenshots of each when the test fails (set up after the browser, so
+    taken before it closes)."""
+    opened: list[Page] = []
+    yield opened
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for index, page in enumerate(opened):
+            page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}-{index}.png"))
+
+
+def opened(pages: list[Page], page: Page) -> Page:
+    pages.append(page)
+    return page
+
+
+def queue_events(configuration, count: int) -> None:
+    future = (timezone.now() + dt.timedelta(days=1)).isoformat()
+    for _ in range(count):
+        body = seed_body(scheduled=None, expiration=future)
+        ingest(configuration=configuration, validated=validate_event(configuration.published_schema, body))
+
+
+def message_url(configuration) -> str:
+    return f"/admin/transactional/transactionalmessage/{configuration.message.pk}/change/"
+
+
+def test_marketer_is_asked_before_pause_unpublish_and_republish_and_told_what_they_do(
+    browser, live_server, marketer, organization, pages
+):
+    configuration = publish_events(organization, copy.deepcopy(CART_EVENT))[0]
+    queue_events(configuration, 2)
+    page = opened(pages, log_in(browser, live_server, marketer, message_url(configuration)))
+
+    # Pause: the page says the two queued events are kept; going back changes nothing.
+    page.click("#pause-link")
+    effects = page.locator("#publication-effects")
+    expect(effects).to_contain_text("2 queued events are kept, paused")
+    expect(effects).to_contain_text("The endpoint keeps answering")
+    page.click("text=No, go back")
+    expect(page.locator(".field-status")).to_contain_text("Published")
+    page.click("#pause-link")
+    page.click("#confirm-publication")
+    expect(page.locator(".messagelist")).to_contain_text("The message of EVTcartAbandonment is paused.")
+    expect(page.locator(".field-status")).to_contain_text("Paused")
+    assert set(Event.objects.values_list("status", flat=True)) == {"paused"}
+
+    # Republish: a second version, then an unsaved draft the republication of v1 would replace.
+    page.fill("#id_subject", "Version two {{ ctx.firstName }}")
+    page.click("input[name=_resume]")
+    expect(page.locator(".messagelist")).to_contain_text("is resumed")
+    page.fill("#id_subject", "Work in progress {{ ctx.firstName }}")
+    page.click("input[name=_continue]")
+    expect(page.locator(".messagelist")).to_contain_text("changed successfully")
+    page.click("text=Versions")
+    page.click("text=Republish v1")
+    expect(page.locator("#publication-effects")).to_contain_text(
+        "The draft is replaced by the content of v1: its changes that no version has are lost"
+    )
+    page.click("text=No, go back")
+    expect(page).to_have_url(f"{live_server.url}{message_url(configuration).replace('change/', 'versions/')}")
+    configuration.message.refresh_from_db()
+    assert configuration.message.subject == "Work in progress {{ ctx.firstName }}"
+
+    # Unpublish: the endpoint goes down and the queued events fail; said before, done after.
+    # The two events the pause kept are pending again since the resume (no worker runs here).
+    page.goto(f"{live_server.url}{message_url(configuration)}")
+    queue_events(configuration, 1)
+    page.click("#unpublish-link")
+    effects = page.locator("#publication-effects")
+    expect(effects).to_contain_text("The REST endpoint of EVTcartAbandonment goes down")
+    expect(effects).to_contain_text("3 queued events (pending or paused) will fail (routingFailed)")
+    page.click("#confirm-publication")
+    expect(page.locator(".messagelist")).to_contain_text("is unpublished: its endpoint is down")
+    expect(page.locator(".field-status")).to_contain_text("Draft")
+    configuration.refresh_from_db()
+    assert not configuration.is_published
+
+
+def test_administrator_is_asked_before_unpublishing_an_event_type(
+    browser, live_server, administrator, organization, pages
+):
+    configuration = publish_events(organization, copy.deepcopy(CART_EVENT))[0]
+    queue_events(configuration, 3)
+    url = f"/admin/events/eventconfiguration/{configuration.pk}/change/"
+    page = opened(pages, log_in(browser, live_server, administrator, url))
+    page.click("#unpublish-link")
+    effects = page.locator("#publication-effects")
+    expect(effects).to_contain_text("The REST endpoint of EVTcartAbandonment goes down")
+    expect(effects).to_contain_text("3 queued events (pending or paused) will fail (routingFailed)")
+    expect(page.locator(".breadcrumbs")).to_contain_text("EVTcartAbandonment")
+    page.click("#confirm-publication")
+    expect(page.locator(".messagelist")).to_contain_text(
+        "EVTcartAbandonment unpublished: its endpoint is down."
+    )
+    expect(page.locator(".field-endpoint")).to_contain_text("Not deployed")
+    assert set(Event.objects.values_list("status", flat=True)) == {"routingFailed"}
