@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -54,6 +55,12 @@ class ContentProblem:
         )
 
 
+# A variant is keyed by a language as `AC_language` or a profile's language names it and as the
+# renderer chooses it (the code itself, then its language alone): an ISO 639 code of 2 or 3 letters,
+# then a script and a region, each optional (`fr`, `pt-BR`, `zh-Hant`, `es-419`, `zh_Hant_TW`).
+VARIANT_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z]{4})?(?:[-_](?:[A-Za-z]{2}|[0-9]{3}))?$")
+
+
 def content_problems(
     *,
     channel: str,
@@ -84,6 +91,16 @@ def content_problems(
         validate_content({"variants": content.get("variants") or {}}, vocabulary=vocabulary, keys=keys)
     except TemplateError as error:
         problems.append(ContentProblem(part=error.part, message=error.message, line=error.line))
+    variants = content.get("variants")
+    for language in variants if isinstance(variants, dict) else ():
+        if not VARIANT_LANGUAGE.match(str(language)):
+            problems.append(
+                ContentProblem(
+                    part=f"variants.{language}",
+                    message="not a language code (fr, pt-BR, zh-Hant, es-419): no event or profile "
+                    "could choose this variant",
+                )
+            )
     if sample_context is not None and not any(not p.missing for p in problems):
         try:
             check_render_bounds(content, keys=keys, context=sample_context)

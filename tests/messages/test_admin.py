@@ -353,6 +353,8 @@ def test_the_versions_of_a_message_are_visible_read_only_to_its_marketer(client,
         ({"fr": {"subject": "{{ ctx.prenom }}"}}, "variants.fr.subject"),
         ({"fr": {"subject": "{% if %}"}}, "variants.fr.subject"),
         ({"fr": {"title": "Bonjour"}}, "variants.fr.title: not a part of this message"),
+        ({"xx-YY-zz": {"subject": "Hi"}}, "variants.xx-YY-zz: not a language code"),
+        ({"": {"subject": "Hi"}}, "variants.: not a language code"),
     ],
 )
 def test_language_variants_get_the_checks_of_the_default_content_at_save(
@@ -367,6 +369,39 @@ def test_language_variants_get_the_checks_of_the_default_content_at_save(
     assert set(errors) == {"variants"} and expected in errors["variants"][0]
     message.refresh_from_db()
     assert message.variants == {}
+
+
+@pytest.mark.parametrize("language", ["fr", "pt-BR", "pt_BR", "zh-Hant", "zh-Hant-TW", "es-419"])
+def test_a_variant_keyed_by_a_language_code_saves(client, marketer, message, language):
+    client.force_login(marketer)
+    variants = {language: {"subject": "Bonjour {{ ctx.firstName }}"}}
+    answer = submit(client, message, variants=json.dumps(variants), _save="Save")
+    assert answer.status_code == 302
+    message.refresh_from_db()
+    assert message.variants == variants
+
+
+def test_every_publication_checks_the_variants_a_republished_version_included(client, marketer, message):
+    """A version made before a rule (or by hand) is checked again when it goes live again."""
+    from events import publication
+    from messages.lifecycle import PublicationError
+
+    old = message.versions.get(number=1)
+    old.content = {**old.content, "variants": {"xx-YY-zz": {"subject": "Hi"}}}
+    old.save()
+    services.save_draft(message=message)
+    with pytest.raises(PublicationError, match=r"variants\.xx-YY-zz: not a language code"):
+        publication.republish_version(version=old, user=marketer)
+    message.refresh_from_db()
+    assert message.live_version.number == 1 and message.variants == {}
+
+    message.variants = {"xx-YY-zz": {"subject": "Hi"}}  # a draft saved before the rule
+    services.save_draft(message=message)
+    client.force_login(marketer)
+    answer = client.post(change_url(message).replace("change/", "versions/1/republish/"))
+    assert "ariants.xx-YY-zz: not a language code" in client.get(answer.url).content.decode()
+    with pytest.raises(PublicationError, match=r"variants\.xx-YY-zz"):
+        publication.publish_message(message=message, user=marketer)
 
 
 def test_the_configuration_file_refuses_the_same_variant_naming_its_place(organization):
