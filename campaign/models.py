@@ -177,6 +177,14 @@ class Profile(models.Model):
     def __str__(self) -> str:
         return self.email or self.mobile_phone or f"profile {self.pk}"
 
+    def clean(self) -> None:
+        """The mobile phone in E.164, as events carry it and proofs compare it (campaign.addresses)."""
+        if self.mobile_phone:
+            try:
+                self.mobile_phone = addresses.phone_number(self.mobile_phone)
+            except ValueError as error:
+                raise ValidationError({"mobile_phone": str(error)}) from None
+
     def as_context(self) -> dict[str, object]:
         """The plain data a message template sees as `profile`."""
         return {

@@ -508,6 +508,10 @@ def send_proof(
         address = of_channel.profile_address(profile)
         if not address:
             raise ProofError(f"the profile {profile} has no {of_channel.name} address")
+        try:  # a profile saved before its address was checked: the typed addresses' own rule
+            address = of_channel.proof_address(address)
+        except senders.ProofRefused as error:
+            raise ProofError(f"the test profile {profile}: {error}") from None
         name = " ".join(p for p in (profile.first_name, profile.last_name) if p)
         targets[of_channel.proof_key(address)] = (Recipient(address=address, name=name), profile)
     if not targets:

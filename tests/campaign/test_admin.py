@@ -349,6 +349,24 @@ def test_administrator_adds_proof_allow_list_entries_in_the_form_they_are_compar
     assert "not a valid phone number" in answer.context["adminform"].form.errors["value"][0]
 
 
+def test_a_profiles_mobile_phone_is_checked_and_kept_in_e164(client, administrator, organization):
+    """A test profile's phone is where SMS proofs go: written as people write it, kept as events carry it."""
+    profile = ProfileFactory(organization=organization, email="tester@example.com", is_test=True)
+    client.force_login(administrator)
+    page = client.get(url("campaign_profile_change", profile.pk))
+    answer = client.post(
+        url("campaign_profile_change", profile.pk), change_form_data(page, mobile_phone="abc")
+    )
+    assert answer.status_code == 200
+    assert "not a phone number" in answer.context["adminform"].form.errors["mobile_phone"][0]
+    answer = client.post(
+        url("campaign_profile_change", profile.pk), change_form_data(page, mobile_phone="+1 (415) 555-0100")
+    )
+    assert answer.status_code == 302
+    profile.refresh_from_db()
+    assert profile.mobile_phone == "+14155550100"
+
+
 def test_administrator_marks_a_profile_as_a_test_profile(client, administrator, organization):
     profile = ProfileFactory(organization=organization, email="tester@example.com")
     client.force_login(administrator)

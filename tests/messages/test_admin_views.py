@@ -291,3 +291,28 @@ def test_republishing_a_version_that_does_not_exist_is_not_found(client, markete
     client.force_login(marketer)
     assert client.get(url(cart_configuration.message, "versions/9/republish")).status_code == 404
     assert client.post(url(cart_configuration.message, "versions/9/republish")).status_code == 404
+
+
+def test_sms_proof_numbers_are_checked_and_sent_in_e164(client, marketer, organization):
+    configuration = publish_events(
+        organization, {"name": "otp", "channel": "sms", "message": {"text": "Your code"}}
+    )[0]
+    ProofRecipient.objects.create(organization=organization, kind="phone", value="+14155550100")
+    typo = ProfileFactory(
+        organization=organization, email="typo@example.com", mobile_phone="abc", is_test=True
+    )
+    client.force_login(marketer)
+
+    answer = client.post(url(configuration.message, "proof"), {"addresses": "abc", "ctx": ""})
+    assert answer.status_code == 200 and "&#x27;abc&#x27; is not a phone number" in answer.content.decode()
+    # A test profile saved before its phone was checked is refused, naming it.
+    answer = client.post(url(configuration.message, "proof"), {"profiles": [typo.pk], "ctx": ""})
+    assert answer.status_code == 200
+    assert (
+        "the test profile typo@example.com: &#x27;abc&#x27; is not a phone number" in answer.content.decode()
+    )
+    assert not Delivery.objects.exists()
+
+    answer = client.post(url(configuration.message, "proof"), {"addresses": "+1 (415) 555-0100", "ctx": ""})
+    assert answer.status_code == 302
+    assert list(Delivery.objects.values_list("recipient", "outcome")) == [("+14155550100", "sent")]
