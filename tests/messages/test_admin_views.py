@@ -316,3 +316,32 @@ def test_sms_proof_numbers_are_checked_and_sent_in_e164(client, marketer, organi
     answer = client.post(url(configuration.message, "proof"), {"addresses": "+1 (415) 555-0100", "ctx": ""})
     assert answer.status_code == 302
     assert list(Delivery.objects.values_list("recipient", "outcome")) == [("+14155550100", "sent")]
+
+
+def test_preview_sample_data_that_the_event_would_refuse_is_a_form_error_not_a_render(
+    client, marketer, organization
+):
+    """The issue's case: a text field given a number and a collection given a string rendered
+    `<built-in method title of str ...>`; the API's own validation now names the field."""
+    configuration = publish_events(
+        organization,
+        {
+            "name": "order",
+            "fields": [{"name": "firstName", "type": "text"}],
+            "collections": [{"name": "items", "fields": [{"name": "title", "type": "text"}]}],
+            "message": {
+                "subject": "Hi {{ ctx.firstName }}",
+                "html": "{% for i in ctx.items %}<p>{{ i.title }}</p>{% endfor %}",
+                "text": "Hi",
+            },
+        },
+    )[0]
+    client.force_login(marketer)
+    for bad, field in (
+        ({"firstName": 5, "items": "notalist"}, "ctx.firstName"),
+        ({"items": "notalist"}, "ctx.items"),
+    ):
+        page = client.post(url(configuration.message, "preview"), {"ctx": json.dumps(bad)})
+        form = page.context["form"]
+        assert form.errors["ctx"][0].startswith(f"{field}: ")
+        assert "built-in method" not in page.content.decode()
