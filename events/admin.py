@@ -395,11 +395,30 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
             ),
         )
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Event._meta.fields if f.name not in ("request_fingerprint",)]
+    # The queue's bookkeeping: meaningful only while the event waits for (or is in) an attempt.
+    QUEUE_FIELDS = ("next_attempt_at", "enqueued_at", "lease_expires_at")
 
-    def get_exclude(self, request, obj=None):
-        return ["request_fingerprint"]
+    def get_fields(self, request, obj=None):
+        """Every column but the fingerprint, the status followed by why the event is there; the
+        queue's times only while it is queued, the last error only if an attempt left one."""
+        fields: list[str] = []
+        for name in (f.name for f in Event._meta.fields if f.name != "request_fingerprint"):
+            if obj is not None and name in self.QUEUE_FIELDS and not obj.is_queued:
+                continue
+            if name == "last_error" and obj is not None and not obj.last_error:
+                continue
+            fields.append(name)
+            if name == "status":
+                fields.append("status_reason")
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @admin.display(description="Why")
+    def status_reason(self, event: Event) -> str:
+        """The reason of the latest status change (why it was processed, failed, ignored, retried)."""
+        return getattr(event, "last_reason", None) or "-"
 
     @admin.display(description="Event", ordering="configuration__name")
     def event_type(self, event: Event) -> str:

@@ -252,6 +252,11 @@ class Event(models.Model):
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    @property
+    def is_queued(self) -> bool:
+        """Waiting for an attempt or in one: its next attempt, enqueue and lease times mean something."""
+        return self.status in (Event.Status.PENDING, Event.Status.PROCESSING)
+
 
 FINAL_STATUSES = frozenset(
     {

@@ -120,6 +120,49 @@ def test_administrator_sees_the_status_history_of_an_event(client, administrator
     assert "claimed by a worker" in page.content.decode()
 
 
+def event_page_fields(client, event: Event) -> dict[str, str]:
+    """The event page's read-only fields: label -> shown value (whitespace collapsed)."""
+    import re
+
+    html = client.get(reverse("admin:events_event_change", args=[event.pk])).content.decode()
+    rows = re.findall(
+        r'<div class="flex-container">\s*<label>(.*?):</label>\s*<div class="readonly">(.*?)</div>',
+        html,
+        re.S,
+    )
+    return {strip_tags(label).strip(): " ".join(unescape(strip_tags(value)).split()) for label, value in rows}
+
+
+def test_the_event_page_says_why_the_event_is_where_it_is_and_no_queue_times_once_it_is_done(
+    client, marketer, cart_configuration, settings
+):
+    from events import pipeline
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    client.force_login(marketer)
+    waiting = accept(cart_configuration)
+    fields = event_page_fields(client, waiting)
+    assert fields["Status"] == "Pending" and "Next attempt at" in fields
+    assert "Last error" not in fields  # no attempt left one
+
+    assert pipeline.process(waiting.pk) == "processed"
+    fields = event_page_fields(client, waiting)
+    assert fields["Status"] == "Processed"
+    assert fields["Why"] != "-"  # the provider's message id
+    assert not {"Next attempt at", "Enqueued at", "Lease expires at"} & set(fields)
+
+    failed = accept(cart_configuration)
+    unpublish_configuration(configuration=cart_configuration)
+    fields = event_page_fields(client, failed)
+    assert fields["Status"] == "Routing failed"
+    assert fields["Why"] == "the event type was unpublished"
+    assert "Next attempt at" not in fields
+
+    retried = Event.objects.filter(pk=failed.pk)
+    retried.update(status="deliveryFailed", last_error="421 try later")
+    assert event_page_fields(client, failed)["Last error"] == "421 try later"
+
+
 # --- Organization scoping ----------------------------------------------------------------------
 
 
