@@ -140,7 +140,7 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
     form = TransactionalMessageForm
     change_form_template = "admin/transactional/transactionalmessage/change_form.html"
     inlines = [VersionInline, HistoryInline]
-    list_display = ["event_id", "channel", "status", "live_version", "changes", "updated_at"]
+    list_display = ["event_id", "channel", "status", "live", "changes", "updated_at"]
     list_filter = ["status", "configuration__channel"]
     search_fields = ["configuration__name", "subject", "title"]
     list_select_related = ["configuration", "live_version"]
@@ -169,10 +169,22 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
                 *(["track_opens"] if of_channel.tracks_opens else []),
                 "track_clicks",
             ]
-        return ["event", "status", "live_version", *columns, *SENDER_FIELDS, *tracking_fields, "preview"]
+        return ["event", "status", "live", *columns, *SENDER_FIELDS, *tracking_fields, "preview"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["event", "status", "live_version", "tracking", "preview"]
+        return ["event", "status", "live", "tracking", "preview"]
+
+    @admin.display(description="Live version", ordering="live_version__number")
+    def live(self, message: TransactionalMessage) -> str:
+        """The version events are sent with: none once the message is unpublished."""
+        version = message.published_version
+        if version is not None:
+            return f"v{version.number}" + (
+                " (paused: kept, not sent)" if message.status == TransactionalMessage.Status.PAUSED else ""
+            )
+        if message.live_version is not None:
+            return f"None: unpublished (v{message.live_version.number} was live)"
+        return "None: never published"
 
     @admin.display(description="Tracking")
     def tracking(self, message: TransactionalMessage) -> str:

@@ -220,7 +220,7 @@ def diff_view(model_admin, request, object_id):
             title=f"{older[0]} → {newer[0]} of {message.configuration.event_id}",
             differences=differences,
             versions=sorted(versions.values(), key=lambda v: -v.number),
-            live=live,
+            live=message.published_version.number if message.published_version else None,
             older=older[0],
             newer=newer[0],
             has_change_permission=model_admin.has_change_permission(request, message),

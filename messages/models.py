@@ -111,6 +111,12 @@ class TransactionalMessage(models.Model):
         return content
 
     @property
+    def published_version(self) -> "MessageVersion | None":
+        """The version events are sent with (or kept for, while paused); none once unpublished, though
+        `live_version` still names the last one (a publication without edits reuses it)."""
+        return None if self.status == self.Status.DRAFT else self.live_version
+
+    @property
     def has_unpublished_changes(self) -> bool:
         return self.live_version is None or self.live_version.content != self.draft_content()
 

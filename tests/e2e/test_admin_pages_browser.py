@@ -73,6 +73,7 @@ def test_marketer_is_asked_before_pause_unpublish_and_republish_and_told_what_th
     page.click("#confirm-publication")
     expect(page.locator(".messagelist")).to_contain_text("The message of EVTcartAbandonment is paused.")
     expect(page.locator(".field-status")).to_contain_text("Paused")
+    expect(page.locator(".field-live .readonly")).to_have_text("v1 (paused: kept, not sent)")
     assert set(Event.objects.values_list("status", flat=True)) == {"paused"}
 
     # Republish: a second version, then an unsaved draft the republication of v1 would replace.
@@ -103,6 +104,7 @@ def test_marketer_is_asked_before_pause_unpublish_and_republish_and_told_what_th
     page.click("#confirm-publication")
     expect(page.locator(".messagelist")).to_contain_text("is unpublished: its endpoint is down")
     expect(page.locator(".field-status")).to_contain_text("Draft")
+    expect(page.locator(".field-live .readonly")).to_have_text("None: unpublished (v2 was live)")
     configuration.refresh_from_db()
     assert not configuration.is_published
 

@@ -109,6 +109,24 @@ def test_marketer_pauses_resumes_and_unpublishes_the_message(client, marketer, m
     assert message.configuration.status == "draft"  # unpublishing the message takes the endpoint down
 
 
+def test_after_unpublish_the_message_page_and_list_show_no_live_version(client, marketer, message):
+    from django.utils.html import strip_tags
+
+    client.force_login(marketer)
+    page = client.get(change_url(message)).content.decode()
+    assert '<div class="readonly">v1</div>' in page
+    client.post(action_url(message, "pause"))
+    assert "v1 (paused: kept, not sent)" in client.get(change_url(message)).content.decode()
+    client.post(action_url(message, "unpublish"))
+    page = client.get(change_url(message)).content.decode()
+    assert "None: unpublished (v1 was live)" in page and ">v1</div>" not in page
+    listing = strip_tags(client.get(reverse("admin:transactional_transactionalmessage_changelist")).content)
+    assert "None: unpublished (v1 was live)" in listing
+    # Nothing is live: v1 may be republished (which brings the endpoint back).
+    versions = client.get(change_url(message).replace("change/", "versions/")).content.decode()
+    assert "v1 (live)" not in versions and "Republish v1" in versions
+
+
 def test_publishing_the_message_of_an_unpublished_event_is_refused_with_a_message(client, marketer, message):
     unpublish_configuration(configuration=message.configuration)
     client.force_login(marketer)
