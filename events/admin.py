@@ -294,22 +294,33 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
 
     def response_change(self, request, obj):
         if "_publish" in request.POST:
-            return self._run(
-                request, obj, publication.publish_configuration, "published: its endpoint answers"
-            )
+            return self._publish(request, obj)
         return super().response_change(request, obj)
 
     def response_add(self, request, obj, post_url_continue=None):
         if "_publish" in request.POST:
-            return self._run(
-                request, obj, publication.publish_configuration, "published: its endpoint answers"
-            )
+            return self._publish(request, obj)
         return super().response_add(request, obj, post_url_continue)
 
-    def _run(self, request, obj, action, done: str):
+    def _publish(self, request, obj):
+        """After the page's changes are saved: publish, or say that they are saved but not live."""
+        if obj.is_published:
+            kept = (
+                f"Your changes to {obj.event_id} are saved but not published: the API still "
+                "enforces the published fields until a publication succeeds."
+            )
+        else:
+            kept = f"{obj.event_id} is saved as a draft, not published: its endpoint does not answer."
+        return self._run(
+            request, obj, publication.publish_configuration, "published: its endpoint answers", refused=kept
+        )
+
+    def _run(self, request, obj, action, done: str, refused: str = ""):
         try:
             action(configuration=obj, user=request.user)
         except PublicationError as error:
+            if refused:
+                self.message_user(request, refused, flash.WARNING)
             for line in error.errors:
                 self.message_user(request, line, flash.ERROR)
         else:

@@ -276,6 +276,9 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
                 try:
                     action()
                 except PublicationError as error:
+                    self.message_user(
+                        request, "Your changes are saved in the draft, not published.", flash.WARNING
+                    )
                     for line in error.errors:
                         self.message_user(request, line, flash.ERROR)
                 else:

@@ -312,6 +312,37 @@ def test_the_api_preview_is_a_curl_whose_body_is_valid_json_with_the_fields(
         assert f"<code>{name}</code>" in fields_table
 
 
+def test_a_refused_republication_says_the_changes_are_saved_but_not_published(
+    client, administrator, organization
+):
+    configuration = publish_events(
+        organization,
+        {
+            "name": "welcome",
+            "targeting": "profile",
+            "fields": [{"name": "email", "type": "email"}],
+            "reconciliation": {"eventField": "email", "profileField": "email"},
+            "message": {"subject": "Welcome", "html": "<p>Hi</p>", "text": "Hi"},
+        },
+    )[0]
+    client.force_login(administrator)
+    page = client.get(change_url(configuration))
+    answer = client.post(
+        change_url(configuration),
+        change_form_data(
+            page, label="Welcome aboard", reconciliation_event_field="", _publish="Save and republish"
+        ),
+    )
+    html = client.get(answer.url).content.decode()
+    assert (
+        "Your changes to EVTwelcome are saved but not published: the API still enforces "
+        "the published fields until a publication succeeds." in html
+    )
+    assert "Profile targeting needs a reconciliation" in html
+    configuration.refresh_from_db()
+    assert configuration.label == "Welcome aboard" and configuration.is_published
+
+
 def test_publishing_a_profile_configuration_without_reconciliation_is_refused(client, administrator):
     client.force_login(administrator)
     answer = add_configuration(
@@ -321,6 +352,7 @@ def test_publishing_a_profile_configuration_without_reconciliation_is_refused(cl
     assert configuration.status == "draft"
     assert configuration.message is None
     html = client.get(answer.url).content.decode()
+    assert "EVTwelcome is saved as a draft, not published: its endpoint does not answer." in html
     assert "Profile targeting needs a reconciliation" in html
     assert "Not deployed" in html
 

@@ -135,6 +135,7 @@ def test_publishing_the_message_of_an_unpublished_event_is_refused_with_a_messag
     assert message.status == "draft"
     page = client.get(answer.url).content.decode()
     assert "Publish the event EVTcartAbandonment before its message." in page
+    assert "Your changes are saved in the draft, not published." in page
 
 
 def test_a_template_with_a_syntax_error_is_a_form_error_and_nothing_is_saved(client, marketer, message):
