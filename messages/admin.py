@@ -24,11 +24,21 @@ from campaign.admin import (
     organization_of,
 )
 from messages import admin_views, services, tracking
+from messages.channels import Channel
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, event_side
 from messages.models import Delivery, MessageStatusChange, MessageVersion, TransactionalMessage
 
-SENDER_FIELDS = ["from_name", "from_address", "reply_to", "variants"]
+SENDER_FIELDS = ["from_name", "from_address", "reply_to"]
+
+
+def sender_fields(of_channel: Channel) -> list[str]:
+    """The sender fields a channel's messages use: a sender name (email's From name, the SMS
+    sender), and From and Reply-To addresses for email; none for push."""
+    return [
+        *(["from_name"] if of_channel.sender_name_label else []),
+        *(["from_address", "reply_to"] if of_channel.uses_default_sender else []),
+    ]
 
 
 FIELD_TEMPLATES = "admin/transactional/transactionalmessage/fields"
@@ -37,7 +47,9 @@ FIELD_TEMPLATES = "admin/transactional/transactionalmessage/fields"
 class TransactionalMessageForm(forms.ModelForm):
     class Meta:
         model = TransactionalMessage
-        fields = [*TransactionalMessage.CONTENT_COLUMNS, *SENDER_FIELDS, "track_opens", "track_clicks"]
+        fields = [
+            *TransactionalMessage.CONTENT_COLUMNS, *SENDER_FIELDS, "variants", "track_opens", "track_clicks",
+        ]  # fmt: skip
         widgets = {
             # Subjects and titles are long templates: the admin's 20em input hides most of them.
             "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
@@ -50,10 +62,24 @@ class TransactionalMessageForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
+            of_channel = channel_of(self.instance.channel)
             # Each part of the message's channel, under its own label, in the draft column keeping it.
-            for part in channel_of(self.instance.channel).parts:
+            for part in of_channel.parts:
                 if part.draft_column in self.fields and part.label:
                     self.fields[part.draft_column].label = part.label
+            if "from_name" in self.fields:
+                self.fields["from_name"].label = of_channel.sender_name_label
+                if not of_channel.uses_default_sender:
+                    self.fields["from_name"].help_text = (
+                        "The name or number the message shows as its sender (most networks show up to "
+                        "11 letters and digits). Empty: the organization's sender name."
+                    )
+            if "variants" in self.fields:
+                example = ", ".join(f'"{key}": ...' for key in of_channel.content_keys)
+                self.fields["variants"].help_text = (
+                    f'Language variants, by language code: {{"fr": {{{example}}}}}. A part a variant '
+                    "leaves out is the default one."
+                )
             if channel_of(self.instance.channel).short_links and "track_clicks" in self.fields:
                 self.fields["track_clicks"].help_text = (
                     "Web links of the text become short signed links (about 25 characters after your "
@@ -169,7 +195,8 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
                 *(["track_opens"] if of_channel.tracks_opens else []),
                 "track_clicks",
             ]
-        return ["event", "status", "live", *columns, *SENDER_FIELDS, *tracking_fields, "preview"]
+        return ["event", "status", "live", *columns, *sender_fields(of_channel), "variants",
+                *tracking_fields, "preview"]  # fmt: skip
 
     def get_readonly_fields(self, request, obj=None):
         return ["event", "status", "live", "tracking", "preview"]

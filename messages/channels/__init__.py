@@ -122,6 +122,8 @@ class Channel:
     backend_setting: str = ""  # the setting naming the backend class (a dotted path)
     sample_address: str = ""  # the recipient of the API's example body
     uses_default_sender: bool = False  # the organization's sender address when the message has none
+    # The sender name a message of this channel shows, labelled so in the editor ("": none is sent).
+    sender_name_label: str = ""
     profile_has_address: bool = False  # whether a profile carries an address of this channel
     proof_addresses_label: str = "Test addresses"  # the proof form's field of typed recipients
     # Opens and clicks (messages.tracking): the part whose links are tracked ("": none); whether

@@ -174,6 +174,7 @@ class EmailChannel(Channel):
     preview_template = "messages/channels/email_preview.html"
     sample_address = "test@example.com"
     uses_default_sender = True
+    sender_name_label = "From name"
     profile_has_address = True
     tracked_part = "html"
     tracks_opens = True

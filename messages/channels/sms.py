@@ -89,6 +89,7 @@ class SmsChannel(Channel):
     preview_template = "messages/channels/sms_preview.html"
     backend_setting = "SMS_BACKEND"
     sample_address = "+15555550123"
+    sender_name_label = "SMS sender"  # the gateway's `from`
     profile_has_address = True
     # Click tracking through short signed links, only for a message that opts in (messages.tracking).
     tracked_part = "text"

@@ -430,3 +430,31 @@ def test_the_configuration_file_refuses_the_same_variant_naming_its_place(organi
     event["message"]["variants"] = {"fr": {"subject": "{{ ctx.prenom }}"}}
     with pytest.raises(ConfigurationFileError, match=r"message\.variants\.fr\.subject: .*prenom"):
         publish_events(organization, event)
+
+
+def test_each_channels_editor_shows_the_sender_fields_its_messages_use(client, marketer, organization):
+    sms, push = publish_events(
+        organization,
+        {"name": "otp", "channel": "sms", "message": {"text": "Your code"}},
+        {"name": "ping", "channel": "push", "message": {"title": "Hi", "body": "There"}},
+    )
+    client.force_login(marketer)
+    form = client.get(change_url(sms.message)).context["adminform"].form
+    assert set(form.fields) & {"from_name", "from_address", "reply_to"} == {"from_name"}
+    assert form.fields["from_name"].label == "SMS sender"
+    assert '{"fr": {"text": ...}}' in form.fields["variants"].help_text
+    assert "subject" not in form.fields["variants"].help_text
+
+    answer = submit(client, sms.message, from_name="GEOMETRIXX", _save="Save")
+    assert answer.status_code == 302
+    sms.message.refresh_from_db()
+    assert sms.message.draft_content()["from"] == {"name": "GEOMETRIXX", "address": ""}
+
+    form = client.get(change_url(push.message)).context["adminform"].form
+    assert not set(form.fields) & {"from_name", "from_address", "reply_to"}
+    assert '{"fr": {"title": ..., "body": ...}}' in form.fields["variants"].help_text
+
+    email = client.get(change_url(publish_events(organization, copy.deepcopy(CART_EVENT))[0].message))
+    form = email.context["adminform"].form
+    assert {"from_name", "from_address", "reply_to"} <= set(form.fields)
+    assert form.fields["from_name"].label == "From name"
