@@ -1,7 +1,10 @@
-"""Routes: the admin (the product's UI), IMS tokens, health, the OpenAPI schema, and the event API."""
+"""Routes: the admin (the product's UI), IMS tokens, health, the OpenAPI schema, and the event API;
+the 403 page in the admin's look."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from campaign import ims, views
@@ -18,6 +21,7 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("ims/token/v3", ims.token, name="ims-token"),
+    path("favicon.ico", RedirectView.as_view(url=static("campaign/favicon.svg"), permanent=True)),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
@@ -29,3 +33,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("events.api.urls")),
 ]
+
+handler403 = views.permission_denied

@@ -1,14 +1,28 @@
-"""Small project-level views: the home redirect and the health probes."""
+"""Small project-level views: the home redirect, the 403 page and the health probes."""
 
 from __future__ import annotations
 
+from django.contrib import admin
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 
 
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("admin:index")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """A refused page in the admin's look, with a way back (the page the user came from, if it is
+    ours, and the admin's home): Django's own 403 is a bare heading."""
+    back = request.META.get("HTTP_REFERER", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = ""
+    context = {**admin.site.each_context(request), "title": "Not allowed", "back": back}
+    return render(request, "403.html", context, status=403)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib import messages as flash
 from django.core.exceptions import PermissionDenied
-from django.db.models import TextField, Value
+from django.db.models import Count, TextField, Value
 from django.db.models.functions import Coalesce, Concat, NullIf
 from django.http import Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
@@ -41,6 +41,7 @@ from events.schema import build_schema, format_datetime, sample_body
 from events.selectors import search_ctx, with_last_reason
 from messages.channels import channel
 from messages.lifecycle import PublicationError
+from messages.models import Delivery, MessageVersion
 
 
 class EventFieldForm(forms.ModelForm):
@@ -184,6 +185,40 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
         if obj is not None and obj.is_published:
             return False
         return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs, request):
+        """What deleting event types takes along, counted rather than listed: fields, history, the
+        message with its versions and deliveries. Refused, naming why, for a published one and for
+        one whose events are still kept (the retention purge removes them; they keep the history)."""
+        configurations = list(objs)
+        ids = [configuration.pk for configuration in configurations]
+        events = dict(
+            Event.objects.filter(configuration_id__in=ids)
+            .values_list("configuration_id")
+            .annotate(n=Count("id"))
+            .values_list("configuration_id", "n")
+        )
+        refused = [
+            f"{configuration.event_id} is published: unpublish it first"
+            for configuration in configurations
+            if configuration.is_published
+        ] + [
+            f"{configuration.event_id} still has {events[configuration.pk]} event(s), kept for their "
+            "history until the retention purge removes them"
+            for configuration in configurations
+            if events.get(configuration.pk)
+        ]
+        message_ids = [c.message_id for c in configurations if c.message_id]
+        counts = {
+            "event types": len(configurations),
+            "fields": EventField.objects.filter(configuration_id__in=ids).count(),
+            "history entries": ConfigurationStatusChange.objects.filter(configuration_id__in=ids).count(),
+            "transactional messages": len(message_ids),
+            "message versions": MessageVersion.objects.filter(message_id__in=message_ids).count(),
+            "deliveries (proofs included)": Delivery.objects.filter(message_id__in=message_ids).count(),
+        }
+        summary = [configuration.event_id for configuration in configurations]
+        return summary, {name: n for name, n in counts.items() if n}, set(), refused
 
     def delete_queryset(self, request, queryset):
         published = queryset.filter(status=EventConfiguration.Status.PUBLISHED)

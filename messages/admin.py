@@ -23,11 +23,17 @@ from campaign.admin import (
     PeriodFilter,
     organization_of,
 )
-from messages import admin_views, services, tracking
+from messages import admin_views, lifecycle, services, tracking
 from messages.channels import Channel
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, event_side
-from messages.models import Delivery, MessageStatusChange, MessageVersion, TransactionalMessage
+from messages.models import (
+    Delivery,
+    MessageStatusChange,
+    MessageVersion,
+    TrackingHit,
+    TransactionalMessage,
+)
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to"]
 
@@ -134,13 +140,22 @@ class TransactionalMessageForm(forms.ModelForm):
         return cleaned
 
 
+def user_name(user, *, nobody: str = "-") -> str:
+    """Who did it, as text: a link to the user's page would be a 403 for a marketer."""
+    return user.get_username() if user is not None else nobody
+
+
 class VersionInline(admin.TabularInline):
     model = MessageVersion
     extra = 0
     can_delete = False
-    fields = ("number", "published_by", "published_at")
+    fields = ("number", "publisher", "published_at")
     readonly_fields = fields
     show_change_link = True
+
+    @admin.display(description="Published by")
+    def publisher(self, version: MessageVersion) -> str:
+        return user_name(version.published_by, nobody="command line")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -153,11 +168,15 @@ class HistoryInline(admin.TabularInline):
     verbose_name_plural = "history"
     extra = 0
     can_delete = False
-    fields = ("created_at", "action", "from_status", "to_status", "version_number", "user", "note")
+    fields = ("created_at", "action", "from_status", "to_status", "version_number", "by", "note")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="User")
+    def by(self, change: MessageStatusChange) -> str:
+        return user_name(change.user)
 
 
 @admin.register(TransactionalMessage)
@@ -292,6 +311,38 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
+    def get_deleted_objects(self, objs, request):
+        """What deleting messages takes along, counted rather than listed (a message may have sent
+        millions): versions, history, deliveries, opens and clicks. They have no life of their own
+        (nobody deletes them one by one, so their permission is not asked for); the rule is that
+        only a draft is deleted, and a selection with another is refused, naming it."""
+        messages = list(objs)
+        refused = [
+            f"{message} is {message.get_status_display().lower()}: unpublish it first"
+            for message in messages
+            if message.status != TransactionalMessage.Status.DRAFT
+        ]
+        ids = [message.pk for message in messages]
+        counts = {
+            TransactionalMessage._meta.verbose_name_plural: len(messages),
+            MessageVersion._meta.verbose_name_plural: MessageVersion.objects.filter(message_id__in=ids),
+            "history entries": MessageStatusChange.objects.filter(message_id__in=ids),
+            Delivery._meta.verbose_name_plural: Delivery.objects.filter(message_id__in=ids),
+            "opens and clicks": TrackingHit.objects.filter(message_id__in=ids),
+        }
+        model_count = {
+            str(name): rows if isinstance(rows, int) else rows.count() for name, rows in counts.items()
+        }
+        summary = [str(message) for message in messages]
+        return summary, {name: n for name, n in model_count.items() if n}, set(), refused
+
+    def delete_model(self, request, obj):
+        lifecycle.delete(obj)
+
+    def delete_queryset(self, request, queryset):
+        for message in queryset.filter(status=TransactionalMessage.Status.DRAFT):
+            lifecycle.delete(message)
+
     def response_change(self, request, obj):
         # Publish and Resume send the form's edits along; Pause and Unpublish are links to pages
         # that ask first (admin_views).
@@ -321,8 +372,12 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
 @admin.register(MessageVersion)
 class MessageVersionAdmin(OrganizationScopedAdmin):
     organization_path = "message__configuration__organization"
-    list_display = ["message", "number", "published_by", "published_at"]
-    readonly_fields = ["message", "number", "content", "published_by", "published_at"]
+    list_display = ["message", "number", "publisher", "published_at"]
+    readonly_fields = ["message", "number", "content", "publisher", "published_at"]
+
+    @admin.display(description="Published by")
+    def publisher(self, version: MessageVersion) -> str:
+        return user_name(version.published_by, nobody="command line")
 
     def has_module_permission(self, request):
         return False  # reached from its message

@@ -390,6 +390,29 @@ def test_unpublish_asks_first_saying_the_endpoint_goes_down_and_queued_events_fa
     assert Event.objects.get().status == "pending"
 
 
+def test_bulk_deleting_event_types_says_what_goes_and_refuses_one_with_events_with_a_way_back(
+    client, administrator, cart_configuration
+):
+    accept(cart_configuration)
+    unpublish_configuration(configuration=cart_configuration)
+    spare = ConfigurationFactory(organization=cart_configuration.organization, name="spare")
+    client.force_login(administrator)
+    selection = {"action": "delete_selected", "_selected_action": [cart_configuration.pk, spare.pk]}
+    refused = client.post(CHANGELIST, {**selection, "post": "yes"})
+    text = " ".join(strip_tags(refused.content.decode()).split())
+    assert "EVTcartAbandonment still has 1 event(s), kept for their history" in text
+    assert f'href="{CHANGELIST}"' in refused.content.decode()
+    assert EventConfiguration.objects.count() == 2
+
+    question = client.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [spare.pk]})
+    assert "Are you sure" in question.content.decode()
+    done = client.post(
+        CHANGELIST, {"action": "delete_selected", "_selected_action": [spare.pk], "post": "yes"}
+    )
+    assert done.status_code == 302 and done.url == CHANGELIST
+    assert list(EventConfiguration.objects.values_list("name", flat=True)) == ["cartAbandonment"]
+
+
 def test_a_published_configuration_cannot_be_deleted(client, administrator, cart_configuration):
     client.force_login(administrator)
     delete_url = reverse("admin:events_eventconfiguration_delete", args=[cart_configuration.pk])

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 from django.urls import reverse
 
 from campaign.roles import ADMINISTRATORS, MARKETERS
+from events import publication
 from events.publication import unpublish_configuration
 from messages import services
 from messages.models import TransactionalMessage
@@ -458,3 +460,69 @@ def test_each_channels_editor_shows_the_sender_fields_its_messages_use(client, m
     form = email.context["adminform"].form
     assert {"from_name", "from_address", "reply_to"} <= set(form.fields)
     assert form.fields["from_name"].label == "From name"
+
+
+# --- Deleting, refusals, and who did what -----------------------------------------------------
+
+
+def test_an_administrator_deletes_draft_messages_from_the_list_with_what_goes_along(
+    client, organization, message
+):
+    from django.utils.html import strip_tags
+
+    from messages.models import Delivery, MessageVersion
+
+    unpublish_configuration(configuration=message.configuration)
+    client.force_login(member(organization=organization, role=ADMINISTRATORS))
+    changelist = reverse("admin:transactional_transactionalmessage_changelist")
+    question = client.post(changelist, {"action": "delete_selected", "_selected_action": [message.pk]})
+    text = " ".join(strip_tags(question.content.decode()).split())
+    assert "Are you sure" in text and "Message versions: 1" in text
+    answer = client.post(
+        changelist, {"action": "delete_selected", "_selected_action": [message.pk], "post": "yes"}
+    )
+    assert answer.status_code == 302
+    assert not TransactionalMessage.objects.exists() and not MessageVersion.objects.exists()
+    assert not Delivery.objects.exists()
+
+
+def test_deleting_a_published_message_is_refused_naming_it_with_a_way_back(client, organization, message):
+    client.force_login(member(organization=organization, role=ADMINISTRATORS))
+    changelist = reverse("admin:transactional_transactionalmessage_changelist")
+    answer = client.post(
+        changelist, {"action": "delete_selected", "_selected_action": [message.pk], "post": "yes"}
+    )
+    page = answer.content.decode()
+    assert "Message of EVTcartAbandonment is published: unpublish it first" in page
+    assert f'href="{changelist}"' in page and 'id="back-to-list"' in page
+    assert TransactionalMessage.objects.filter(pk=message.pk).exists()
+
+
+def test_the_403_page_has_the_admins_look_and_a_way_back(client, marketer, message):
+    client.force_login(marketer)
+    came_from = f"http://testserver{change_url(message)}"
+    answer = client.get(reverse("admin:auth_user_changelist"), HTTP_REFERER=came_from)
+    assert answer.status_code == 403
+    page = answer.content.decode()
+    assert "/static/admin/css/base.css" in page and "Transactional messaging" in page
+    assert f'href="{came_from}"' in page and 'id="go-home"' in page
+    elsewhere = client.get(reverse("admin:auth_user_changelist"), HTTP_REFERER="https://evil.example/")
+    assert "evil.example" not in elsewhere.content.decode()
+
+
+def test_a_marketer_sees_who_published_as_text_not_a_link_to_a_forbidden_page(client, marketer, message):
+    message.subject = "v2 {{ ctx.firstName }}"
+    services.save_draft(message=message)
+    publication.publish_message(message=message, user=marketer)
+    client.force_login(marketer)
+    page = client.get(change_url(message)).content.decode()
+    publishers = re.findall(r'<td class="field-publisher">\s*<p>(.*?)</p>', page)
+    assert publishers == [marketer.username, "command line"]  # v2, then v1 (imported)
+    assert reverse("admin:auth_user_change", args=[marketer.pk]) not in page
+
+
+def test_every_page_has_an_icon(client, marketer, message):
+    client.force_login(marketer)
+    assert 'rel="icon"' in client.get(change_url(message)).content.decode()
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 301 and icon.url.endswith("campaign/favicon.svg")
