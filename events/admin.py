@@ -61,9 +61,24 @@ class EventFieldForm(forms.ModelForm):
         }
 
 
+class EventFieldFormSet(forms.BaseInlineFormSet):
+    """Two fields of one name are said once, on the second one's row (Django also says it above
+    the table, in other words)."""
+
+    def get_form_error(self) -> str:
+        return "A field above (in the same collection) has this name already: each field needs its own."
+
+    def validate_unique(self) -> None:
+        try:
+            super().validate_unique()
+        except forms.ValidationError:
+            pass  # each duplicate row carries get_form_error(), which keeps the formset invalid
+
+
 class EventFieldInline(admin.TabularInline):
     model = EventField
     form = EventFieldForm
+    formset = EventFieldFormSet
     extra = 1
     fields = ["collection", "name", "label", "type", "required", "max_length", "values", "position"]
 

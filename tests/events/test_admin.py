@@ -258,6 +258,15 @@ def test_the_same_name_in_another_organization_is_fine(client, administrator, ot
     assert EventConfiguration.objects.filter(name="acmeSecretLaunch").count() == 2
 
 
+def test_two_fields_of_one_name_are_refused_saying_it_once(client, administrator):
+    client.force_login(administrator)
+    answer = add_configuration(client, name="orderShipped", fields=[("orderId", "text"), ("orderId", "url")])
+    page = answer.content.decode()
+    assert answer.status_code == 200
+    assert page.count("has this name already") == 1 and "duplicate" not in page
+    assert not EventConfiguration.objects.exists()
+
+
 def test_an_invalid_name_is_a_form_error(client, administrator):
     client.force_login(administrator)
     errors = form_errors(add_configuration(client, name="order shipped!"))
