@@ -7,7 +7,7 @@ from campaign.metrics import register_database_collector
 
 class EventsConfig(AppConfig):
     name = "events"
-    verbose_name = "Events"
+    verbose_name = "Event types and events"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

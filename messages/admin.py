@@ -458,8 +458,8 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
     """The execution list: every send (and proof), what was sent and what the provider answered."""
 
     list_display = [
-        "created_at", "message", "version_number", "channel", "recipient", "outcome", "is_proof", "event",
-        "duration_ms",
+        "created_at", "message_event", "version_number", "channel", "recipient", "outcome", "is_proof",
+        "event", "duration_ms",
     ]  # fmt: skip
     list_filter = [MessageFilter, VersionFilter, "channel", "outcome", PeriodFilter, "is_proof"]
     # The event of a delivery is linked from the events app (`event_link`); proofs have none.
@@ -503,6 +503,11 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
     def event(self, delivery: Delivery) -> object:
         link = getattr(delivery, "event_link", None)
         return link.event if link is not None else "-"
+
+    @admin.display(description="Message", ordering="message__configuration__name")
+    def message_event(self, delivery: Delivery) -> str:
+        """The message by its event's id (the list's narrow column; "Message of" said on every row)."""
+        return delivery.message.configuration.event_id
 
     @admin.display(description="Version", ordering="version__number")
     def version_number(self, delivery: Delivery) -> str:

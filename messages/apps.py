@@ -6,5 +6,5 @@ from django.apps import AppConfig
 class TransactionalConfig(AppConfig):
     name = "messages"
     label = "transactional"
-    verbose_name = "Transactional messages"
+    verbose_name = "Messages and deliveries"
     default_auto_field = "django.db.models.BigAutoField"

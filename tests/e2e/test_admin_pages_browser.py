@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 from events.models import Event
 from events.schema import validate_event
 from events.services import ingest
+from messages import services
 from tests.conftest import CART_EVENT, publish_events, seed_body
 from tests.e2e import test_admin_browser
 from tests.e2e.test_admin_browser import SCREENSHOTS, log_in
@@ -127,3 +128,83 @@ def test_administrator_is_asked_before_unpublishing_an_event_type(
     )
     expect(page.locator(".field-endpoint")).to_contain_text("Not deployed")
     assert set(Event.objects.values_list("status", flat=True)) == {"routingFailed"}
+
+
+def hidden_width(page: Page, selector: str) -> int:
+    """How many pixels of `selector`'s content are out of sight, to the right (0: all of it shows)."""
+    return page.evaluate(
+        """(selector) => {
+            const element = document.querySelector(selector);
+            const box = element.getBoundingClientRect();
+            const visible = Math.min(box.right, document.documentElement.clientWidth) - box.left;
+            return Math.max(0, Math.ceil(element.scrollWidth - visible));
+        }""",
+        selector,
+    )
+
+
+def some_of_everything(organization, settings) -> object:
+    """A published event type with sends, a failure and a waiting event, a test profile, a quarantined
+    address, a credential: every list has rows, with the long values real ones have."""
+    from campaign import services as campaign_services
+    from campaign.models import Quarantine
+    from events import pipeline
+    from tests.factories import ProfileFactory
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    configuration = publish_events(organization, copy.deepcopy(CART_EVENT))[0]
+    queue_events(configuration, 3)
+    for event in Event.objects.order_by("pk")[:2]:
+        pipeline.process(event.pk)
+    ProfileFactory(
+        organization=organization,
+        email="a.very.long.address.of.a.tester@subdomain.geometrixx.example",
+        mobile_phone="+33612345678",
+        is_test=True,
+    )
+    Quarantine.objects.create(
+        organization=organization,
+        channel="email",
+        address="bounced.address.with.a.long.name@example.com",
+        reason="550 5.1.1 <bounced.address.with.a.long.name@example.com>: Recipient address rejected",
+    )
+    campaign_services.create_api_credential(organization=organization, name="website")
+    return configuration
+
+
+@pytest.mark.parametrize("role", ["administrator", "marketer"])
+def test_every_list_shows_all_its_columns_at_1400_px_and_pages_keep_their_place(
+    browser, live_server, organization, settings, pages, request, role
+):
+    configuration = some_of_everything(organization, settings)
+    user = request.getfixturevalue(role)
+    page = opened(pages, log_in(browser, live_server, user, "/admin/transactional/transactionalmessage/"))
+    page.set_viewport_size({"width": 1400, "height": 900})
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+
+    lists = page.eval_on_selector_all(  # every list the role's sidebar offers
+        "#nav-sidebar th[scope=row] a", "links => links.map(link => link.getAttribute('href'))"
+    )
+    assert len(lists) >= 3  # messages, deliveries, events at least
+    for path in lists:
+        page.goto(f"{live_server.url}{path}")
+        expect(page.locator("#changelist")).to_be_visible()
+        if page.locator(".results").count():
+            assert hidden_width(page, ".results") == 0, f"{path} hides columns at 1400 px"
+        crumbs = page.locator(".breadcrumbs").inner_text().split("›")
+        assert len({crumb.strip() for crumb in crumbs}) == len(crumbs), f"{path}: {crumbs}"
+
+    # The message's own pages: breadcrumbs through the messages' list; the diff within the page.
+    message = configuration.message
+    message.html = "<p>" + "A long line of the newer draft, " * 12 + "</p>"
+    services.save_draft(message=message)
+    base = f"/admin/transactional/transactionalmessage/{message.pk}"
+    for step, path in (("Preview", "preview/"), ("Versions", "versions/"), ("Send a proof", "proof/")):
+        if step == "Send a proof" and role == "administrator":
+            continue  # the same page; once is enough
+        page.goto(f"{live_server.url}{base}/{path}")
+        crumbs = [crumb.strip() for crumb in page.locator(".breadcrumbs").inner_text().split("›")]
+        assert crumbs == ["Home", "Messages and deliveries", "Transactional messages", str(message), step]
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1400, f"{path} overflows"
+    assert not [url for url in missing if url.endswith("/favicon.ico")]
