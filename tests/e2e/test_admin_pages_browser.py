@@ -208,3 +208,68 @@ def test_every_list_shows_all_its_columns_at_1400_px_and_pages_keep_their_place(
         assert crumbs == ["Home", "Messages and deliveries", "Transactional messages", str(message), step]
         assert page.evaluate("document.documentElement.scrollWidth") <= 1400, f"{path} overflows"
     assert not [url for url in missing if url.endswith("/favicon.ico")]
+
+
+def test_administrator_bulk_deletes_and_is_told_why_not_with_a_way_back(
+    browser, live_server, administrator, organization, pages
+):
+    from events.models import EventConfiguration
+    from events.publication import unpublish_configuration
+    from messages.models import TransactionalMessage
+    from tests.factories import ConfigurationFactory
+
+    configuration = publish_events(organization, copy.deepcopy(CART_EVENT))[0]
+    queue_events(configuration, 1)
+    unpublish_configuration(configuration=configuration)
+    ConfigurationFactory(organization=organization, name="spare")
+    page = opened(pages, log_in(browser, live_server, administrator, "/admin/events/eventconfiguration/"))
+
+    # Both selected: refused, saying which one keeps events, with a way back to the list.
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "delete_selected")
+    page.click("button[name=index]")
+    expect(page.locator("#content")).to_contain_text(
+        "EVTcartAbandonment still has 1 event(s), kept for their history"
+    )
+    page.click("#back-to-list")
+    expect(page).to_have_url(f"{live_server.url}/admin/events/eventconfiguration/")
+
+    # The spare one alone: asked, then deleted.
+    for box in page.locator("input.action-select").all():
+        box.uncheck()  # the browser may restore the earlier selection
+    page.locator("tr", has_text="EVTspare").locator("input.action-select").check()
+    page.select_option("select[name=action]", "delete_selected")
+    page.click("button[name=index]")
+    page.click("input[type=submit]")  # "Yes, I'm sure"
+    expect(page.locator(".messagelist")).to_contain_text("Successfully deleted 1")
+    assert list(EventConfiguration.objects.values_list("name", flat=True)) == ["cartAbandonment"]
+
+    # The draft message of the unpublished event type goes from the messages' list.
+    page.goto(f"{live_server.url}/admin/transactional/transactionalmessage/")
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "delete_selected")
+    page.click("button[name=index]")
+    expect(page.locator("#content")).to_contain_text("Message versions: 1")
+    page.click("input[type=submit]")
+    expect(page.locator(".messagelist")).to_contain_text("Successfully deleted 1")
+    assert not TransactionalMessage.objects.exists()
+
+
+def test_marketer_sees_who_published_as_text_and_a_refused_page_in_the_admins_look(
+    browser, live_server, marketer, organization, pages
+):
+    configuration = publish_events(organization, copy.deepcopy(CART_EVENT))[0]
+    page = opened(pages, log_in(browser, live_server, marketer, message_url(configuration)))
+    page.fill("#id_subject", "New {{ ctx.firstName }}")
+    page.click("input[name=_publish]")
+    expect(page.locator(".messagelist")).to_contain_text("is published")
+    publisher = page.locator("#versions-group td.field-publisher").first
+    expect(publisher).to_have_text(marketer.username)
+    expect(publisher.locator("a")).to_have_count(0)
+
+    # A page the role may not open (a link someone sent): the admin's look, and a way back.
+    page.evaluate("url => { window.location.href = url }", f"{live_server.url}/admin/auth/user/")
+    expect(page.locator("#permission-denied")).to_contain_text("Your role does not allow this page")
+    expect(page.locator("#header")).to_contain_text("Transactional messaging")
+    page.click("#go-back")
+    expect(page).to_have_url(f"{live_server.url}{message_url(configuration)}")
