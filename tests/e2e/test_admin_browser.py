@@ -104,7 +104,7 @@ def test_administrator_publishes_an_event_and_a_marketer_publishes_its_message(
 
     expect(page.locator(".messagelist")).to_contain_text("The message of EVTorderShipped is published.")
     expect(page.locator(".field-status")).to_contain_text("Published")
-    expect(page.locator("input[name=_pause]")).to_be_visible()
+    expect(page.locator("#pause-link")).to_be_visible()
     expect(page.locator(".field-preview")).to_contain_text(
         re.compile(r"Subject: Your order [^{]+ is on its way")
     )
