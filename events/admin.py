@@ -16,6 +16,8 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from campaign.admin import (
     CSV_EXPORT_CHANGE_LIST,
@@ -458,20 +460,107 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
 
     # The queue's bookkeeping: meaningful only while the event waits for (or is in) an attempt.
     QUEUE_FIELDS = ("next_attempt_at", "enqueued_at", "lease_expires_at")
+    # Columns the page shows in words of its own (sent_again, recipient_profile, sends).
+    SHOWN_OTHERWISE = ("request_fingerprint", "sent_again_from", "profile")
+    actions = ["send_again"]
 
     def get_fields(self, request, obj=None):
-        """Every column but the fingerprint, the status followed by why the event is there; the
-        queue's times only while it is queued, the last error only if an attempt left one."""
+        """Every column but the fingerprint, the status followed by why the event is there and the
+        events it was sent again as (or from); the queue's times only while it is queued, the last
+        error only if an attempt left one; the profile as recipient, and the sends it made."""
         fields: list[str] = []
-        for name in (f.name for f in Event._meta.fields if f.name != "request_fingerprint"):
+        for name in (f.name for f in Event._meta.fields if f.name not in self.SHOWN_OTHERWISE):
             if obj is not None and name in self.QUEUE_FIELDS and not obj.is_queued:
                 continue
             if name == "last_error" and obj is not None and not obj.last_error:
                 continue
             fields.append(name)
             if name == "status":
-                fields.append("status_reason")
+                fields += ["status_reason", "sent_again"]
+            if name == "application":
+                fields.append("recipient_profile")
+            if name == "message_version":
+                fields.append("sends")
         return fields
+
+    @admin.display(description="Sent again")
+    def sent_again(self, event: Event) -> str:
+        """The event this one sends again, and the events that sent this one again: links both ways."""
+        lines: list[tuple[str, Event]] = []
+        if event.sent_again_from is not None:
+            lines.append(("As a new send of", event.sent_again_from))
+        lines += [("As", again) for again in event.sent_again_as.order_by("id")]
+        if not lines:
+            return "-"
+        return format_html_join(
+            mark_safe("<br>"),
+            '{} <a class="sent-again-link" href="{}">{}</a> ({})',
+            (
+                (words, reverse("admin:events_event_change", args=[other.pk]), other.pkey, other.status)
+                for words, other in lines
+            ),
+        )
+
+    @admin.display(description="Recipient profile")
+    def recipient_profile(self, event: Event) -> str:
+        """Profile targeting: the profile the event was reconciled with (its page, for who may open it)."""
+        if event.configuration.targeting != "profile":
+            return "-"
+        profile = event.profile
+        if profile is None:
+            key = event.configuration.reconciliation_event_field
+            return f"No profile found yet ({key} = {event.ctx.get(key, '')!s})"
+        label = profile.email or profile.mobile_phone or f"profile {profile.pk}"
+        if getattr(event, "viewer_may_open_profiles", False):
+            url = reverse("admin:campaign_profile_change", args=[profile.pk])
+            return format_html('<a id="recipient-profile" href="{}">{}</a>', url, label)
+        return format_html('<span id="recipient-profile">{}</span>', label)
+
+    @admin.display(description="Sent as")
+    def sends(self, event: Event) -> str:
+        """The deliveries this event made (each attempt), linked to their pages."""
+        deliveries = list(event.deliveries.order_by("id"))
+        if not deliveries:
+            return "-"
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a class="delivery-link" href="{}">Delivery {} to {}</a>: {}',
+            (
+                (
+                    reverse("admin:transactional_delivery_change", args=[d.pk]),
+                    d.pk,
+                    d.recipient if len(d.recipient) <= 40 else f"{d.recipient[:24]}…",
+                    d.get_outcome_display(),
+                )
+                for d in deliveries
+            ),
+        )
+
+    def get_object(self, request, object_id, from_field=None):
+        event = super().get_object(request, object_id, from_field)
+        if event is not None:  # on the object: one admin instance serves every request and thread
+            event.viewer_may_open_profiles = request.user.has_perm("campaign.view_profile")
+        return event
+
+    def has_send_again_permission(self, request) -> bool:
+        """Who manages event types (administrators) may send their failed events again."""
+        return request.user.has_perm("events.change_eventconfiguration")
+
+    @admin.action(description="Send again (failed events: a new event with the same data)",
+                  permissions=["send_again"])  # fmt: skip
+    def send_again(self, request, queryset):
+        for event in queryset.select_related("configuration"):
+            try:
+                again = services.send_again(event=event)
+            except services.CannotSendAgain as refusal:
+                self.message_user(request, str(refusal), flash.ERROR)
+                continue
+            url = reverse("admin:events_event_change", args=[again.pk])
+            self.message_user(
+                request,
+                format_html('Event {} sent again as <a href="{}">{}</a>.', event.pkey, url, again.pkey),
+                flash.SUCCESS,
+            )
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)

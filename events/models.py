@@ -206,6 +206,11 @@ class Event(models.Model):
         "transactional.Delivery", through="EventDelivery", related_name="events", blank=True
     )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # The failed event this one sends again (an administrator's "send again"): each keeps its own
+    # final status, and each page links to the other.
+    sent_again_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="sent_again_as"
+    )
     request_fingerprint = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

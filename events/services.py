@@ -292,3 +292,32 @@ def enqueue_events(event_ids: list[int]) -> None:
             failed.extend(chunk)
     if failed:
         Event.objects.filter(pk__in=failed, status=Event.Status.PENDING).update(enqueued_at=None)
+
+
+SENDABLE_AGAIN = frozenset({Event.Status.DELIVERY_FAILED, Event.Status.ROUTING_FAILED})
+
+
+class CannotSendAgain(Exception):
+    """Only an event that ended deliveryFailed or routingFailed is sent again."""
+
+
+def send_again(*, event: Event) -> Event:
+    """A new event (its own PKey and status) with the failed one's data, stored and enqueued as
+    ingest stores an accepted POST, and linked to it: the failed event keeps its final status."""
+    if event.status not in SENDABLE_AGAIN:
+        raise CannotSendAgain(
+            f"Event {event.pkey} is {event.status}: only an event that ended deliveryFailed or routingFailed "
+            "is sent again."
+        )
+    recipient_columns = {key.column for key in channel(event.configuration.channel).recipient_keys}
+    validated = ValidatedEvent(
+        ctx=event.ctx,
+        recipient={column: getattr(event, column) for column in sorted(recipient_columns)},
+        scheduled_at=event.scheduled_at,
+        expiration_at=event.expiration_at,
+    )
+    with transaction.atomic():
+        again, _ = ingest(configuration=event.configuration, validated=validated)
+        Event.objects.filter(pk=again.pk).update(sent_again_from=event)
+    again.sent_again_from = event
+    return again

@@ -507,3 +507,84 @@ def test_a_field_added_to_a_published_configuration_waits_for_the_next_publish(
     )
     cart_configuration.refresh_from_db()
     assert "couponCode" in [f["name"] for f in cart_configuration.published_schema["fields"]]
+
+
+# --- Sending a failed event again, the event's sends and its profile ---------------------------
+
+PROFILE_WELCOME = {
+    "name": "welcome",
+    "channel": "email",
+    "targeting": "profile",
+    "fields": [{"name": "email", "type": "email"}, {"name": "plan", "type": "text"}],
+    "reconciliation": {"eventField": "email", "profileField": "email"},
+    "message": {"subject": "Welcome {{ ctx.plan }}", "html": "<p>Plan {{ ctx.plan }}</p>", "text": ""},
+}
+
+
+def send_again_action(client, *events: Event):
+    return client.post(
+        EVENTS, {"action": "send_again", "_selected_action": [e.pk for e in events]}, follow=True
+    )
+
+
+def test_administrator_sends_a_failed_event_again_and_both_pages_link_to_each_other(
+    client, administrator, cart_configuration
+):
+    client.force_login(administrator)
+    failed, done = accept(cart_configuration), accept(cart_configuration)
+    Event.objects.filter(pk=failed.pk).update(status="routingFailed")
+    Event.objects.filter(pk=done.pk).update(status="processed")
+
+    page = send_again_action(client, failed, done)
+
+    html = " ".join(unescape(strip_tags(page.content.decode())).split())
+    again = Event.objects.get(sent_again_from=failed)
+    assert f"Event {failed.pkey} sent again as {again.pkey}." in html
+    assert f"Event {done.pkey} is processed: only an event that ended deliveryFailed or routingFailed" in html
+    assert Event.objects.count() == 3 and again.status == "pending" and again.ctx == failed.ctx
+    assert Event.objects.get(pk=failed.pk).status == "routingFailed"  # its one final status, kept
+    assert event_page_fields(client, failed)["Sent again"] == f"As {again.pkey} (pending)"
+    assert event_page_fields(client, again)["Sent again"] == f"As a new send of {failed.pkey} (routingFailed)"
+    assert event_page_fields(client, done)["Sent again"] == "-"
+
+
+def test_a_marketer_is_not_offered_send_again_and_cannot_post_it(client, marketer, cart_configuration):
+    client.force_login(marketer)
+    failed = accept(cart_configuration)
+    Event.objects.filter(pk=failed.pk).update(status="deliveryFailed")
+    assert 'value="send_again"' not in client.get(EVENTS).content.decode()
+    send_again_action(client, failed)
+    assert Event.objects.count() == 1
+
+
+def test_the_event_page_links_to_its_delivery_and_names_the_profile_it_went_to(
+    client, administrator, marketer, organization, settings
+):
+    from events import pipeline
+    from tests.factories import ProfileFactory
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    configuration = publish_events(organization, copy.deepcopy(PROFILE_WELCOME))[0]
+    profile = ProfileFactory(organization=organization, email="jane@example.com")
+    event = accept(configuration, email=None, ctx={"email": "jane@example.com", "plan": "gold"})
+    unknown = accept(configuration, email=None, ctx={"email": "nobody@example.com", "plan": "gold"})
+    assert pipeline.process(event.pk) == "processed"
+    delivery = Delivery.objects.get(event_link__event=event)
+
+    client.force_login(administrator)
+    html = client.get(reverse("admin:events_event_change", args=[event.pk])).content.decode()
+    assert reverse("admin:campaign_profile_change", args=[profile.pk]) in html
+    assert reverse("admin:transactional_delivery_change", args=[delivery.pk]) in html
+    fields = event_page_fields(client, event)
+    assert fields["Recipient profile"] == "jane@example.com"
+    outcome = delivery.get_outcome_display()
+    assert fields["Sent as"] == f"Delivery {delivery.pk} to jane@example.com: {outcome}"
+    assert event_page_fields(client, unknown)["Recipient profile"] == (
+        "No profile found yet (email = nobody@example.com)"
+    )
+
+    client.force_login(marketer)  # no access to profiles: the address, not a link to a 403
+    html = client.get(reverse("admin:events_event_change", args=[event.pk])).content.decode()
+    assert reverse("admin:campaign_profile_change", args=[profile.pk]) not in html
+    assert event_page_fields(client, event)["Recipient profile"] == "jane@example.com"
+    assert client.get(reverse("admin:transactional_delivery_change", args=[delivery.pk])).status_code == 200

@@ -282,3 +282,48 @@ def test_invalid_event_names_are_refused(name):
 
 def test_the_example_file_event_names_are_valid():
     assert event_name_errors(copy.deepcopy(CART_EVENT)["name"]) == []
+
+
+# --- Sending a failed event again --------------------------------------------------------------
+
+
+def test_a_failed_event_sent_again_is_a_new_pending_event_with_its_data_linked_to_it(
+    cart_configuration, django_capture_on_commit_callbacks, monkeypatch
+):
+    from events import services
+
+    enqueued: list[list[int]] = []
+    monkeypatch.setattr(services, "enqueue_events", enqueued.append)
+    body = seed_body(scheduled=None, expiration=(timezone.now() + dt.timedelta(days=2)).isoformat())
+    failed, _ = services.ingest(
+        configuration=cart_configuration, validated=validate_event(cart_configuration.published_schema, body)
+    )
+    Event.objects.filter(pk=failed.pk).update(status=Event.Status.DELIVERY_FAILED, last_error="550 no")
+    failed.refresh_from_db()
+    enqueued.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        again = services.send_again(event=failed)
+
+    again.refresh_from_db()
+    failed.refresh_from_db()
+    assert again.pkey != failed.pkey and again.status == Event.Status.PENDING
+    assert (again.ctx, again.email, again.expiration_at) == (failed.ctx, failed.email, failed.expiration_at)
+    assert again.sent_again_from == failed and list(failed.sent_again_as.all()) == [again]
+    assert failed.status == Event.Status.DELIVERY_FAILED and failed.last_error == "550 no"
+    assert enqueued == [[again.pk]]  # handed to the workers as an accepted POST is
+
+
+@pytest.mark.parametrize("status", ["processed", "pending", "ignored", "tooOld", "targetingFailed"])
+def test_only_an_event_that_failed_delivery_or_routing_is_sent_again(cart_configuration, status):
+    from events import services
+
+    body = seed_body(scheduled=None, expiration=None)
+    event, _ = services.ingest(
+        configuration=cart_configuration, validated=validate_event(cart_configuration.published_schema, body)
+    )
+    Event.objects.filter(pk=event.pk).update(status=status)
+    event.refresh_from_db()
+    with pytest.raises(services.CannotSendAgain, match="only an event that ended deliveryFailed"):
+        services.send_again(event=event)
+    assert Event.objects.count() == 1

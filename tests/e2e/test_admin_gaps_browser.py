@@ -1,0 +1,80 @@
+"""What a marketer or administrator expects of the admin beyond its defects (issue 15's gaps), in a
+real browser as the role that uses each: an event's sends, its profile and sending a failed event
+again. A failing test leaves screenshots of its pages in var/screenshots."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from playwright.sync_api import expect
+
+from events.models import Event
+from tests.conftest import CART_EVENT, publish_events
+from tests.e2e import test_admin_browser, test_admin_pages_browser
+from tests.e2e.test_admin_browser import log_in
+from tests.e2e.test_admin_pages_browser import opened, queue_events
+
+browser = test_admin_browser.browser
+_roles_and_fast_hashing = test_admin_browser._roles_and_fast_hashing
+pages = test_admin_pages_browser.pages
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+WELCOME = {
+    "name": "welcome",
+    "label": "Welcome",
+    "channel": "email",
+    "targeting": "profile",
+    "fields": [{"name": "email", "type": "email"}, {"name": "plan", "type": "text"}],
+    "reconciliation": {"eventField": "email", "profileField": "email"},
+    "message": {"subject": "Welcome {{ ctx.plan }}", "html": "<p>Plan {{ ctx.plan }}</p>", "text": ""},
+}
+
+
+def test_administrator_follows_an_event_to_its_delivery_and_profile_and_sends_a_failed_one_again(
+    browser, live_server, administrator, organization, pages, settings
+):
+    from events import pipeline
+    from events.schema import validate_event
+    from events.services import ingest
+    from tests.factories import ProfileFactory
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    cart, welcome = publish_events(organization, copy.deepcopy(CART_EVENT), copy.deepcopy(WELCOME))
+    ProfileFactory(organization=organization, email="jane@example.com")
+    body = {"ctx": {"email": "jane@example.com", "plan": "gold"}}
+    sent, _ = ingest(configuration=welcome, validated=validate_event(welcome.published_schema, body))
+    assert pipeline.process(sent.pk) == "processed"
+    queue_events(cart, 1)
+    failed = Event.objects.get(configuration=cart)
+    Event.objects.filter(pk=failed.pk).update(status="deliveryFailed", last_error="550 mailbox full")
+
+    # The welcome event's page: the profile it went to, and its delivery, one click each.
+    event_url = f"/admin/events/event/{sent.pk}/change/"
+    page = opened(pages, log_in(browser, live_server, administrator, event_url))
+    page.click("#recipient-profile")
+    expect(page.locator("#id_email")).to_have_value("jane@example.com")
+    page.go_back()
+    page.click(".delivery-link")
+    expect(page.locator("#content")).to_contain_text("jane@example.com")
+    expect(page.locator(".breadcrumbs")).to_contain_text("Deliveries")
+
+    # Both events selected for "Send again": the failed one is, the processed one is refused.
+    page.goto(f"{live_server.url}/admin/events/event/")
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "send_again")
+    page.click("button[name=index]")
+    messages = page.locator(".messagelist")
+    expect(messages).to_contain_text(f"Event {failed.pkey} sent again as")
+    expect(messages).to_contain_text(f"Event {sent.pkey} is processed: only an event that ended")
+    again = Event.objects.get(sent_again_from=failed)
+
+    # The new event links to the original and back; the original keeps its one final status.
+    messages.locator("a").click()
+    expect(page.locator(".field-pkey .readonly")).to_have_text(again.pkey)
+    expect(page.locator(".field-sent_again")).to_contain_text(f"As a new send of {failed.pkey}")
+    page.click(".sent-again-link")
+    expect(page.locator(".field-pkey .readonly")).to_have_text(failed.pkey)
+    expect(page.locator(".field-status .readonly")).to_have_text("Delivery failed")
+    expect(page.locator(".field-sent_again")).to_contain_text(f"As {again.pkey} (pending)")
