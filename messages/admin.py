@@ -13,7 +13,7 @@ from django.contrib import messages as flash
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 
 from campaign import senders
 from campaign.admin import (
@@ -185,22 +185,31 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
     form = TransactionalMessageForm
     change_form_template = "admin/transactional/transactionalmessage/change_form.html"
     inlines = [VersionInline, HistoryInline]
-    list_display = ["event_id", "channel", "status", "live", "changes", "updated_at"]
+    list_display = ["event_id", "event_label", "channel", "status", "live", "changes", "updated_at"]
     list_filter = ["status", "configuration__channel"]
-    search_fields = ["configuration__name", "subject", "title"]
+    search_fields = ["configuration__name", "configuration__label", "subject", "title"]
     list_select_related = ["configuration", "live_version"]
 
     @admin.display(description="Event", ordering="configuration__name")
     def event_id(self, message: TransactionalMessage) -> str:
         return message.configuration.event_id
 
+    @admin.display(description="Label", ordering="configuration__label")
+    def event_label(self, message: TransactionalMessage) -> str:
+        return message.configuration.label or "-"
+
     @admin.display(description="Channel")
     def channel(self, message: TransactionalMessage) -> str:
         return message.configuration.get_channel_display()
 
-    @admin.display(description="Unpublished changes", boolean=True)
-    def changes(self, message: TransactionalMessage) -> bool:
-        return message.has_unpublished_changes
+    @admin.display(description="Draft")
+    def changes(self, message: TransactionalMessage) -> str:
+        """Whether the draft differs from the live version, in words (an icon alone left it unclear)."""
+        if message.live_version is None:
+            return format_html('<span class="draft-mark draft-new">{}</span>', "Never published")
+        if message.has_unpublished_changes:
+            return format_html('<span class="draft-mark draft-changed">{}</span>', "Unpublished changes")
+        return format_html('<span class="draft-mark">{}</span>', "Same as the live version")
 
     def get_fields(self, request, obj=None):
         if obj is None:

@@ -78,3 +78,40 @@ def test_administrator_follows_an_event_to_its_delivery_and_profile_and_sends_a_
     expect(page.locator(".field-pkey .readonly")).to_have_text(failed.pkey)
     expect(page.locator(".field-status .readonly")).to_have_text("Delivery failed")
     expect(page.locator(".field-sent_again")).to_contain_text(f"As {again.pkey} (pending)")
+
+
+def test_marketer_reads_each_messages_label_live_version_sends_and_unpublished_changes_in_the_list(
+    browser, live_server, marketer, organization, pages, settings
+):
+    from django.utils import timezone
+
+    from events import pipeline, rollups
+    from messages import services
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    cart, welcome = publish_events(organization, copy.deepcopy(CART_EVENT), copy.deepcopy(WELCOME))
+    queue_events(cart, 2)
+    for event in Event.objects.all():
+        assert pipeline.process(event.pk) == "processed"
+    rollups.refresh(now=timezone.now())
+    message = cart.message
+    message.subject = "Still thinking about it, {{ ctx.firstName }}?"
+    services.save_draft(message=message)
+
+    page = opened(pages, log_in(browser, live_server, marketer, "/admin/transactional/transactionalmessage/"))
+    page.set_viewport_size({"width": 1400, "height": 900})
+    cart_row = page.locator("#result_list tbody tr", has_text="EVTcartAbandonment")
+    expect(cart_row.locator(".field-event_label")).to_have_text("Cart abandonment")
+    expect(cart_row.locator(".field-channel")).to_have_text("Email")
+    expect(cart_row.locator(".field-live")).to_have_text("v1")
+    expect(cart_row.locator(".field-sends_of_last_day")).to_have_text("2")
+    mark = cart_row.locator(".draft-changed")
+    expect(mark).to_have_text("Unpublished changes")
+    expect(mark).to_be_visible()
+    welcome_row = page.locator("#result_list tbody tr", has_text="EVTwelcome")
+    expect(welcome_row.locator(".field-sends_of_last_day")).to_have_text("0")
+    expect(welcome_row.locator(".field-changes")).to_have_text("Same as the live version")
+
+    # The count leads to the message's report.
+    cart_row.locator(".sends-link").click()
+    expect(page.locator("h1")).to_contain_text("Report: EVTcartAbandonment")

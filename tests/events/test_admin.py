@@ -588,3 +588,71 @@ def test_the_event_page_links_to_its_delivery_and_names_the_profile_it_went_to(
     assert reverse("admin:campaign_profile_change", args=[profile.pk]) not in html
     assert event_page_fields(client, event)["Recipient profile"] == "jane@example.com"
     assert client.get(reverse("admin:transactional_delivery_change", args=[delivery.pk])).status_code == 200
+
+
+# --- The messages' list ------------------------------------------------------------------------
+
+MESSAGES = reverse("admin:transactional_transactionalmessage_changelist")
+
+
+def message_rows(client) -> dict[str, dict[str, str]]:
+    """The messages' list as a marketer reads it: event id -> {column header: cell text}."""
+    import re
+
+    table = client.get(MESSAGES).content.decode().split('id="result_list"')[1].split("</table>")[0]
+    head, body = table.split("</thead>")
+    headers = [" ".join(strip_tags(h).split()) for h in re.findall(r"<th[^>]*>(.*?)</th>", head, re.S)]
+    rows = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+        cells = re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)
+        values = dict(zip(headers, (" ".join(unescape(strip_tags(c)).split()) for c in cells), strict=True))
+        rows[values["Event"]] = values
+    return rows
+
+
+def test_the_messages_list_says_label_channel_live_version_sends_of_the_day_and_unpublished_changes(
+    client, marketer, organization, cart_configuration, django_assert_max_num_queries
+):
+    from events.models import HourlyRollup
+    from messages import services as message_services
+    from tests.conftest import CART_EVENT
+
+    welcome = publish_events(organization, copy.deepcopy({**PROFILE_WELCOME, "label": "Welcome aboard"}))[0]
+    publish_events(organization, {**copy.deepcopy(CART_EVENT), "name": "spare", "label": ""})
+    message = cart_configuration.message
+    message.subject = "A newer subject {{ ctx.firstName }}"
+    message_services.save_draft(message=message)
+    now = timezone.now().replace(minute=30)
+    for configuration, hours_ago, sent in (
+        (cart_configuration, 0, 3), (cart_configuration, 5, 4), (cart_configuration, 30, 100),
+        (welcome, 23, 2),
+    ):  # fmt: skip
+        HourlyRollup.objects.create(
+            organization=organization,
+            configuration=configuration,
+            channel="email",
+            hour=(now - dt.timedelta(hours=hours_ago)).replace(minute=0, second=0, microsecond=0),
+            sent=sent,
+        )
+    client.force_login(marketer)
+
+    rows = message_rows(client)
+
+    cart, welcome_row, spare_row = rows["EVTcartAbandonment"], rows["EVTwelcome"], rows["EVTspare"]
+    assert (cart["Label"], cart["Channel"], cart["Live version"]) == ("Cart abandonment", "Email", "v1")
+    assert (cart["Sent, last 24 h"], cart["Draft"]) == ("7", "Unpublished changes")  # not the 30 h old
+    assert (welcome_row["Label"], welcome_row["Sent, last 24 h"]) == ("Welcome aboard", "2")
+    assert (welcome_row["Draft"], spare_row["Label"], spare_row["Sent, last 24 h"]) == (
+        "Same as the live version", "-", "0",
+    )  # fmt: skip
+
+    # One query for the page's sends, whatever the number of messages: as many with three as with six.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as three:
+        client.get(MESSAGES)
+    for name in ("more1", "more2", "more3"):
+        publish_events(organization, {**copy.deepcopy(CART_EVENT), "name": name})
+    with django_assert_max_num_queries(len(three.captured_queries)):
+        assert len(message_rows(client)) == 6
