@@ -39,11 +39,12 @@ from events.models import (
     EventConfiguration,
     EventField,
     EventStatusChange,
+    FieldType,
     HourlyRollup,
     format_event_id,
 )
 from events.person import forget_person
-from events.schema import build_schema, format_datetime, sample_body
+from events.schema import SchemaError, build_schema, check_value, format_datetime, sample_body
 from events.selectors import search_ctx, with_last_reason
 from messages.admin import TransactionalMessageAdmin
 from messages.channels import channel
@@ -51,21 +52,104 @@ from messages.lifecycle import PublicationError
 from messages.models import Delivery, MessageVersion, TransactionalMessage
 
 
+class AllowedValuesField(forms.Field):
+    """An event field's allowed values as one types a list: `gold, silver` (empty: any value). A
+    JSON list is taken too, for values that hold a comma."""
+
+    def to_python(self, value: Any) -> list[Any]:
+        if isinstance(value, list):
+            return value
+        text = (value or "").strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                raise forms.ValidationError(
+                    'Not a list: write the values separated by commas, or a JSON list ["a", "b"].'
+                ) from None
+            if not isinstance(parsed, list):
+                raise forms.ValidationError("Not a list.")
+            return parsed
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    def prepare_value(self, value: Any) -> str:
+        if not isinstance(value, list):
+            return value or ""
+        if any(isinstance(item, str) and ("," in item or item != item.strip()) for item in value):
+            return json.dumps(value, ensure_ascii=False)
+        return ", ".join(json.dumps(item) if isinstance(item, bool) else str(item) for item in value)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.prepare_value(self.to_python(initial)) != self.prepare_value(self.to_python(data))
+        except forms.ValidationError:
+            return True
+
+
+def typed_allowed_values(values: list[Any], *, name: str, kind: str, max_length: int | None) -> list[Any]:
+    """The typed values, as the API compares them (numbers, booleans), each checked against the
+    field's own type as the configuration file's import checks them; ValidationError names the first
+    that does not fit."""
+    typed = []
+    for value in values:
+        if isinstance(value, str) and kind in (FieldType.INTEGER, FieldType.DECIMAL, FieldType.BOOLEAN):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass  # check_value says what is wrong with the text
+        try:
+            if value is None:
+                raise SchemaError("values", "null is not an allowed value")
+            check_value({"name": name, "type": kind, "maxLength": max_length}, value, "values")
+        except SchemaError as error:
+            raise forms.ValidationError(f"{value!r} {error.message}.") from None
+        typed.append(value)
+    return typed
+
+
 class EventFieldForm(forms.ModelForm):
+    values = AllowedValuesField(
+        required=False,
+        label="Allowed values",
+        help_text="Separated by commas, e.g. gold, silver (empty: any value).",
+        widget=forms.TextInput(attrs={"style": "width: 9em", "placeholder": "gold, silver"}),
+    )
+
     class Meta:
         model = EventField
         fields = ["collection", "name", "label", "type", "required", "max_length", "values", "position"]
-        # One line per field: the admin's defaults (20em inputs, a 10-row textarea for the JSON list)
-        # make each row tall and push the last columns off the page.
+        # One line per field: the admin's defaults (20em inputs) make each row tall and push the
+        # last columns off the page.
         widgets = {
             "collection": forms.TextInput(attrs={"style": "width: 6em"}),
             "name": forms.TextInput(attrs={"style": "width: 8em"}),
             "label": forms.TextInput(attrs={"style": "width: 8em"}),
             "type": forms.Select(attrs={"style": "width: 7em"}),
             "max_length": forms.NumberInput(attrs={"style": "width: 4em"}),
-            "values": forms.TextInput(attrs={"style": "width: 8em", "placeholder": '["gold", "silver"]'}),
-            "position": forms.NumberInput(attrs={"style": "width: 3.5em"}),
+            "position": forms.NumberInput(attrs={"style": "width: 3.5em", "placeholder": "next"}),
         }
+        help_texts = {"position": "The order of the fields; empty: after the last one."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["position"].required = False
+        if self.instance.pk is None:
+            self.fields["position"].initial = None  # empty: the next free position (the formset's)
+
+    def clean(self):
+        cleaned = super().clean()
+        values = cleaned.get("values") or []
+        if values and cleaned.get("type") and "values" not in self.errors:
+            try:
+                cleaned["values"] = typed_allowed_values(
+                    values,
+                    name=cleaned.get("name") or "",
+                    kind=cleaned["type"],
+                    max_length=cleaned.get("max_length"),
+                )
+            except forms.ValidationError as error:
+                self.add_error("values", error)
+        return cleaned
 
 
 class EventFieldFormSet(forms.BaseInlineFormSet):
@@ -74,6 +158,25 @@ class EventFieldFormSet(forms.BaseInlineFormSet):
 
     def get_form_error(self) -> str:
         return "A field above (in the same collection) has this name already: each field needs its own."
+
+    def clean(self) -> None:
+        """A new field without a position goes after the last one (the next free position)."""
+        super().clean()
+        kept = [
+            form
+            for form in self.forms
+            if hasattr(form, "cleaned_data") and form.has_changed() or getattr(form.instance, "pk", None)
+        ]
+        kept = [form for form in kept if not form.cleaned_data.get("DELETE")]
+        taken = [
+            form.cleaned_data["position"] for form in kept if form.cleaned_data.get("position") is not None
+        ]
+        next_free = max(taken, default=-1) + 1
+        for form in kept:
+            if "position" in form.cleaned_data and form.cleaned_data["position"] is None:
+                form.cleaned_data["position"] = next_free
+                form.instance.position = next_free
+                next_free += 1
 
     def validate_unique(self) -> None:
         try:
@@ -155,6 +258,10 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
     search_fields = ["name", "label"]
     actions = ["duplicate"]
 
+    class Media:
+        # The reconciliation shown only for profile targeting; the API preview's copy button.
+        js = ["campaign/configuration_form.js"]
+
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
         organization = organization_of(request) or (obj.organization if obj else None)
@@ -177,17 +284,22 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
         identity = ["name", "label", "channel", "targeting"]
         if request.user.is_superuser:
             identity.insert(0, "organization")
-        fieldsets = [
-            (None, {"fields": identity}),
-            (
-                "Reconciliation (profile targeting)",
-                {
-                    "fields": ["reconciliation_event_field", "reconciliation_profile_field"],
-                    "description": "Which event field (in ctx) identifies the profile, "
-                    "and which profile field it matches.",
-                },
-            ),
-        ]
+        fieldsets: list[tuple[str | None, dict[str, Any]]] = [(None, {"fields": identity})]
+        # Only for profile targeting: on a new event type, shown while "Profile" is chosen
+        # (static/campaign/configuration_form.js); on an existing one, whose targeting is fixed,
+        # only if it targets profiles.
+        if obj is None or obj.targeting == "profile":
+            fieldsets.append(
+                (
+                    "Reconciliation (profile targeting)",
+                    {
+                        "fields": ["reconciliation_event_field", "reconciliation_profile_field"],
+                        "description": "Which event field (in ctx) identifies the profile, "
+                        "and which profile field it matches.",
+                        "classes": ["reconciliation"],
+                    },
+                )
+            )
         if obj is not None:
             fieldsets.append(
                 ("Publication", {"fields": ["status", "published_at", "endpoint", "api_preview"]})
@@ -280,6 +392,8 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
                 "body": json.dumps(sample_body(schema), indent=2),
                 "fields": fields,
                 "base_url": self._base_url(obj),
+                # Swagger UI opens on this event's operation (its deep link: tag, operation id).
+                "swagger_url": f"{reverse('swagger-ui')}#/{obj.event_id}/send_{obj.event_id}",
             },
         )
 

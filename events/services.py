@@ -166,11 +166,15 @@ def duplicate_configuration(
     siblings = EventConfiguration.objects.filter(organization=configuration.organization)
     while siblings.filter(name=candidate).exists():
         candidate, counter = fitted(f"{suffix}{counter}"), counter + 1
+    # A label of its own, numbered as the name is, so lists tell the copy from its original.
+    label_tail = " (copy)" if counter == 2 else f" (copy {counter - 1})"
+    label_limit = EventConfiguration._meta.get_field("label").max_length or 200
+    label = (configuration.label or configuration.event_id)[: label_limit - len(label_tail)] + label_tail
     with transaction.atomic():
         copy = EventConfiguration.objects.create(
             organization=configuration.organization,
             name=candidate,
-            label=configuration.label,
+            label=label,
             channel=configuration.channel,
             targeting=configuration.targeting,
             reconciliation_event_field=configuration.reconciliation_event_field,

@@ -115,3 +115,62 @@ def test_marketer_reads_each_messages_label_live_version_sends_and_unpublished_c
     # The count leads to the message's report.
     cart_row.locator(".sends-link").click()
     expect(page.locator("h1")).to_contain_text("Report: EVTcartAbandonment")
+
+
+def test_administrator_defines_an_event_type_with_listed_values_and_positions_copies_curl_duplicates(
+    browser, live_server, administrator, organization, pages
+):
+    from events.models import EventConfiguration
+
+    page = opened(pages, log_in(browser, live_server, administrator, "/admin/events/eventconfiguration/add/"))
+    # The reconciliation is for profile targeting only: hidden for a real-time event, shown for profiles.
+    reconciliation = page.locator("fieldset.reconciliation")
+    expect(reconciliation).to_be_hidden()
+    page.select_option("#id_targeting", "profile")
+    expect(reconciliation).to_be_visible()
+    page.select_option("#id_targeting", "event")
+    expect(reconciliation).to_be_hidden()
+
+    # Fields: allowed values typed as a list; positions left empty follow one another.
+    page.fill("#id_name", "EVTorderShipped")
+    page.fill("#id_label", "Order shipped")
+    expect(page.locator("#id_fields-0-position")).to_have_value("")
+    page.fill("#id_fields-0-name", "orderId")
+    page.click("#fields-group .add-row a")
+    page.fill("#id_fields-1-name", "tier")
+    page.fill("#id_fields-1-values", "gold, silver")
+    page.click("#fields-group .add-row a")
+    page.fill("#id_fields-2-name", "size")
+    page.select_option("#id_fields-2-type", "integer")
+    page.fill("#id_fields-2-values", "38, 40")
+    page.click("input[name=_publish]")
+    expect(page.locator(".messagelist")).to_contain_text("EVTorderShipped published: its endpoint answers.")
+    configuration = EventConfiguration.objects.get(name="orderShipped")
+    assert [(f.name, f.position, f.values) for f in configuration.fields.order_by("position")] == [
+        ("orderId", 0, []), ("tier", 1, ["gold", "silver"]), ("size", 2, [38, 40]),
+    ]  # fmt: skip
+    expect(page.locator("#id_fields-1-values")).to_have_value("gold, silver")
+    expect(page.locator("#id_fields-2-values")).to_have_value("38, 40")
+    expect(page.locator("fieldset.reconciliation")).to_have_count(0)  # an event-based event type
+
+    # The API preview: its curl copied in one click, and the event's own Swagger UI page.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page.click("#copy-curl")
+    expect(page.locator("#copy-curl")).to_have_text("Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == page.locator("#api-preview-curl").inner_text()
+    assert copied.startswith("curl -X POST") and '"tier": "gold"' in copied
+    with page.context.expect_page() as opening:
+        page.click("#swagger-link")
+    swagger = opened(pages, opening.value)
+    operation = swagger.locator("#operations-EVTorderShipped-send_EVTorderShipped")
+    expect(operation).to_be_visible(timeout=20_000)
+    expect(operation.locator(".opblock-body")).to_be_visible()  # opened on it, not just listed
+
+    # Duplicated: a copy with a label of its own.
+    page.goto(f"{live_server.url}/admin/events/eventconfiguration/")
+    page.locator("tr", has_text="EVTorderShipped").locator("input.action-select").check()
+    page.select_option("select[name=action]", "duplicate")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text("EVTorderShipped duplicated as EVTorderShippedCopy.")
+    expect(page.locator("tr", has_text="EVTorderShippedCopy")).to_contain_text("Order shipped (copy)")

@@ -656,3 +656,102 @@ def test_the_messages_list_says_label_channel_live_version_sends_of_the_day_and_
         publish_events(organization, {**copy.deepcopy(CART_EVENT), "name": name})
     with django_assert_max_num_queries(len(three.captured_queries)):
         assert len(message_rows(client)) == 6
+
+
+# --- The event type's page: allowed values, positions, reconciliation, API preview, copies -----
+
+
+def post_change(client, configuration: EventConfiguration, **changes):
+    page = client.get(change_url(configuration))
+    return client.post(change_url(configuration), change_form_data(page, **changes))
+
+
+def test_allowed_values_are_typed_as_a_list_and_shown_as_one(client, administrator, organization):
+    client.force_login(administrator)
+    configuration = ConfigurationFactory(organization=organization, name="orderShipped")
+    FieldFactory(configuration=configuration, name="orderId", position=0)
+    FieldFactory(configuration=configuration, name="tier", position=1)
+    FieldFactory(configuration=configuration, name="size", type="integer", position=2)
+
+    html = client.get(change_url(configuration)).content.decode()
+    import re
+
+    (empty,) = re.findall(r"<input[^>]*fields-1-values[^>]*>", html)
+    assert "value=" not in empty and 'placeholder="gold, silver"' in empty  # not `[]`
+
+    answer = post_change(
+        client,
+        configuration,
+        **{"fields-1-values": "gold, silver ,", "fields-2-values": "38, 40", "_continue": "1"},
+    )
+    assert answer.status_code == 302
+    assert {f.name: f.values for f in configuration.fields.all()} == {
+        "orderId": [], "tier": ["gold", "silver"], "size": [38, 40],
+    }  # fmt: skip
+    html = client.get(change_url(configuration)).content.decode()
+    assert 'name="fields-1-values" value="gold, silver"' in html
+    assert 'name="fields-2-values" value="38, 40"' in html
+
+    # A value the field's type refuses, and a value with a comma (a JSON list keeps it whole).
+    errors = post_change(client, configuration, **{"fields-2-values": "38, forty"}).context[
+        "inline_admin_formsets"
+    ]
+    assert "'forty' must be an integer." in str(errors[0].formset.errors)
+    post_change(client, configuration, **{"fields-1-values": '["gold, plus", "silver"]'})
+    assert configuration.fields.get(name="tier").values == ["gold, plus", "silver"]
+    html = client.get(change_url(configuration)).content.decode()
+    assert 'value="[&quot;gold, plus&quot;, &quot;silver&quot;]"' in html
+
+
+def test_a_new_field_without_a_position_goes_after_the_last_one(client, administrator, organization):
+    client.force_login(administrator)
+    configuration = ConfigurationFactory(organization=organization, name="orderShipped")
+    FieldFactory(configuration=configuration, name="orderId", position=0)
+    FieldFactory(configuration=configuration, name="total", position=4)
+
+    page = client.get(change_url(configuration))
+    html = page.content.decode()
+    assert 'name="fields-2-position" value="0"' not in html  # the new row's position is empty
+    answer = post_change(
+        client,
+        configuration,
+        **{"fields-2-name": "carrier", "fields-2-type": "text", "fields-2-position": "", "_continue": "1"},
+    )
+    assert answer.status_code == 302
+    assert [(f.name, f.position) for f in configuration.fields.order_by("position")] == [
+        ("orderId", 0), ("total", 4), ("carrier", 5),
+    ]  # fmt: skip
+
+
+def test_the_reconciliation_section_is_only_for_profile_targeting(client, administrator, organization):
+    client.force_login(administrator)
+    event_based = ConfigurationFactory(organization=organization, name="orderShipped")
+    profile_based = publish_events(organization, copy.deepcopy(PROFILE_WELCOME))[0]
+    assert "Reconciliation" not in client.get(change_url(event_based)).content.decode()
+    html = client.get(change_url(profile_based)).content.decode()
+    assert "Reconciliation (profile targeting)" in html and 'id="id_reconciliation_event_field"' in html
+    # A new event type: the section is there for the page's script to show while "Profile" is chosen.
+    html = client.get(ADD).content.decode()
+    assert 'class="module aligned reconciliation"' in html
+    assert "/static/campaign/configuration_form.js" in html
+
+
+def test_the_api_preview_offers_its_curl_to_copy_and_the_events_swagger_ui_page(
+    client, administrator, cart_configuration
+):
+    client.force_login(administrator)
+    html = client.get(change_url(cart_configuration)).content.decode()
+    assert 'id="copy-curl" data-copy="api-preview-curl"' in html
+    assert 'href="/api/docs/#/EVTcartAbandonment/send_EVTcartAbandonment"' in html
+    assert "<script>" not in html  # the copy is a static file's (the Content-Security-Policy)
+
+
+def test_a_duplicated_event_type_has_a_label_of_its_own(client, administrator, cart_configuration):
+    client.force_login(administrator)
+    answer = client.post(
+        CHANGELIST, {"action": "duplicate", "_selected_action": [cart_configuration.pk]}, follow=True
+    )
+    assert "EVTcartAbandonment duplicated as EVTcartAbandonmentCopy." in answer.content.decode()
+    copy_ = EventConfiguration.objects.get(name="cartAbandonmentCopy")
+    assert copy_.label == "Cart abandonment (copy)"
+    assert "Cart abandonment (copy)" in client.get(CHANGELIST).content.decode()

@@ -214,9 +214,10 @@ def test_duplicate_copies_configuration_and_message_as_drafts_under_a_free_name(
     first = duplicate_configuration(configuration=cart_configuration)
     second = duplicate_configuration(configuration=cart_configuration)
     assert (first.name, second.name) == ("cartAbandonmentCopy", "cartAbandonmentCopy2")
+    assert (first.label, second.label) == ("Cart abandonment (copy)", "Cart abandonment (copy 2)")
     for copy_ in (first, second):
         assert copy_.status == "draft" and copy_.published_schema is None
-        assert (copy_.label, copy_.channel, copy_.targeting) == ("Cart abandonment", "email", "event")
+        assert (copy_.channel, copy_.targeting) == ("email", "event")
         assert [(f.collection, f.name, f.type) for f in copy_.fields.all()] == [
             (f.collection, f.name, f.type) for f in cart_configuration.fields.all()
         ]
@@ -231,7 +232,7 @@ def test_duplicate_copies_configuration_and_message_as_drafts_under_a_free_name(
 
 def test_duplicate_takes_the_name_it_is_given(cart_configuration):
     copy_ = duplicate_configuration(configuration=cart_configuration, name="cartReminder")
-    assert copy_.event_id == "EVTcartReminder"
+    assert copy_.event_id == "EVTcartReminder" and copy_.label == "Cart abandonment (copy)"
 
 
 def test_duplicate_of_a_configuration_without_message_copies_no_message(draft):
@@ -249,6 +250,7 @@ def test_duplicate_of_a_long_name_stays_within_the_event_id_limit(organization):
     for copy_ in (first, second):
         assert len(copy_.event_id) <= 64 and event_name_errors(copy_.name) == []
     assert first.name.endswith("Copy") and second.name.endswith("Copy2")
+    assert (first.label, second.label) == (f"EVT{long_name} (copy)", f"EVT{long_name} (copy 2)")
 
 
 # --- Names -------------------------------------------------------------------------------------
