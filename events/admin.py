@@ -112,7 +112,7 @@ class EventFieldForm(forms.ModelForm):
         required=False,
         label="Allowed values",
         help_text="Separated by commas, e.g. gold, silver (empty: any value).",
-        widget=forms.TextInput(attrs={"style": "width: 9em", "placeholder": "gold, silver"}),
+        widget=forms.TextInput(attrs={"style": "width: 9em", "placeholder": "any value"}),
     )
 
     class Meta:

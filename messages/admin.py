@@ -223,11 +223,64 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
                 *(["track_opens"] if of_channel.tracks_opens else []),
                 "track_clicks",
             ]
-        return ["event", "status", "live", *columns, *sender_fields(of_channel), "variants",
+        return ["event", "status", "live", "event_fields", *columns, *sender_fields(of_channel), "variants",
                 *tracking_fields, "preview"]  # fmt: skip
 
     def get_readonly_fields(self, request, obj=None):
-        return ["event", "status", "live", "tracking", "preview"]
+        return ["event", "status", "live", "event_fields", "tracking", "preview"]
+
+    class Media:
+        # The event's fields beside the editor insert themselves where the cursor is (a file: the
+        # Content-Security-Policy allows no inline script).
+        js = ["campaign/message_editor.js"]
+
+    @admin.display(description="Event fields")
+    def event_fields(self, message: TransactionalMessage) -> str:
+        """The event's data, each a button that inserts it in the part being edited: a field as
+        `{{ ctx.name }}`, a collection as a loop over its items."""
+        schema = services.configuration_schema(message)
+        collections = [
+            {
+                "name": collection["name"],
+                "fields": [field["name"] for field in collection.get("fields", [])],
+                "loop": "{% for item in ctx."
+                + collection["name"]
+                + " %}\n"
+                + " ".join("{{ item." + field["name"] + " }}" for field in collection.get("fields", []))
+                + "\n{% endfor %}",
+            }
+            for collection in schema.get("collections", [])
+        ]
+        return render_to_string(
+            f"{FIELD_TEMPLATES}/event_fields.html",
+            {
+                "fields": [
+                    {"name": f["name"], "type": f["type"], "insert": "{{ ctx." + f["name"] + " }}"}
+                    for f in schema.get("fields", [])
+                ],
+                "collections": collections,
+                "targets": " ".join(part.draft_column for part in channel_of(message.channel).parts),
+            },
+        )
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        message = self.get_object(request, object_id) if object_id else None
+        if message is not None and request.method == "GET":
+            extra_context["variant_warning"] = self._variant_warning(message, message.variants)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @staticmethod
+    def _variant_warning(message: TransactionalMessage, variants) -> str:
+        never = services.variants_never_chosen(message=message, variants=variants)
+        if not never:
+            return ""
+        return (
+            f"The variant{'s' if len(never) > 1 else ''} {', '.join(never)} can never be chosen: "
+            f"{message.configuration.event_id} is a real-time event without an AC_language field, "
+            "so every event gets the default content. Add an AC_language field to the event type "
+            "(an administrator), or remove the variants."
+        )
 
     @admin.display(description="Live version", ordering="live_version__number")
     def live(self, message: TransactionalMessage) -> str:
@@ -309,6 +362,9 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             services.save_draft(message=obj)  # never write back the status or the live version
+            warning = self._variant_warning(obj, obj.variants)
+            if warning:
+                self.message_user(request, warning, flash.WARNING)
         else:
             super().save_model(request, obj, form, change)
 

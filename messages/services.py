@@ -410,6 +410,17 @@ def configuration_schema(message: TransactionalMessage) -> dict[str, Any]:
     return lifecycle.event_side().schema_of(message)
 
 
+def variants_never_chosen(*, message: TransactionalMessage, variants: dict[str, Any] | None) -> list[str]:
+    """The language variants no event can choose: the language comes from a profile or from the
+    event's `AC_language`, so an event-based message whose event has no AC_language field always
+    sends its default content."""
+    if not variants or message.configuration.targeting == "profile":
+        return []
+    if any(field["name"] == "AC_language" for field in configuration_schema(message).get("fields", [])):
+        return []
+    return sorted(variants)
+
+
 SAMPLE_PROFILE = {"email": "jane.doe@example.com", "first_name": "Jane", "last_name": "Doe", "language": "en"}
 
 

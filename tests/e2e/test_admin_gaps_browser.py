@@ -174,3 +174,45 @@ def test_administrator_defines_an_event_type_with_listed_values_and_positions_co
     page.click("button[name=index]")
     expect(page.locator(".messagelist")).to_contain_text("EVTorderShipped duplicated as EVTorderShippedCopy.")
     expect(page.locator("tr", has_text="EVTorderShippedCopy")).to_contain_text("Order shipped (copy)")
+
+
+def test_marketer_inserts_the_events_fields_at_the_cursor_and_is_warned_of_a_variant_never_chosen(
+    browser, live_server, marketer, organization, pages
+):
+    import json
+
+    configuration = publish_events(organization, copy.deepcopy(CART_EVENT))[0]
+    message = configuration.message
+    url = f"/admin/transactional/transactionalmessage/{message.pk}/change/"
+    page = opened(pages, log_in(browser, live_server, marketer, url))
+    panel = page.locator("#event-fields")
+    expect(panel.locator("button")).to_have_text(
+        ["firstName", "cartAmount", "lastProduct", "products[ ] (loop)"]
+    )
+
+    # A field goes where the cursor is in the subject; the collection's loop at the end of the HTML.
+    subject = page.locator("#id_subject")
+    subject.fill("Your cart is waiting")
+    subject.focus()
+    subject.evaluate("element => element.setSelectionRange(4, 4)")  # after "Your"
+    panel.get_by_role("button", name="firstName").click()
+    expect(subject).to_have_value("Your{{ ctx.firstName }} cart is waiting")
+    html = page.locator("#id_html")
+    html.fill("<p>Hello</p>")
+    html.focus()
+    panel.get_by_role("button", name="products[ ] (loop)").click()
+    expect(html).to_have_value(
+        "<p>Hello</p>{% for item in ctx.products %}\n{{ item.sku }} {{ item.price }}\n{% endfor %}"
+    )
+    page.click("input[name=_continue]")
+    expect(page.locator(".messagelist")).to_contain_text("changed successfully")
+    message.refresh_from_db()
+    assert message.subject == "Your{{ ctx.firstName }} cart is waiting"
+
+    # A French variant of a real-time event without AC_language: saved, and said to be never chosen.
+    page.fill("#id_variants", json.dumps({"fr": {"subject": "Bonjour {{ ctx.firstName }}"}}))
+    page.click("input[name=_continue]")
+    expect(page.locator("#variant-warning")).to_contain_text(
+        "The variant fr can never be chosen: EVTcartAbandonment is a real-time event without an AC_language"
+    )
+    expect(page.locator(".messagelist .warning")).to_contain_text("The variant fr can never be chosen")

@@ -526,3 +526,66 @@ def test_every_page_has_an_icon(client, marketer, message):
     assert 'rel="icon"' in client.get(change_url(message)).content.decode()
     icon = client.get("/favicon.ico")
     assert icon.status_code == 301 and icon.url.endswith("campaign/favicon.svg")
+
+
+# --- The editor: the event's fields at hand, variants that can never be chosen -----------------
+
+
+def test_the_editor_lists_the_events_fields_each_inserting_itself_and_a_collection_its_loop(
+    client, marketer, message
+):
+    from html import unescape
+
+    client.force_login(marketer)
+    html = client.get(change_url(message)).content.decode()
+    panel = unescape(html.split('id="event-fields"')[1].split("</div>")[0])
+    assert 'data-targets="subject html text"' in panel
+    for name in ("firstName", "cartAmount", "lastProduct"):
+        assert f'data-insert="{{{{ ctx.{name} }}}}"' in panel
+    assert (
+        'data-insert="{% for item in ctx.products %}\n{{ item.sku }} {{ item.price }}\n{% endfor %}"' in panel
+    )
+    assert "/static/campaign/message_editor.js" in html and "<script>" not in html
+
+
+VARIANTS = {"fr": {"subject": "Bonjour {{ ctx.firstName }}"}, "de": {"subject": "Hallo {{ ctx.firstName }}"}}
+
+
+def test_variants_of_a_real_time_event_without_ac_language_are_said_never_to_be_chosen(
+    client, marketer, message
+):
+    client.force_login(marketer)
+    assert 'id="variant-warning"' not in client.get(change_url(message)).content.decode()
+
+    answer = submit(client, message, variants=json.dumps(VARIANTS), _continue="Save")
+    assert answer.status_code == 302
+    page = client.get(answer.url).content.decode()
+    warning = "The variants de, fr can never be chosen: EVTcartAbandonment is a real-time event without"
+    assert page.count(warning) == 2  # said after the save, and on the page while it stays true
+    assert 'id="variant-warning"' in page
+
+
+WITH_AC_LANGUAGE = {
+    "fields": [{"name": "firstName", "type": "text"}, {"name": "AC_language", "type": "text"}]
+}
+PROFILE_TARGETED = {
+    "targeting": "profile",
+    "fields": [{"name": "email", "type": "email"}, {"name": "firstName", "type": "text"}],
+    "reconciliation": {"eventField": "email", "profileField": "email"},
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(WITH_AC_LANGUAGE, id="an AC_language field"),
+        pytest.param(PROFILE_TARGETED, id="profile targeting"),
+    ],
+)
+def test_variants_that_can_be_chosen_bring_no_warning(client, marketer, organization, change):
+    event = {**copy.deepcopy(CART_EVENT), "name": "chosen", "collections": [], **change}
+    event["message"] = {"subject": "Hi {{ ctx.firstName }}", "html": "<p>Hi</p>", "variants": VARIANTS}
+    message = publish_events(organization, event)[0].message
+    assert message.variants == VARIANTS
+    client.force_login(marketer)
+    assert 'id="variant-warning"' not in client.get(change_url(message)).content.decode()
