@@ -675,10 +675,17 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
                 self.message_user(request, str(refusal), flash.ERROR)
                 continue
             url = reverse("admin:events_event_change", args=[again.pk])
+            expired = again.expiration_at is not None and again.expiration_at <= timezone.now()
             self.message_user(
                 request,
-                format_html('Event {} sent again as <a href="{}">{}</a>.', event.pkey, url, again.pkey),
-                flash.SUCCESS,
+                format_html(
+                    'Event {} sent again as <a href="{}">{}</a>{}.',
+                    event.pkey,
+                    url,
+                    again.pkey,
+                    ", but its expiration date has passed: it will end tooOld" if expired else "",
+                ),
+                flash.WARNING if expired else flash.SUCCESS,
             )
 
     def get_readonly_fields(self, request, obj=None):

@@ -547,6 +547,11 @@ def test_administrator_sends_a_failed_event_again_and_both_pages_link_to_each_ot
     assert event_page_fields(client, again)["Sent again"] == f"As a new send of {failed.pkey} (routingFailed)"
     assert event_page_fields(client, done)["Sent again"] == "-"
 
+    # Same data, expiration included: one that has passed is said to end tooOld.
+    Event.objects.filter(pk=failed.pk).update(expiration_at=timezone.now() - dt.timedelta(minutes=1))
+    html = " ".join(unescape(strip_tags(send_again_action(client, failed).content.decode())).split())
+    assert "but its expiration date has passed: it will end tooOld." in html
+
 
 def test_a_marketer_is_not_offered_send_again_and_cannot_post_it(client, marketer, cart_configuration):
     client.force_login(marketer)
