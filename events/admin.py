@@ -596,7 +596,7 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
             fields.append(name)
             if name == "status":
                 fields += ["status_reason", "sent_again"]
-            if name == "application":
+            if name == "application" and (obj is None or obj.configuration.targeting == "profile"):
                 fields.append("recipient_profile")
             if name == "message_version":
                 fields.append("sends")
@@ -660,6 +660,17 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
         if event is not None:  # on the object: one admin instance serves every request and thread
             event.viewer_may_open_profiles = request.user.has_perm("campaign.view_profile")
         return event
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        event = self.get_object(request, object_id)
+        can_send_again = (
+            event is not None
+            and event.status in services.SENDABLE_AGAIN
+            and self.has_send_again_permission(request)
+        )
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "can_send_again": can_send_again}
+        )
 
     def has_send_again_permission(self, request) -> bool:
         """Who manages event types (administrators) may send their failed events again."""

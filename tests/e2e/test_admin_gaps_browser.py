@@ -79,6 +79,14 @@ def test_administrator_follows_an_event_to_its_delivery_and_profile_and_sends_a_
     expect(page.locator(".field-status .readonly")).to_have_text("Delivery failed")
     expect(page.locator(".field-sent_again")).to_contain_text(f"As {again.pkey} (pending)")
 
+    # From the failed event's own page, once more; a pending event's page offers no such button.
+    page.click("#send-again")
+    expect(page.locator(".messagelist")).to_contain_text(f"Event {failed.pkey} sent again as")
+    assert Event.objects.filter(sent_again_from=failed).count() == 2
+    page.goto(f"{live_server.url}/admin/events/event/{again.pk}/change/")
+    expect(page.locator(".field-pkey .readonly")).to_have_text(again.pkey)
+    expect(page.locator("#send-again")).to_have_count(0)
+
 
 def test_marketer_reads_each_messages_label_live_version_sends_and_unpublished_changes_in_the_list(
     browser, live_server, marketer, organization, pages, settings

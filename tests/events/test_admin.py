@@ -546,6 +546,15 @@ def test_administrator_sends_a_failed_event_again_and_both_pages_link_to_each_ot
     assert event_page_fields(client, failed)["Sent again"] == f"As {again.pkey} (pending)"
     assert event_page_fields(client, again)["Sent again"] == f"As a new send of {failed.pkey} (routingFailed)"
     assert event_page_fields(client, done)["Sent again"] == "-"
+    assert "Recipient profile" not in event_page_fields(client, done)  # a real-time event's recipient
+    assert (
+        'id="send-again"'
+        in client.get(reverse("admin:events_event_change", args=[failed.pk])).content.decode()
+    )
+    assert (
+        'id="send-again"'
+        not in client.get(reverse("admin:events_event_change", args=[done.pk])).content.decode()
+    )
 
     # Same data, expiration included: one that has passed is said to end tooOld.
     Event.objects.filter(pk=failed.pk).update(expiration_at=timezone.now() - dt.timedelta(minutes=1))
@@ -558,6 +567,8 @@ def test_a_marketer_is_not_offered_send_again_and_cannot_post_it(client, markete
     failed = accept(cart_configuration)
     Event.objects.filter(pk=failed.pk).update(status="deliveryFailed")
     assert 'value="send_again"' not in client.get(EVENTS).content.decode()
+    page = client.get(reverse("admin:events_event_change", args=[failed.pk])).content.decode()
+    assert 'id="send-again"' not in page
     send_again_action(client, failed)
     assert Event.objects.count() == 1
 
