@@ -282,3 +282,42 @@ def test_invalid_event_names_are_refused(name):
 
 def test_the_example_file_event_names_are_valid():
     assert event_name_errors(copy.deepcopy(CART_EVENT)["name"]) == []
+
+
+# --- Ingest ------------------------------------------------------------------------------------
+
+
+def test_ingest_stores_nothing_once_the_configuration_read_is_no_longer_published_so(cart_configuration):
+    from events.services import ConfigurationChanged, ingest
+
+    read = EventConfiguration.objects.get(pk=cart_configuration.pk)  # as a process read (and cached) it
+    validated = validate_event(read.published_schema, seed_body())
+    publish_configuration(configuration=cart_configuration)  # published again: a new publication
+    for key in (None, "order-1"):
+        with pytest.raises(ConfigurationChanged):
+            ingest(configuration=read, validated=validated, idempotency_key=key)
+    assert Event.objects.count() == 0
+    current = EventConfiguration.objects.get(pk=cart_configuration.pk)
+    event, created = ingest(configuration=current, validated=validated)
+    assert created and Event.objects.get().pk == event.pk and event.status == "pending"
+
+    unpublish_configuration(configuration=cart_configuration)
+    with pytest.raises(ConfigurationChanged):
+        ingest(configuration=current, validated=validated)
+    with pytest.raises(ConfigurationChanged):  # nor is an Idempotency-Key replayed
+        ingest(configuration=current, validated=validated, idempotency_key="order-1")
+    assert Event.objects.count() == 1
+
+
+def test_ingest_stores_the_event_as_the_orm_would(cart_configuration):
+    from events.services import ingest
+
+    validated = validate_event(
+        cart_configuration.published_schema, seed_body(scheduled=FUTURE, expiration=None)
+    )
+    event, _ = ingest(configuration=cart_configuration, validated=validated, idempotency_key="k")
+    stored = Event.objects.get(pk=event.pk)
+    for field in Event._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(event, field.attname), field.name
+    assert stored.next_attempt_at == stored.scheduled_at and stored.enqueued_at is None
+    assert stored.idempotency_key == "k" and len(stored.request_fingerprint) == 64
