@@ -120,6 +120,11 @@ class CredentialRateThrottle(SimpleRateThrottle):
 
     scope = "credential"
 
+    @classmethod
+    def is_configured(cls) -> bool:
+        """Whether a limit is set: without one (the default), views need not make a throttle per request."""
+        return bool(cls.THROTTLE_RATES.get(cls.scope))
+
     def get_cache_key(self, request, view):
         caller = getattr(request, "user", None)
         if not isinstance(caller, ApiCaller):

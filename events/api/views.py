@@ -13,17 +13,17 @@ from typing import Any, cast
 from django.conf import settings
 from rest_framework import viewsets
 from rest_framework.exceptions import APIException, NotFound, UnsupportedMediaType, ValidationError
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaign import bounds
 from campaign.api_errors import Conflict, FieldError, ServiceUnavailable
-from campaign.auth import NOT_FOUND, ApiCaller  # one wording for every "not yours"
+from campaign.auth import NOT_FOUND, ApiCaller, CredentialRateThrottle  # one wording for every "not yours"
 from campaign.negotiation import AlwaysJSON
 from events import selectors, services
 from events.api.pagination import LineCursorPagination
-from events.api.parsers import LimitedJSONParser, TextPlainJSONParser, is_json_media_type
+from events.api.parsers import EventBodyParser, is_json_media_type
+from events.api.renderers import OrjsonRenderer
 from events.api.serializers import EventInputSerializer, EventListFilterSerializer, EventOutputSerializer
 from events.models import Event, EventConfiguration
 from events.schema import ValidatedEvent
@@ -32,13 +32,16 @@ logger = logging.getLogger(__name__)
 
 
 class EventViewSet(viewsets.ViewSet):
-    parser_classes = [LimitedJSONParser, TextPlainJSONParser]
-    renderer_classes = [JSONRenderer]
-    content_negotiation_class = AlwaysJSON
+    parser_classes = [EventBodyParser]
+    renderer_classes = [OrjsonRenderer]
+    content_negotiation_class = AlwaysJSON  # no negotiation: the one parser, the one renderer
     schema = None  # described per published event by events.api.openapi
     configuration: EventConfiguration
     # False while `configuration` is this process's cached copy (POST), which may be a moment old.
     configuration_is_current: bool
+
+    def get_throttles(self) -> list:
+        return super().get_throttles() if CredentialRateThrottle.is_configured() else []
 
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttling
