@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from campaign.metrics import EVENTS_RECEIVED
@@ -287,13 +287,14 @@ class ConfigurationChanged(Exception):
 
 def _insert_if_published(event: Event, configuration: EventConfiguration) -> None:
     sql, params = statements.insert_event_if_published_sql(event, published_at=configuration.published_at)
-    with connection.cursor() as cursor:
+    database = connections[DEFAULT_DB_ALIAS]
+    with database.cursor() as cursor:
         cursor.execute(sql, params)
         inserted = cursor.fetchone()
     if inserted is None:
         raise ConfigurationChanged(configuration.event_id)
     event.pk = inserted[0]
-    event._state.adding, event._state.db = False, connection.alias
+    event._state.adding, event._state.db = False, database.alias
 
 
 def _check_still_published(configuration: EventConfiguration) -> None:

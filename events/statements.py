@@ -30,7 +30,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 from events.models import Event, EventConfiguration, EventDelivery, EventStatusChange
 from messages.models import Delivery
@@ -71,21 +71,22 @@ def insert_event_if_published_sql(event: Event, *, published_at: dt.datetime | N
 
     The statement's text depends on the models only: written once per database vendor (it is on
     every POST's path), the values prepared per event."""
-    sql, fields = _insert_event_if_published(connection.vendor)
-    values = [field.get_db_prep_save(field.pre_save(event, True), connection) for field in fields]
-    published = {
-        "id": event.configuration_id,
-        "status": EventConfiguration.Status.PUBLISHED,
-        "published_at": published_at,
-    }
-    _, condition_values = _prepared(EventConfiguration, published)
-    return sql, [*values, *condition_values]
+    database = connections[DEFAULT_DB_ALIAS]  # itself: the `connection` proxy costs a lookup per use
+    sql, fields, published_at_field = _insert_event_if_published(database.vendor)
+    values = [field.get_db_prep_save(field.pre_save(event, True), database) for field in fields]
+    values += [
+        event.configuration_id,
+        EventConfiguration.Status.PUBLISHED.value,
+        published_at_field.get_db_prep_save(published_at, database),
+    ]
+    return sql, values
 
 
 @functools.cache
-def _insert_event_if_published(vendor: str) -> tuple[str, tuple[models.Field, ...]]:
-    """The statement's text for this vendor's quoting (`vendor` keys the cache), and the fields whose
-    values it takes, in order (every concrete field but the id, which the database draws)."""
+def _insert_event_if_published(vendor: str) -> tuple[str, tuple[models.Field, ...], models.Field]:
+    """The statement's text for this vendor's quoting (`vendor` keys the cache), the fields whose
+    values it takes, in order (every concrete field but the id, which the database draws), and the
+    field of the publication's date."""
     fields = tuple(field for field in Event._meta.local_concrete_fields if not field.primary_key)
     columns = ", ".join(_quote(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
@@ -98,7 +99,9 @@ def _insert_event_if_published(vendor: str) -> tuple[str, tuple[models.Field, ..
         f"WHERE EXISTS (SELECT 1 FROM {_quote(configuration.db_table)} WHERE {conditions}) "
         f"RETURNING {_quote(Event._meta.pk.column)}"
     )
-    return sql, fields
+    published_at = configuration.get_field("published_at")
+    assert isinstance(published_at, models.Field)
+    return sql, fields, published_at
 
 
 def record_move_sql(
