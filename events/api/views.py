@@ -67,7 +67,9 @@ class EventViewSet(viewsets.ViewSet):
             "api_name": f"mc{organization}",
             "event_id": configuration.event_id,
             "channel": configuration.channel,
-            "server_url": settings.PUBLIC_URL.rstrip("/") or self.request.build_absolute_uri("/").rstrip("/"),
+            # build_absolute_uri("/") without the "/": the host is validated ASCII, nothing to quote.
+            "server_url": settings.PUBLIC_URL.rstrip("/")
+            or f"{self.request.scheme}://{self.request.get_host()}",
         }
 
     def create(self, request: Request, **kwargs) -> Response:

@@ -662,3 +662,20 @@ def test_a_post_reads_the_configuration_from_this_processs_cache(
     assert post(api, seed_body()).status_code == 201  # the token and the configuration are cached
     with django_assert_num_queries(1):  # the INSERT, conditional on the publication
         assert post(api, seed_body()).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("extra", "server_url"),
+    [
+        ({}, "http://testserver"),
+        ({"HTTP_HOST": "localhost:8000"}, "http://localhost:8000"),
+        ({"HTTP_X_FORWARDED_PROTO": "https", "HTTP_HOST": "127.0.0.1"}, "https://127.0.0.1"),
+    ],
+)
+def test_the_server_url_is_the_requests_scheme_and_host(api, cart_configuration, extra, server_url):
+    assert post(api, seed_body(), **extra).json()["serverUrl"] == server_url
+
+
+@override_settings(PUBLIC_URL="https://campaign.example.com/")
+def test_the_server_url_is_the_public_url_when_set(api, cart_configuration):
+    assert post(api, seed_body()).json()["serverUrl"] == "https://campaign.example.com"
