@@ -22,7 +22,7 @@ from campaign.auth import NOT_FOUND, ApiCaller, CredentialRateThrottle  # one wo
 from campaign.negotiation import AlwaysJSON
 from events import selectors, services
 from events.api.pagination import LineCursorPagination
-from events.api.parsers import EventBodyParser, is_json_media_type
+from events.api.parsers import LimitedJSONParser, TextPlainJSONParser, is_json_media_type
 from events.api.renderers import OrjsonRenderer
 from events.api.serializers import EventInputSerializer, EventListFilterSerializer, EventOutputSerializer
 from events.models import Event, EventConfiguration
@@ -32,9 +32,9 @@ logger = logging.getLogger(__name__)
 
 
 class EventViewSet(viewsets.ViewSet):
-    parser_classes = [EventBodyParser]
+    parser_classes = [LimitedJSONParser, TextPlainJSONParser]  # as OPTIONS lists them; one reads (_body)
     renderer_classes = [OrjsonRenderer]
-    content_negotiation_class = AlwaysJSON  # no negotiation: the one parser, the one renderer
+    content_negotiation_class = AlwaysJSON
     schema = None  # described per published event by events.api.openapi
     configuration: EventConfiguration
     # False while `configuration` is this process's cached copy (POST), which may be a moment old.
@@ -73,8 +73,10 @@ class EventViewSet(viewsets.ViewSet):
         }
 
     def create(self, request: Request, **kwargs) -> Response:
+        body = None
         try:
-            event, created = self._accept(request)
+            body = self._body(request)
+            event, created = self._accept(request, body)
         except APIException as refusal:
             # Refused against this process's copy of the configuration: decided again against the
             # configuration as it is now (unpublished: 404; published again: validated again).
@@ -82,7 +84,7 @@ class EventViewSet(viewsets.ViewSet):
                 raise
             if not isinstance(refusal, ValidationError):
                 raise
-            event, created = self._accept(request)
+            event, created = self._accept(request, body)
         logger.info(
             "event %s %s",
             event.pkey,
@@ -100,14 +102,22 @@ class EventViewSet(viewsets.ViewSet):
             response["Idempotent-Replayed"] = "true"
         return response
 
-    def _accept(self, request: Request) -> tuple[Event, bool]:
+    @staticmethod
+    def _body(request: Request) -> Any:
+        """The body, read by the JSON parser once its media type is checked. Not through
+        `request.data`, which would parse the Content-Type header once more on every POST to see
+        whether the body is a form's; an absent body is an empty object, as DRF reads it."""
         content_type = request.META.get("CONTENT_TYPE", "")
         if not is_json_media_type(content_type):
             raise UnsupportedMediaType(
                 content_type or "none",
                 "The body must be JSON (Content-Type: application/json or text/plain).",
             )
-        body = request.data
+        if request.stream is None:
+            return {}
+        return LimitedJSONParser().parse(request.stream, content_type, {"encoding": request.encoding})
+
+    def _accept(self, request: Request, body: Any) -> tuple[Event, bool]:
         validated = self._validated(body)
         idempotency_key = request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip() or None
         problem = idempotency_key and bounds.text_problem(idempotency_key, max_length=255)

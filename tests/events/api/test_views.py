@@ -679,3 +679,14 @@ def test_the_server_url_is_the_requests_scheme_and_host(api, cart_configuration,
 @override_settings(PUBLIC_URL="https://campaign.example.com/")
 def test_the_server_url_is_the_public_url_when_set(api, cart_configuration):
     assert post(api, seed_body()).json()["serverUrl"] == "https://campaign.example.com"
+
+
+def test_options_describes_what_the_endpoint_reads_and_writes(api, cart_configuration):
+    response = api.options(CART_URL)
+    assert response.status_code == 200 and response["Allow"] == "GET, POST, HEAD, OPTIONS"
+    assert response.json() == {
+        "name": "Event",
+        "description": "",
+        "renders": ["application/json"],
+        "parses": ["application/json", "text/plain"],
+    }
