@@ -1,5 +1,6 @@
 """What immediate revocation costs an authenticated request: the cached-token path of
-campaign.auth.caller_for_token with its generation check, beside a bare cache read of the same entry.
+campaign.auth.caller_for_token with its generation check, beside a bare read of the same entry from
+the process's cache.
 
     .venv/bin/python bench/auth_cost.py [--seconds 3]
 
@@ -29,7 +30,6 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.core.cache import cache
     from django.core.management import call_command
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -43,7 +43,7 @@ def main() -> None:
         api_key=issued.credential.api_key, client_secret=issued.client_secret
     ).access_token
     assert auth.caller_for_token(token) is not None  # cached from here on
-    key = auth._cache_key(auth.hash_secret(token))
+    key, generation = auth.hash_secret(token), auth._callers.generation()
 
     def rate(call) -> tuple[float, int]:
         with CaptureQueriesContext(connection) as queries:
@@ -54,7 +54,7 @@ def main() -> None:
             elapsed = time.perf_counter() - started
         return elapsed / calls * 1e6, len(queries)
 
-    bare, _ = rate(lambda: cache.get(key))
+    bare, _ = rate(lambda: auth._callers.get(key, generation))
     checked, queries = rate(lambda: auth.caller_for_token(token))
     print(f"cached token, bare cache read:            {bare:7.1f} µs/call")
     print(

@@ -108,6 +108,8 @@ def exception_handler(exc, context):
         field, message = _first_validation_error(exc.detail)
         code = "invalidField"
     response.data = error_body(code=code, message=str(message), field=field)
+    if isinstance(exc, ServiceUnavailable):
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 

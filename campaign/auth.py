@@ -1,8 +1,8 @@
 """API authentication: `Authorization: Bearer <token>` plus `X-Api-Key`, both required and both of
-the same credential. The token's hash is looked up once and cached briefly, so authentication costs
-no query on the hot path; every comparison of a secret is constant-time. A revocation reaches every
-process within a second: cache keys carry the `auth` generation (campaign.generations), which a
-revocation bumps."""
+the same credential. The token's hash is looked up once and cached briefly in the process (a dict:
+authentication costs neither a query nor a cache server's round trip on the hot path); every
+comparison of a secret is constant-time. A revocation reaches every process within a second: the
+entries carry the `auth` generation (campaign.generations), which a revocation bumps."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import hmac
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
@@ -21,7 +20,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from campaign import generations
 from campaign.models import AccessToken, ApiCredential, hash_secret
 
-_MISSING = "missing"
+UNKNOWN_TOKEN_SECONDS = 5  # how long an unknown token is remembered as unknown (no query per retry)
 
 
 @dataclass(frozen=True)
@@ -38,23 +37,21 @@ class ApiCaller:
     is_anonymous = False
 
 
-def _cache_key(token_hash: str) -> str:
-    return f"auth:token:{generations.current(generations.AUTH)}:{token_hash}"
+_callers = generations.ProcessCache(generations.AUTH)
 
 
 def caller_for_token(token: str) -> ApiCaller | None:
     token_hash = hash_secret(token)
-    cached = cache.get(_cache_key(token_hash))
-    if cached == _MISSING:
-        return None
-    if cached is None:
+    generation = _callers.generation()  # before the read: a revocation meanwhile makes it stale
+    cached = _callers.get(token_hash, generation)
+    if cached is generations.ABSENT:
         row = (
             AccessToken.objects.filter(token_hash=token_hash, credential__is_active=True)
             .select_related("credential__organization")
             .first()
         )
         if row is None:
-            cache.set(_cache_key(token_hash), _MISSING, 5)
+            _callers.put(token_hash, None, generation=generation, seconds=UNKNOWN_TOKEN_SECONDS)
             return None
         cached = ApiCaller(
             credential_id=row.credential_id,
@@ -65,8 +62,9 @@ def caller_for_token(token: str) -> ApiCaller | None:
         )
         remaining = (row.expires_at - timezone.now()).total_seconds()
         if remaining > 0:
-            cache.set(_cache_key(token_hash), cached, min(settings.AUTH_CACHE_SECONDS, int(remaining) + 1))
-    if cached.token_expires_at <= timezone.now():
+            seconds = min(settings.AUTH_CACHE_SECONDS, remaining)
+            _callers.put(token_hash, cached, generation=generation, seconds=seconds)
+    if cached is None or cached.token_expires_at <= timezone.now():
         return None
     return cached
 
@@ -121,6 +119,11 @@ class CredentialRateThrottle(SimpleRateThrottle):
     """Requests per credential (API_RATE_LIMIT, e.g. `6000/min`; none when unset); 429 with Retry-After."""
 
     scope = "credential"
+
+    @classmethod
+    def is_configured(cls) -> bool:
+        """Whether a limit is set: without one (the default), views need not make a throttle per request."""
+        return bool(cls.THROTTLE_RATES.get(cls.scope))
 
     def get_cache_key(self, request, view):
         caller = getattr(request, "user", None)

@@ -10,6 +10,7 @@ field it sits in names the field.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 MAX_SIGNIFICANT_DIGITS = 30
 INTEGER_MIN, INTEGER_MAX = -(2**63), 2**63 - 1
@@ -62,10 +65,23 @@ def integer_problem(value: int) -> str | None:
     return None
 
 
+@functools.cache
+def _text_max_length() -> int:
+    """TEXT_MAX_LENGTH, read once: every text of every POST is checked against it, and reading a
+    setting costs more than the check (a test that changes it clears this, below)."""
+    return settings.TEXT_MAX_LENGTH
+
+
+@receiver(setting_changed, dispatch_uid="campaign.bounds.text_max_length")
+def _forget_text_max_length(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TEXT_MAX_LENGTH":
+        _text_max_length.cache_clear()
+
+
 def text_problem(value: str, *, max_length: int | None = None) -> str | None:
     """Why a text is refused, or None: no U+0000, no lone surrogate, at most `max_length` (default:
     the TEXT_MAX_LENGTH setting) characters."""
-    limit = max_length or settings.TEXT_MAX_LENGTH
+    limit = max_length or _text_max_length()
     if len(value) > limit:
         return f"is longer than {limit} characters"
     if _FORBIDDEN_CHARACTERS.search(value):

@@ -23,8 +23,11 @@ worker_class = "gthread"
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-max_requests = 10000
-max_requests_jitter = 1000
+# No recycling by default: a worker that retires closes the keep-alive connections it holds, and a
+# client sending on one at that instant gets an error for a POST that never arrived. MAX_REQUESTS
+# (e.g. 10000, with 10 % jitter) brings recycling back, as a guard against a leak.
+max_requests = int(os.environ.get("MAX_REQUESTS") or 0)
+max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -17,7 +17,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from events import dispatch
+from campaign import generations
+from events import dispatch, selectors
 from events import schema as event_schema
 from events.models import ConfigurationStatusChange, Event, EventConfiguration
 from events.schema import SchemaError, build_schema
@@ -63,6 +64,7 @@ def _move_configuration(
     for name, value in fields.items():
         setattr(configuration, name, value)
     configuration.save(update_fields=["status", *fields, "updated_at"])
+    _forget_cached_configurations()
     ConfigurationStatusChange.objects.create(
         configuration=configuration,
         from_status=previous,
@@ -71,6 +73,15 @@ def _move_configuration(
         user=user if getattr(user, "pk", None) else None,
         note=note[:2000],
     )
+
+
+def _forget_cached_configurations() -> None:
+    """The API's cached copies of published configurations (events.selectors) are re-read by every
+    process within GENERATION_CHECK_SECONDS of the commit, by this one at once. They are a
+    shortcut only: ingest's INSERT checks the publication itself."""
+    generations.bump(selectors.CONFIGURATIONS)
+    generations.forget_checks()
+    transaction.on_commit(generations.forget_checks)
 
 
 def _lock_configuration(pk: int) -> EventConfiguration:

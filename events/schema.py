@@ -127,6 +127,16 @@ def check_text(value: Any, path: str, *, max_length: int | None = None) -> str:
     return value
 
 
+# What check_value compares with, as plain values named once: it runs for every value of every
+# POST, and naming an enum member or writing `dict | list` costs a lookup or a new object each time.
+_TEXTUAL = frozenset({FieldType.TEXT.value, FieldType.EMAIL.value, FieldType.URL.value})
+_EMAIL, _URL, _INTEGER = FieldType.EMAIL.value, FieldType.URL.value, FieldType.INTEGER.value
+_DECIMAL, _BOOLEAN = FieldType.DECIMAL.value, FieldType.BOOLEAN.value
+_DATE, _DATETIME = FieldType.DATE.value, FieldType.DATETIME.value
+_CONTAINERS = (dict, list)
+_NUMBERS = (int, float, Decimal, str)
+
+
 def check_value(spec: dict[str, Any], value: Any, path: str) -> Any:
     kind = spec["type"]
     if value is None:
@@ -135,26 +145,26 @@ def check_value(spec: dict[str, Any], value: Any, path: str) -> Any:
         return None
     if isinstance(value, bounds.OutOfBounds):
         raise SchemaError(path, value.reason)
-    if isinstance(value, dict | list):
+    if isinstance(value, _CONTAINERS):
         raise SchemaError(
             path, f"must be a {kind} value, not an {'object' if isinstance(value, dict) else 'array'}"
         )
     if isinstance(value, str):
         check_text(value, path, max_length=spec.get("maxLength"))
-    if kind in (FieldType.TEXT, FieldType.EMAIL, FieldType.URL):
+    if kind in _TEXTUAL:
         if not isinstance(value, str):
             raise SchemaError(path, f"must be a string ({kind})")
-        if kind == FieldType.EMAIL and value:
+        if kind == _EMAIL and value:
             try:
                 _email_validator(value)
             except ValidationError:
                 raise SchemaError(path, f"'{value}' is not an email address") from None
-        if kind == FieldType.URL and value:
+        if kind == _URL and value:
             try:
                 _url_validator(value)
             except ValidationError:
                 raise SchemaError(path, f"'{value}' is not a URL") from None
-    elif kind == FieldType.INTEGER:
+    elif kind == _INTEGER:
         if isinstance(value, float):
             value = Decimal(repr(value))
         if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
@@ -164,8 +174,8 @@ def check_value(spec: dict[str, Any], value: Any, path: str) -> Any:
         problem = bounds.integer_problem(value)
         if problem:
             raise SchemaError(path, problem)
-    elif kind == FieldType.DECIMAL:
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+    elif kind == _DECIMAL:
+        if isinstance(value, bool) or not isinstance(value, _NUMBERS):
             raise SchemaError(path, "must be a number")
         if isinstance(value, float):  # from a caller that parsed JSON itself (tests, previews)
             value = Decimal(repr(value))
@@ -174,17 +184,17 @@ def check_value(spec: dict[str, Any], value: Any, path: str) -> Any:
             raise SchemaError(path, problem)
         if not isinstance(value, str):
             value = bounds.json_number(Decimal(value))
-    elif kind == FieldType.BOOLEAN:
+    elif kind == _BOOLEAN:
         if not isinstance(value, bool):
             raise SchemaError(path, "must be true or false")
-    elif kind == FieldType.DATE:
+    elif kind == _DATE:
         if not isinstance(value, str):
             raise SchemaError(path, "must be a date string (YYYY-MM-DD)")
         try:
             dt.date.fromisoformat(value)
         except ValueError:
             raise SchemaError(path, f"'{value}' is not a date (YYYY-MM-DD)") from None
-    elif kind == FieldType.DATETIME:
+    elif kind == _DATETIME:
         parse_datetime(value, path)
     if spec.get("values") and value not in spec["values"]:
         raise SchemaError(path, f"must be one of {', '.join(map(str, spec['values']))}")

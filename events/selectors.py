@@ -14,17 +14,46 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from campaign import generations
 from campaign.models import Organization, Profile, Quarantine
 from events.models import Event, EventConfiguration, EventStatusChange, event_name_from_id
 from messages.models import Delivery
 
+# What the API reads of a published configuration.
+PUBLISHED_FIELDS = (
+    "id",
+    "organization_id",
+    "name",
+    "channel",
+    "targeting",
+    "status",
+    "published_schema",
+    "published_at",
+)
+# The generation every change of a configuration's publication bumps (events.publication).
+CONFIGURATIONS = "configurations"
+CONFIGURATION_CACHE_SECONDS = 60.0
+_published = generations.ProcessCache(CONFIGURATIONS)
+
+
+def cached_published_configuration(*, organization_id: int, event_id: str) -> EventConfiguration | None:
+    """The published configuration behind an endpoint as this process last read it (within
+    GENERATION_CHECK_SECONDS of a publication change anywhere), or None. What it says may be a
+    moment old: ingest's INSERT is conditional on the configuration still being published as read
+    (events.services.ingest), so an unpublish still takes the endpoint down at once. The
+    instance is shared by this process's threads: read it, never change it."""
+    generation = _published.generation()
+    key = (organization_id, event_id)
+    configuration = _published.get(key, generation)
+    if configuration is generations.ABSENT:
+        configuration = published_configuration(organization_id=organization_id, event_id=event_id)
+        if configuration is not None:  # an unknown id is not remembered: the keys stay bounded
+            _published.put(key, configuration, generation=generation, seconds=CONFIGURATION_CACHE_SECONDS)
+    return configuration
+
 
 def published_configuration(*, organization_id: int, event_id: str) -> EventConfiguration | None:
-    """The published configuration behind an endpoint, or None (the endpoint does not exist).
-
-    Not cached on purpose: one indexed lookup, and an unpublish from any process (admin, CLI) must
-    take the endpoint down at once.
-    """
+    """The published configuration behind an endpoint, or None (the endpoint does not exist), read now."""
     name = event_name_from_id(event_id)
     if name is None:
         return None
@@ -32,7 +61,7 @@ def published_configuration(*, organization_id: int, event_id: str) -> EventConf
         EventConfiguration.objects.filter(
             organization_id=organization_id, name=name, status=EventConfiguration.Status.PUBLISHED
         )
-        .only("id", "organization_id", "name", "channel", "targeting", "published_schema", "status")
+        .only(*PUBLISHED_FIELDS)
         .order_by()  # unique (organization, name): the model's ordering would only add a join and a sort
         .first()
     )

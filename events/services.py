@@ -1,4 +1,5 @@
-"""Writes about event configurations and events: publication, duplication, ingest and enqueueing.
+"""Writes about event configurations and events: publication rules, duplication, ingest, and
+handing stored events to the workers (enqueueing, for the dispatcher and the sweep).
 
 Every rule of publishing an event type lives here; the admin, the CLI and the API call these.
 """
@@ -14,11 +15,12 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from campaign.metrics import EVENTS_RECEIVED
 from campaign.models import Profile
+from events import statements
 from events.models import (
     EVENT_ID_MAX_LENGTH,
     EVENT_NAME_MAX_LENGTH,
@@ -232,7 +234,11 @@ def ingest(
     body: Any = None,
     idempotency_key: str | None = None,
 ) -> tuple[Event, bool]:
-    """Store an accepted event (status `pending`) and enqueue it once the row is committed.
+    """Store an accepted event (`pending`, not yet handed to a worker) in one INSERT, if its
+    configuration is still published as `configuration` says (the one the event was validated
+    against); ConfigurationChanged otherwise, and nothing is stored. Nothing is sent to the broker
+    from here: the dispatcher hands stored events to the workers once they are committed (and the
+    sweep any it missed).
 
     Returns the event and whether it is new; a repeated Idempotency-Key returns the first event.
     """
@@ -242,31 +248,27 @@ def ingest(
             organization_id=configuration.organization_id, key=idempotency_key, fingerprint=fingerprint
         )
         if previous is not None:
+            _check_still_published(configuration)
             return previous, False
     now = timezone.now()
     scheduled_at = validated.scheduled_at
-    due_now = scheduled_at is None or scheduled_at <= now
     event = Event(
         organization_id=configuration.organization_id,
         configuration=configuration,
         **validated.recipient,
         ctx=validated.ctx,
-        scheduled_at=validated.scheduled_at,
+        scheduled_at=scheduled_at,
         expiration_at=validated.expiration_at,
-        next_attempt_at=scheduled_at if scheduled_at is not None and not due_now else now,
-        enqueued_at=now if due_now else None,
+        next_attempt_at=scheduled_at if scheduled_at is not None and scheduled_at > now else now,
+        enqueued_at=None,  # undispatched: the dispatcher's (or the sweep's) to hand over
         idempotency_key=idempotency_key or None,
         request_fingerprint=fingerprint,
     )
     # Without an Idempotency-Key the INSERT cannot conflict: it runs alone, committed at once (one
-    # round trip, no BEGIN/COMMIT), and on_commit enqueues right after (or after the caller's
-    # transaction, if there is one). With a key, a savepoint lets a lost race answer the winner.
+    # round trip, no BEGIN/COMMIT). With a key, a savepoint lets a lost race answer the winner.
     try:
         with transaction.atomic() if idempotency_key else contextlib.nullcontext():
-            event.save(force_insert=True)
-            if due_now:
-                transaction.on_commit(lambda: enqueue_events([event.pk]))
-        EVENTS_RECEIVED.labels(configuration.event_id).inc()
+            _insert_if_published(event, configuration)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -276,8 +278,37 @@ def ingest(
         )
         if previous is None:
             raise
+        _check_still_published(configuration)
         return previous, False
+    EVENTS_RECEIVED.labels(configuration.event_id).inc()
     return event, True
+
+
+class ConfigurationChanged(Exception):
+    """The configuration is no longer published as the event was validated against: unpublished,
+    or published again (perhaps with another schema). Nothing was stored."""
+
+
+def _insert_if_published(event: Event, configuration: EventConfiguration) -> None:
+    sql, params = statements.insert_event_if_published_sql(event, published_at=configuration.published_at)
+    database = connections[DEFAULT_DB_ALIAS]
+    with database.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = cursor.fetchone()
+    if inserted is None:
+        raise ConfigurationChanged(configuration.event_id)
+    event.pk = inserted[0]
+    event._state.adding, event._state.db = False, database.alias
+
+
+def _check_still_published(configuration: EventConfiguration) -> None:
+    """An Idempotency-Key's answer replays a stored event: only while the endpoint is up, as published."""
+    if not EventConfiguration.objects.filter(
+        pk=configuration.pk,
+        status=EventConfiguration.Status.PUBLISHED,
+        published_at=configuration.published_at,
+    ).exists():
+        raise ConfigurationChanged(configuration.event_id)
 
 
 def enqueue_events(event_ids: list[int]) -> None:
@@ -306,8 +337,9 @@ class CannotSendAgain(Exception):
 
 
 def send_again(*, event: Event) -> Event:
-    """A new event (its own PKey and status) with the failed one's data, stored and enqueued as
-    ingest stores an accepted POST, and linked to it: the failed event keeps its final status."""
+    """A new event (its own PKey and status) with the failed one's data, stored as ingest stores an
+    accepted POST (the dispatcher hands it out), and linked to it: the failed event keeps its final
+    status. Only while its event type is published, as for a POST."""
     if event.status not in SENDABLE_AGAIN:
         raise CannotSendAgain(
             f"Event {event.pkey} is {event.status}: only an event that ended deliveryFailed or routingFailed "
@@ -320,8 +352,13 @@ def send_again(*, event: Event) -> Event:
         scheduled_at=event.scheduled_at,
         expiration_at=event.expiration_at,
     )
-    with transaction.atomic():
-        again, _ = ingest(configuration=event.configuration, validated=validated)
-        Event.objects.filter(pk=again.pk).update(sent_again_from=event)
+    try:
+        with transaction.atomic():
+            again, _ = ingest(configuration=event.configuration, validated=validated)
+            Event.objects.filter(pk=again.pk).update(sent_again_from=event)
+    except ConfigurationChanged:
+        raise CannotSendAgain(
+            f"Event {event.pkey} cannot be sent again: {event.configuration.event_id} is not published."
+        ) from None
     again.sent_again_from = event
     return again

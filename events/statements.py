@@ -1,5 +1,15 @@
-"""The one raw SQL statement of the pipeline, written out rather than edited from Django's
-generated SQL: on PostgreSQL, an event's final move, its history row, its delivery and the
+"""The raw SQL statements of the event's way, written out rather than edited from Django's
+generated SQL.
+
+Accepting an event (both databases): the INSERT happens only if its configuration is still
+published as the API validated it, so that an unpublish takes the endpoint down at once whatever
+a process has cached (zero rows: the caller answers 404, or validates again):
+
+    INSERT INTO event (...) SELECT %s, ... WHERE EXISTS
+        (SELECT 1 FROM configuration WHERE id = %s AND status = 'published' AND published_at = %s)
+    RETURNING id
+
+Recording a send (PostgreSQL): an event's final move, its history row, its delivery and the
 delivery's link to the event in one statement (data-modifying CTEs), so that recording a send is
 one round trip.
 
@@ -16,12 +26,13 @@ Table and column names come from the models' `_meta` and values are prepared by 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
-from events.models import Event, EventDelivery, EventStatusChange
+from events.models import Event, EventConfiguration, EventDelivery, EventStatusChange
 from messages.models import Delivery
 
 
@@ -51,6 +62,46 @@ def _insert_values(row: models.Model) -> tuple[list[str], list[Any]]:
         if not field.primary_key
     }
     return _prepared(type(row), values)
+
+
+def insert_event_if_published_sql(event: Event, *, published_at: dt.datetime | None) -> tuple[str, list[Any]]:
+    """The INSERT of `event` (its values prepared as `save()` would), conditional on its configuration
+    being published since `published_at`; it answers the new id, or no row. PostgreSQL and SQLite
+    (3.35+) both return columns from an INSERT, and both type the SELECT's values as the columns'.
+
+    The statement's text depends on the models only: written once per database vendor (it is on
+    every POST's path), the values prepared per event."""
+    database = connections[DEFAULT_DB_ALIAS]  # itself: the `connection` proxy costs a lookup per use
+    sql, fields, published_at_field = _insert_event_if_published(database.vendor)
+    values = [field.get_db_prep_save(field.pre_save(event, True), database) for field in fields]
+    values += [
+        event.configuration_id,
+        EventConfiguration.Status.PUBLISHED.value,
+        published_at_field.get_db_prep_save(published_at, database),
+    ]
+    return sql, values
+
+
+@functools.cache
+def _insert_event_if_published(vendor: str) -> tuple[str, tuple[models.Field, ...], models.Field]:
+    """The statement's text for this vendor's quoting (`vendor` keys the cache), the fields whose
+    values it takes, in order (every concrete field but the id, which the database draws), and the
+    field of the publication's date."""
+    fields = tuple(field for field in Event._meta.local_concrete_fields if not field.primary_key)
+    columns = ", ".join(_quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    configuration = EventConfiguration._meta
+    conditions = " AND ".join(
+        f"{_quote(configuration.get_field(name).column)} = %s" for name in ("id", "status", "published_at")
+    )
+    sql = (
+        f"INSERT INTO {_quote(Event._meta.db_table)} ({columns}) SELECT {placeholders} "
+        f"WHERE EXISTS (SELECT 1 FROM {_quote(configuration.db_table)} WHERE {conditions}) "
+        f"RETURNING {_quote(Event._meta.pk.column)}"
+    )
+    published_at = configuration.get_field("published_at")
+    assert isinstance(published_at, models.Field)
+    return sql, fields, published_at
 
 
 def record_move_sql(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from events import services, tasks
 from events.models import Event
@@ -17,6 +18,7 @@ def test_enqueue_sends_one_task_per_batch_and_a_broken_broker_leaves_the_rest_to
     settings.EVENT_CLAIM_BATCH = 2
     events = [accept(cart_configuration, live_body(email=f"e{n}@example.com")) for n in range(5)]
     ids = [event.pk for event in events]
+    Event.objects.filter(pk__in=ids).update(enqueued_at=timezone.now())  # handed over, as the sweep does
     sent: list[list[int]] = []
 
     def flaky(args, **kwargs):

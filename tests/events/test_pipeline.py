@@ -272,15 +272,23 @@ def test_smtp_delivery_is_multipart_with_message_id(cart_configuration, smtp_ema
     assert first.message["Message-ID"] == events[0].deliveries.get().provider_message_id
 
 
-def test_ingest_enqueues_only_after_commit(
+def test_ingest_stores_an_undispatched_pending_event_and_sends_nothing_to_the_broker(
     cart_configuration, django_capture_on_commit_callbacks, monkeypatch
 ):
-    enqueued = []
-    monkeypatch.setattr("events.services.enqueue_events", lambda ids: enqueued.extend(ids))
+    from events import selectors, tasks
+
+    def no_broker(*args, **kwargs):
+        raise AssertionError("ingest published to the broker")
+
+    monkeypatch.setattr(tasks.process_events, "apply_async", no_broker)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        event = accept(cart_configuration, live_body())
-        assert enqueued == []
-    assert len(callbacks) == 1 and enqueued == [event.pk]
+        due = accept(cart_configuration, live_body())
+        later = accept(cart_configuration, live_body(scheduled=FUTURE))
+    assert callbacks == []  # nothing waits for the commit either: the dispatcher takes it from there
+    due, later = Event.objects.get(pk=due.pk), Event.objects.get(pk=later.pk)
+    assert (due.status, due.enqueued_at, later.enqueued_at) == ("pending", None, None)
+    assert due.next_attempt_at <= timezone.now() and later.next_attempt_at == later.scheduled_at
+    assert list(selectors.due_pending_events().filter(enqueued_at__isnull=True)) == [due]
 
 
 def test_a_template_that_fails_at_render_time_fails_delivery(cart_configuration):

@@ -313,7 +313,24 @@ def test_a_failed_event_sent_again_is_a_new_pending_event_with_its_data_linked_t
     assert (again.ctx, again.email, again.expiration_at) == (failed.ctx, failed.email, failed.expiration_at)
     assert again.sent_again_from == failed and list(failed.sent_again_as.all()) == [again]
     assert failed.status == Event.Status.DELIVERY_FAILED and failed.last_error == "550 no"
-    assert enqueued == [[again.pk]]  # handed to the workers as an accepted POST is
+    # Stored as an accepted POST is: undispatched, for the dispatcher to hand out.
+    assert enqueued == [] and again.enqueued_at is None
+
+
+def test_a_failed_event_of_an_unpublished_event_type_is_not_sent_again(cart_configuration):
+    from events import services
+
+    body = seed_body(scheduled=None, expiration=None)
+    failed, _ = services.ingest(
+        configuration=cart_configuration, validated=validate_event(cart_configuration.published_schema, body)
+    )
+    Event.objects.filter(pk=failed.pk).update(status=Event.Status.ROUTING_FAILED)
+    failed.refresh_from_db()
+    unpublish_configuration(configuration=cart_configuration)
+    failed.refresh_from_db()
+    with pytest.raises(services.CannotSendAgain, match="is not published"):
+        services.send_again(event=failed)
+    assert Event.objects.count() == 1
 
 
 @pytest.mark.parametrize("status", ["processed", "pending", "ignored", "tooOld", "targetingFailed"])
@@ -329,3 +346,42 @@ def test_only_an_event_that_failed_delivery_or_routing_is_sent_again(cart_config
     with pytest.raises(services.CannotSendAgain, match="only an event that ended deliveryFailed"):
         services.send_again(event=event)
     assert Event.objects.count() == 1
+
+
+# --- Ingest ------------------------------------------------------------------------------------
+
+
+def test_ingest_stores_nothing_once_the_configuration_read_is_no_longer_published_so(cart_configuration):
+    from events.services import ConfigurationChanged, ingest
+
+    read = EventConfiguration.objects.get(pk=cart_configuration.pk)  # as a process read (and cached) it
+    validated = validate_event(read.published_schema, seed_body())
+    publish_configuration(configuration=cart_configuration)  # published again: a new publication
+    for key in (None, "order-1"):
+        with pytest.raises(ConfigurationChanged):
+            ingest(configuration=read, validated=validated, idempotency_key=key)
+    assert Event.objects.count() == 0
+    current = EventConfiguration.objects.get(pk=cart_configuration.pk)
+    event, created = ingest(configuration=current, validated=validated)
+    assert created and Event.objects.get().pk == event.pk and event.status == "pending"
+
+    unpublish_configuration(configuration=cart_configuration)
+    with pytest.raises(ConfigurationChanged):
+        ingest(configuration=current, validated=validated)
+    with pytest.raises(ConfigurationChanged):  # nor is an Idempotency-Key replayed
+        ingest(configuration=current, validated=validated, idempotency_key="order-1")
+    assert Event.objects.count() == 1
+
+
+def test_ingest_stores_the_event_as_the_orm_would(cart_configuration):
+    from events.services import ingest
+
+    validated = validate_event(
+        cart_configuration.published_schema, seed_body(scheduled=FUTURE, expiration=None)
+    )
+    event, _ = ingest(configuration=cart_configuration, validated=validated, idempotency_key="k")
+    stored = Event.objects.get(pk=event.pk)
+    for field in Event._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(event, field.attname), field.name
+    assert stored.next_attempt_at == stored.scheduled_at and stored.enqueued_at is None
+    assert stored.idempotency_key == "k" and len(stored.request_fingerprint) == 64

@@ -62,3 +62,25 @@ def test_without_a_delivery_the_statement_moves_the_event_and_writes_its_history
     assert "INSERT INTO" in sql and sql.count("INSERT INTO") == 1
     assert connection.ops.quote_name(EventDelivery._meta.db_table) not in sql
     assert sql.count("%s") == len(params)
+
+
+def test_the_conditional_insert_writes_every_column_but_the_id_and_checks_the_publication(
+    cart_configuration,
+):
+    from events.statements import insert_event_if_published_sql
+
+    event = Event(
+        organization_id=cart_configuration.organization_id,
+        configuration=cart_configuration,
+        email="a@example.com",
+        next_attempt_at=timezone.now(),
+    )
+    sql, params = insert_event_if_published_sql(event, published_at=cart_configuration.published_at)
+    quote = connection.ops.quote_name
+    columns = [quote(f.column) for f in Event._meta.concrete_fields if not f.primary_key]
+    assert sql.startswith(f"INSERT INTO {quote(Event._meta.db_table)} ({', '.join(columns)}) SELECT ")
+    assert f"WHERE EXISTS (SELECT 1 FROM {quote('events_eventconfiguration')} WHERE " in sql
+    assert sql.endswith(f"RETURNING {quote('id')}")
+    assert sql.count("%s") == len(params) == len(columns) + 3
+    assert params[-3:-1] == [cart_configuration.pk, "published"]
+    assert event.created_at is not None  # auto_now fields filled in, as save() fills them

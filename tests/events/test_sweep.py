@@ -35,7 +35,8 @@ def test_sweep_expires_waiting_events_and_re_enqueues_lost_ones(cart_configurati
     lost = accept(cart_configuration, live_body())
     expired = accept(cart_configuration, live_body())
     Event.objects.filter(pk=expired.pk).update(expiration_at=timezone.now() - dt.timedelta(seconds=1))
-    # The lost one was just enqueued at ingest: not yet considered lost.
+    # The lost one was just handed to the broker (as the dispatcher does): not yet considered lost.
+    Event.objects.filter(pk=lost.pk).update(enqueued_at=timezone.now())
     assert sweep.recover() == {"reclaimed": 0, "expired": 1, "enqueued": 0}
     assert Event.objects.get(pk=expired.pk).status == "tooOld"
     Event.objects.filter(pk=lost.pk).update(enqueued_at=timezone.now() - dt.timedelta(minutes=5))

@@ -585,3 +585,108 @@ def test_an_unexpected_error_is_500_json_with_the_id_of_its_log_line(
     error = response.json()["error"]
     assert error["code"] == "internalError" and error["id"] in error["message"]
     assert error["id"] in caplog.text and "RuntimeError: a bug" in caplog.text
+
+
+# --- The published configuration, cached in each process, and the conditional INSERT ---------------
+
+
+def behind_this_process(configuration_pk: int, **changes) -> None:
+    """A publication change made by another process, that this one has not heard of yet (no
+    generation bump here): its cached copy of the configuration is now stale."""
+    EventConfiguration.objects.filter(pk=configuration_pk).update(**changes)
+
+
+def test_an_unpublish_takes_the_endpoint_down_at_once_even_behind_a_warm_cache(api, cart_configuration):
+    assert post(api, seed_body()).status_code == 201  # this process has now cached the configuration
+    behind_this_process(cart_configuration.pk, status="draft")
+    response = post(api, seed_body())
+    assert response.status_code == 404 and response.json()["error"]["code"] == "notFound"
+    assert post(api, seed_body(), HTTP_IDEMPOTENCY_KEY="k-1").status_code == 404
+    # Whatever else is wrong with the request: the endpoint is gone.
+    assert post(api, {"ctx": {}}).status_code == 404
+    assert api.post(CART_URL, data="<xml/>", content_type="application/xml").status_code == 404
+    assert Event.objects.count() == 1
+
+
+def test_an_idempotent_replay_after_an_unpublish_is_404_even_behind_a_warm_cache(api, cart_configuration):
+    first = post(api, seed_body(), HTTP_IDEMPOTENCY_KEY="order-7")
+    assert first.status_code == 201
+    behind_this_process(cart_configuration.pk, status="draft")
+    assert post(api, seed_body(), HTTP_IDEMPOTENCY_KEY="order-7").status_code == 404
+    assert Event.objects.count() == 1
+
+
+def test_a_republished_schema_applies_to_the_next_post_even_behind_a_warm_cache(api, cart_configuration):
+    from django.utils import timezone
+
+    assert post(api, seed_body()).status_code == 201
+    schema = cart_configuration.published_schema
+    coupon = {**schema, "fields": [*schema["fields"], {"name": "coupon", "type": "integer"}]}
+    behind_this_process(cart_configuration.pk, published_schema=coupon, published_at=timezone.now())
+    with_coupon = seed_body(ctx={"firstName": "Jack", "coupon": 10})
+    assert post(api, with_coupon).status_code == 201  # validated again against the new schema
+    wrong_type = post(api, seed_body(ctx={"coupon": "ten"}))
+    assert wrong_type.status_code == 400 and wrong_type.json()["error"]["field"] == "ctx.coupon"
+    assert Event.objects.filter(ctx__coupon=10).count() == 1
+
+
+def test_a_republish_with_a_changed_schema_reaches_this_processs_cache(api, cart_configuration):
+    from events.publication import publish_configuration
+    from tests.factories import FieldFactory
+
+    with_coupon = seed_body(ctx={"coupon": "X"})
+    assert post(api, with_coupon).json()["error"]["field"] == "ctx.coupon"  # cached: no coupon yet
+    FieldFactory(configuration=cart_configuration, name="coupon", position=9)
+    publish_configuration(configuration=cart_configuration)
+    assert post(api, with_coupon).status_code == 201
+
+
+def test_a_configuration_published_again_during_the_post_answers_503_and_stores_nothing(
+    api, cart_configuration, monkeypatch
+):
+    from events import services
+
+    def always_changed(*, configuration, **kwargs):
+        raise services.ConfigurationChanged(configuration.event_id)
+
+    monkeypatch.setattr(services, "ingest", always_changed)
+    response = post(api, seed_body())
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    assert response.json()["error"]["code"] == "serviceUnavailable"
+    assert Event.objects.count() == 0
+
+
+def test_a_post_reads_the_configuration_from_this_processs_cache(
+    api, cart_configuration, django_assert_num_queries
+):
+    assert post(api, seed_body()).status_code == 201  # the token and the configuration are cached
+    with django_assert_num_queries(1):  # the INSERT, conditional on the publication
+        assert post(api, seed_body()).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("extra", "server_url"),
+    [
+        ({}, "http://testserver"),
+        ({"HTTP_HOST": "localhost:8000"}, "http://localhost:8000"),
+        ({"HTTP_X_FORWARDED_PROTO": "https", "HTTP_HOST": "127.0.0.1"}, "https://127.0.0.1"),
+    ],
+)
+def test_the_server_url_is_the_requests_scheme_and_host(api, cart_configuration, extra, server_url):
+    assert post(api, seed_body(), **extra).json()["serverUrl"] == server_url
+
+
+@override_settings(PUBLIC_URL="https://campaign.example.com/")
+def test_the_server_url_is_the_public_url_when_set(api, cart_configuration):
+    assert post(api, seed_body()).json()["serverUrl"] == "https://campaign.example.com"
+
+
+def test_options_describes_what_the_endpoint_reads_and_writes(api, cart_configuration):
+    response = api.options(CART_URL)
+    assert response.status_code == 200 and response["Allow"] == "GET, POST, HEAD, OPTIONS"
+    assert response.json() == {
+        "name": "Event",
+        "description": "",
+        "renders": ["application/json"],
+        "parses": ["application/json", "text/plain"],
+    }
