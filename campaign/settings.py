@@ -259,6 +259,11 @@ EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)
 EVENT_CLAIM_BATCH = env.int("EVENT_CLAIM_BATCH", default=20)
 # How long an enqueued-but-unclaimed pending event waits before the sweep enqueues it again.
 EVENT_REENQUEUE_AFTER_SECONDS = env.int("EVENT_REENQUEUE_AFTER_SECONDS", default=30)
+# Sends a worker process keeps in flight, from the start of the conversation with the server to the
+# commit of its record: that many SMTP conversations (each thread its own connection) overlap, and
+# their records are written in groups. It is also the most a process killed at any instant sends
+# again (events.pipeline). 1: one send at a time, recorded before the next.
+EVENT_SENDS_IN_FLIGHT = env.int("EVENT_SENDS_IN_FLIGHT", default=8)
 
 # --- Bounded rendering and task time limits ---------------------------------------------------
 # A message template is code a marketer writes and the server runs (on save, in previews and

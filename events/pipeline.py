@@ -1,9 +1,21 @@
 """Processing: one event, or a worker task's batch: claim -> expired? -> route -> target -> render ->
-deliver -> record the final status.
+send -> record the final status.
 
 Network I/O (SMTP, HTTP) runs outside any database transaction: claim in one short transaction
 (events.claims), send, then record the decision (events.decisions: a Delivery row, a quarantine,
 the status) in another. The reads are in events.selectors, the sweep in events.sweep.
+
+Sends overlap, within a bound. The task's thread prepares each event (route, target, render) and
+hands its send to one of the process's sender threads when the channel's backend waits on a server
+(events.sending); it records the outcomes in groups, one statement per group
+(events.transitions.record_moves). A send is *in flight* from the start of its conversation with
+the server until the commit of its record, and a worker process never has more than
+EVENT_SENDS_IN_FLIGHT sends in flight. So a worker killed at any instant (SIGKILL, the hard time
+limit, a lost machine) leaves at most EVENT_SENDS_IN_FLIGHT messages per process that went out
+with no row recording them: those, and only those, are sent again when their leases run out and
+the sweep hands them out; every other event of its batches is sent once. Two sends to the same
+address are never in flight together: the second waits for the first's outcome (messages to one
+person keep their order, and a quarantine the first causes stops the second).
 """
 
 from __future__ import annotations
@@ -12,13 +24,12 @@ import contextlib
 import datetime as dt
 import functools
 import logging
-import signal
-import threading
 import time
 import traceback
-from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
 
-from billiard.pool import SIG_SOFT_TIMEOUT
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
@@ -28,20 +39,24 @@ from campaign.log_context import event_context
 from campaign.metrics import EVENT_LATENCY, RETRIES
 from campaign.models import Profile
 from campaign.privacy import mask_address, mask_addresses
-from events import claims, selectors
+from events import claims, selectors, sending
 from events.claims import Claim, LeaseLost, with_database_retries
 from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry, expired, retry_or_fail
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
 from events.selectors import QuarantineLookup
-from events.transitions import transition_recording
+from events.transitions import Move, record_moves, transition_recording
 from messages import services as message_services
-from messages.models import TransactionalMessage
+from messages.channels import Recipient, RenderedMessage, SendResult
+from messages.models import MessageVersion, TransactionalMessage
 from messages.rendering import TemplateError
 
 logger = logging.getLogger(__name__)
 S = Event.Status
 
 BATCH_REFRESH_SECONDS = 1.0
+# How long a full window waits for more sends to finish before recording those that have: groups
+# are larger, yet a finished send is not left unrecorded while slow ones drag on.
+GROUP_PATIENCE_SECONDS = 0.5
 
 
 def process(event_id: int) -> str | None:
@@ -49,13 +64,13 @@ def process(event_id: int) -> str | None:
     lease = with_database_retries(lambda: claims.claim(event_id, now=timezone.now()))
     if lease is None:
         return None
-    [event] = selectors.claimed_events([event_id])
-    return _process_in_context(event, Claim(event_id=event_id, lease=lease))  # its own quarantine query
+    return _Batch([event_id], lease).run(quarantine_at_once=False).get(event_id)
 
 
 def process_batch(event_ids: list[int], *, limit: int | None = None) -> dict[int, str | None]:
     """The worker task's work: these events and the due events a backlog left waiting (see
-    `claims.claim_due`), each sent and recorded on its own, as `process` does. Returns id -> status.
+    `claims.claim_due`). Returns id -> status (None: another worker has it), in the claim's order;
+    nothing when the task ran out of time (`_Batch._out_of_time`).
 
     While the batch runs, the leases of the events still waiting are renewed together, and the
     events (with their configuration, message and live version) are read again every
@@ -63,62 +78,253 @@ def process_batch(event_ids: list[int], *, limit: int | None = None) -> dict[int
     """
     limit = max(limit or settings.EVENT_CLAIM_BATCH, len(event_ids))
     ids, lease = with_database_retries(lambda: claims.claim_due(event_ids, now=timezone.now(), limit=limit))
-    waiting: list[Event] = []
-    held: Claim | None = None  # the event in hand, not yet recorded
-    done: dict[int, str | None] = {}
-    try:
-        waiting = selectors.claimed_events(ids)
-        loaded_at = time.monotonic()
-        quarantine = _quarantine_lookup(waiting)
-        while waiting:
-            if not claims.lease_is_ample(lease, now=timezone.now()):
-                renewal = functools.partial(claims.renew_leases, [e.pk for e in waiting], lease)
-                kept, lease = with_database_retries(renewal)
-                waiting = [e for e in waiting if e.pk in kept]  # a lease that ran out: another worker's now
-                if not waiting:
-                    break
-            if time.monotonic() - loaded_at > BATCH_REFRESH_SECONDS:
-                waiting, loaded_at = selectors.claimed_events([e.pk for e in waiting]), time.monotonic()
-                if not waiting:
-                    break
-            event = waiting[0]
-            held = Claim(event_id=event.pk, lease=lease, event=event)
-            waiting.pop(0)
+    if not ids:
+        return {}
+    return _Batch(ids, lease).run(quarantine_at_once=True)
+
+
+@dataclass
+class _Send:
+    """An event ready to send: what its sender thread needs, and what recording it needs after."""
+
+    event: Event
+    claim: Claim
+    message: TransactionalMessage
+    version: MessageVersion
+    profile: Profile | None
+    recipient: Recipient
+    rendered: RenderedMessage
+
+    @property
+    def channel(self) -> str:
+        return self.event.configuration.channel
+
+    @property
+    def address(self) -> tuple[int, str, str]:
+        return (self.event.organization_id, self.channel, self.recipient.address.lower())
+
+
+@dataclass
+class _Decided:
+    """A decision not recorded yet; one that records a send is in flight until it is."""
+
+    event: Event
+    claim: Claim
+    decision: Decision
+    sent: bool
+
+
+class _Batch:
+    """The events one task claimed (with one lease), processed in order within the send window."""
+
+    def __init__(self, ids: list[int], lease: dt.datetime) -> None:
+        self.ids = ids
+        self.lease = lease
+        self.capacity = max(1, int(settings.EVENT_SENDS_IN_FLIGHT))
+        self.waiting: list[Event] = []
+        self.loaded_at = 0.0
+        self.quarantine = QuarantineLookup()
+        self.sending: dict[futures.Future[tuple[SendResult, int]], _Send] = {}  # on sender threads
+        self.unrecorded: list[_Decided] = []
+        self.sent_unrecorded = 0
+        self.done: dict[int, str | None] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.sending) + self.sent_unrecorded
+
+    def run(self, *, quarantine_at_once: bool) -> dict[int, str | None]:
+        held: Claim | None = None  # the event in hand, until it is decided or handed to a sender
+        with sending.soft_time_limit_held():
             try:
-                done[event.pk] = _process_in_context(event, held, quarantine)
+                self.waiting, self.loaded_at = selectors.claimed_events(self.ids), time.monotonic()
+                if quarantine_at_once:
+                    self.quarantine = _quarantine_lookup(self.waiting)
+                while True:
+                    sending.check_soft_time_limit()
+                    event = self._next()
+                    if event is None:
+                        break
+                    held = Claim(event_id=event.pk, lease=self.lease, event=event)
+                    self._process(event, held)
+                    held = None
+                self._settle_all()
             except SoftTimeLimitExceeded:
+                self._out_of_time(held)
+                return {}
+            except BaseException:  # e.g. a database that stays down: what was sent is recorded if it can be
+                with contextlib.suppress(Exception):
+                    self._settle_all()
                 raise
-            except Exception:  # e.g. a record that keeps failing: the lease expires, the sweep retries it
-                logger.exception("event %s could not be recorded; the sweep will retry it", event.pkey)
-                done[event.pk] = None
-            held = None
-    except SoftTimeLimitExceeded:
-        _out_of_time(held, ids_left=[e.pk for e in waiting], lease=lease)
-    return done
+        return {pk: self.done[pk] for pk in self.ids if pk in self.done}
 
+    def _next(self) -> Event | None:
+        """The next event, its lease renewed if it runs short (with those of the events still
+        waiting), and read again if the batch has been running for a while."""
+        if not self.waiting:
+            return None
+        if not claims.lease_is_ample(self.lease, now=timezone.now()):
+            renewal = functools.partial(claims.renew_leases, [e.pk for e in self.waiting], self.lease)
+            kept, self.lease = with_database_retries(renewal)
+            self.waiting = [
+                e for e in self.waiting if e.pk in kept
+            ]  # a lease that ran out: another worker's now
+            self._record()  # decisions waiting for a group are not left to age either
+        if self.waiting and time.monotonic() - self.loaded_at > BATCH_REFRESH_SECONDS:
+            self.waiting = selectors.claimed_events([e.pk for e in self.waiting])
+            self.loaded_at = time.monotonic()
+        return self.waiting.pop(0) if self.waiting else None
 
-def _out_of_time(held: Claim | None, *, ids_left: list[int], lease: dt.datetime) -> None:
-    """The task's soft time limit struck (EVENT_TASK_SOFT_TIME_LIMIT_SECONDS): the batch stops.
+    def _process(self, event: Event, held: Claim) -> None:
+        with event_context(pkey=event.pkey, organization=event.configuration.organization.slug):
+            try:
+                prepared = _prepare(event, held, self.quarantine, settle=self._settle)
+            except LeaseLost:
+                logger.warning("event %s: lease lost before sending; another worker has it", event.pkey)
+                self.done[event.pk] = None
+                return
+            except SoftTimeLimitExceeded:
+                raise  # the batch ends this event (`_out_of_time`)
+            except Exception as error:  # a bug must not strand the event in `processing` until the lease ends
+                prepared = _internal_error(event, error)
+        if isinstance(prepared, Decision):
+            self._decided(_Decided(event, held, prepared, sent=False))
+        else:
+            self._send(prepared)
 
-    The event in hand is tried again later, as after any temporary failure (its attempt counted,
-    so a limit that keeps striking ends in `deliveryFailed`); the limit never strikes between its
-    send and the record of that send (`_soft_time_limit_held`). The events still waiting go back to
-    `pending` as they were before this batch claimed them, for the sweep to hand them out again at
-    once, instead of waiting for their lease to run out.
-    """
-    limit = settings.EVENT_TASK_SOFT_TIME_LIMIT_SECONDS
-    reason = f"the worker's task ran out of time (EVENT_TASK_SOFT_TIME_LIMIT_SECONDS, {limit:g} s)"
-    logger.warning("%s: %d event(s) go back to the queue", reason, len(ids_left) + (held is not None))
-    try:
-        if held is not None and held.event is not None:
-            event, claim = held.event, held
-            with_database_retries(lambda: _record(event, claim, retry_or_fail(event, reason)))
-        if ids_left:
-            with_database_retries(
-                lambda: claims.release_unprocessed(ids_left, lease=lease, reason=f"not processed: {reason}")
+    # --- The send window --------------------------------------------------------------------------
+
+    def _send(self, send: _Send) -> None:
+        while self.in_flight >= self.capacity:
+            self._make_room()
+        if message_services.sends_wait_on_network(send.channel):
+            self.sending[sending.submit(self.capacity, _deliver, send)] = send
+            return
+        outcome: futures.Future[tuple[SendResult, int]] = futures.Future()
+        try:
+            outcome.set_result(_deliver(send))
+        except Exception as error:
+            outcome.set_exception(error)
+        self._sent(send, outcome)
+
+    def _make_room(self) -> None:
+        """The window is full: record what was sent, as a group of at least half the window when
+        the sends in flight finish within GROUP_PATIENCE_SECONDS."""
+        self._collect(
+            at_least=max(1, self.capacity // 2) - self.sent_unrecorded, patience=GROUP_PATIENCE_SECONDS
+        )
+        self._record()
+
+    def _settle(self, *, organization_id: int, channel: str, address: str) -> None:
+        """Wait for the outcome of a send in flight to this address, if there is one."""
+        key = (organization_id, channel, address.lower())
+        same = [future for future, send in self.sending.items() if send.address == key]
+        if same:
+            futures.wait(same)
+            self._collect()
+
+    def _settle_all(self) -> None:
+        """Wait for every send in flight, and record every decision."""
+        self._collect(at_least=len(self.sending))
+        self._record()
+
+    def _collect(self, *, at_least: int = 0, patience: float | None = None) -> None:
+        """Take the outcomes of the sends that finished, waiting for `at_least` of them (for at most
+        `patience` seconds once one has)."""
+        pending = list(self.sending)
+        wanted = min(at_least, len(pending))
+        deadline = None if patience is None else time.monotonic() + patience
+        while sum(future.done() for future in pending) < wanted:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            futures.wait(
+                [future for future in pending if not future.done()],
+                timeout=timeout,
+                return_when=futures.FIRST_COMPLETED,
             )
-    except Exception:  # the leases still run out, and the sweep takes the events over then
-        logger.exception("the events of a batch out of time could not be released")
+            if deadline is not None and time.monotonic() >= deadline:
+                if any(future.done() for future in pending):
+                    break
+                deadline = None  # nothing finished yet: room is needed, so wait for the first
+        for future in pending:
+            if future.done():
+                self._sent(self.sending.pop(future), future)
+
+    def _sent(self, send: _Send, outcome: futures.Future[tuple[SendResult, int]]) -> None:
+        try:
+            result, duration_ms = outcome.result()
+        except Exception as error:  # the backend failed unexpectedly: the message may have gone out
+            with event_context(pkey=send.event.pkey, organization=send.event.configuration.organization.slug):
+                decision = _internal_error(send.event, error)
+        else:
+            decision = _sent_decision(send, result, duration_ms)
+        self._decided(_Decided(send.event, send.claim, decision, sent=True))
+
+    def _decided(self, decided: _Decided) -> None:
+        self.unrecorded.append(decided)
+        self.sent_unrecorded += decided.sent
+        entry = decided.decision.quarantine
+        if entry is not None:  # the next events of the batch see it at once
+            self.quarantine.add(
+                organization_id=entry.organization_id, channel=entry.channel, address=entry.address
+            )
+
+    # --- Recording ----------------------------------------------------------------------------------
+
+    def _record(self) -> None:
+        """Record the decisions taken so far: those without a quarantine in one statement."""
+        group, self.unrecorded, self.sent_unrecorded = self.unrecorded, [], 0
+        plain = [d for d in group if d.decision.quarantine is None]
+        moved: set[int] = set()
+        failed: set[int] = set()
+        if plain:
+            moves = [_move(d.event, d.claim, d.decision) for d in plain]
+            try:
+                moved = with_database_retries(lambda: record_moves(moves))
+            except Exception:  # e.g. a database that stays down: the leases expire, the sweep retries them
+                logger.exception("%d event(s) could not be recorded; the sweep will retry them", len(plain))
+                failed = {d.event.pk for d in plain}
+        for decided in group:
+            if decided.decision.quarantine is None:
+                continue
+            event, claim, decision = decided.event, decided.claim, decided.decision
+            try:
+                if with_database_retries(lambda: _record(event, claim, decision)):  # noqa: B023 - called at once
+                    moved.add(event.pk)
+            except Exception:
+                logger.exception("event %s could not be recorded; the sweep will retry it", event.pkey)
+                failed.add(event.pk)
+        for decided in group:
+            if decided.event.pk in failed:
+                self.done[decided.event.pk] = None
+            else:
+                self.done[decided.event.pk] = _report(decided, moved=decided.event.pk in moved)
+
+    def _out_of_time(self, held: Claim | None) -> None:
+        """The task's soft time limit struck (EVENT_TASK_SOFT_TIME_LIMIT_SECONDS): the batch stops.
+
+        The sends in flight are waited for and recorded. The event in hand is tried again later, as
+        after any temporary failure (its attempt counted, so a limit that keeps striking ends in
+        `deliveryFailed`). The events still waiting go back to `pending` as they were before this
+        batch claimed them, for the sweep to hand them out again at once, instead of waiting for
+        their lease to run out.
+        """
+        limit = settings.EVENT_TASK_SOFT_TIME_LIMIT_SECONDS
+        reason = f"the worker's task ran out of time (EVENT_TASK_SOFT_TIME_LIMIT_SECONDS, {limit:g} s)"
+        ids_left = [e.pk for e in self.waiting]
+        logger.warning("%s: %d event(s) go back to the queue", reason, len(ids_left) + (held is not None))
+        try:
+            self._settle_all()
+            if held is not None and held.event is not None:
+                event, claim = held.event, held
+                with_database_retries(lambda: _record(event, claim, retry_or_fail(event, reason)))
+            if ids_left:
+                with_database_retries(
+                    lambda: claims.release_unprocessed(
+                        ids_left, lease=self.lease, reason=f"not processed: {reason}"
+                    )
+                )
+        except Exception:  # the leases still run out, and the sweep takes the events over then
+            logger.exception("the events of a batch out of time could not be released")
 
 
 def _quarantine_lookup(events: list[Event]) -> QuarantineLookup:
@@ -135,72 +341,15 @@ def _quarantine_lookup(events: list[Event]) -> QuarantineLookup:
     )
 
 
-def _process_in_context(event: Event, held: Claim, quarantine: QuarantineLookup | None = None) -> str | None:
-    with event_context(pkey=event.pkey, organization=event.configuration.organization.slug):
-        return _process_claimed(event, held, quarantine or QuarantineLookup())
+def _internal_error(event: Event, error: Exception) -> Decision:
+    # The frames, not the message: an exception's text may quote the event's data.
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    logger.error("event %s failed unexpectedly: %s\n%s", event.pkey, error.__class__.__name__, frames)
+    return retry_or_fail(event, f"internal error: {error.__class__.__name__}")
 
 
-def _process_claimed(event: Event, held: Claim, quarantine: QuarantineLookup) -> str | None:
-    # Once the send starts, a soft time limit waits until the end of this block (see below).
-    with contextlib.ExitStack() as sending:
-        return _process_and_record(event, held, quarantine, sending)
-
-
-@contextlib.contextmanager
-def _soft_time_limit_held() -> Iterator[None]:
-    """Hold back the task's soft time limit (billiard's signal) while this runs: a message that was
-    sent must be recorded, or a later attempt would send it again. The limit strikes as soon as the
-    block ends. The send itself is bounded (EMAIL_TIMEOUT, the gateways' timeouts), and the hard
-    time limit stays the backstop."""
-    if SIG_SOFT_TIMEOUT is None or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {SIG_SOFT_TIMEOUT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _process_and_record(
-    event: Event, held: Claim, quarantine: QuarantineLookup, sending: contextlib.ExitStack
-) -> str | None:
-    try:
-        decision = _decide_and_deliver(event, held, quarantine, sending)
-    except LeaseLost:
-        logger.warning("event %s: lease lost before sending; another worker has it", event.pkey)
-        return None
-    except SoftTimeLimitExceeded:
-        raise  # the batch ends this event (`_out_of_time`)
-    except Exception as error:  # a bug must not strand the event in `processing` until the lease ends
-        # The frames, not the message: an exception's text may quote the event's data.
-        frames = "".join(traceback.format_tb(error.__traceback__))
-        logger.error("event %s failed unexpectedly: %s\n%s", event.pkey, error.__class__.__name__, frames)
-        decision = retry_or_fail(event, f"internal error: {error.__class__.__name__}")
-    recorded = with_database_retries(lambda: _record(event, held, decision))
-    if decision.quarantine is not None:
-        entry = decision.quarantine
-        quarantine.add(organization_id=entry.organization_id, channel=entry.channel, address=entry.address)
-    if not recorded:
-        logger.warning("event %s: lease lost before recording %s", event.pkey, decision.outcome.status)
-        return None
-    status = decision.outcome.status
-    logger.info(
-        "event %s -> %s", event.pkey, status, extra={"status": status, "reason": decision.outcome.reason}
-    )
-    if status == S.PENDING:
-        RETRIES.labels(event.configuration.channel).inc()
-    elif status in FINAL_STATUSES:
-        EVENT_LATENCY.labels(status).observe((timezone.now() - event.created_at).total_seconds())
-    return status
-
-
-def _record(event: Event, held: Claim, decision: Decision) -> bool:
-    """The delivery, the quarantine and the final status, atomically (one statement on PostgreSQL).
-
-    A message that was sent is recorded even if our lease was lost meanwhile, so that whoever holds
-    the event now sees the delivery and does not send it again.
-    """
+def _move(event: Event, held: Claim, decision: Decision) -> Move:
+    """The decision as the move that records it, with the delivery of its send."""
     delivery = None
     if decision.delivery is not None:
         sent = decision.delivery
@@ -212,6 +361,24 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
             duration_ms=sent.duration_ms,
             rendered=sent.rendered,
         )
+    return Move(
+        event.pk,
+        decision.outcome.status,
+        S.PROCESSING,
+        reason=decision.outcome.reason,
+        lease=held.lease,
+        delivery=delivery,
+        fields=decision.event_fields(),
+    )
+
+
+def _record(event: Event, held: Claim, decision: Decision) -> bool:
+    """One decision: the delivery, the quarantine and the final status, atomically.
+
+    A message that was sent is recorded even if our lease was lost meanwhile, so that whoever holds
+    the event now sees the delivery and does not send it again.
+    """
+    move = _move(event, held, decision)
     entry = decision.quarantine
     # A quarantine (an upsert) joins the same transaction; transition_recording then runs inside it.
     with transaction.atomic() if entry else contextlib.nullcontext():
@@ -224,18 +391,73 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
             )
         return transition_recording(
             event.pk,
-            to=decision.outcome.status,
-            source=S.PROCESSING,
-            delivery=delivery,
-            reason=decision.outcome.reason,
-            lease=held.lease,
-            **decision.event_fields(),
+            to=move.to,
+            source=move.source,
+            delivery=move.delivery,
+            reason=move.reason,
+            lease=move.lease,
+            **move.fields,
         )
 
 
-def _decide_and_deliver(
-    event: Event, held: Claim, is_quarantined: QuarantineLookup, sending: contextlib.ExitStack
-) -> Decision:
+def _report(decided: _Decided, *, moved: bool) -> str | None:
+    """The log line and the metrics of a recorded decision; its status (None: the lease was lost)."""
+    event, outcome = decided.event, decided.decision.outcome
+    context: dict[str, Any] = {"pkey": event.pkey, "organization": event.configuration.organization.slug}
+    if not moved:
+        logger.warning("event %s: lease lost before recording %s", event.pkey, outcome.status, extra=context)
+        return None
+    status = outcome.status
+    logger.info(
+        "event %s -> %s", event.pkey, status, extra={"status": status, "reason": outcome.reason, **context}
+    )
+    if status == S.PENDING:
+        RETRIES.labels(event.configuration.channel).inc()
+    elif status in FINAL_STATUSES:
+        EVENT_LATENCY.labels(status).observe((timezone.now() - event.created_at).total_seconds())
+    return status
+
+
+def _deliver(send: _Send) -> tuple[SendResult, int]:
+    """The send itself (on a sender thread, or the task's): its result and how long it took, in ms."""
+    started = time.monotonic()
+    result = message_services.send(channel=send.channel, rendered=send.rendered, recipient=send.recipient)
+    return result, int((time.monotonic() - started) * 1000)
+
+
+def _sent_decision(send: _Send, result: SendResult, duration_ms: int) -> Decision:
+    event = send.event
+    delivery = DeliveryRecord(
+        message=send.message,
+        version=send.version,
+        recipient=send.recipient,
+        result=result,
+        duration_ms=duration_ms,
+        rendered=send.rendered,
+    )
+    answer = mask_addresses(result.provider_response)  # "550 <jane@example.com>: unknown" -> j***@
+    if result.sent:
+        decision = Decision(Outcome(S.PROCESSED, result.provider_message_id), last_error="")
+    elif result.outcome == "permanentFailure":
+        decision = Decision(
+            Outcome(S.DELIVERY_FAILED, answer),
+            last_error=answer,
+            quarantine=QuarantineEntry(
+                organization_id=event.organization_id,
+                channel=send.channel,
+                address=send.recipient.address,
+                reason=result.provider_response,
+            ),
+        )
+    else:
+        decision = retry_or_fail(event, answer)
+    return decision.with_send(profile=send.profile, version=send.version, delivery=delivery)
+
+
+def _prepare(event: Event, held: Claim, is_quarantined: QuarantineLookup, *, settle: Any) -> Decision | _Send:
+    """Everything before the send: a decision that needs no send, or the send to make.
+
+    `settle(organization_id=, channel=, address=)` waits for a send in flight to the same address."""
     if expired(event):
         return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"))
     if event.attempts > 1 and selectors.sent_by_earlier_attempt(event):
@@ -264,9 +486,13 @@ def _decide_and_deliver(
     if not recipient.address:
         reason = f"the profile has no {configuration.channel} address"
         return Decision(Outcome(S.TARGETING_FAILED, reason), profile=profile)
-    if is_quarantined(
-        organization_id=event.organization_id, channel=configuration.channel, address=recipient.address
-    ):
+    address = {
+        "organization_id": event.organization_id,
+        "channel": configuration.channel,
+        "address": recipient.address,
+    }
+    settle(**address)
+    if is_quarantined(**address):
         reason = f"{mask_address(recipient.address)} is quarantined"
         return Decision(Outcome(S.IGNORED, reason), profile=profile)
 
@@ -285,31 +511,4 @@ def _decide_and_deliver(
         return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"), profile=profile)
 
     with_database_retries(held.renew)
-    sending.enter_context(_soft_time_limit_held())
-    started = time.monotonic()
-    result = message_services.send(channel=configuration.channel, rendered=rendered, recipient=recipient)
-    delivery = DeliveryRecord(
-        message=message,
-        version=version,
-        recipient=recipient,
-        result=result,
-        duration_ms=int((time.monotonic() - started) * 1000),
-        rendered=rendered,
-    )
-    answer = mask_addresses(result.provider_response)  # "550 <jane@example.com>: unknown" -> j***@
-    if result.sent:
-        decision = Decision(Outcome(S.PROCESSED, result.provider_message_id), last_error="")
-    elif result.outcome == "permanentFailure":
-        decision = Decision(
-            Outcome(S.DELIVERY_FAILED, answer),
-            last_error=answer,
-            quarantine=QuarantineEntry(
-                organization_id=event.organization_id,
-                channel=configuration.channel,
-                address=recipient.address,
-                reason=result.provider_response,
-            ),
-        )
-    else:
-        decision = retry_or_fail(event, answer)
-    return decision.with_send(profile=profile, version=version, delivery=delivery)
+    return _Send(event, held, message, version, profile, recipient, rendered)

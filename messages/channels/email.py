@@ -65,11 +65,29 @@ def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
+# Django's backends that keep the message in the process (tests, development): nothing to wait for.
+IN_PROCESS_BACKENDS = frozenset(
+    {
+        "django.core.mail.backends.locmem.EmailBackend",
+        "django.core.mail.backends.console.EmailBackend",
+        "django.core.mail.backends.dummy.EmailBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
+        "campaign.email_files.EmailBackend",
+    }
+)
+
+
 class DjangoMailBackend:
     """Keeps one open connection per thread and reopens it once if the server dropped it."""
 
     def __init__(self) -> None:
         self._local = threading.local()
+
+    @property
+    def waits_on_network(self) -> bool:
+        """SMTP (or any backend that leaves the process) waits on a server: the worker's sender
+        threads overlap those waits, each thread with its own connection."""
+        return settings.EMAIL_BACKEND not in IN_PROCESS_BACKENDS
 
     def _connection(self):
         connection = getattr(self._local, "connection", None)

@@ -1,0 +1,82 @@
+"""A worker process's sends in flight: its sender threads, and the soft time limit around them.
+
+The task's thread (the main thread of a pool process) prepares each event (route, target, render)
+and records the outcomes (events.pipeline); a send that waits on a server (SMTP, an HTTP gateway:
+the channel backend's `waits_on_network`) runs on one of the process's sender threads, so that the
+waits of several conversations overlap. Each thread keeps its own connection (the backends keep one
+per thread) and never touches the database. The threads live as long as the process: a pool
+process forked by Celery starts its own on first use.
+
+Signals: Python runs signal handlers on the main thread, but the kernel hands a signal sent to the
+process to any thread that does not block it. Sender threads block every signal, so that the task's
+soft time limit (billiard's SIG_SOFT_TIMEOUT) waits for the main thread, which holds it back during
+a batch (`soft_time_limit_held`) and takes it where stopping loses nothing (`check_soft_time_limit`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from billiard.pool import SIG_SOFT_TIMEOUT
+from celery.exceptions import SoftTimeLimitExceeded
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+_executor_pid = 0
+_executor_size = 0
+
+
+def _block_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+
+
+def submit(size: int, function: Callable[..., T], *args: object) -> Future[T]:
+    """Run `function(*args)` on one of this process's `size` sender threads."""
+    global _executor, _executor_pid, _executor_size
+    with _lock:
+        if _executor is None or _executor_pid != os.getpid() or _executor_size != size:
+            if _executor is not None and _executor_pid == os.getpid():
+                _executor.shutdown(wait=False)  # a new size (a test's settings): the old threads end
+            _executor = ThreadPoolExecutor(size, thread_name_prefix="sender", initializer=_block_signals)
+            _executor_pid, _executor_size = os.getpid(), size
+        executor = _executor
+    return executor.submit(function, *args)
+
+
+def _holds_signals() -> bool:
+    return SIG_SOFT_TIMEOUT is not None and threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def soft_time_limit_held() -> Iterator[None]:
+    """Hold back the task's soft time limit while a batch runs: it strikes only where the batch
+    calls `check_soft_time_limit` (between events), never between a send and the record of that
+    send, which a later attempt would otherwise send again. Renders have their own deadline
+    (RENDER_TIMEOUT_SECONDS), sends theirs (EMAIL_TIMEOUT, the gateways' timeouts), and the hard
+    time limit stays the backstop. A limit that comes once the last event is recorded is spent
+    here: the batch is done."""
+    if not _holds_signals():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {SIG_SOFT_TIMEOUT})
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            signal.sigtimedwait({SIG_SOFT_TIMEOUT}, 0)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def check_soft_time_limit() -> None:
+    """Raise SoftTimeLimitExceeded if the soft time limit came while it was held back."""
+    if _holds_signals() and SIG_SOFT_TIMEOUT in signal.pthread_sigmask(signal.SIG_BLOCK, ()):
+        if signal.sigtimedwait({SIG_SOFT_TIMEOUT}, 0) is not None:
+            raise SoftTimeLimitExceeded()
