@@ -215,6 +215,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Celery's Django fix-up closes the database connections after every task unless told to reuse
+# them: a new PostgreSQL connection (a server process forked) per task. They are reused, and kept
+# or closed as a request's are, by CONN_MAX_AGE and CONN_HEALTH_CHECKS (campaign.celery).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Losing the broker must never fail an accepted POST: the event is stored, and the sweep re-enqueues.

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import F, Q
 from django.utils import timezone
 
 from events.models import Event
@@ -78,10 +78,13 @@ def claim_due(event_ids: list[int], *, now: dt.datetime, limit: int) -> tuple[li
     ids (the task's own events first, in their order) and their lease."""
     lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
     due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now)
-    own_first = Case(When(pk__in=event_ids, then=Value(0)), default=Value(1))
-    # A plain read first: when a batch already took these events and nothing else waits, that is
-    # all the task costs.
-    picked = list(due.order_by(own_first, "next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
+    # Plain reads first, each on an index (the primary key; event_due_idx in due order): when a
+    # batch already took these events and nothing else waits, that is all the task costs.
+    own = due.filter(pk__in=event_ids).order_by()
+    picked = list(own.values_list("pk", flat=True)[:limit]) if event_ids else []
+    if len(picked) < limit:
+        backlog = due.exclude(pk__in=picked).order_by("next_attempt_at", "pk")
+        picked += backlog.values_list("pk", flat=True)[: limit - len(picked)]
     if not picked:
         return [], lease
     claimed = transition_many(

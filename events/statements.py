@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 from events.models import Event, EventDelivery, EventStatusChange
 from messages.models import Delivery
@@ -50,32 +50,37 @@ def _quote(name: str | None) -> str:
 
 
 @functools.cache
-def _field(model: type[models.Model], name: str) -> models.Field:
+def _column(model: type[models.Model], name: str) -> tuple[models.Field, str]:
+    """A field by name and its quoted column (the metadata read once per process)."""
     field = model._meta.get_field(name)
     assert isinstance(field, models.Field) and field.concrete, name
-    return field
+    return field, _quote(field.column)
 
 
-def _prepared(model: type[models.Model], values: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+@functools.cache
+def _inserted_fields(model: type[models.Model]) -> tuple[models.Field, ...]:
+    return tuple(field for field in model._meta.local_concrete_fields if not field.primary_key)
+
+
+def _prepared(
+    model: type[models.Model], values: Mapping[str, Any], database: Any = None
+) -> tuple[list[str], list[Any]]:
     """Quoted columns and database values for `values`, keyed by field name."""
+    database = database or connections[DEFAULT_DB_ALIAS]
     columns, params = [], []
     for name, value in values.items():
-        field = _field(model, name)
+        field, column = _column(model, name)
         if field.is_relation and isinstance(value, models.Model):
             value = value.pk
-        columns.append(_quote(field.column))
-        params.append(field.get_db_prep_save(value, connection))
+        columns.append(column)
+        params.append(field.get_db_prep_save(value, database))
     return columns, params
 
 
-def _insert_values(row: models.Model) -> tuple[list[str], list[Any]]:
+def _insert_values(row: models.Model, database: Any = None) -> tuple[list[str], list[Any]]:
     """The columns and values an INSERT of `row` writes (its id left to the database)."""
-    values = {
-        field.name: field.pre_save(row, add=True)
-        for field in row._meta.local_concrete_fields
-        if not field.primary_key
-    }
-    return _prepared(type(row), values)
+    values = {field.name: field.pre_save(row, add=True) for field in _inserted_fields(type(row))}
+    return _prepared(type(row), values, database)
 
 
 @functools.lru_cache(maxsize=256)
@@ -121,16 +126,16 @@ def _parts_sql(
     return ", ".join(parts)
 
 
-def _parts(row: MoveRow, suffix: str) -> tuple[str, list[Any]]:
-    set_columns, params = _prepared(Event, row.changes)
+def _parts(row: MoveRow, suffix: str, database: Any) -> tuple[str, list[Any]]:
+    set_columns, params = _prepared(Event, row.changes, database)
     params.extend([row.event_id, row.source])
     if row.lease is not None:
-        params.extend(_prepared(Event, {"lease_expires_at": row.lease})[1])
-    history_columns, history_params = _insert_values(row.history)
+        params.extend(_prepared(Event, {"lease_expires_at": row.lease}, database)[1])
+    history_columns, history_params = _insert_values(row.history, database)
     params.extend(history_params)
     delivery_columns = None
     if row.delivery is not None:
-        delivery_columns, delivery_params = _insert_values(row.delivery)
+        delivery_columns, delivery_params = _insert_values(row.delivery, database)
         params.extend(delivery_params)
         params.append(row.event_id)
     sql = _parts_sql(
@@ -153,16 +158,18 @@ def record_move_sql(
     delivery: Delivery | None,
 ) -> tuple[str, list[Any]]:
     """The statement and its parameters; it answers one row: how many events moved (0 or 1)."""
-    sql, params = _parts(MoveRow(event_id, source, lease, changes, history, delivery), "")
+    row = MoveRow(event_id, source, lease, changes, history, delivery)
+    sql, params = _parts(row, "", connections[DEFAULT_DB_ALIAS])
     return f"WITH {sql} SELECT count(*) FROM moved", params
 
 
 def record_moves_sql(rows: Sequence[MoveRow]) -> tuple[str, list[Any]]:
     """One statement for several events' moves; it answers a row per event that moved: its id."""
     assert rows, "at least one move"
+    database = connections[DEFAULT_DB_ALIAS]
     texts, params = [], []
     for index, row in enumerate(rows):
-        sql, row_params = _parts(row, f"_{index}")
+        sql, row_params = _parts(row, f"_{index}", database)
         texts.append(sql)
         params.extend(row_params)
     pk = _quote(Event._meta.pk.column)
