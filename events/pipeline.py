@@ -85,7 +85,8 @@ def process_batch(event_ids: list[int], *, limit: int | None = None) -> dict[int
 
 @dataclass
 class _Send:
-    """An event ready to send: what its sender thread needs, and what recording it needs after."""
+    """An event routed and targeted, to render and send (on a sender thread, or the task's): all
+    it needs is in memory, so that the thread touches no database."""
 
     event: Event
     claim: Claim
@@ -93,7 +94,6 @@ class _Send:
     version: MessageVersion
     profile: Profile | None
     recipient: Recipient
-    rendered: RenderedMessage
 
     @property
     def channel(self) -> str:
@@ -124,7 +124,7 @@ class _Batch:
         self.waiting: list[Event] = []
         self.loaded_at = 0.0
         self.quarantine = QuarantineLookup()
-        self.sending: dict[futures.Future[tuple[SendResult, int]], _Send] = {}  # on sender threads
+        self.sending: dict[futures.Future[Decision], _Send] = {}  # on sender threads
         self.unrecorded: list[_Decided] = []
         self.sent_unrecorded = 0
         self.done: dict[int, str | None] = {}
@@ -198,11 +198,13 @@ class _Batch:
         while self.in_flight >= self.capacity:
             self._make_room()
         if message_services.sends_wait_on_network(send.channel):
-            self.sending[sending.submit(self.capacity, _deliver, send)] = send
+            self.sending[sending.submit(self.capacity, _render_and_send, send)] = send
             return
-        outcome: futures.Future[tuple[SendResult, int]] = futures.Future()
+        outcome: futures.Future[Decision] = futures.Future()
         try:
-            outcome.set_result(_deliver(send))
+            outcome.set_result(_render_and_send(send))
+        except SoftTimeLimitExceeded:
+            raise  # the batch ends this event (`_out_of_time`)
         except Exception as error:
             outcome.set_exception(error)
         self._sent(send, outcome)
@@ -249,15 +251,15 @@ class _Batch:
             if future.done():
                 self._sent(self.sending.pop(future), future)
 
-    def _sent(self, send: _Send, outcome: futures.Future[tuple[SendResult, int]]) -> None:
+    def _sent(self, send: _Send, outcome: futures.Future[Decision]) -> None:
         try:
-            result, duration_ms = outcome.result()
-        except Exception as error:  # the backend failed unexpectedly: the message may have gone out
+            decision = outcome.result()
+            sent = decision.delivery is not None
+        except Exception as error:  # a bug, or a backend failing unexpectedly: it may have gone out
             with event_context(pkey=send.event.pkey, organization=send.event.configuration.organization.slug):
                 decision = _internal_error(send.event, error)
-        else:
-            decision = _sent_decision(send, result, duration_ms)
-        self._decided(_Decided(send.event, send.claim, decision, sent=True))
+            sent = True
+        self._decided(_Decided(send.event, send.claim, decision, sent=sent))
 
     def _decided(self, decided: _Decided) -> None:
         self.unrecorded.append(decided)
@@ -418,14 +420,29 @@ def _report(decided: _Decided, *, moved: bool) -> str | None:
     return status
 
 
-def _deliver(send: _Send) -> tuple[SendResult, int]:
-    """The send itself (on a sender thread, or the task's): its result and how long it took, in ms."""
+def _render_and_send(send: _Send) -> Decision:
+    """Render and send (on a sender thread, or the task's): no database here, only memory and the
+    channel's server. A template beyond a bound of rendering, or an event that expired meanwhile,
+    is decided without a send."""
+    event, profile = send.event, send.profile
+    try:
+        rendered = message_services.compose(version=send.version, event=event, profile=profile)
+    except SoftTimeLimitExceeded:
+        raise
+    except TemplateError as error:  # beyond a bound of rendering (RENDER_*): the reason names it
+        reason = f"the message could not be rendered: {error}"
+        return Decision(Outcome(S.DELIVERY_FAILED, reason), profile=profile, last_error=reason)
+    except Exception as error:  # a template that fails at render time will fail every time
+        reason = f"the message could not be rendered: {error}"
+        return Decision(Outcome(S.DELIVERY_FAILED, reason), profile=profile)
+    if expired(event):  # never send after expiration, even if rendering took long
+        return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"), profile=profile)
     started = time.monotonic()
-    result = message_services.send(channel=send.channel, rendered=send.rendered, recipient=send.recipient)
-    return result, int((time.monotonic() - started) * 1000)
+    result = message_services.send(channel=send.channel, rendered=rendered, recipient=send.recipient)
+    return _sent_decision(send, rendered, result, int((time.monotonic() - started) * 1000))
 
 
-def _sent_decision(send: _Send, result: SendResult, duration_ms: int) -> Decision:
+def _sent_decision(send: _Send, rendered: RenderedMessage, result: SendResult, duration_ms: int) -> Decision:
     event = send.event
     delivery = DeliveryRecord(
         message=send.message,
@@ -433,7 +450,7 @@ def _sent_decision(send: _Send, result: SendResult, duration_ms: int) -> Decisio
         recipient=send.recipient,
         result=result,
         duration_ms=duration_ms,
-        rendered=send.rendered,
+        rendered=rendered,
     )
     answer = mask_addresses(result.provider_response)  # "550 <jane@example.com>: unknown" -> j***@
     if result.sent:
@@ -455,7 +472,8 @@ def _sent_decision(send: _Send, result: SendResult, duration_ms: int) -> Decisio
 
 
 def _prepare(event: Event, held: Claim, is_quarantined: QuarantineLookup, *, settle: Any) -> Decision | _Send:
-    """Everything before the send: a decision that needs no send, or the send to make.
+    """What needs the database before the send (route, target, quarantine, the lease): a decision
+    that needs no send, or the send to render and make.
 
     `settle(organization_id=, channel=, address=)` waits for a send in flight to the same address."""
     if expired(event):
@@ -496,19 +514,7 @@ def _prepare(event: Event, held: Claim, is_quarantined: QuarantineLookup, *, set
         reason = f"{mask_address(recipient.address)} is quarantined"
         return Decision(Outcome(S.IGNORED, reason), profile=profile)
 
-    version = message.live_version
-    try:
-        rendered = message_services.compose(version=version, event=event, profile=profile)
-    except SoftTimeLimitExceeded:
-        raise
-    except TemplateError as error:  # beyond a bound of rendering (RENDER_*): the reason names it
-        reason = f"the message could not be rendered: {error}"
-        return Decision(Outcome(S.DELIVERY_FAILED, reason), profile=profile, last_error=reason)
-    except Exception as error:  # a template that fails at render time will fail every time
-        reason = f"the message could not be rendered: {error}"
-        return Decision(Outcome(S.DELIVERY_FAILED, reason), profile=profile)
-    if expired(event):  # never send after expiration, even if rendering took long
-        return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"), profile=profile)
-
+    # The lease is extended (if it runs short) before the render and the send, which are bounded
+    # (RENDER_TIMEOUT_SECONDS, the send's timeouts) well within what `lease_is_ample` leaves.
     with_database_retries(held.renew)
-    return _Send(event, held, message, version, profile, recipient, rendered)
+    return _Send(event, held, message, message.live_version, profile, recipient)
