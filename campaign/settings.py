@@ -268,6 +268,10 @@ EVENT_REENQUEUE_AFTER_SECONDS = env.int("EVENT_REENQUEUE_AFTER_SECONDS", default
 # their records are written in groups. It is also the most a process killed at any instant sends
 # again (events.pipeline). 1: one send at a time, recorded before the next.
 EVENT_SENDS_IN_FLIGHT = env.int("EVENT_SENDS_IN_FLIGHT", default=8)
+# While a backlog of due events waits, a worker task keeps claiming it (EVENT_CLAIM_BATCH at a time,
+# the next claim made while the last events are sent) for up to this long, instead of stopping
+# between two claims; 0: a task processes only its own claim.
+EVENT_BATCH_SECONDS = env.float("EVENT_BATCH_SECONDS", default=5.0)
 
 # --- Bounded rendering and task time limits ---------------------------------------------------
 # A message template is code a marketer writes and the server runs (on save, in previews and

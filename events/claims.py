@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import OperationalError, close_old_connections, transaction
+from django.db import OperationalError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from events.models import Event
-from events.transitions import transition, transition_many
+from events.statements import claim_sql
+from events.transitions import check_move, transition, transition_many
 
 S = Event.Status
 T = TypeVar("T")
@@ -73,30 +74,36 @@ def claim(event_id: int, *, now: dt.datetime) -> dt.datetime | None:
 
 
 def claim_due(event_ids: list[int], *, now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
-    """Claim these events and, when a backlog waits, other due events up to `limit`, in one
-    transaction: a burst costs one claim per batch instead of one per event. Returns the claimed
-    ids (the task's own events first, in their order) and their lease."""
+    """Claim these events and, when a backlog waits, other due events up to `limit`: a burst costs
+    one claim per batch instead of one per event. Returns the claimed ids (the task's own events
+    first, in their order) and their lease."""
     lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
-    due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now)
-    # Plain reads first, each on an index (the primary key; event_due_idx in due order): when a
-    # batch already took these events and nothing else waits, that is all the task costs.
-    own = due.filter(pk__in=event_ids).order_by()
-    picked = list(own.values_list("pk", flat=True)[:limit]) if event_ids else []
-    if len(picked) < limit:
-        backlog = due.exclude(pk__in=picked).order_by("next_attempt_at", "pk")
-        picked += backlog.values_list("pk", flat=True)[: limit - len(picked)]
-    if not picked:
-        return [], lease
-    claimed = transition_many(
-        Q(pk__in=picked, next_attempt_at__lte=now),
-        to=S.PROCESSING,
-        sources=[S.PENDING],
-        lease_expires_at=lease,
-        attempts=F("attempts") + 1,
-        enqueued_at=None,
-    )
+    claimed = _claim(event_ids[:limit], now=now, lease=lease) if event_ids else []
+    if len(claimed) < limit:
+        # The backlog, read in the due index's order; when a batch already took these events and
+        # nothing else waits, this read is all the task costs.
+        due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now).exclude(pk__in=event_ids)
+        backlog = list(
+            due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[: limit - len(claimed)]
+        )
+        if backlog:
+            claimed += _claim(backlog, now=now, lease=lease)
     order = {pk: position for position, pk in enumerate(event_ids)}
     return sorted(claimed, key=lambda pk: (order.get(pk, len(order)), pk)), lease
+
+
+def _claim(event_ids: list[int], *, now: dt.datetime, lease: dt.datetime) -> list[int]:
+    """`pending` and due -> `processing` with the lease; one statement on PostgreSQL."""
+    fields = {"lease_expires_at": lease, "attempts": F("attempts") + 1, "enqueued_at": None}
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return transition_many(
+            Q(pk__in=event_ids, next_attempt_at__lte=now), to=S.PROCESSING, sources=[S.PENDING], **fields
+        )
+    check_move([S.PENDING], S.PROCESSING)
+    sql, params = claim_sql(event_ids, source=S.PENDING, to=S.PROCESSING, now=now, lease=lease)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 def renew_leases(event_ids: list[int], lease: dt.datetime) -> tuple[set[int], dt.datetime]:

@@ -26,6 +26,7 @@ import functools
 import logging
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -64,13 +65,17 @@ def process(event_id: int) -> str | None:
     lease = with_database_retries(lambda: claims.claim(event_id, now=timezone.now()))
     if lease is None:
         return None
-    return _Batch([event_id], lease).run(quarantine_at_once=False).get(event_id)
+    return _Batch(limit=1).run([event_id], lease, quarantine_at_once=False).get(event_id)
 
 
-def process_batch(event_ids: list[int], *, limit: int | None = None) -> dict[int, str | None]:
-    """The worker task's work: these events and the due events a backlog left waiting (see
-    `claims.claim_due`). Returns id -> status (None: another worker has it), in the claim's order;
-    nothing when the task ran out of time (`_Batch._out_of_time`).
+def process_batch(
+    event_ids: list[int], *, limit: int | None = None, keep_going_for: float = 0.0
+) -> dict[int, str | None]:
+    """The worker task's work: these events and the due events a backlog left waiting, up to
+    `limit` (see `claims.claim_due`); for `keep_going_for` seconds, more due events as long as
+    some wait (claimed `limit` at a time while the last ones are sent, so that the sends do not
+    stop between two claims). Returns id -> status (None: another worker has it), in the
+    claims' order; nothing when the task ran out of time (`_Batch._out_of_time`).
 
     While the batch runs, the leases of the events still waiting are renewed together, and the
     events (with their configuration, message and live version) are read again every
@@ -80,7 +85,8 @@ def process_batch(event_ids: list[int], *, limit: int | None = None) -> dict[int
     ids, lease = with_database_retries(lambda: claims.claim_due(event_ids, now=timezone.now(), limit=limit))
     if not ids:
         return {}
-    return _Batch(ids, lease).run(quarantine_at_once=True)
+    batch = _Batch(limit=limit, keep_going_until=time.monotonic() + keep_going_for)
+    return batch.run(ids, lease, quarantine_at_once=True)
 
 
 @dataclass
@@ -115,13 +121,14 @@ class _Decided:
 
 
 class _Batch:
-    """The events one task claimed (with one lease), processed in order within the send window."""
+    """The events one task claimed, processed in order within the send window."""
 
-    def __init__(self, ids: list[int], lease: dt.datetime) -> None:
-        self.ids = ids
-        self.lease = lease
+    def __init__(self, *, limit: int, keep_going_until: float = 0.0) -> None:
+        self.limit = limit
+        self.keep_going_until = keep_going_until
         self.capacity = max(1, int(settings.EVENT_SENDS_IN_FLIGHT))
-        self.waiting: list[Event] = []
+        self.ids: list[int] = []  # every event claimed, in order
+        self.waiting: list[Claim] = []
         self.loaded_at = 0.0
         self.quarantine = QuarantineLookup()
         self.sending: dict[futures.Future[Decision], _Send] = {}  # on sender threads
@@ -133,20 +140,17 @@ class _Batch:
     def in_flight(self) -> int:
         return len(self.sending) + self.sent_unrecorded
 
-    def run(self, *, quarantine_at_once: bool) -> dict[int, str | None]:
+    def run(self, ids: list[int], lease: dt.datetime, *, quarantine_at_once: bool) -> dict[int, str | None]:
         held: Claim | None = None  # the event in hand, until it is decided or handed to a sender
         with sending.soft_time_limit_held():
             try:
-                self.waiting, self.loaded_at = selectors.claimed_events(self.ids), time.monotonic()
-                if quarantine_at_once:
-                    self.quarantine = _quarantine_lookup(self.waiting)
+                self._load(ids, lease, quarantine_at_once=quarantine_at_once)
                 while True:
                     sending.check_soft_time_limit()
-                    event = self._next()
-                    if event is None:
+                    held = self._next()
+                    if held is None:
                         break
-                    held = Claim(event_id=event.pk, lease=self.lease, event=event)
-                    self._process(event, held)
+                    self._process(held)
                     held = None
                 self._settle_all()
             except SoftTimeLimitExceeded:
@@ -158,24 +162,54 @@ class _Batch:
                 raise
         return {pk: self.done[pk] for pk in self.ids if pk in self.done}
 
-    def _next(self) -> Event | None:
+    def _load(self, ids: list[int], lease: dt.datetime, *, quarantine_at_once: bool) -> None:
+        events = selectors.claimed_events(ids)
+        self.ids += ids
+        self.waiting += [Claim(event_id=event.pk, lease=lease, event=event) for event in events]
+        self.loaded_at = time.monotonic()
+        if quarantine_at_once:
+            self.quarantine.read(_event_addresses(events))
+
+    def _next(self) -> Claim | None:
         """The next event, its lease renewed if it runs short (with those of the events still
-        waiting), and read again if the batch has been running for a while."""
+        waiting), and read again if the batch has been running for a while; more due events are
+        claimed when few wait and the batch may keep going."""
+        if len(self.waiting) < self.capacity and time.monotonic() < self.keep_going_until:
+            ids, lease = with_database_retries(
+                lambda: claims.claim_due([], now=timezone.now(), limit=self.limit)
+            )
+            if ids:
+                self._load(ids, lease, quarantine_at_once=True)
+            else:
+                self.keep_going_until = 0.0  # nothing more is due: the task ends with these
         if not self.waiting:
             return None
-        if not claims.lease_is_ample(self.lease, now=timezone.now()):
-            renewal = functools.partial(claims.renew_leases, [e.pk for e in self.waiting], self.lease)
-            kept, self.lease = with_database_retries(renewal)
-            self.waiting = [
-                e for e in self.waiting if e.pk in kept
-            ]  # a lease that ran out: another worker's now
+        now = timezone.now()
+        short = {claim.lease for claim in self.waiting if not claims.lease_is_ample(claim.lease, now=now)}
+        for lease in short:
+            holding = [claim for claim in self.waiting if claim.lease == lease]
+            renewal = functools.partial(claims.renew_leases, [claim.event_id for claim in holding], lease)
+            kept, renewed = with_database_retries(renewal)
+            for claim in holding:
+                claim.lease = renewed
+            # A lease that ran out: the event is another worker's now.
+            lost = {claim.event_id for claim in holding if claim.event_id not in kept}
+            self.waiting = [claim for claim in self.waiting if claim.event_id not in lost]
+        if short:
             self._record()  # decisions waiting for a group are not left to age either
         if self.waiting and time.monotonic() - self.loaded_at > BATCH_REFRESH_SECONDS:
-            self.waiting = selectors.claimed_events([e.pk for e in self.waiting])
+            events = {
+                event.pk: event for event in selectors.claimed_events([c.event_id for c in self.waiting])
+            }
+            self.waiting = [claim for claim in self.waiting if claim.event_id in events]
+            for claim in self.waiting:
+                claim.event = events[claim.event_id]
             self.loaded_at = time.monotonic()
         return self.waiting.pop(0) if self.waiting else None
 
-    def _process(self, event: Event, held: Claim) -> None:
+    def _process(self, held: Claim) -> None:
+        event = held.event
+        assert event is not None
         with event_context(pkey=event.pkey, organization=event.configuration.organization.slug):
             try:
                 prepared = _prepare(event, held, self.quarantine, settle=self._settle)
@@ -312,35 +346,32 @@ class _Batch:
         """
         limit = settings.EVENT_TASK_SOFT_TIME_LIMIT_SECONDS
         reason = f"the worker's task ran out of time (EVENT_TASK_SOFT_TIME_LIMIT_SECONDS, {limit:g} s)"
-        ids_left = [e.pk for e in self.waiting]
-        logger.warning("%s: %d event(s) go back to the queue", reason, len(ids_left) + (held is not None))
+        logger.warning("%s: %d event(s) go back to the queue", reason, len(self.waiting) + (held is not None))
         try:
             self._settle_all()
             if held is not None and held.event is not None:
                 event, claim = held.event, held
                 with_database_retries(lambda: _record(event, claim, retry_or_fail(event, reason)))
-            if ids_left:
+            for lease in {claim.lease for claim in self.waiting}:
+                ids_left = [claim.event_id for claim in self.waiting if claim.lease == lease]
                 with_database_retries(
                     lambda: claims.release_unprocessed(
-                        ids_left, lease=self.lease, reason=f"not processed: {reason}"
+                        ids_left,  # noqa: B023 - called at once
+                        lease=lease,  # noqa: B023
+                        reason=f"not processed: {reason}",
                     )
                 )
         except Exception:  # the leases still run out, and the sweep takes the events over then
             logger.exception("the events of a batch out of time could not be released")
 
 
-def _quarantine_lookup(events: list[Event]) -> QuarantineLookup:
-    """The quarantine of the addresses these events carry, read at once (profile targeting's
+def _event_addresses(events: list[Event]) -> Iterator[tuple[int, str, str]]:
+    """The addresses these events carry, to read their quarantine at once (profile targeting's
     addresses are known later, and looked up one by one)."""
-    return QuarantineLookup.for_addresses(
-        (
-            event.organization_id,
-            event.configuration.channel,
-            message_services.recipient_for(event=event, profile=None).address,
-        )
-        for event in events
-        if event.configuration.targeting == Targeting.EVENT
-    )
+    for event in events:
+        if event.configuration.targeting == Targeting.EVENT:
+            address = message_services.recipient_for(event=event, profile=None).address
+            yield event.organization_id, event.configuration.channel, address
 
 
 def _internal_error(event: Event, error: Exception) -> Decision:

@@ -153,15 +153,22 @@ class QuarantineLookup:
     def for_addresses(cls, addresses: Iterable[tuple[int, str, str]]) -> QuarantineLookup:
         """Read these (organization id, channel, address) at once: one query per organization and channel."""
         lookup = cls()
-        for organization_id, channel, address in addresses:
-            if address:
-                lookup.checked.setdefault((organization_id, channel), set()).add(address.lower())
-        for (organization_id, channel), known in lookup.checked.items():
-            found = Quarantine.objects.filter(
-                organization_id=organization_id, channel=channel, address__in=known
-            ).values_list("address", flat=True)
-            lookup.quarantined[(organization_id, channel)] = set(found)
+        lookup.read(addresses)
         return lookup
+
+    def read(self, addresses: Iterable[tuple[int, str, str]]) -> None:
+        """Read these too, at once (those not read yet)."""
+        unread: dict[tuple[int, str], set[str]] = {}
+        for organization_id, channel, address in addresses:
+            key = (organization_id, channel)
+            if address and address.lower() not in self.checked.get(key, ()):
+                unread.setdefault(key, set()).add(address.lower())
+        for (organization_id, channel), addresses_read in unread.items():
+            found = Quarantine.objects.filter(
+                organization_id=organization_id, channel=channel, address__in=addresses_read
+            ).values_list("address", flat=True)
+            self.checked.setdefault((organization_id, channel), set()).update(addresses_read)
+            self.quarantined.setdefault((organization_id, channel), set()).update(found)
 
     def add(self, *, organization_id: int, channel: str, address: str) -> None:
         """An address this batch just quarantined (a permanent failure): the next events see it."""

@@ -163,15 +163,152 @@ def record_move_sql(
     return f"WITH {sql} SELECT count(*) FROM moved", params
 
 
+def _array_type(model: type[models.Model], column: str, database: Any) -> str:
+    field = next(f for f in model._meta.concrete_fields if _quote(f.column) == column)
+    return f"{field.db_type(database)}[]"
+
+
+@functools.lru_cache(maxsize=64)
+def _group_sql(
+    changed: tuple[tuple[str, bool], ...],
+    history_columns: tuple[str, ...],
+    delivery_columns: tuple[str, ...] | None,
+) -> str:
+    """The text of a group's statement, for one shape: the columns moved (each with whether every
+    event of the group writes it: else a flag says which do), the history's and the delivery's."""
+    database = connections[DEFAULT_DB_ALIAS]
+    event, pk = Event._meta, _quote(Event._meta.pk.column)
+    status, lease = (
+        _quote(event.get_field("status").column),
+        _quote(event.get_field("lease_expires_at").column),
+    )
+    values = ["event_id", "source", "lease"]
+    types = ["bigint[]", f"{event.get_field('status').db_type(database)}[]", "timestamp with time zone[]"]
+    assignments = []
+    for index, (column, everywhere) in enumerate(changed):
+        values.append(f"c{index}")
+        types.append(_array_type(Event, column, database))
+        if everywhere:
+            assignments.append(f"{column} = v.c{index}")
+        else:
+            values.append(f"s{index}")
+            types.append("boolean[]")
+            assignments.append(f"{column} = CASE WHEN v.s{index} THEN v.c{index} ELSE e.{column} END")
+    unnest = ", ".join(f"%s::{kind}" for kind in types)
+    parts = [
+        f"v AS (SELECT * FROM unnest({unnest}) AS v({', '.join(values)}))",
+        f"moved AS (UPDATE {_quote(event.db_table)} AS e SET {', '.join(assignments)} FROM v "
+        f"WHERE e.{pk} = v.event_id AND e.{status} = v.source AND (v.lease IS NULL OR e.{lease} = v.lease) "
+        f"RETURNING e.{pk})",
+    ]
+    # The history rows of the events that moved.
+    history = EventStatusChange._meta
+    names = [f"h{index}" for index in range(len(history_columns))]
+    event_column = _quote(history.get_field("event").column)
+    kinds = ", ".join(f"%s::{_array_type(EventStatusChange, c, database)}" for c in history_columns)
+    parts.append(
+        f"history AS (INSERT INTO {_quote(history.db_table)} ({', '.join(history_columns)}) "
+        f"SELECT {', '.join(names)} FROM unnest({kinds}) AS h({', '.join(names)}) "
+        f"WHERE h.h{history_columns.index(event_column)} IN (SELECT {pk} FROM moved))"
+    )
+    # Every delivery, and its link to its event, whatever the moves' outcome; each delivery's id
+    # drawn first (MATERIALIZED: once per row), so that the link knows it.
+    if delivery_columns is not None:
+        delivery = Delivery._meta
+        delivery_pk = _quote(delivery.pk.column)
+        names = [f"d{index}" for index in range(len(delivery_columns))]
+        kinds = ", ".join(f"%s::{_array_type(Delivery, c, database)}" for c in delivery_columns)
+        sequence = f"pg_get_serial_sequence('{delivery.db_table}', '{delivery.pk.column}')"
+        parts.append(
+            f"d AS MATERIALIZED (SELECT nextval({sequence}) AS id, * FROM "
+            f"unnest(%s::bigint[], {kinds}) AS d(event_id, {', '.join(names)}))"
+        )
+        parts.append(
+            f"delivery AS (INSERT INTO {_quote(delivery.db_table)} "
+            f"({delivery_pk}, {', '.join(delivery_columns)}) SELECT id, {', '.join(names)} FROM d)"
+        )
+        link = EventDelivery._meta
+        parts.append(
+            f"link AS (INSERT INTO {_quote(link.db_table)} "
+            f"({_quote(link.get_field('delivery').column)}, {_quote(link.get_field('event').column)}) "
+            f"SELECT id, event_id FROM d)"
+        )
+    return f"WITH {', '.join(parts)} SELECT {pk} FROM moved"
+
+
 def record_moves_sql(rows: Sequence[MoveRow]) -> tuple[str, list[Any]]:
-    """One statement for several events' moves; it answers a row per event that moved: its id."""
+    """One statement for a group of events' moves; it answers a row per event that moved: its id.
+
+    Its text depends on the shape of the group (which columns move), not on its size: each column's
+    values are one array parameter (`unnest`), so the text is parsed once per process and shape.
+    """
     assert rows, "at least one move"
     database = connections[DEFAULT_DB_ALIAS]
-    texts, params = [], []
-    for index, row in enumerate(rows):
-        sql, row_params = _parts(row, f"_{index}", database)
-        texts.append(sql)
-        params.extend(row_params)
-    pk = _quote(Event._meta.pk.column)
-    moved = " UNION ALL ".join(f"SELECT {pk} FROM moved_{index}" for index in range(len(rows)))
-    return f"WITH {', '.join(texts)} {moved}", params
+    prepared = [_prepared(Event, row.changes, database) for row in rows]
+    columns: dict[str, list[Any]] = {}
+    written: dict[str, list[bool]] = {}
+    for position, (names, values) in enumerate(prepared):
+        for column, value in zip(names, values, strict=True):
+            columns.setdefault(column, [None] * len(rows))[position] = value
+            written.setdefault(column, [False] * len(rows))[position] = True
+    lease = [_prepared(Event, {"lease_expires_at": row.lease}, database)[1][0] for row in rows]
+    params: list[Any] = [[row.event_id for row in rows], [row.source for row in rows], lease]
+    changed = []
+    for column, values in columns.items():
+        everywhere = all(written[column])
+        changed.append((column, everywhere))
+        params.append(values)
+        if not everywhere:
+            params.append(written[column])
+    histories = [_insert_values(row.history, database) for row in rows]
+    history_columns = tuple(histories[0][0])
+    params.extend(list(values) for values in zip(*(values for _, values in histories), strict=True))
+    delivered = [row for row in rows if row.delivery is not None]
+    delivery_columns = None
+    if delivered:
+        inserts = [_insert_values(row.delivery, database) for row in delivered]  # type: ignore[arg-type]
+        delivery_columns = tuple(inserts[0][0])
+        params.append([row.event_id for row in delivered])
+        params.extend(list(values) for values in zip(*(values for _, values in inserts), strict=True))
+    return _group_sql(tuple(changed), history_columns, delivery_columns), params
+
+
+@functools.cache
+def _claim_sql(history_columns: tuple[str, ...]) -> str:
+    event, pk = Event._meta, _quote(Event._meta.pk.column)
+    column = {name: _quote(event.get_field(name).column) for name in ("status", "next_attempt_at")}
+    assignments = [
+        f"{column['status']} = %s",
+        f"{_quote(event.get_field('updated_at').column)} = %s",
+        f"{_quote(event.get_field('lease_expires_at').column)} = %s",
+        f"{_quote(event.get_field('attempts').column)} = e.{_quote(event.get_field('attempts').column)} + 1",
+        f"{_quote(event.get_field('enqueued_at').column)} = NULL",
+    ]
+    event_column = _quote(EventStatusChange._meta.get_field("event").column)
+    selected = [pk if name == event_column else "%s" for name in history_columns]
+    return (
+        f"WITH picked AS (SELECT {pk} FROM {_quote(event.db_table)} WHERE {pk} = ANY(%s) "
+        f"AND {column['status']} = %s AND {column['next_attempt_at']} <= %s "
+        f"ORDER BY {pk} FOR UPDATE SKIP LOCKED), "
+        f"moved AS (UPDATE {_quote(event.db_table)} AS e SET {', '.join(assignments)} FROM picked "
+        f"WHERE e.{pk} = picked.{pk} RETURNING e.{pk}), "
+        f"history AS (INSERT INTO {_quote(EventStatusChange._meta.db_table)} ({', '.join(history_columns)}) "
+        f"SELECT {', '.join(selected)} FROM moved) "
+        f"SELECT {pk} FROM moved"
+    )
+
+
+def claim_sql(
+    event_ids: Sequence[int], *, source: str, to: str, now: dt.datetime, lease: dt.datetime
+) -> tuple[str, list[Any]]:
+    """Claim these events in one statement: those in `source` and due (none locked by another
+    claim in progress) move to `to` with `lease`, their attempt counted, a history row each. It
+    answers the ids claimed. The text is the same whatever the ids: parsed once per process."""
+    database = connections[DEFAULT_DB_ALIAS]
+    history = EventStatusChange(event_id=0, from_status=source, to_status=to, reason="")
+    columns, values = _insert_values(history, database)
+    event_column = _quote(EventStatusChange._meta.get_field("event").column)
+    history_params = [value for name, value in zip(columns, values, strict=True) if name != event_column]
+    _, (at, until) = _prepared(Event, {"updated_at": now, "lease_expires_at": lease}, database)
+    params = [list(event_ids), source, at, to, at, until, *history_params]
+    return _claim_sql(tuple(columns)), params

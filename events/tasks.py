@@ -17,8 +17,9 @@ from events.sweep import recover
     time_limit=settings.EVENT_TASK_TIME_LIMIT_SECONDS,
 )
 def process_events(event_ids: list[int]) -> None:
-    """These events, and the due events a backlog left waiting, in one batch (claims.claim_due)."""
-    pipeline.process_batch(event_ids)
+    """These events, and the due events a backlog left waiting, in one batch (claims.claim_due);
+    while a backlog waits, more of it, for up to EVENT_BATCH_SECONDS."""
+    pipeline.process_batch(event_ids, keep_going_for=settings.EVENT_BATCH_SECONDS)
 
 
 @shared_task(name="events.sweep", ignore_result=True)

@@ -40,7 +40,8 @@ class InvalidTransition(Exception):
     pass
 
 
-def _check(sources: Iterable[str], target: str) -> list[str]:
+def check_move(sources: Iterable[str], target: str) -> list[str]:
+    """The sources, if the ALLOWED map lets each move to `target`; else InvalidTransition."""
     sources = list(sources)
     forbidden = [s for s in sources if s not in ALLOWED[target]]
     if forbidden:
@@ -62,7 +63,7 @@ def transition(
     `fields` are set in the same UPDATE (lease, attempts, next_attempt_at...); `extra` narrows the
     WHERE clause further (e.g. only if the lease is still ours).
     """
-    sources = _check(sources, to)
+    sources = check_move(sources, to)
     now = timezone.now()
     narrowed = Q(pk=event_id) & (extra if extra is not None else Q())
     # No savepoint when called inside a larger transaction (recording a delivery): nothing here
@@ -129,7 +130,7 @@ def record_moves(moves: Sequence[Move]) -> set[int]:
     outside a transaction (one round trip, one commit for a worker's group of sends), else one
     transaction. Returns the ids of the events that moved; every delivery is recorded."""
     for move in moves:
-        _check([move.source], move.to)
+        check_move([move.source], move.to)
     if not moves:
         return set()
     if connection.vendor != "postgresql" or connection.in_atomic_block:
@@ -192,7 +193,7 @@ def transition_many(
     Used by pause / resume / unpublish and the sweep: rows are locked (SKIP LOCKED where the
     database has it) so that a worker holding one is not waited for, and it keeps its own move.
     """
-    sources = _check(sources, to)
+    sources = check_move(sources, to)
     now = timezone.now()
     with transaction.atomic():
         locked = Event.objects.filter(queryset_filter, status__in=sources).select_for_update(skip_locked=True)
