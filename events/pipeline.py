@@ -33,7 +33,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from campaign.log_context import event_context
@@ -45,7 +45,7 @@ from events.claims import Claim, LeaseLost, with_database_retries
 from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry, expired, retry_or_fail
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
 from events.selectors import QuarantineLookup
-from events.transitions import Move, record_moves, transition_recording
+from events.transitions import Move, record_moves
 from messages import services as message_services
 from messages.channels import Recipient, RenderedMessage, SendResult
 from messages.models import MessageVersion, TransactionalMessage
@@ -134,11 +134,15 @@ class _Batch:
         self.sending: dict[futures.Future[Decision], _Send] = {}  # on sender threads
         self.unrecorded: list[_Decided] = []
         self.sent_unrecorded = 0
+        # Records are written on the process's recorder thread (its own connection), beside the
+        # task's work, when the window holds several sends; not inside a caller's transaction,
+        # whose rows another connection would not see.
+        self.recorder = (
+            self.capacity > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block
+        )
+        self.recording: tuple[futures.Future[tuple[set[int], set[int]]], list[_Decided], int] | None = None
+        self.sent_recording = 0
         self.done: dict[int, str | None] = {}
-
-    @property
-    def in_flight(self) -> int:
-        return len(self.sending) + self.sent_unrecorded
 
     def run(self, ids: list[int], lease: dt.datetime, *, quarantine_at_once: bool) -> dict[int, str | None]:
         held: Claim | None = None  # the event in hand, until it is decided or handed to a sender
@@ -163,6 +167,10 @@ class _Batch:
         return {pk: self.done[pk] for pk in self.ids if pk in self.done}
 
     def _load(self, ids: list[int], lease: dt.datetime, *, quarantine_at_once: bool) -> None:
+        if self.recorder and not self.ids:
+            # The recorder's connection is recycled at each task as the task's own is
+            # (campaign.celery): past CONN_MAX_AGE, or broken, it is replaced.
+            sending.record(close_old_connections)
         events = selectors.claimed_events(ids)
         self.ids += ids
         self.waiting += [Claim(event_id=event.pk, lease=lease, event=event) for event in events]
@@ -196,7 +204,7 @@ class _Batch:
             lost = {claim.event_id for claim in holding if claim.event_id not in kept}
             self.waiting = [claim for claim in self.waiting if claim.event_id not in lost]
         if short:
-            self._record()  # decisions waiting for a group are not left to age either
+            self._flush()  # decisions waiting for a group are not left to age either
         if self.waiting and time.monotonic() - self.loaded_at > BATCH_REFRESH_SECONDS:
             events = {
                 event.pk: event for event in selectors.claimed_events([c.event_id for c in self.waiting])
@@ -227,12 +235,20 @@ class _Batch:
             self._send(prepared)
 
     # --- The send window --------------------------------------------------------------------------
+    # A send holds its place in the window from its hand-over until its record commits: on its
+    # sender (`sending`), then decided (`unrecorded`), then in the record being written
+    # (`recording`, on the recorder thread when there is one).
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.sending) + self.sent_unrecorded + self.sent_recording
 
     def _send(self, send: _Send) -> None:
         while self.in_flight >= self.capacity:
             self._make_room()
         if message_services.sends_wait_on_network(send.channel):
             self.sending[sending.submit(self.capacity, _render_and_send, send)] = send
+            self._pump()
             return
         outcome: futures.Future[Decision] = futures.Future()
         try:
@@ -242,14 +258,31 @@ class _Batch:
         except Exception as error:
             outcome.set_exception(error)
         self._sent(send, outcome)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Without waiting: take the outcomes of the sends and the record that finished, and hand
+        the decisions taken meanwhile to the recorder if it is idle (so that a group is whatever
+        finished while the last one was written)."""
+        self._collect()
+        if self.recorder:
+            self._reap()
+            if self.recording is None and self.unrecorded:
+                self._start_record()
 
     def _make_room(self) -> None:
-        """The window is full: record what was sent, as a group of at least half the window when
-        the sends in flight finish within GROUP_PATIENCE_SECONDS."""
-        self._collect(
-            at_least=max(1, self.capacity // 2) - self.sent_unrecorded, patience=GROUP_PATIENCE_SECONDS
-        )
-        self._record()
+        """The window is full: wait until a send's record commits."""
+        if not self.recorder:  # recorded here, as a group of at least half the window when the
+            # sends in flight finish within GROUP_PATIENCE_SECONDS
+            wanted = max(1, self.capacity // 2) - self.sent_unrecorded
+            self._collect(at_least=wanted, patience=GROUP_PATIENCE_SECONDS)
+            self._write_here()
+            return
+        self._pump()
+        if self.in_flight >= self.capacity:
+            waits = [*self.sending, *([self.recording[0]] if self.recording else [])]
+            futures.wait(waits, return_when=futures.FIRST_COMPLETED)
+            self._pump()
 
     def _settle(self, *, organization_id: int, channel: str, address: str) -> None:
         """Wait for the outcome of a send in flight to this address, if there is one."""
@@ -262,7 +295,7 @@ class _Batch:
     def _settle_all(self) -> None:
         """Wait for every send in flight, and record every decision."""
         self._collect(at_least=len(self.sending))
-        self._record()
+        self._flush()
 
     def _collect(self, *, at_least: int = 0, patience: float | None = None) -> None:
         """Take the outcomes of the sends that finished, waiting for `at_least` of them (for at most
@@ -306,34 +339,50 @@ class _Batch:
 
     # --- Recording ----------------------------------------------------------------------------------
 
-    def _record(self) -> None:
-        """Record the decisions taken so far: those without a quarantine in one statement."""
-        group, self.unrecorded, self.sent_unrecorded = self.unrecorded, [], 0
-        plain = [d for d in group if d.decision.quarantine is None]
-        moved: set[int] = set()
-        failed: set[int] = set()
-        if plain:
-            moves = [_move(d.event, d.claim, d.decision) for d in plain]
-            try:
-                moved = with_database_retries(lambda: record_moves(moves))
-            except Exception:  # e.g. a database that stays down: the leases expire, the sweep retries them
-                logger.exception("%d event(s) could not be recorded; the sweep will retry them", len(plain))
-                failed = {d.event.pk for d in plain}
+    def _take_group(self) -> tuple[list[_Decided], list[Move], int]:
+        group, self.unrecorded = self.unrecorded, []
+        sent, self.sent_unrecorded = self.sent_unrecorded, 0
+        return group, [_move(d.event, d.claim, d.decision) for d in group], sent
+
+    def _write_here(self) -> None:
+        """Record the decisions taken so far, on the task's thread."""
+        if self.unrecorded:
+            group, moves, _ = self._take_group()
+            self._report(group, _write(group, moves))
+
+    def _start_record(self) -> None:
+        group, moves, sent = self._take_group()
+        self.recording = (sending.record(_write, group, moves), group, sent)
+        self.sent_recording = sent
+
+    def _reap(self, *, wait: bool = False) -> None:
+        """The outcome of the record being written, if it is done (or once it is, with `wait`)."""
+        if self.recording is None or not (wait or self.recording[0].done()):
+            return
+        future, group, _ = self.recording
+        try:
+            written = future.result()
+        except Exception:  # _write reports its own failures; this would be a bug in it
+            logger.exception("%d event(s) could not be recorded; the sweep will retry them", len(group))
+            written = (set(), {d.event.pk for d in group})
+        self.recording, self.sent_recording = None, 0
+        self._report(group, written)
+
+    def _flush(self) -> None:
+        """Record every decision taken, and wait until it is."""
+        if not self.recorder:
+            self._write_here()
+            return
+        self._reap(wait=True)
+        if self.unrecorded:
+            self._start_record()
+            self._reap(wait=True)
+
+    def _report(self, group: list[_Decided], written: tuple[set[int], set[int]]) -> None:
+        moved, failed = written
         for decided in group:
-            if decided.decision.quarantine is None:
-                continue
-            event, claim, decision = decided.event, decided.claim, decided.decision
-            try:
-                if with_database_retries(lambda: _record(event, claim, decision)):  # noqa: B023 - called at once
-                    moved.add(event.pk)
-            except Exception:
-                logger.exception("event %s could not be recorded; the sweep will retry it", event.pkey)
-                failed.add(event.pk)
-        for decided in group:
-            if decided.event.pk in failed:
-                self.done[decided.event.pk] = None
-            else:
-                self.done[decided.event.pk] = _report(decided, moved=decided.event.pk in moved)
+            pk = decided.event.pk
+            self.done[pk] = None if pk in failed else _report(decided, moved=pk in moved)
 
     def _out_of_time(self, held: Claim | None) -> None:
         """The task's soft time limit struck (EVENT_TASK_SOFT_TIME_LIMIT_SECONDS): the batch stops.
@@ -405,15 +454,34 @@ def _move(event: Event, held: Claim, decision: Decision) -> Move:
     )
 
 
-def _record(event: Event, held: Claim, decision: Decision) -> bool:
-    """One decision: the delivery, the quarantine and the final status, atomically.
+def _write(group: list[_Decided], moves: list[Move]) -> tuple[set[int], set[int]]:
+    """Write a group's records (on the recorder thread, or the task's): the moves without a
+    quarantine in one statement, each quarantine with its move. Returns the ids that moved and
+    those that could not be written (their leases run out and the sweep retries them)."""
+    moved: set[int] = set()
+    failed: set[int] = set()
+    plain = [move for decided, move in zip(group, moves, strict=True) if decided.decision.quarantine is None]
+    if plain:
+        try:
+            moved |= with_database_retries(lambda: record_moves(plain))
+        except Exception:  # e.g. a database that stays down
+            logger.exception("%d event(s) could not be recorded; the sweep will retry them", len(plain))
+            failed |= {move.event_id for move in plain}
+    for decided, move in zip(group, moves, strict=True):
+        entry = decided.decision.quarantine
+        if entry is None:
+            continue
+        try:
+            if with_database_retries(lambda: _write_quarantining(move, entry)):  # noqa: B023 - called at once
+                moved.add(move.event_id)
+        except Exception:
+            logger.exception("event %s could not be recorded; the sweep will retry it", decided.event.pkey)
+            failed.add(move.event_id)
+    return moved, failed
 
-    A message that was sent is recorded even if our lease was lost meanwhile, so that whoever holds
-    the event now sees the delivery and does not send it again.
-    """
-    move = _move(event, held, decision)
-    entry = decision.quarantine
-    # A quarantine (an upsert) joins the same transaction; transition_recording then runs inside it.
+
+def _write_quarantining(move: Move, entry: QuarantineEntry | None) -> bool:
+    """One move, with its quarantine (an upsert) in the same transaction."""
     with transaction.atomic() if entry else contextlib.nullcontext():
         if entry:
             message_services.quarantine(
@@ -422,15 +490,16 @@ def _record(event: Event, held: Claim, decision: Decision) -> bool:
                 address=entry.address,
                 reason=entry.reason,
             )
-        return transition_recording(
-            event.pk,
-            to=move.to,
-            source=move.source,
-            delivery=move.delivery,
-            reason=move.reason,
-            lease=move.lease,
-            **move.fields,
-        )
+        return bool(record_moves([move]))
+
+
+def _record(event: Event, held: Claim, decision: Decision) -> bool:
+    """One decision: the delivery, the quarantine and the final status, atomically.
+
+    A message that was sent is recorded even if our lease was lost meanwhile, so that whoever holds
+    the event now sees the delivery and does not send it again.
+    """
+    return _write_quarantining(_move(event, held, decision), decision.quarantine)
 
 
 def _report(decided: _Decided, *, moved: bool) -> str | None:

@@ -32,6 +32,8 @@ _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _executor_pid = 0
 _executor_size = 0
+_recorder: ThreadPoolExecutor | None = None
+_recorder_pid = 0
 
 
 def _block_signals() -> None:
@@ -49,6 +51,18 @@ def submit(size: int, function: Callable[..., T], *args: object) -> Future[T]:
             _executor_pid, _executor_size = os.getpid(), size
         executor = _executor
     return executor.submit(function, *args)
+
+
+def record(function: Callable[..., T], *args: object) -> Future[T]:
+    """Run `function(*args)` on this process's recorder thread: one thread, so one database
+    connection of its own (Django's are per thread), writing one group at a time."""
+    global _recorder, _recorder_pid
+    with _lock:
+        if _recorder is None or _recorder_pid != os.getpid():
+            _recorder = ThreadPoolExecutor(1, thread_name_prefix="recorder", initializer=_block_signals)
+            _recorder_pid = os.getpid()
+        recorder = _recorder
+    return recorder.submit(function, *args)
 
 
 def _holds_signals() -> bool:
