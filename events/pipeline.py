@@ -24,6 +24,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import queue
 import time
 import traceback
 from collections.abc import Iterator
@@ -142,6 +143,7 @@ class _Batch:
         )
         self.recording: tuple[futures.Future[tuple[set[int], set[int]]], list[_Decided], int] | None = None
         self.sent_recording = 0
+        self.finished: queue.SimpleQueue[futures.Future[Any]] = queue.SimpleQueue()
         self.done: dict[int, str | None] = {}
 
     def run(self, ids: list[int], lease: dt.datetime, *, quarantine_at_once: bool) -> dict[int, str | None]:
@@ -237,7 +239,8 @@ class _Batch:
     # --- The send window --------------------------------------------------------------------------
     # A send holds its place in the window from its hand-over until its record commits: on its
     # sender (`sending`), then decided (`unrecorded`), then in the record being written
-    # (`recording`, on the recorder thread when there is one).
+    # (`recording`, on the recorder thread when there is one). The threads tell the task what
+    # finished through one queue (`finished`).
 
     @property
     def in_flight(self) -> int:
@@ -247,7 +250,9 @@ class _Batch:
         while self.in_flight >= self.capacity:
             self._make_room()
         if message_services.sends_wait_on_network(send.channel):
-            self.sending[sending.submit(self.capacity, _render_and_send, send)] = send
+            future = sending.submit(self.capacity, _render_and_send, send)
+            self.sending[future] = send
+            future.add_done_callback(self.finished.put)
             self._pump()
             return
         outcome: futures.Future[Decision] = futures.Future()
@@ -260,63 +265,64 @@ class _Batch:
         self._sent(send, outcome)
         self._pump()
 
+    def _take_finished(self, *, wait: bool = False, timeout: float | None = None) -> bool:
+        """Take what finished (waiting for one thing first, with `wait`); False if nothing did."""
+        try:
+            future = self.finished.get(timeout=timeout) if wait else self.finished.get_nowait()
+        except queue.Empty:
+            return False
+        while True:
+            if future in self.sending:
+                self._sent(self.sending.pop(future), future)
+            elif self.recording is not None and future is self.recording[0]:
+                self._reap()
+            try:
+                future = self.finished.get_nowait()
+            except queue.Empty:
+                return True
+
     def _pump(self) -> None:
-        """Without waiting: take the outcomes of the sends and the record that finished, and hand
-        the decisions taken meanwhile to the recorder if it is idle (so that a group is whatever
-        finished while the last one was written)."""
-        self._collect()
-        if self.recorder:
-            self._reap()
-            if self.recording is None and self.unrecorded:
-                self._start_record()
+        """Without waiting: take what finished, and hand the decisions taken meanwhile to the
+        recorder if it is idle (so that a group is whatever finished while the last was written)."""
+        self._take_finished()
+        if self.recorder and self.recording is None and self.unrecorded:
+            self._start_record()
 
     def _make_room(self) -> None:
         """The window is full: wait until a send's record commits."""
         if not self.recorder:  # recorded here, as a group of at least half the window when the
             # sends in flight finish within GROUP_PATIENCE_SECONDS
-            wanted = max(1, self.capacity // 2) - self.sent_unrecorded
-            self._collect(at_least=wanted, patience=GROUP_PATIENCE_SECONDS)
+            self._collect(max(1, self.capacity // 2) - self.sent_unrecorded)
             self._write_here()
             return
         self._pump()
-        if self.in_flight >= self.capacity:
-            waits = [*self.sending, *([self.recording[0]] if self.recording else [])]
-            futures.wait(waits, return_when=futures.FIRST_COMPLETED)
+        while self.in_flight >= self.capacity:
+            self._take_finished(wait=True)
             self._pump()
+
+    def _collect(self, wanted: int) -> None:
+        """Wait until `wanted` more sends finished (or all did), for at most GROUP_PATIENCE_SECONDS
+        once one has."""
+        target = len(self.sending) - min(wanted, len(self.sending))
+        deadline = None
+        while len(self.sending) > target:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._take_finished(wait=True, timeout=timeout):
+                break  # patience ran out, and something finished
+            if deadline is None and self.unrecorded:
+                deadline = time.monotonic() + GROUP_PATIENCE_SECONDS
 
     def _settle(self, *, organization_id: int, channel: str, address: str) -> None:
         """Wait for the outcome of a send in flight to this address, if there is one."""
         key = (organization_id, channel, address.lower())
-        same = [future for future, send in self.sending.items() if send.address == key]
-        if same:
-            futures.wait(same)
-            self._collect()
+        while any(send.address == key for send in self.sending.values()):
+            self._take_finished(wait=True)
 
     def _settle_all(self) -> None:
         """Wait for every send in flight, and record every decision."""
-        self._collect(at_least=len(self.sending))
+        while self.sending:
+            self._take_finished(wait=True)
         self._flush()
-
-    def _collect(self, *, at_least: int = 0, patience: float | None = None) -> None:
-        """Take the outcomes of the sends that finished, waiting for `at_least` of them (for at most
-        `patience` seconds once one has)."""
-        pending = list(self.sending)
-        wanted = min(at_least, len(pending))
-        deadline = None if patience is None else time.monotonic() + patience
-        while sum(future.done() for future in pending) < wanted:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            futures.wait(
-                [future for future in pending if not future.done()],
-                timeout=timeout,
-                return_when=futures.FIRST_COMPLETED,
-            )
-            if deadline is not None and time.monotonic() >= deadline:
-                if any(future.done() for future in pending):
-                    break
-                deadline = None  # nothing finished yet: room is needed, so wait for the first
-        for future in pending:
-            if future.done():
-                self._sent(self.sending.pop(future), future)
 
     def _sent(self, send: _Send, outcome: futures.Future[Decision]) -> None:
         try:
@@ -352,12 +358,13 @@ class _Batch:
 
     def _start_record(self) -> None:
         group, moves, sent = self._take_group()
-        self.recording = (sending.record(_write, group, moves), group, sent)
-        self.sent_recording = sent
+        future = sending.record(_write, group, moves)
+        self.recording, self.sent_recording = (future, group, sent), sent
+        future.add_done_callback(self.finished.put)
 
-    def _reap(self, *, wait: bool = False) -> None:
-        """The outcome of the record being written, if it is done (or once it is, with `wait`)."""
-        if self.recording is None or not (wait or self.recording[0].done()):
+    def _reap(self) -> None:
+        """The outcome of the record being written (waiting for it if need be)."""
+        if self.recording is None:
             return
         future, group, _ = self.recording
         try:
@@ -373,10 +380,10 @@ class _Batch:
         if not self.recorder:
             self._write_here()
             return
-        self._reap(wait=True)
+        self._reap()
         if self.unrecorded:
             self._start_record()
-            self._reap(wait=True)
+            self._reap()
 
     def _report(self, group: list[_Decided], written: tuple[set[int], set[int]]) -> None:
         moved, failed = written
