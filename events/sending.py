@@ -65,6 +65,9 @@ def record(function: Callable[..., T], *args: object) -> Future[T]:
     return recorder.submit(function, *args)
 
 
+_held = False  # the soft time limit is held back (by the main thread: signals are its alone)
+
+
 def _holds_signals() -> bool:
     return SIG_SOFT_TIMEOUT is not None and threading.current_thread() is threading.main_thread()
 
@@ -80,17 +83,21 @@ def soft_time_limit_held() -> Iterator[None]:
     if not _holds_signals():
         yield
         return
+    global _held
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {SIG_SOFT_TIMEOUT})
+    held, _held = _held, True
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
+        _held = held
+        if SIG_SOFT_TIMEOUT in signal.sigpending():
             signal.sigtimedwait({SIG_SOFT_TIMEOUT}, 0)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def check_soft_time_limit() -> None:
-    """Raise SoftTimeLimitExceeded if the soft time limit came while it was held back."""
-    if _holds_signals() and SIG_SOFT_TIMEOUT in signal.pthread_sigmask(signal.SIG_BLOCK, ()):
-        if signal.sigtimedwait({SIG_SOFT_TIMEOUT}, 0) is not None:
-            raise SoftTimeLimitExceeded()
+    """Raise SoftTimeLimitExceeded if the soft time limit came while it was held back. (sigpending
+    keeps the GIL: asking costs the task's thread no wait for a sender thread to give it back.)"""
+    if _held and _holds_signals() and SIG_SOFT_TIMEOUT in signal.sigpending():
+        signal.sigtimedwait({SIG_SOFT_TIMEOUT}, 0)
+        raise SoftTimeLimitExceeded()
