@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -80,27 +80,35 @@ def claim_due(event_ids: list[int], *, now: dt.datetime, limit: int) -> tuple[li
     lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
     claimed = _claim(event_ids[:limit], now=now, lease=lease) if event_ids else []
     if len(claimed) < limit:
-        # The backlog, read in the due index's order; when a batch already took these events and
-        # nothing else waits, this read is all the task costs.
-        due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now).exclude(pk__in=event_ids)
-        backlog = list(
-            due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[: limit - len(claimed)]
-        )
-        if backlog:
-            claimed += _claim(backlog, now=now, lease=lease)
+        # The backlog, oldest due first; when a batch already took these events and nothing else
+        # waits, this is all the task costs.
+        claimed += _claim(None, now=now, lease=lease, limit=limit - len(claimed), besides=event_ids)
     order = {pk: position for position, pk in enumerate(event_ids)}
     return sorted(claimed, key=lambda pk: (order.get(pk, len(order)), pk)), lease
 
 
-def _claim(event_ids: list[int], *, now: dt.datetime, lease: dt.datetime) -> list[int]:
-    """`pending` and due -> `processing` with the lease; one statement on PostgreSQL."""
-    fields = {"lease_expires_at": lease, "attempts": F("attempts") + 1, "enqueued_at": None}
+def _claim(
+    event_ids: list[int] | None,
+    *,
+    now: dt.datetime,
+    lease: dt.datetime,
+    limit: int = 0,
+    besides: Sequence[int] = (),
+) -> list[int]:
+    """`pending` and due -> `processing` with the lease: these events, or else (None) the `limit`
+    oldest due ones; one statement on PostgreSQL."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
+        if event_ids is None:
+            due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now).exclude(pk__in=besides)
+            event_ids = list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
+            if not event_ids:
+                return []
+        fields = {"lease_expires_at": lease, "attempts": F("attempts") + 1, "enqueued_at": None}
         return transition_many(
             Q(pk__in=event_ids, next_attempt_at__lte=now), to=S.PROCESSING, sources=[S.PENDING], **fields
         )
     check_move([S.PENDING], S.PROCESSING)
-    sql, params = claim_sql(event_ids, source=S.PENDING, to=S.PROCESSING, now=now, lease=lease)
+    sql, params = claim_sql(event_ids, source=S.PENDING, to=S.PROCESSING, now=now, lease=lease, limit=limit)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [pk for (pk,) in cursor.fetchall()]

@@ -130,6 +130,7 @@ class _Batch:
         self.capacity = max(1, int(settings.EVENT_SENDS_IN_FLIGHT))
         self.ids: list[int] = []  # every event claimed, in order
         self.waiting: list[Claim] = []
+        self.configurations: dict[int, EventConfiguration] = {}  # read with the events, kept for a while
         self.loaded_at = 0.0
         self.quarantine = QuarantineLookup()
         self.sending: dict[futures.Future[Decision], _Send] = {}  # on sender threads
@@ -173,10 +174,11 @@ class _Batch:
             # The recorder's connection is recycled at each task as the task's own is
             # (campaign.celery): past CONN_MAX_AGE, or broken, it is replaced.
             sending.record(close_old_connections)
-        events = selectors.claimed_events(ids)
+        events = selectors.claimed_events(ids, configurations=self.configurations)
         self.ids += ids
         self.waiting += [Claim(event_id=event.pk, lease=lease, event=event) for event in events]
-        self.loaded_at = time.monotonic()
+        if not self.loaded_at:
+            self.loaded_at = time.monotonic()
         if quarantine_at_once:
             self.quarantine.read(_event_addresses(events))
 
@@ -208,9 +210,9 @@ class _Batch:
         if short:
             self._flush()  # decisions waiting for a group are not left to age either
         if self.waiting and time.monotonic() - self.loaded_at > BATCH_REFRESH_SECONDS:
-            events = {
-                event.pk: event for event in selectors.claimed_events([c.event_id for c in self.waiting])
-            }
+            self.configurations = {}  # read again too: a pause, an unpublish, a new version
+            waiting = [claim.event_id for claim in self.waiting]
+            events = {e.pk: e for e in selectors.claimed_events(waiting, configurations=self.configurations)}
             self.waiting = [claim for claim in self.waiting if claim.event_id in events]
             for claim in self.waiting:
                 claim.event = events[claim.event_id]

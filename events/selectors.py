@@ -96,19 +96,25 @@ def organization_by_slug(slug: str) -> Organization | None:
 # --- What processing an event reads ----------------------------------------------------------------
 
 
-def claimed_events(event_ids: list[int]) -> list[Event]:
+def claimed_events(
+    event_ids: list[int], *, configurations: dict[int, EventConfiguration] | None = None
+) -> list[Event]:
     """The claimed events with everything processing reads about them, in this order (an id no
     longer there is left out): the events in one query, and their configurations (with the
     organization, the message and its live version) in another, each read once however many of
-    the events share it (a burst is mostly one event type: one schema and content decoded)."""
+    the events share it (a burst is mostly one event type: one schema and content decoded).
+    `configurations` keeps those read for the next call (a batch's next claim)."""
     events = Event.objects.order_by().in_bulk(event_ids)
-    configurations = (
-        EventConfiguration.objects.select_related("organization", "message__live_version")
-        .order_by()
-        .in_bulk({event.configuration_id for event in events.values()})
-    )
+    known = configurations if configurations is not None else {}
+    missing = {event.configuration_id for event in events.values()} - known.keys()
+    if missing:
+        known.update(
+            EventConfiguration.objects.select_related("organization", "message__live_version")
+            .order_by()
+            .in_bulk(missing)
+        )
     for event in events.values():
-        event.configuration = configurations[event.configuration_id]
+        event.configuration = known[event.configuration_id]
     return [events[pk] for pk in event_ids if pk in events]
 
 

@@ -274,41 +274,56 @@ def record_moves_sql(rows: Sequence[MoveRow]) -> tuple[str, list[Any]]:
 
 
 @functools.cache
-def _claim_sql(history_columns: tuple[str, ...]) -> str:
+def _claim_sql(history_columns: tuple[str, ...], *, backlog: bool) -> str:
     event, pk = Event._meta, _quote(Event._meta.pk.column)
     column = {name: _quote(event.get_field(name).column) for name in ("status", "next_attempt_at")}
+    attempts = _quote(event.get_field("attempts").column)
     assignments = [
         f"{column['status']} = %s",
         f"{_quote(event.get_field('updated_at').column)} = %s",
         f"{_quote(event.get_field('lease_expires_at').column)} = %s",
-        f"{_quote(event.get_field('attempts').column)} = e.{_quote(event.get_field('attempts').column)} + 1",
+        f"{attempts} = e.{attempts} + 1",
         f"{_quote(event.get_field('enqueued_at').column)} = NULL",
     ]
+    due = f"{column['status']} = %s AND {column['next_attempt_at']} <= %s"
+    if backlog:  # the oldest due first, on the due index (status, next_attempt_at)
+        picked = f"WHERE {due} ORDER BY {column['next_attempt_at']}, {pk} LIMIT %s"
+    else:
+        picked = f"WHERE {pk} = ANY(%s) AND {due} ORDER BY {pk}"
     event_column = _quote(EventStatusChange._meta.get_field("event").column)
     selected = [pk if name == event_column else "%s" for name in history_columns]
     return (
-        f"WITH picked AS (SELECT {pk} FROM {_quote(event.db_table)} WHERE {pk} = ANY(%s) "
-        f"AND {column['status']} = %s AND {column['next_attempt_at']} <= %s "
-        f"ORDER BY {pk} FOR UPDATE SKIP LOCKED), "
+        f"WITH picked AS (SELECT {pk} FROM {_quote(event.db_table)} {picked} FOR UPDATE SKIP LOCKED), "
         f"moved AS (UPDATE {_quote(event.db_table)} AS e SET {', '.join(assignments)} FROM picked "
         f"WHERE e.{pk} = picked.{pk} RETURNING e.{pk}), "
         f"history AS (INSERT INTO {_quote(EventStatusChange._meta.db_table)} ({', '.join(history_columns)}) "
         f"SELECT {', '.join(selected)} FROM moved) "
-        f"SELECT {pk} FROM moved"
+        f"SELECT {pk} FROM moved ORDER BY {pk}"
     )
 
 
 def claim_sql(
-    event_ids: Sequence[int], *, source: str, to: str, now: dt.datetime, lease: dt.datetime
+    event_ids: Sequence[int] | None,
+    *,
+    source: str,
+    to: str,
+    now: dt.datetime,
+    lease: dt.datetime,
+    limit: int = 0,
 ) -> tuple[str, list[Any]]:
-    """Claim these events in one statement: those in `source` and due (none locked by another
-    claim in progress) move to `to` with `lease`, their attempt counted, a history row each. It
-    answers the ids claimed. The text is the same whatever the ids: parsed once per process."""
+    """Claim events in one statement: these (`event_ids`), or else the `limit` oldest due ones;
+    those in `source` and due, and not locked by another claim in progress, move to `to` with
+    `lease`, their attempt counted, a history row each. It answers the ids claimed. The text is
+    the same whatever the ids: parsed once per process."""
     database = connections[DEFAULT_DB_ALIAS]
     history = EventStatusChange(event_id=0, from_status=source, to_status=to, reason="")
     columns, values = _insert_values(history, database)
     event_column = _quote(EventStatusChange._meta.get_field("event").column)
     history_params = [value for name, value in zip(columns, values, strict=True) if name != event_column]
     _, (at, until) = _prepared(Event, {"updated_at": now, "lease_expires_at": lease}, database)
-    params = [list(event_ids), source, at, to, at, until, *history_params]
-    return _claim_sql(tuple(columns)), params
+    if event_ids is None:
+        picked: list[Any] = [source, at, limit]
+    else:
+        picked = [list(event_ids), source, at]
+    params = [*picked, to, at, until, *history_params]
+    return _claim_sql(tuple(columns), backlog=event_ids is None), params
