@@ -7,10 +7,9 @@ waits of several conversations overlap. Each thread keeps its own connection (th
 per thread) and never touches the database. The threads live as long as the process: a pool
 process forked by Celery starts its own on first use.
 
-Signals: Python runs signal handlers on the main thread, but the kernel hands a signal sent to the
-process to any thread that does not block it. Sender threads block every signal, so that the task's
-soft time limit (billiard's SIG_SOFT_TIMEOUT) waits for the main thread, which holds it back during
-a batch (`soft_time_limit_held`) and takes it where stopping loses nothing (`check_soft_time_limit`).
+The task's soft time limit (billiard's SIG_SOFT_TIMEOUT) is held back during a batch
+(`soft_time_limit_held`) and taken where stopping loses nothing (`check_soft_time_limit`). The
+threads block every signal, so that none interrupts a conversation with a server.
 """
 
 from __future__ import annotations
@@ -65,11 +64,12 @@ def record(function: Callable[..., T], *args: object) -> Future[T]:
     return recorder.submit(function, *args)
 
 
-_held = False  # the soft time limit is held back (by the main thread: signals are its alone)
+_struck = False  # the soft time limit came while held back
 
 
-def _holds_signals() -> bool:
-    return SIG_SOFT_TIMEOUT is not None and threading.current_thread() is threading.main_thread()
+def _note_soft_time_limit(signum: int, frame: object) -> None:
+    global _struck
+    _struck = True
 
 
 @contextlib.contextmanager
@@ -78,26 +78,27 @@ def soft_time_limit_held() -> Iterator[None]:
     calls `check_soft_time_limit` (between events), never between a send and the record of that
     send, which a later attempt would otherwise send again. Renders have their own deadline
     (RENDER_TIMEOUT_SECONDS), sends theirs (EMAIL_TIMEOUT, the gateways' timeouts), and the hard
-    time limit stays the backstop. A limit that comes once the last event is recorded is spent
+    time limit stays the backstop.
+
+    The limit's signal is noted instead of raising (Python runs a handler on the main thread,
+    whichever thread the signal reached); one noted after the last event is recorded is spent
     here: the batch is done."""
-    if not _holds_signals():
+    global _struck
+    if SIG_SOFT_TIMEOUT is None or threading.current_thread() is not threading.main_thread():
         yield
         return
-    global _held
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {SIG_SOFT_TIMEOUT})
-    held, _held = _held, True
+    previous = signal.signal(SIG_SOFT_TIMEOUT, _note_soft_time_limit)
+    _struck = False
     try:
         yield
     finally:
-        _held = held
-        if SIG_SOFT_TIMEOUT in signal.sigpending():
-            signal.sigtimedwait({SIG_SOFT_TIMEOUT}, 0)
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(SIG_SOFT_TIMEOUT, previous)
+        _struck = False
 
 
 def check_soft_time_limit() -> None:
-    """Raise SoftTimeLimitExceeded if the soft time limit came while it was held back. (sigpending
-    keeps the GIL: asking costs the task's thread no wait for a sender thread to give it back.)"""
-    if _held and _holds_signals() and SIG_SOFT_TIMEOUT in signal.sigpending():
-        signal.sigtimedwait({SIG_SOFT_TIMEOUT}, 0)
+    """Raise SoftTimeLimitExceeded if the soft time limit came while it was held back."""
+    global _struck
+    if _struck:
+        _struck = False
         raise SoftTimeLimitExceeded()
