@@ -153,6 +153,8 @@ class _Batch:
             try:
                 self._load(ids, lease, quarantine_at_once=quarantine_at_once)
                 while True:
+                    while self.in_flight >= self.capacity:  # room first: the limit may strike meanwhile
+                        self._make_room()
                     sending.check_soft_time_limit()
                     held = self._next()
                     if held is None:
