@@ -672,3 +672,25 @@ def test_a_batch_reads_its_events_in_a_few_queries_whatever_their_number(cart_co
     event_reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
     single = [sql for sql in event_reads if '"events_event"."id" = ' in sql and "LIMIT" in sql]
     assert single == []
+
+
+def test_templates_are_compiled_once_and_a_newly_published_version_is_what_renders(cart_configuration):
+    """Compiled templates are kept by their text: a version's parts are compiled once per process,
+    and a new version's changed part is another text, compiled at its first use."""
+    from messages.rendering import compile_template
+
+    message = cart_configuration.message
+    compile_template.cache_clear()
+    first = [accept(cart_configuration, live_body(email=f"v{n}@example.com")) for n in range(3)]
+    pipeline.process_batch([first[0].pk])
+    assert compile_template.cache_info().misses == 3  # subject, html, text: once for the three emails
+    message.subject = "Version two for {{ ctx.firstName }}"
+    message.save()
+    publication.publish_message(message=message)
+    compile_template.cache_clear()
+    second = [accept(cart_configuration, live_body(email=f"u{n}@example.com")) for n in range(3)]
+    pipeline.process_batch([second[0].pk])
+    assert compile_template.cache_info().misses == 3
+    assert [m.subject for m in mail.outbox] == ["Jack, your cart is waiting"] * 3 + [
+        "Version two for Jack"
+    ] * 3
