@@ -34,7 +34,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaign.log_context import event_context
@@ -142,7 +142,8 @@ class _Batch:
         self.recorder = (
             self.capacity > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block
         )
-        self.recording: tuple[futures.Future[tuple[set[int], set[int]]], list[_Decided], int] | None = None
+        # Records being written: future -> (its group, the sends in it).
+        self.recording: dict[futures.Future[tuple[set[int], set[int]]], tuple[list[_Decided], int]] = {}
         self.sent_recording = 0
         self.finished: queue.SimpleQueue[futures.Future[Any]] = queue.SimpleQueue()
         self.done: dict[int, str | None] = {}
@@ -173,9 +174,7 @@ class _Batch:
 
     def _load(self, ids: list[int], lease: dt.datetime, *, quarantine_at_once: bool) -> None:
         if self.recorder and not self.ids:
-            # The recorder's connection is recycled at each task as the task's own is
-            # (campaign.celery): past CONN_MAX_AGE, or broken, it is replaced.
-            sending.record(close_old_connections)
+            sending.new_task()
         events = selectors.claimed_events(ids, configurations=self.configurations)
         self.ids += ids
         self.waiting += [Claim(event_id=event.pk, lease=lease, event=event) for event in events]
@@ -278,8 +277,8 @@ class _Batch:
         while True:
             if future in self.sending:
                 self._sent(self.sending.pop(future), future)
-            elif self.recording is not None and future is self.recording[0]:
-                self._reap()
+            elif future in self.recording:
+                self._reap(future)
             try:
                 future = self.finished.get_nowait()
             except queue.Empty:
@@ -289,7 +288,7 @@ class _Batch:
         """Without waiting: take what finished, and hand the decisions taken meanwhile to the
         recorder if it is idle (so that a group is whatever finished while the last was written)."""
         self._take_finished()
-        if self.recorder and self.recording is None and self.unrecorded:
+        if self.recorder and len(self.recording) < sending.RECORDERS and self.unrecorded:
             self._start_record()
 
     def _make_room(self) -> None:
@@ -363,20 +362,19 @@ class _Batch:
     def _start_record(self) -> None:
         group, moves, sent = self._take_group()
         future = sending.record(_write, group, moves)
-        self.recording, self.sent_recording = (future, group, sent), sent
+        self.recording[future] = (group, sent)
+        self.sent_recording += sent
         future.add_done_callback(self.finished.put)
 
-    def _reap(self) -> None:
-        """The outcome of the record being written (waiting for it if need be)."""
-        if self.recording is None:
-            return
-        future, group, _ = self.recording
+    def _reap(self, future: futures.Future[tuple[set[int], set[int]]]) -> None:
+        """The outcome of a record (waiting for it if need be)."""
+        group, sent = self.recording.pop(future)
         try:
             written = future.result()
         except Exception:  # _write reports its own failures; this would be a bug in it
             logger.exception("%d event(s) could not be recorded; the sweep will retry them", len(group))
             written = (set(), {d.event.pk for d in group})
-        self.recording, self.sent_recording = None, 0
+        self.sent_recording -= sent
         self._report(group, written)
 
     def _flush(self) -> None:
@@ -384,10 +382,10 @@ class _Batch:
         if not self.recorder:
             self._write_here()
             return
-        self._reap()
         if self.unrecorded:
             self._start_record()
-            self._reap()
+        while self.recording:
+            self._reap(next(iter(self.recording)))
 
     def _report(self, group: list[_Decided], written: tuple[set[int], set[int]]) -> None:
         moved, failed = written

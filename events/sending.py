@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from billiard.pool import SIG_SOFT_TIMEOUT
 from celery.exceptions import SoftTimeLimitExceeded
+from django.db import close_old_connections
 
 T = TypeVar("T")
 
@@ -52,16 +53,40 @@ def submit(size: int, function: Callable[..., T], *args: object) -> Future[T]:
     return executor.submit(function, *args)
 
 
+# Records written at once by a process: while one commits, the next group need not wait for it.
+RECORDERS = 1
+
+
 def record(function: Callable[..., T], *args: object) -> Future[T]:
-    """Run `function(*args)` on this process's recorder thread: one thread, so one database
-    connection of its own (Django's are per thread), writing one group at a time."""
+    """Run `function(*args)` on one of this process's RECORDERS threads, each with a database
+    connection of its own (Django's are per thread)."""
     global _recorder, _recorder_pid
     with _lock:
         if _recorder is None or _recorder_pid != os.getpid():
-            _recorder = ThreadPoolExecutor(1, thread_name_prefix="recorder", initializer=_block_signals)
+            _recorder = ThreadPoolExecutor(
+                RECORDERS, thread_name_prefix="recorder", initializer=_block_signals
+            )
             _recorder_pid = os.getpid()
         recorder = _recorder
-    return recorder.submit(function, *args)
+    return recorder.submit(_on_recycled_connection, _task, function, *args)
+
+
+_task = 0  # counts the tasks of this process that record on the recorders
+_recorder_state = threading.local()
+
+
+def new_task() -> None:
+    """A task starts: each recorder's connection is recycled before its next write, as the task's
+    thread's is (campaign.celery): past CONN_MAX_AGE, or broken, it is replaced."""
+    global _task
+    _task += 1
+
+
+def _on_recycled_connection(task: int, function: Callable[..., T], *args: object) -> T:
+    if getattr(_recorder_state, "task", None) != task:
+        _recorder_state.task = task
+        close_old_connections()
+    return function(*args)
 
 
 _struck = False  # the soft time limit came while held back
