@@ -198,7 +198,8 @@ class _Batch:
         if not self.waiting:
             return None
         now = timezone.now()
-        short = {claim.lease for claim in self.waiting if not claims.lease_is_ample(claim.lease, now=now)}
+        leases = {claim.lease for claim in self.waiting}  # one per claim: the check is per lease
+        short = [lease for lease in leases if not claims.lease_is_ample(lease, now=now)]
         for lease in short:
             holding = [claim for claim in self.waiting if claim.lease == lease]
             renewal = functools.partial(claims.renew_leases, [claim.event_id for claim in holding], lease)
