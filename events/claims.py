@@ -11,7 +11,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection, transaction
@@ -103,7 +103,11 @@ def _claim(
             event_ids = list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
             if not event_ids:
                 return []
-        fields = {"lease_expires_at": lease, "attempts": F("attempts") + 1, "enqueued_at": None}
+        fields: dict[str, Any] = {
+            "lease_expires_at": lease,
+            "attempts": F("attempts") + 1,
+            "enqueued_at": None,
+        }
         return transition_many(
             Q(pk__in=event_ids, next_attempt_at__lte=now), to=S.PROCESSING, sources=[S.PENDING], **fields
         )

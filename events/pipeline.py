@@ -614,13 +614,9 @@ def _prepare(event: Event, held: Claim, is_quarantined: QuarantineLookup, *, set
     if not recipient.address:
         reason = f"the profile has no {configuration.channel} address"
         return Decision(Outcome(S.TARGETING_FAILED, reason), profile=profile)
-    address = {
-        "organization_id": event.organization_id,
-        "channel": configuration.channel,
-        "address": recipient.address,
-    }
-    settle(**address)
-    if is_quarantined(**address):
+    organization_id, channel = event.organization_id, configuration.channel
+    settle(organization_id=organization_id, channel=channel, address=recipient.address)
+    if is_quarantined(organization_id=organization_id, channel=channel, address=recipient.address):
         reason = f"{mask_address(recipient.address)} is quarantined"
         return Decision(Outcome(S.IGNORED, reason), profile=profile)
 

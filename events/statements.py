@@ -276,14 +276,16 @@ def record_moves_sql(rows: Sequence[MoveRow]) -> tuple[str, list[Any]]:
 @functools.cache
 def _claim_sql(history_columns: tuple[str, ...], *, backlog: bool) -> str:
     event, pk = Event._meta, _quote(Event._meta.pk.column)
-    column = {name: _quote(event.get_field(name).column) for name in ("status", "next_attempt_at")}
-    attempts = _quote(event.get_field("attempts").column)
+    column = {
+        name: _column(Event, name)[1]
+        for name in ("status", "next_attempt_at", "updated_at", "lease_expires_at", "attempts", "enqueued_at")
+    }
     assignments = [
         f"{column['status']} = %s",
-        f"{_quote(event.get_field('updated_at').column)} = %s",
-        f"{_quote(event.get_field('lease_expires_at').column)} = %s",
-        f"{attempts} = e.{attempts} + 1",
-        f"{_quote(event.get_field('enqueued_at').column)} = NULL",
+        f"{column['updated_at']} = %s",
+        f"{column['lease_expires_at']} = %s",
+        f"{column['attempts']} = e.{column['attempts']} + 1",
+        f"{column['enqueued_at']} = NULL",
     ]
     due = f"{column['status']} = %s AND {column['next_attempt_at']} <= %s"
     if backlog:  # the oldest due first, on the due index (status, next_attempt_at)

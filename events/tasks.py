@@ -10,7 +10,7 @@ from events.sweep import recover
 @shared_task(
     name="events.process_events",
     ignore_result=True,
-    # Past the soft limit the batch stops and hands its events back (pipeline._out_of_time); past
+    # Past the soft limit the batch stops and hands its events back (pipeline._Batch._out_of_time); past
     # the hard one the pool kills the process, and the sweep takes the events over when their
     # leases run out.
     soft_time_limit=settings.EVENT_TASK_SOFT_TIME_LIMIT_SECONDS,

@@ -94,7 +94,7 @@ class _ShortHeadersAsWritten(Compat32):
             and "  " not in value
         ):
             return f"{name}: {value}{self.linesep}"
-        return super()._fold(name, value, sanitize)
+        return super()._fold(name, value, sanitize)  # type: ignore[misc]  # private in the stubs
 
 
 SHORT_HEADERS_AS_WRITTEN = _ShortHeadersAsWritten()
@@ -106,8 +106,8 @@ class PreparedEmail(EmailMultiAlternatives):
     the body does not contain it; 128 random bits cannot be guessed by whoever writes the event's
     data), and its short headers written as they are (`_ShortHeadersAsWritten`)."""
 
-    def message(self) -> Any:
-        message = super().message()
+    def message(self, **kwargs: Any) -> Any:
+        message = super().message(**kwargs)
         message.policy = SHORT_HEADERS_AS_WRITTEN
         if message.is_multipart():
             message.set_boundary(f"==============={secrets.token_hex(16)}==")
