@@ -5,17 +5,19 @@ Network I/O (SMTP, HTTP) runs outside any database transaction: claim in one sho
 (events.claims), send, then record the decision (events.decisions: a Delivery row, a quarantine,
 the status) in another. The reads are in events.selectors, the sweep in events.sweep.
 
-Sends overlap, within a bound. The task's thread prepares each event (route, target, render) and
-hands its send to one of the process's sender threads when the channel's backend waits on a server
-(events.sending); it records the outcomes in groups, one statement per group
-(events.transitions.record_moves). A send is *in flight* from the start of its conversation with
-the server until the commit of its record, and a worker process never has more than
-EVENT_SENDS_IN_FLIGHT sends in flight. So a worker killed at any instant (SIGKILL, the hard time
-limit, a lost machine) leaves at most EVENT_SENDS_IN_FLIGHT messages per process that went out
-with no row recording them: those, and only those, are sent again when their leases run out and
-the sweep hands them out; every other event of its batches is sent once. Two sends to the same
-address are never in flight together: the second waits for the first's outcome (messages to one
-person keep their order, and a quarantine the first causes stops the second).
+Sends overlap, within a bound. The task's thread claims, routes and targets each event, then hands
+it to one of the process's sender threads (events.sending), which renders and sends it (its channel
+waits on a server: SMTP, a gateway) without touching the database; the outcomes are recorded in
+groups, one statement per group (events.transitions.record_moves), by the process's recorder
+thread (events.sending.record). A send is *in flight* from its hand-over to a sender (so from
+before its conversation with the server starts) until the commit of its record, and a worker
+process never has more than EVENT_SENDS_IN_FLIGHT sends in flight. So a worker killed at any
+instant (SIGKILL, the hard time limit, a lost machine) leaves at most EVENT_SENDS_IN_FLIGHT
+messages per process that may have gone out with no row recording them: those, and only those,
+are sent again when their leases run out and the sweep hands them out; every other event it held
+(its claims: EVENT_CLAIM_BATCH at a time, and more while a backlog waits) is sent once. Two
+sends to the same address are never in flight together: the second waits for the first's outcome
+(messages to one person keep their order, and a quarantine the first causes stops the second).
 """
 
 from __future__ import annotations
