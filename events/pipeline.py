@@ -48,7 +48,7 @@ from events.claims import Claim, LeaseLost, with_database_retries
 from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry, expired, retry_or_fail
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
 from events.selectors import QuarantineLookup
-from events.transitions import Move, record_moves
+from events.transitions import Move, record_moves, recording_statement, write_recording
 from messages import services as message_services
 from messages.channels import Recipient, RenderedMessage, SendResult
 from messages.models import MessageVersion, TransactionalMessage
@@ -363,8 +363,16 @@ class _Batch:
             self._report(group, _write(group, moves))
 
     def _start_record(self) -> None:
+        """Hand the decisions taken to the recorder: the statement of the group built here, so
+        that the recorder thread only makes the round trip."""
         group, moves, sent = self._take_group()
-        future = sending.record(_write, group, moves)
+        statement = None
+        plain = [
+            move for decided, move in zip(group, moves, strict=True) if decided.decision.quarantine is None
+        ]
+        if plain:
+            statement = recording_statement(plain)
+        future = sending.record(_write, group, moves, statement)
         self.recording[future] = (group, sent)
         self.sent_recording += sent
         future.add_done_callback(self.finished.put)
@@ -466,16 +474,22 @@ def _move(event: Event, held: Claim, decision: Decision) -> Move:
     )
 
 
-def _write(group: list[_Decided], moves: list[Move]) -> tuple[set[int], set[int]]:
+def _write(
+    group: list[_Decided], moves: list[Move], statement: str | None = None
+) -> tuple[set[int], set[int]]:
     """Write a group's records (on the recorder thread, or the task's): the moves without a
-    quarantine in one statement, each quarantine with its move. Returns the ids that moved and
-    those that could not be written (their leases run out and the sweep retries them)."""
+    quarantine in one statement (`statement`, when it was built already), each quarantine with
+    its move. Returns the ids that moved and those that could not be written (their leases run out
+    and the sweep retries them)."""
     moved: set[int] = set()
     failed: set[int] = set()
     plain = [move for decided, move in zip(group, moves, strict=True) if decided.decision.quarantine is None]
     if plain:
         try:
-            moved |= with_database_retries(lambda: record_moves(plain))
+            if statement is not None:
+                moved |= with_database_retries(lambda: write_recording(statement))
+            else:
+                moved |= with_database_retries(lambda: record_moves(plain))
         except Exception:  # e.g. a database that stays down
             logger.exception("%d event(s) could not be recorded; the sweep will retry them", len(plain))
             failed |= {move.event_id for move in plain}

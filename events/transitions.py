@@ -151,6 +151,30 @@ def record_moves(moves: Sequence[Move]) -> set[int]:
                 ):
                     moved.add(move.event_id)
         return moved
+    if len(moves) == 1:
+        [move] = moves
+        now = timezone.now()
+        sql, params = record_move_sql(
+            event_id=move.event_id,
+            source=move.source,
+            lease=move.lease,
+            changes={"status": move.to, "updated_at": now, **_final_fields(move.to, now), **move.fields},
+            history=_history(move),
+            delivery=move.delivery,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            (count,) = cursor.fetchone()
+        return {move.event_id} if count else set()
+    return write_recording(recording_statement(moves))
+
+
+def recording_statement(moves: Sequence[Move]) -> str:
+    """The statement that records these moves on PostgreSQL (`record_moves`), its values in it:
+    built wherever is convenient (a worker's task thread), written by `write_recording` elsewhere
+    (its recorder thread), so that the writer has only the round trip to make."""
+    for move in moves:
+        check_move([move.source], move.to)
     now = timezone.now()
     rows = [
         MoveRow(
@@ -158,31 +182,25 @@ def record_moves(moves: Sequence[Move]) -> set[int]:
             source=move.source,
             lease=move.lease,
             changes={"status": move.to, "updated_at": now, **_final_fields(move.to, now), **move.fields},
-            history=EventStatusChange(
-                event_id=move.event_id, from_status=move.source, to_status=move.to, reason=move.reason[:2000]
-            ),
+            history=_history(move),
             delivery=move.delivery,
         )
         for move in moves
     ]
-    if len(rows) == 1:
-        [row] = rows
-        sql, params = record_move_sql(
-            event_id=row.event_id,
-            source=row.source,
-            lease=row.lease,
-            changes=row.changes,
-            history=row.history,
-            delivery=row.delivery,
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            (count,) = cursor.fetchone()
-        return {row.event_id} if count else set()
-    sql, params = record_moves_sql(rows)
+    return connection.ops.compose_sql(*record_moves_sql(rows))
+
+
+def write_recording(statement: str) -> set[int]:
+    """Run a `recording_statement`; the ids of the events that moved."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(statement)
         return {pk for (pk,) in cursor.fetchall()}
+
+
+def _history(move: Move) -> EventStatusChange:
+    return EventStatusChange(
+        event_id=move.event_id, from_status=move.source, to_status=move.to, reason=move.reason[:2000]
+    )
 
 
 def transition_many(
