@@ -13,7 +13,9 @@ import multiprocessing
 import os
 import threading
 
-from celery import Celery, bootsteps
+from celery import Celery, Task, bootsteps
+from celery.signals import task_prerun
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "campaign.settings")
 
@@ -22,6 +24,15 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["campaign", "events"])
 
 logger = logging.getLogger("events.dispatch")
+
+
+@task_prerun.connect
+def _recycle_database_connections(sender: Task, **kwargs: object) -> None:
+    """A task starts as a request does: a connection past CONN_MAX_AGE, or broken, is replaced
+    (CELERY_DB_REUSE_MAX keeps Celery from closing every connection after every task). Not for
+    a task run eagerly, inside its caller's transaction."""
+    if not getattr(sender.request, "is_eager", False):
+        close_old_connections()
 
 
 def _dispatcher_main(poll: float) -> None:

@@ -215,6 +215,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Celery's Django fix-up closes the database connections after every task unless told to reuse
+# them: a new PostgreSQL connection (a server process forked) per task. They are reused, and kept
+# or closed as a request's are, by CONN_MAX_AGE and CONN_HEALTH_CHECKS (campaign.celery).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Losing the broker must never fail an accepted POST: the event is stored, and the sweep re-enqueues.
@@ -270,6 +274,15 @@ DISPATCH_POLL_SECONDS = env.float(
 DISPATCH_BUSY_POLL_SECONDS = env.float("DISPATCH_BUSY_POLL_SECONDS", default=0.01)
 DISPATCH_IDLE_AFTER_SECONDS = env.float("DISPATCH_IDLE_AFTER_SECONDS", default=1.0)
 DISPATCH_BATCH_LIMIT = env.int("DISPATCH_BATCH_LIMIT", default=1000)
+# Sends a worker process keeps in flight, from the start of the conversation with the server to the
+# commit of its record: that many SMTP conversations (each thread its own connection) overlap, and
+# their records are written in groups. It is also the most a process killed at any instant sends
+# again (events.pipeline). 1: one send at a time, recorded before the next.
+EVENT_SENDS_IN_FLIGHT = env.int("EVENT_SENDS_IN_FLIGHT", default=8)
+# While a backlog of due events waits, a worker task keeps claiming it (EVENT_CLAIM_BATCH at a time,
+# the next claim made while the last events are sent) for up to this long, instead of stopping
+# between two claims; 0: a task processes only its own claim.
+EVENT_BATCH_SECONDS = env.float("EVENT_BATCH_SECONDS", default=5.0)
 
 # --- Bounded rendering and task time limits ---------------------------------------------------
 # A message template is code a marketer writes and the server runs (on save, in previews and

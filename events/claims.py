@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import OperationalError, close_old_connections, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import OperationalError, close_old_connections, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from events.models import Event
-from events.transitions import transition, transition_many
+from events.statements import claim_sql
+from events.transitions import check_move, transition, transition_many
 
 S = Event.Status
 T = TypeVar("T")
@@ -73,27 +74,48 @@ def claim(event_id: int, *, now: dt.datetime) -> dt.datetime | None:
 
 
 def claim_due(event_ids: list[int], *, now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
-    """Claim these events and, when a backlog waits, other due events up to `limit`, in one
-    transaction: a burst costs one claim per batch instead of one per event. Returns the claimed
-    ids (the task's own events first, in their order) and their lease."""
+    """Claim these events and, when a backlog waits, other due events up to `limit`: a burst costs
+    one claim per batch instead of one per event. Returns the claimed ids (the task's own events
+    first, in their order) and their lease."""
     lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
-    due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now)
-    own_first = Case(When(pk__in=event_ids, then=Value(0)), default=Value(1))
-    # A plain read first: when a batch already took these events and nothing else waits, that is
-    # all the task costs.
-    picked = list(due.order_by(own_first, "next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
-    if not picked:
-        return [], lease
-    claimed = transition_many(
-        Q(pk__in=picked, next_attempt_at__lte=now),
-        to=S.PROCESSING,
-        sources=[S.PENDING],
-        lease_expires_at=lease,
-        attempts=F("attempts") + 1,
-        enqueued_at=None,
-    )
+    claimed = _claim(event_ids[:limit], now=now, lease=lease) if event_ids else []
+    if len(claimed) < limit:
+        # The backlog, oldest due first; when a batch already took these events and nothing else
+        # waits, this is all the task costs.
+        claimed += _claim(None, now=now, lease=lease, limit=limit - len(claimed), besides=event_ids)
     order = {pk: position for position, pk in enumerate(event_ids)}
     return sorted(claimed, key=lambda pk: (order.get(pk, len(order)), pk)), lease
+
+
+def _claim(
+    event_ids: list[int] | None,
+    *,
+    now: dt.datetime,
+    lease: dt.datetime,
+    limit: int = 0,
+    besides: Sequence[int] = (),
+) -> list[int]:
+    """`pending` and due -> `processing` with the lease: these events, or else (None) the `limit`
+    oldest due ones; one statement on PostgreSQL."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        if event_ids is None:
+            due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now).exclude(pk__in=besides)
+            event_ids = list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
+            if not event_ids:
+                return []
+        fields: dict[str, Any] = {
+            "lease_expires_at": lease,
+            "attempts": F("attempts") + 1,
+            "enqueued_at": None,
+        }
+        return transition_many(
+            Q(pk__in=event_ids, next_attempt_at__lte=now), to=S.PROCESSING, sources=[S.PENDING], **fields
+        )
+    check_move([S.PENDING], S.PROCESSING)
+    sql, params = claim_sql(event_ids, source=S.PENDING, to=S.PROCESSING, now=now, lease=lease, limit=limit)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 def renew_leases(event_ids: list[int], lease: dt.datetime) -> tuple[set[int], dt.datetime]:

@@ -10,15 +10,16 @@ from events.sweep import recover
 @shared_task(
     name="events.process_events",
     ignore_result=True,
-    # Past the soft limit the batch stops and hands its events back (pipeline._out_of_time); past
+    # Past the soft limit the batch stops and hands its events back (pipeline._Batch._out_of_time); past
     # the hard one the pool kills the process, and the sweep takes the events over when their
     # leases run out.
     soft_time_limit=settings.EVENT_TASK_SOFT_TIME_LIMIT_SECONDS,
     time_limit=settings.EVENT_TASK_TIME_LIMIT_SECONDS,
 )
 def process_events(event_ids: list[int]) -> None:
-    """These events, and the due events a backlog left waiting, in one batch (claims.claim_due)."""
-    pipeline.process_batch(event_ids)
+    """These events, and the due events a backlog left waiting, in one batch (claims.claim_due);
+    while a backlog waits, more of it, for up to EVENT_BATCH_SECONDS."""
+    pipeline.process_batch(event_ids, keep_going_for=settings.EVENT_BATCH_SECONDS)
 
 
 @shared_task(name="events.sweep", ignore_result=True)

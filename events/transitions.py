@@ -8,7 +8,8 @@ same transaction. A move the ALLOWED map forbids raises InvalidTransition.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
@@ -16,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from events.models import Event, EventDelivery, EventStatusChange
-from events.statements import record_move_sql
+from events.statements import MoveRow, record_move_sql, record_moves_sql
 from messages.models import Delivery
 
 S = Event.Status
@@ -39,7 +40,8 @@ class InvalidTransition(Exception):
     pass
 
 
-def _check(sources: Iterable[str], target: str) -> list[str]:
+def check_move(sources: Iterable[str], target: str) -> list[str]:
+    """The sources, if the ALLOWED map lets each move to `target`; else InvalidTransition."""
     sources = list(sources)
     forbidden = [s for s in sources if s not in ALLOWED[target]]
     if forbidden:
@@ -61,7 +63,7 @@ def transition(
     `fields` are set in the same UPDATE (lease, attempts, next_attempt_at...); `extra` narrows the
     WHERE clause further (e.g. only if the lease is still ours).
     """
-    sources = _check(sources, to)
+    sources = check_move(sources, to)
     now = timezone.now()
     narrowed = Q(pk=event_id) & (extra if extra is not None else Q())
     # No savepoint when called inside a larger transaction (recording a delivery): nothing here
@@ -88,6 +90,20 @@ def transition(
     return True
 
 
+@dataclass(frozen=True)
+class Move:
+    """One event's recorded move (`record_moves`): from one source to `to`, only while `lease` holds
+    (when given), with its reason, the columns written with it, and the delivery of a send."""
+
+    event_id: int
+    to: str
+    source: str
+    reason: str = ""
+    lease: dt.datetime | None = None
+    delivery: Delivery | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
 def transition_recording(
     event_id: int,
     *,
@@ -105,28 +121,86 @@ def transition_recording(
     On PostgreSQL, outside a transaction, it is one statement (events.statements): one round trip
     instead of five, and atomic as any statement is. Elsewhere, the same in one transaction.
     """
-    _check([source], to)
-    held = Q(lease_expires_at=lease) if lease is not None else None
+    move = Move(event_id, to, source, reason=reason, lease=lease, delivery=delivery, fields=fields)
+    return event_id in record_moves([move])
+
+
+def record_moves(moves: Sequence[Move]) -> set[int]:
+    """`transition_recording` for several events at once, atomically: one statement on PostgreSQL
+    outside a transaction (one round trip, one commit for a worker's group of sends), else one
+    transaction. Returns the ids of the events that moved; every delivery is recorded."""
+    for move in moves:
+        check_move([move.source], move.to)
+    if not moves:
+        return set()
     if connection.vendor != "postgresql" or connection.in_atomic_block:
+        moved = set()
         with transaction.atomic():
-            if delivery is not None:
-                delivery.save(force_insert=True)
-                EventDelivery.objects.create(delivery=delivery, event_id=event_id)
-            return transition(event_id, to=to, sources=[source], reason=reason, extra=held, **fields)
+            for move in moves:
+                if move.delivery is not None:
+                    move.delivery.save(force_insert=True)
+                    EventDelivery.objects.create(delivery=move.delivery, event_id=move.event_id)
+                held = Q(lease_expires_at=move.lease) if move.lease is not None else None
+                if transition(
+                    move.event_id,
+                    to=move.to,
+                    sources=[move.source],
+                    reason=move.reason,
+                    extra=held,
+                    **move.fields,
+                ):
+                    moved.add(move.event_id)
+        return moved
+    if len(moves) == 1:
+        [move] = moves
+        now = timezone.now()
+        sql, params = record_move_sql(
+            event_id=move.event_id,
+            source=move.source,
+            lease=move.lease,
+            changes={"status": move.to, "updated_at": now, **_final_fields(move.to, now), **move.fields},
+            history=_history(move),
+            delivery=move.delivery,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            (count,) = cursor.fetchone()
+        return {move.event_id} if count else set()
+    return write_recording(recording_statement(moves))
+
+
+def recording_statement(moves: Sequence[Move]) -> str:
+    """The statement that records these moves on PostgreSQL (`record_moves`), its values in it:
+    built wherever is convenient (a worker's task thread), written by `write_recording` elsewhere
+    (its recorder thread), so that the writer has only the round trip to make."""
+    for move in moves:
+        check_move([move.source], move.to)
     now = timezone.now()
-    history = EventStatusChange(event_id=event_id, from_status=source, to_status=to, reason=reason[:2000])
-    sql, params = record_move_sql(
-        event_id=event_id,
-        source=source,
-        lease=lease,
-        changes={"status": to, "updated_at": now, **_final_fields(to, now), **fields},
-        history=history,
-        delivery=delivery,
-    )
+    rows = [
+        MoveRow(
+            event_id=move.event_id,
+            source=move.source,
+            lease=move.lease,
+            changes={"status": move.to, "updated_at": now, **_final_fields(move.to, now), **move.fields},
+            history=_history(move),
+            delivery=move.delivery,
+        )
+        for move in moves
+    ]
+    return connection.ops.compose_sql(*record_moves_sql(rows))  # type: ignore[attr-defined]  # PostgreSQL's
+
+
+def write_recording(statement: str) -> set[int]:
+    """Run a `recording_statement`; the ids of the events that moved."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        (moved,) = cursor.fetchone()
-    return bool(moved)
+        cursor.execute(statement)
+        return {pk for (pk,) in cursor.fetchall()}
+
+
+def _history(move: Move) -> EventStatusChange:
+    return EventStatusChange(
+        event_id=move.event_id, from_status=move.source, to_status=move.to, reason=move.reason[:2000]
+    )
 
 
 def transition_many(
@@ -137,7 +211,7 @@ def transition_many(
     Used by pause / resume / unpublish and the sweep: rows are locked (SKIP LOCKED where the
     database has it) so that a worker holding one is not waited for, and it keeps its own move.
     """
-    sources = _check(sources, to)
+    sources = check_move(sources, to)
     now = timezone.now()
     with transaction.atomic():
         locked = Event.objects.filter(queryset_filter, status__in=sources).select_for_update(skip_locked=True)

@@ -25,7 +25,7 @@ from campaign import senders
 from campaign.metrics import DELIVERIES
 from campaign.models import Organization, Profile, Quarantine
 from messages import lifecycle, tracking
-from messages.channels import Recipient, RenderedMessage, SendResult, backend_for
+from messages.channels import Recipient, RenderedMessage, SendResult, backend_for, waits_on_network
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError
 from messages.models import Delivery, MessageVersion, TransactionalMessage
@@ -347,6 +347,12 @@ def compose(
 
 def send(*, channel: str, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
     return backend_for(channel).send(rendered, recipient)
+
+
+def sends_wait_on_network(channel: str) -> bool:
+    """Whether a send of this channel waits on a server (SMTP, a gateway), so that several may
+    run at once on threads; sends that stay in the process (tests, files) run where they are asked."""
+    return waits_on_network(backend_for(channel))
 
 
 def delivery_row(

@@ -2,6 +2,8 @@
 
 Recipients steer its answers: `reject...@` gets a permanent 550, `tempfail...@` a temporary 451,
 and `slow...@` makes the first RCPT to it wait `slow_seconds` (to kill a worker in the middle of a send).
+`data_seconds` makes every DATA wait that long before its answer, and `most_in_data` counts the
+most conversations it had in DATA at once (sends overlapping); `on_data` is called at each DATA.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import email.policy
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
@@ -41,6 +44,10 @@ class Mailbox:
     slow_seconds: float = 5.0
     slowed: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    data_seconds: float = 0.0
+    in_data: int = 0
+    most_in_data: int = 0
+    on_data: Callable[[], None] | None = None
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@")[0].lower()
@@ -56,6 +63,17 @@ class Mailbox:
 
     async def handle_DATA(self, server, session, envelope):
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.in_data += 1
+            self.most_in_data = max(self.most_in_data, self.in_data)
+        if self.on_data is not None:
+            self.on_data()
+        try:
+            if self.data_seconds:
+                await asyncio.sleep(self.data_seconds)
+        finally:
+            with self.lock:
+                self.in_data -= 1
         with self.lock:
             self.messages.append(
                 ReceivedMessage(envelope.mail_from, list(envelope.rcpt_tos), parsed, time.time())

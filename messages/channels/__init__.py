@@ -12,6 +12,8 @@ module plus its path in that setting.
 
 A backend never raises for a delivery problem: it classifies it as a temporary failure (try again
 later: SMTP 4xx, connection refused, timeout) or a permanent one (SMTP 5xx for the recipient).
+A backend whose sends wait on a server says so (`waits_on_network`): the worker then runs several
+of its sends at once, on threads (events.sending), so it must be safe to call from several threads.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ class SendResult:
 
 class ChannelBackend(Protocol):
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult: ...
+
+
+def waits_on_network(backend: ChannelBackend) -> bool:
+    """Whether the backend's sends wait on a server (an attribute a backend may declare; default no)."""
+    return bool(getattr(backend, "waits_on_network", False))
 
 
 class RecipientError(Exception):

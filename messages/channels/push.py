@@ -40,6 +40,8 @@ def fcm_payload(rendered: RenderedMessage, recipient: Recipient) -> dict[str, An
 class HttpPushBackend:
     """POSTs the FCM v1 payload to PUSH_GATEWAY_URL (e.g. .../v1/projects/<id>/messages:send)."""
 
+    waits_on_network = True  # one request per send, nothing shared: safe on several threads
+
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         return post_json(
             settings.PUSH_GATEWAY_URL, fcm_payload(rendered, recipient), token=settings.PUSH_GATEWAY_TOKEN

@@ -30,6 +30,8 @@ def sms_payload(rendered: RenderedMessage, recipient: Recipient) -> dict[str, st
 class HttpSmsBackend:
     """POSTs `{"to", "from", "text"}` to SMS_GATEWAY_URL with SMS_GATEWAY_TOKEN as a bearer token."""
 
+    waits_on_network = True  # one request per send, nothing shared: safe on several threads
+
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         return post_json(
             settings.SMS_GATEWAY_URL, sms_payload(rendered, recipient), token=settings.SMS_GATEWAY_TOKEN

@@ -54,3 +54,32 @@ def test_events_released_unprocessed_are_due_again_as_before_their_claim(cart_co
     event.refresh_from_db()
     assert (event.status, event.attempts, event.lease_expires_at) == ("pending", 0, None)
     assert event.next_attempt_at <= timezone.now() and claims.claim(event.pk, now=timezone.now())
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction: PostgreSQL's one-statement claims
+def test_a_claim_outside_a_transaction_takes_the_own_events_then_the_oldest_due_with_history(
+    cart_configuration, django_assert_max_num_queries
+):
+    import contextlib
+
+    from django.db import connection
+
+    backlog = [accept(cart_configuration, live_body(email=f"o{n}@example.com")) for n in range(3)]
+    later = accept(
+        cart_configuration, live_body(scheduled=(timezone.now() + dt.timedelta(hours=1)).isoformat())
+    )
+    mine = accept(cart_configuration, live_body(email="mine@example.com"))
+    two_statements = (
+        django_assert_max_num_queries(2) if connection.vendor == "postgresql" else contextlib.nullcontext()
+    )
+    with two_statements:  # its own events, then the backlog
+        ids, lease = claims.claim_due([mine.pk, later.pk], now=timezone.now(), limit=3)
+    assert ids == [mine.pk, backlog[0].pk, backlog[1].pk]
+    for event in Event.objects.filter(pk__in=ids):
+        assert (event.status, event.attempts, event.lease_expires_at) == ("processing", 1, lease)
+        assert [(c.from_status, c.to_status) for c in event.status_changes.all()] == [
+            ("pending", "processing")
+        ]
+    assert Event.objects.get(pk=later.pk).status == "pending"
+    assert claims.claim_due([], now=timezone.now(), limit=3)[0] == [backlog[2].pk]
+    assert claims.claim_due([mine.pk], now=timezone.now(), limit=3)[0] == []

@@ -574,3 +574,132 @@ def test_a_soft_time_limit_waits_until_a_message_sent_is_recorded(cart_configura
     assert first.status == "processed" and first.deliveries.get().outcome == "sent"
     assert [m.to for m in mail.outbox] == [["s0@example.com"]]
     assert second.status == "pending" and second.attempts == 0
+
+
+# --- Sends in flight: several conversations at once, recorded in groups ----------------------------
+
+
+@pytest.fixture
+def recorder_closed():
+    """The process's recorder thread keeps a connection to the test database (PostgreSQL, outside a
+    transaction): closed after the test, so that the database can be emptied and dropped."""
+    yield
+    from django.db import connections
+
+    from events import sending
+
+    for _ in range(sending.RECORDERS):
+        sending.record(connections.close_all).result()
+
+
+def test_a_batch_keeps_several_sends_in_flight_never_more_than_its_window(
+    cart_configuration, smtp_email, settings
+):
+    settings.EVENT_SENDS_IN_FLIGHT = 3
+    smtp_email.data_seconds = 0.2
+    events = [accept(cart_configuration, live_body(email=f"w{n}@example.com")) for n in range(9)]
+    done = pipeline.process_batch([events[0].pk])
+    assert done == {event.pk: "processed" for event in events}
+    assert 2 <= smtp_email.most_in_data <= 3  # overlapping, within the window
+    assert sorted(m.recipients[0] for m in smtp_email.messages) == sorted(e.email for e in events)
+    assert all(history(event) == ["processing", "processed"] for event in events)
+
+
+def test_two_sends_to_one_address_are_never_in_flight_together_and_keep_their_order(
+    cart_configuration, smtp_email, settings
+):
+    settings.EVENT_SENDS_IN_FLIGHT = 4
+    smtp_email.data_seconds = 0.1
+    events = [
+        accept(cart_configuration, live_body(email="same@example.com", ctx={"firstName": f"n{n}"}))
+        for n in range(3)
+    ]
+    assert set(pipeline.process_batch([events[0].pk]).values()) == {"processed"}
+    assert smtp_email.most_in_data == 1
+    assert [m.subject for m in smtp_email.messages] == [f"n{n}, your cart is waiting" for n in range(3)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_records_written_beside_the_sends_all_land_with_their_history_and_delivery(
+    cart_configuration, smtp_email, settings, recorder_closed
+):
+    """Outside a transaction on PostgreSQL the records go to the recorder thread, in groups."""
+    settings.EVENT_SENDS_IN_FLIGHT = 4
+    smtp_email.data_seconds = 0.05
+    events = [accept(cart_configuration, live_body(email=f"r{n}@example.com")) for n in range(10)]
+    assert pipeline.process_batch([events[0].pk]) == {event.pk: "processed" for event in events}
+    for event in events:
+        event.refresh_from_db()
+        assert event.status == "processed" and history(event) == ["processing", "processed"]
+        (delivery,) = event.deliveries.all()
+        assert delivery.outcome == "sent" and delivery.recipient == event.email
+        assert delivery.provider_message_id == smtp_email.to(event.email)[0].message["Message-ID"]
+
+
+def test_a_soft_time_limit_during_concurrent_sends_records_every_message_that_went_out(
+    cart_configuration, smtp_email, settings
+):
+    """The limit strikes as the first message is accepted: no send starts after it, the sends in
+    flight are waited for and recorded, and the events not sent go back to the queue untried."""
+    settings.EVENT_SENDS_IN_FLIGHT = 3
+    smtp_email.data_seconds = 0.2
+    events = [accept(cart_configuration, live_body(email=f"l{n}@example.com")) for n in range(8)]
+    previous = signal.signal(SIG_SOFT_TIMEOUT, soft_timeout_sighandler)  # what billiard installs in a child
+    smtp_email.on_data = lambda: os.kill(os.getpid(), SIG_SOFT_TIMEOUT)
+    try:
+        assert pipeline.process_batch([events[0].pk]) == {}
+    finally:
+        smtp_email.on_data = None
+        signal.signal(SIG_SOFT_TIMEOUT, previous)
+    accepted = {m.recipients[0] for m in smtp_email.messages}
+    assert 1 <= len(accepted) <= 3
+    for event in events:
+        event.refresh_from_db()
+        if event.email in accepted:
+            assert event.status == "processed" and event.deliveries.get().outcome == "sent"
+        else:
+            assert (event.status, event.attempts, event.deliveries.count()) == ("pending", 0, 0)
+
+
+def test_a_task_keeps_claiming_a_waiting_backlog_for_as_long_as_it_is_told(cart_configuration, settings):
+    settings.EVENT_CLAIM_BATCH = 2
+    events = [accept(cart_configuration, live_body(email=f"k{n}@example.com")) for n in range(5)]
+    assert list(pipeline.process_batch([events[0].pk])) == [events[0].pk, events[1].pk]  # its claim only
+    done = pipeline.process_batch([events[2].pk], keep_going_for=60)  # then the backlog, 2 at a time
+    assert list(done) == [event.pk for event in events[2:]] and set(done.values()) == {"processed"}
+    assert len(mail.outbox) == 5
+
+
+def test_a_batch_reads_its_events_in_a_few_queries_whatever_their_number(cart_configuration, settings):
+    """No event's column is read on its own (a deferred column would cost a query per event)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    events = [accept(cart_configuration, live_body(email=f"q{n}@example.com")) for n in range(6)]
+    with CaptureQueriesContext(connection) as queries:
+        assert len(pipeline.process_batch([events[0].pk])) == 6
+    event_reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    single = [sql for sql in event_reads if '"events_event"."id" = ' in sql and "LIMIT" in sql]
+    assert single == []
+
+
+def test_templates_are_compiled_once_and_a_newly_published_version_is_what_renders(cart_configuration):
+    """Compiled templates are kept by their text: a version's parts are compiled once per process,
+    and a new version's changed part is another text, compiled at its first use."""
+    from messages.rendering import compile_template
+
+    message = cart_configuration.message
+    compile_template.cache_clear()
+    first = [accept(cart_configuration, live_body(email=f"v{n}@example.com")) for n in range(3)]
+    pipeline.process_batch([first[0].pk])
+    assert compile_template.cache_info().misses == 3  # subject, html, text: once for the three emails
+    message.subject = "Version two for {{ ctx.firstName }}"
+    message.save()
+    publication.publish_message(message=message)
+    compile_template.cache_clear()
+    second = [accept(cart_configuration, live_body(email=f"u{n}@example.com")) for n in range(3)]
+    pipeline.process_batch([second[0].pk])
+    assert compile_template.cache_info().misses == 3
+    assert [m.subject for m in mail.outbox] == ["Jack, your cart is waiting"] * 3 + [
+        "Version two for Jack"
+    ] * 3

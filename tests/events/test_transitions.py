@@ -197,3 +197,60 @@ def test_recording_moves_writes_history_and_the_linked_delivery_and_keeps_it_whe
     lost.refresh_from_db()
     assert lost.status == "processing" and history(lost) == []
     assert lost.deliveries.count() == 1  # the send happened: it stays recorded, linked to its event
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction: PostgreSQL's one-statement path
+def test_a_group_of_moves_is_recorded_at_once_each_as_it_would_be_alone(
+    cart_configuration, django_assert_max_num_queries
+):
+    """A worker's group: sends recorded, one without a send, a retry, and one whose lease was lost
+    (its delivery kept). One statement on PostgreSQL, whatever the group's size."""
+    import contextlib
+
+    from django.db import connection
+
+    from events.transitions import Move, record_moves
+    from messages.models import Delivery
+
+    message, lease = cart_configuration.message, timezone.now() + dt.timedelta(seconds=60)
+    retry_at = timezone.now() + dt.timedelta(minutes=5)
+
+    def delivery(event: Event, outcome: str = "sent") -> Delivery:
+        return Delivery(
+            organization_id=event.organization_id, message=message, version=message.live_version,
+            channel="email", recipient=f"{event.pk}@example.com", outcome=outcome,
+            provider_message_id=f"<{event.pk}@x>", content={"subject": f"é {event.pk}"},
+        )  # fmt: skip
+
+    sent, other, ignored, retried, lost = (
+        event_in(cart_configuration, "processing", lease_expires_at=lease) for _ in range(5)
+    )
+    Event.objects.filter(pk=lost.pk).update(lease_expires_at=lease + dt.timedelta(seconds=1))
+    version, processed = message.live_version, "processed"
+    moves = [
+        Move(sent.pk, processed, "processing", "<1@x>", lease, delivery(sent), {"message_version": version}),
+        Move(other.pk, "processed", "processing", "<2@x>", lease, delivery(other), {"last_error": ""}),
+        Move(ignored.pk, "ignored", "processing", "quarantined", lease),
+        Move(retried.pk, "pending", "processing", "451 later", lease, delivery(retried, "temporaryFailure"),
+             {"last_error": "451 later", "next_attempt_at": retry_at, "enqueued_at": None}),
+        Move(lost.pk, "processed", "processing", "<5@x>", lease, delivery(lost)),
+    ]  # fmt: skip
+    one_statement = (
+        django_assert_max_num_queries(1) if connection.vendor == "postgresql" else contextlib.nullcontext()
+    )
+    with one_statement:
+        moved = record_moves(moves)
+    assert moved == {sent.pk, other.pk, ignored.pk, retried.pk}
+    sent, other, ignored, retried, lost = (
+        Event.objects.get(pk=e.pk) for e in (sent, other, ignored, retried, lost)
+    )
+    assert (sent.status, sent.message_version, sent.lease_expires_at) == ("processed", version, None)
+    assert sent.processed_at is not None and other.status == "processed" and other.message_version is None
+    assert (ignored.status, ignored.processed_at, ignored.deliveries.count()) == ("ignored", None, 0)
+    assert (retried.status, retried.next_attempt_at, retried.last_error) == ("pending", retry_at, "451 later")
+    assert retried.deliveries.get().outcome == "temporaryFailure"
+    assert history(sent) == [("processing", "processed", "<1@x>")] and history(lost) == []
+    assert history(retried) == [("processing", "pending", "451 later")]
+    assert lost.status == "processing" and lost.deliveries.get().provider_message_id == f"<{lost.pk}@x>"
+    for event in (sent, other, lost):  # each delivery linked to its own event, its content whole
+        assert event.deliveries.get().content == {"subject": f"é {event.pk}"}

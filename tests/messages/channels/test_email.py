@@ -1,0 +1,71 @@
+"""The email channel's own bytes: written faster than Django's default, and the same email."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import random
+import string
+from email._policybase import compat32
+
+from django.core.mail import EmailMultiAlternatives
+
+from messages.channels.email import SHORT_HEADERS_AS_WRITTEN, PreparedEmail
+
+HEADERS = [
+    ("Subject", "Jack, your cart is waiting"),
+    ("Subject", "Jack, your cart is waiting " + "x" * 80),  # folded
+    ("Subject", "Ça va, Jack ?"),  # encoded
+    ("Subject", " leading and trailing "),
+    ("Subject", "two  spaces\tand a tab"),
+    ("From", '"Shop, Inc." <shop@example.com>'),
+    ("To", "jack@example.com"),
+    ("Content-Type", 'multipart/alternative; boundary="===============0123=="'),
+    ("List-Unsubscribe", "<https://example.com/u/1.abcdef?e=" + "k" * 70 + ">"),
+    ("Subject", ""),
+]
+
+
+def test_short_headers_are_written_as_compat32_folds_them():
+    fast, reference = SHORT_HEADERS_AS_WRITTEN.clone(linesep="\r\n"), compat32.clone(linesep="\r\n")
+    samples = list(HEADERS)
+    characters = string.ascii_letters + string.digits + " \t,;:<>\"'=()[]@.-_/é"
+    generator = random.Random(14)
+    for _ in range(5000):
+        length = generator.randint(0, 100)
+        samples.append(("Subject", "".join(generator.choice(characters) for _ in range(length))))
+    for name, value in samples:
+        assert fast.fold_binary(name, value) == reference.fold_binary(name, value), (name, value)
+
+
+def compose(cls):
+    message = cls(
+        subject="Jack, your cart is waiting",
+        body="Hello Jack",
+        from_email='"Shop" <shop@example.com>',
+        to=["jack@example.com"],
+        headers={"Message-ID": "<1@example.com>", "Date": "Sun, 29 Nov 2026 17:00:00 -0000"},
+    )
+    message.attach_alternative("<p>Hello Jack</p>", "text/html")
+    return message
+
+
+def test_a_prepared_email_is_the_same_email_with_a_boundary_of_its_own():
+    ours = [
+        email.message_from_bytes(compose(PreparedEmail).message().as_bytes(), policy=email.policy.default)
+    ]
+    ours.append(
+        email.message_from_bytes(compose(PreparedEmail).message().as_bytes(), policy=email.policy.default)
+    )
+    django = email.message_from_bytes(
+        compose(EmailMultiAlternatives).message().as_bytes(), policy=email.policy.default
+    )
+    for parsed in ours:
+        assert [(k, str(v)) for k, v in parsed.items() if k != "Content-Type"] == [
+            (k, str(v)) for k, v in django.items() if k != "Content-Type"
+        ]
+        assert [(part.get_content_type(), part.get_content()) for part in parsed.iter_parts()] == [
+            (part.get_content_type(), part.get_content()) for part in django.iter_parts()
+        ]
+        assert parsed.get_boundary() not in "".join(part.get_content() for part in parsed.iter_parts())
+    assert ours[0].get_boundary() != ours[1].get_boundary()
