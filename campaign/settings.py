@@ -392,7 +392,7 @@ LOGGING = {
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(organization)s %(pkey)s] %(message)s"},
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "pythonjsonlogger.orjson.OrjsonFormatter",  # orjson: a line per accepted event
             "format": "%(asctime)s %(levelname)s %(name)s %(organization)s %(pkey)s %(message)s",
         },
     },

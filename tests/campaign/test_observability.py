@@ -130,19 +130,19 @@ def test_logs_of_the_worker_and_the_web_carry_pkey_and_organization(api, cart_co
     assert all(r.organization == "geometrixx" for r in records)
 
 
-def test_json_log_format_is_parseable_and_has_the_context():
-    from pythonjsonlogger.json import JsonFormatter
+def test_json_log_format_is_parseable_and_has_the_context(settings):
+    from django.utils.module_loading import import_string
 
     from campaign.log_context import EventContextFilter, event_context
+
+    configured = settings.LOGGING["formatters"]["json"]
 
     record = logging.LogRecord(
         "events.pipeline", logging.INFO, __file__, 1, "event %s -> %s", ("K", "processed"), None
     )
     with event_context(pkey="K", organization="geometrixx"):
         EventContextFilter().filter(record)
-    line = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(organization)s %(pkey)s %(message)s").format(
-        record
-    )
+    line = import_string(configured["()"])(configured["format"]).format(record)
     parsed = json.loads(line)
     assert parsed["pkey"] == "K" and parsed["organization"] == "geometrixx"
     assert parsed["message"] == "event K -> processed"
