@@ -165,6 +165,8 @@ class _Batch:
                     self._process(held)
                     held = None
                 self._settle_all()
+                # A limit that struck during the last sends: this task was out of time too (said so).
+                sending.check_soft_time_limit()
             except SoftTimeLimitExceeded:
                 self._out_of_time(held)
                 return {}
