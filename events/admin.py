@@ -593,7 +593,7 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
                 continue
             if name == "last_error" and obj is not None and not obj.last_error:
                 continue
-            fields.append(name)
+            fields.append(f"{name}_shown" if name in self.LINKED_WHERE_ALLOWED else name)
             if name == "status":
                 fields += ["status_reason", "sent_again"]
             if name == "application" and (obj is None or obj.configuration.targeting == "profile"):
@@ -601,6 +601,31 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
             if name == "message_version":
                 fields.append("sends")
         return fields
+
+    # Django links a read-only relation to its page whoever looks: a marketer would be sent to a 403.
+    LINKED_WHERE_ALLOWED = {
+        "organization": "campaign.view_organization",
+        "configuration": "events.view_eventconfiguration",
+    }
+
+    def _shown(self, event: Event, name: str) -> str:
+        """The related row's name, linked to its page only for who may open it."""
+        related = getattr(event, name)
+        if related is None:
+            return "-"
+        if name in getattr(event, "viewer_may_open", set()):
+            meta = related._meta
+            url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[related.pk])
+            return format_html('<a href="{}">{}</a>', url, related)
+        return str(related)
+
+    @admin.display(description="Organization")
+    def organization_shown(self, event: Event) -> str:
+        return self._shown(event, "organization")
+
+    @admin.display(description="Configuration")
+    def configuration_shown(self, event: Event) -> str:
+        return self._shown(event, "configuration")
 
     @admin.display(description="Sent again")
     def sent_again(self, event: Event) -> str:
@@ -659,6 +684,8 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
         event = super().get_object(request, object_id, from_field)
         if event is not None:  # on the object: one admin instance serves every request and thread
             event.viewer_may_open_profiles = request.user.has_perm("campaign.view_profile")
+            allowed = self.LINKED_WHERE_ALLOWED.items()
+            event.viewer_may_open = {name for name, perm in allowed if request.user.has_perm(perm)}
         return event
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

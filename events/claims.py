@@ -75,7 +75,9 @@ def claim(event_id: int, *, now: dt.datetime) -> dt.datetime | None:
 
 def claim_due(event_ids: list[int], *, now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
     """Claim these events and, when a backlog waits, other due events up to `limit`: a burst costs
-    one claim per batch instead of one per event. Returns the claimed ids (the task's own events
+    one claim per batch instead of one per event. The backlog is the due events no task carries
+    yet (`enqueued_at` empty): those handed to another task stay with it, so that the workers of
+    several machines share a burst. Returns the claimed ids (the task's own events
     first, in their order) and their lease."""
     lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
     claimed = _claim(event_ids[:limit], now=now, lease=lease) if event_ids else []
@@ -99,7 +101,9 @@ def _claim(
     oldest due ones; one statement on PostgreSQL."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         if event_ids is None:
-            due = Event.objects.filter(status=S.PENDING, next_attempt_at__lte=now).exclude(pk__in=besides)
+            due = Event.objects.filter(
+                status=S.PENDING, next_attempt_at__lte=now, enqueued_at__isnull=True
+            ).exclude(pk__in=besides)
             event_ids = list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
             if not event_ids:
                 return []

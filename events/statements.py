@@ -338,8 +338,12 @@ def _claim_sql(history_columns: tuple[str, ...], *, backlog: bool) -> str:
         f"{column['enqueued_at']} = NULL",
     ]
     due = f"{column['status']} = %s AND {column['next_attempt_at']} <= %s"
-    if backlog:  # the oldest due first, on the due index (status, next_attempt_at)
-        picked = f"WHERE {due} ORDER BY {column['next_attempt_at']}, {pk} LIMIT %s"
+    if backlog:  # the oldest due first, on the due index (status, next_attempt_at); not those a task
+        # carries (another worker's, perhaps on another machine: it would wait for nothing)
+        picked = (
+            f"WHERE {due} AND {column['enqueued_at']} IS NULL "
+            f"ORDER BY {column['next_attempt_at']}, {pk} LIMIT %s"
+        )
     else:
         picked = f"WHERE {pk} = ANY(%s) AND {due} ORDER BY {pk}"
     event_column = _quote(EventStatusChange._meta.get_field("event").column)
