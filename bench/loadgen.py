@@ -26,8 +26,13 @@ class Request:
 class LoadResult:
     latencies: list[float] = field(default_factory=list)  # seconds, answers with the expected status
     errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)  # what failed: an exception's name or a status
     elapsed: float = 0.0
     sent_at: dict[str, float] = field(default_factory=dict)  # token -> wall-clock send time (open loop)
+
+    def failed(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
     @property
     def rate(self) -> float:
@@ -50,6 +55,10 @@ class Connection:
 
     async def send(self, request: Request) -> int:
         """Send one request and read its whole answer; return the status code."""
+        if self.reader is not None and self.reader.at_eof():
+            # The server closed this kept-alive connection while it was idle (gunicorn's `keepalive`
+            # seconds): a real client (urllib3, Node's agent) sees that and opens another.
+            self.close()
         if self.writer is None:
             await self._open()
         assert self.reader is not None and self.writer is not None
@@ -85,13 +94,13 @@ async def _timed_send(connection: Connection, request: Request, expect: int, res
     started = time.perf_counter()
     try:
         status = await connection.send(request)
-    except (OSError, asyncio.IncompleteReadError):
-        result.errors += 1
+    except (OSError, asyncio.IncompleteReadError) as error:
+        result.failed(type(error).__name__)
         return False
     if status == expect:
         result.latencies.append(time.perf_counter() - started)
     else:
-        result.errors += 1
+        result.failed(str(status))
     return True
 
 

@@ -283,6 +283,9 @@ EVENT_SENDS_IN_FLIGHT = env.int("EVENT_SENDS_IN_FLIGHT", default=8)
 # the next claim made while the last events are sent) for up to this long, instead of stopping
 # between two claims; 0: a task processes only its own claim.
 EVENT_BATCH_SECONDS = env.float("EVENT_BATCH_SECONDS", default=5.0)
+# Such a task also takes the due events handed to another task this long ago that it has not
+# claimed yet (queued behind busy processes, on this machine or another): they would wait for it.
+EVENT_BACKLOG_TAKEOVER_SECONDS = env.float("EVENT_BACKLOG_TAKEOVER_SECONDS", default=0.25)
 
 # --- Bounded rendering and task time limits ---------------------------------------------------
 # A message template is code a marketer writes and the server runs (on save, in previews and

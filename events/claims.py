@@ -76,9 +76,10 @@ def claim(event_id: int, *, now: dt.datetime) -> dt.datetime | None:
 def claim_due(event_ids: list[int], *, now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
     """Claim these events and, when a backlog waits, other due events up to `limit`: a burst costs
     one claim per batch instead of one per event. The backlog is the due events no task carries
-    yet (`enqueued_at` empty): those handed to another task stay with it, so that the workers of
-    several machines share a burst. Returns the claimed ids (the task's own events
-    first, in their order) and their lease."""
+    yet (`enqueued_at` empty), and those handed to a task more than EVENT_BACKLOG_TAKEOVER_SECONDS
+    ago: a task that starts promptly keeps its events (the workers of several machines share a
+    burst), one queued behind busy processes loses them to a task that runs. Returns the claimed
+    ids (the task's own events first, in their order) and their lease."""
     lease = now + dt.timedelta(seconds=settings.EVENT_LEASE_SECONDS)
     claimed = _claim(event_ids[:limit], now=now, lease=lease) if event_ids else []
     if len(claimed) < limit:
@@ -101,9 +102,10 @@ def _claim(
     oldest due ones; one statement on PostgreSQL."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         if event_ids is None:
-            due = Event.objects.filter(
-                status=S.PENDING, next_attempt_at__lte=now, enqueued_at__isnull=True
-            ).exclude(pk__in=besides)
+            carried_by_none = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=_handed_before(now))
+            due = Event.objects.filter(carried_by_none, status=S.PENDING, next_attempt_at__lte=now).exclude(
+                pk__in=besides
+            )
             event_ids = list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
             if not event_ids:
                 return []
@@ -116,10 +118,22 @@ def _claim(
             Q(pk__in=event_ids, next_attempt_at__lte=now), to=S.PROCESSING, sources=[S.PENDING], **fields
         )
     check_move([S.PENDING], S.PROCESSING)
-    sql, params = claim_sql(event_ids, source=S.PENDING, to=S.PROCESSING, now=now, lease=lease, limit=limit)
+    sql, params = claim_sql(
+        event_ids,
+        source=S.PENDING,
+        to=S.PROCESSING,
+        now=now,
+        lease=lease,
+        limit=limit,
+        handed_before=_handed_before(now),
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [pk for (pk,) in cursor.fetchall()]
+
+
+def _handed_before(now: dt.datetime) -> dt.datetime:
+    return now - dt.timedelta(seconds=settings.EVENT_BACKLOG_TAKEOVER_SECONDS)
 
 
 def renew_leases(event_ids: list[int], lease: dt.datetime) -> tuple[set[int], dt.datetime]:

@@ -339,9 +339,9 @@ def _claim_sql(history_columns: tuple[str, ...], *, backlog: bool) -> str:
     ]
     due = f"{column['status']} = %s AND {column['next_attempt_at']} <= %s"
     if backlog:  # the oldest due first, on the due index (status, next_attempt_at); not those a task
-        # carries (another worker's, perhaps on another machine: it would wait for nothing)
+        # carries, unless it was handed them long enough ago to be stuck behind busy processes
         picked = (
-            f"WHERE {due} AND {column['enqueued_at']} IS NULL "
+            f"WHERE {due} AND ({column['enqueued_at']} IS NULL OR {column['enqueued_at']} < %s) "
             f"ORDER BY {column['next_attempt_at']}, {pk} LIMIT %s"
         )
     else:
@@ -366,19 +366,25 @@ def claim_sql(
     now: dt.datetime,
     lease: dt.datetime,
     limit: int = 0,
+    handed_before: dt.datetime | None = None,
 ) -> tuple[str, list[Any]]:
-    """Claim events in one statement: these (`event_ids`), or else the `limit` oldest due ones;
-    those in `source` and due, and not locked by another claim in progress, move to `to` with
-    `lease`, their attempt counted, a history row each. It answers the ids claimed. The text is
-    the same whatever the ids: parsed once per process."""
+    """Claim events in one statement: these (`event_ids`), or else the `limit` oldest due ones
+    that no task carries or whose task was handed them before `handed_before`; those in `source`
+    and due, and not locked by another claim in progress, move to `to` with `lease`, their attempt
+    counted, a history row each. It answers the ids claimed. The text is the same whatever the
+    ids: parsed once per process."""
     database = connections[DEFAULT_DB_ALIAS]
     history = EventStatusChange(event_id=0, from_status=source, to_status=to, reason="")
     columns, values = _insert_values(history, database)
     event_column = _quote(EventStatusChange._meta.get_field("event").column)
     history_params = [value for name, value in zip(columns, values, strict=True) if name != event_column]
-    _, (at, until) = _prepared(Event, {"updated_at": now, "lease_expires_at": lease}, database)
+    _, (at, until, handed) = _prepared(
+        Event,
+        {"updated_at": now, "lease_expires_at": lease, "enqueued_at": handed_before or now},
+        database,
+    )
     if event_ids is None:
-        picked: list[Any] = [source, at, limit]
+        picked: list[Any] = [source, at, handed, limit]
     else:
         picked = [list(event_ids), source, at]
     params = [*picked, to, at, until, *history_params]

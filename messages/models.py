@@ -146,8 +146,10 @@ class Delivery(models.Model):
         TEMPORARY_FAILURE = "temporaryFailure", "Temporary failure"
         PERMANENT_FAILURE = "permanentFailure", "Permanent failure"
 
+    # Its own index would repeat the first column of (organization, -created_at): one index fewer
+    # to write per send.
     organization = models.ForeignKey(
-        "campaign.Organization", on_delete=models.CASCADE, related_name="deliveries"
+        "campaign.Organization", on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
     message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="deliveries")
     version = models.ForeignKey(MessageVersion, on_delete=models.SET_NULL, null=True, blank=True)

@@ -83,3 +83,29 @@ def test_a_claim_outside_a_transaction_takes_the_own_events_then_the_oldest_due_
     assert Event.objects.get(pk=later.pk).status == "pending"
     assert claims.claim_due([], now=timezone.now(), limit=3)[0] == [backlog[2].pk]
     assert claims.claim_due([mine.pk], now=timezone.now(), limit=3)[0] == []
+
+
+@pytest.mark.parametrize(
+    "one_statement",
+    [
+        pytest.param(False, id="in-a-transaction"),
+        pytest.param(True, id="one-statement", marks=pytest.mark.django_db(transaction=True)),
+    ],
+)
+def test_a_backlog_leaves_events_just_handed_to_another_task_and_takes_those_stuck_in_its_queue(
+    cart_configuration, settings, one_statement
+):
+    """A task that starts promptly keeps its events (other machines' workers share a burst); one
+    queued behind busy processes loses them to a task that runs, instead of making them wait."""
+    settings.EVENT_BACKLOG_TAKEOVER_SECONDS = 0.25
+    just_handed, stuck, free = (
+        accept(cart_configuration, live_body(email=f"h{n}@example.com")) for n in range(3)
+    )
+    now = timezone.now()
+    Event.objects.filter(pk=just_handed.pk).update(enqueued_at=now - dt.timedelta(seconds=0.1))
+    Event.objects.filter(pk=stuck.pk).update(enqueued_at=now - dt.timedelta(seconds=2))
+    ids, _ = claims.claim_due([], now=now, limit=10)
+    assert sorted(ids) == sorted([stuck.pk, free.pk])
+    assert Event.objects.get(pk=just_handed.pk).status == "pending"
+    # Its own task, when it starts, still finds it.
+    assert claims.claim_due([just_handed.pk], now=now, limit=10)[0] == [just_handed.pk]
