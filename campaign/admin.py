@@ -316,11 +316,13 @@ class ProfileAdmin(OrganizationScopedAdmin):
         "last_name",
         "mobile_phone",
         "language",
-        "opted_out",
+        "opted_out_email",
+        "opted_out_sms",
+        "opted_out_push",
         "blocklisted",
         "is_test",
     ]
-    list_filter = ["is_test", "opted_out", "blocklisted", "language"]
+    list_filter = ["is_test", "opted_out_email", "opted_out_sms", "opted_out_push", "blocklisted", "language"]
     search_fields = ["email", "first_name", "last_name", "mobile_phone"]
 
 
