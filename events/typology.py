@@ -337,20 +337,26 @@ def condition_problem(*, field: str, operator: str, value: str) -> dict[str, str
     return problems
 
 
-def rule_problem(*, kind: str, window_minutes: int | None, conditions: int) -> dict[str, str]:
-    """What is wrong with a typology rule as a whole, by form field (empty: nothing)."""
+def rule_problem(*, kind: str, window_minutes: int | None) -> dict[str, str]:
+    """What is wrong with a typology rule's own fields, by form field (empty: nothing)."""
     if kind == TypologyRule.Kind.DUPLICATE:
         if window_minutes is None or not 1 <= window_minutes <= DUPLICATE_WINDOW_MAX_MINUTES:
             limit = DUPLICATE_WINDOW_MAX_MINUTES
             return {"window_minutes": f"A duplicate rule needs a window of 1 to {limit} minutes."}
-        return {}
-    if window_minutes is not None:
+    elif window_minutes is not None:
         return {"window_minutes": "Only a duplicate rule has a window."}
-    if conditions < 1:
-        return {"__all__": "A profile filter needs at least one condition."}
-    if conditions > FILTER_MAX_CONDITIONS:
-        return {"__all__": f"A profile filter has at most {FILTER_MAX_CONDITIONS} conditions."}
     return {}
+
+
+def conditions_problem(*, kind: str, conditions: int) -> str:
+    """What is wrong with the number of a rule's conditions (empty: nothing)."""
+    if kind == TypologyRule.Kind.DUPLICATE:
+        return "A duplicate rule has no conditions." if conditions else ""
+    if conditions < 1:
+        return "A profile filter needs at least one condition."
+    if conditions > FILTER_MAX_CONDITIONS:
+        return f"A profile filter has at most {FILTER_MAX_CONDITIONS} conditions."
+    return ""
 
 
 def fatigue_problem(*, max_messages: int | None, period_hours: int | None) -> dict[str, str]:
