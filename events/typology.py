@@ -185,6 +185,7 @@ def _read_rules(*, organization_id: int, typology_id: int | None) -> Rules:
 
 def _changed(sender: Any, **kwargs: Any) -> None:
     generations.bump(CACHE.name)
+    generations.forget_checks()  # this process sees its own change at once
 
 
 def _organization_saved(sender: Any, instance: Organization, created: bool, **kwargs: Any) -> None:
