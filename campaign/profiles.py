@@ -25,6 +25,8 @@ BOOLEAN_COLUMNS = {
     "blocklisted": ("blocklisted",),
     "testProfile": ("is_test",),
 }
+CHANNEL_OPT_OUT_COLUMNS = {"optedOutEmail", "optedOutSms", "optedOutPush"}
+CHANNEL_OPT_OUT_COLUMNS_BY_FLAG = {BOOLEAN_COLUMNS[c][0]: c for c in CHANNEL_OPT_OUT_COLUMNS}
 TRUE, FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
 # A language code as variants are keyed (the model has no rule of its own): an ISO 639 code of 2 or 3
 # letters, then optional subtags, as choose_variant() reads them: `en`, `fr`, `pt-BR`, `zh_Hant`.
@@ -75,7 +77,16 @@ def import_profiles_csv(*, organization: Organization, handle: TextIO) -> tuple[
                 elif column in BOOLEAN_COLUMNS:
                     if raw.lower() not in TRUE | FALSE:
                         raise ProfileFileError(f"line {line}: {column}: '{raw}' is not true or false")
-                    for flag in BOOLEAN_COLUMNS[column]:
+                    if column in CHANNEL_OPT_OUT_COLUMNS and not raw and "optedOut" in row:
+                        continue  # left empty: `optedOut` says it
+                    flags = BOOLEAN_COLUMNS[column]
+                    if column == "optedOut":  # a channel's own column, filled in, says more
+                        flags = tuple(
+                            f
+                            for f in flags
+                            if not (row.get(CHANNEL_OPT_OUT_COLUMNS_BY_FLAG[f]) or "").strip()
+                        )
+                    for flag in flags:
                         values[flag] = raw.lower() in TRUE
                 elif column:
                     values["data"][column] = raw
