@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from events import pipeline
 from events.models import (
     DUPLICATE_WINDOW_MAX_MINUTES,
     FATIGUE_MAX_MESSAGES,
@@ -16,7 +17,8 @@ from events.models import (
 )
 from tests.admin_forms import change_form_data
 from tests.conftest import publish_events
-from tests.events.test_typology import WELCOME
+from tests.events.test_typology import WELCOME, accept
+from tests.factories import ProfileFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -210,3 +212,14 @@ def test_a_marketer_may_not_open_the_rules(client, marketer):
     client.force_login(marketer)
     for name in ("typology", "typologyrule", "fatiguerule"):
         assert client.get(reverse(f"admin:events_{name}_changelist")).status_code == 403
+
+
+def test_the_event_page_and_the_list_say_which_rule_ignored_an_event(signed_in, organization):
+    configuration = publish_events(organization, WELCOME)[0]
+    ProfileFactory(organization=organization, email="jane@example.com", opted_out_email=True)
+    event = accept(configuration, {"email": "jane@example.com", "plan": "gold"})
+    assert pipeline.process(event.pk) == "ignored"
+    page = signed_in.get(reverse("admin:events_event_change", args=[event.pk]))
+    assert "denylist: Address on denylist" in page.content.decode()
+    listed = signed_in.get(reverse("admin:events_event_changelist"))
+    assert "denylist: Address on denylist" in listed.content.decode()
