@@ -22,7 +22,7 @@ from events.models import (
     TypologyRule,
 )
 from events.schema import validate_event
-from events.services import ingest
+from events.services import duplicate_configuration, ingest
 from tests.conftest import CART_EVENT, publish_events, seed_body
 from tests.factories import OrganizationFactory, ProfileFactory
 
@@ -327,3 +327,10 @@ def test_concurrent_decisions_for_one_profile_take_turns_under_its_lock():
         thread.join()
     assert sum(answer is None for answer in answers) == 3
     assert ProfileSend.objects.filter(profile=profile).count() == 3
+
+
+def test_a_duplicated_configuration_keeps_its_typology(organization, welcome):
+    chosen = Typology.objects.create(organization=organization, name="Chosen")
+    welcome.typology = chosen
+    welcome.save()
+    assert duplicate_configuration(configuration=welcome).typology == chosen
