@@ -223,3 +223,27 @@ def test_the_event_page_and_the_list_say_which_rule_ignored_an_event(signed_in, 
     assert "denylist: Address on denylist" in page.content.decode()
     listed = signed_in.get(reverse("admin:events_event_changelist"))
     assert "denylist: Address on denylist" in listed.content.decode()
+
+
+def test_an_administrator_picks_the_typology_of_a_profile_based_configuration(signed_in, organization):
+    configuration = publish_events(organization, WELCOME)[0]
+    chosen = Typology.objects.create(organization=organization, name="Marketing")
+    url = reverse("admin:events_eventconfiguration_change", args=[configuration.pk])
+    answer = signed_in.post(url, change_form_data(signed_in.get(url), typology=str(chosen.pk)))
+    assert answer.status_code == 302
+    configuration.refresh_from_db()
+    assert configuration.typology == chosen and configuration.is_published
+
+
+def test_a_superuser_cannot_give_a_configuration_another_organizations_typology(
+    client, organization, other_organization, admin_user
+):
+    configuration = publish_events(organization, WELCOME)[0]
+    theirs = default_of(other_organization)
+    client.force_login(admin_user)
+    url = reverse("admin:events_eventconfiguration_change", args=[configuration.pk])
+    answer = client.post(url, change_form_data(client.get(url), typology=str(theirs.pk)))
+    assert answer.status_code == 200
+    assert answer.context["adminform"].form.errors["typology"] == [
+        "Pick a typology of this event type's organization."
+    ]
