@@ -638,7 +638,9 @@ def _prepare(event: Event, held: Claim, is_quarantined: QuarantineLookup, *, set
     if is_quarantined(organization_id=organization_id, channel=channel, address=recipient.address):
         reason = f"{mask_address(recipient.address)} is quarantined"
         return Decision(Outcome(S.IGNORED, reason), profile=profile)
-    if profile is not None:  # duplicate and fatigue rules, decided under the profile's lock
+    # Duplicate and fatigue rules, decided under the profile's lock: profile-based messages only
+    # (an event-based one enriched with a profile is neither blocked nor counted).
+    if configuration.targeting == Targeting.PROFILE and profile is not None:
         admission = functools.partial(
             typology.admit, event=event, profile=profile, channel=channel, rules=rules, now=timezone.now()
         )
