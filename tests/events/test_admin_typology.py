@@ -247,3 +247,12 @@ def test_a_superuser_cannot_give_a_configuration_another_organizations_typology(
     assert answer.context["adminform"].form.errors["typology"] == [
         "Pick a typology of this event type's organization."
     ]
+
+
+def test_a_filter_has_at_most_20_conditions(signed_in, organization):
+    conditions = [(f"field{n}", "isEmpty", "") for n in range(21)]
+    answer = post_rule(signed_in, organization, kind="filter", code="c", name="C", conditions=conditions)
+    assert answer.status_code == 200 and "20" in errors(answer)["conditions"]
+    assert not TypologyRule.objects.exists()
+    answer = post_rule(signed_in, organization, kind="filter", code="c", name="C", conditions=conditions[:20])
+    assert answer.status_code == 302 and TypologyRule.objects.get().conditions.count() == 20
