@@ -132,6 +132,10 @@ class AccessToken(models.Model):
         return f"token of {self.credential} until {self.expires_at:%Y-%m-%d %H:%M}"
 
 
+# A profile's opt-out flag per channel.
+OPT_OUT_COLUMNS = {"email": "opted_out_email", "sms": "opted_out_sms", "push": "opted_out_push"}
+
+
 class Profile(models.Model):
     """A person of the marketing database, the target of profile-based messages."""
 
@@ -151,7 +155,11 @@ class Profile(models.Model):
     last_name = models.CharField(max_length=200, blank=True)
     mobile_phone = models.CharField(max_length=32, blank=True)
     language = models.CharField(max_length=16, blank=True)
-    opted_out = models.BooleanField(default=False, help_text="No marketing or transactional email.")
+    # Opted out of a channel: profile-based messages of that channel are not sent to it (the
+    # "address on denylist" typology rule, events.typology); event-based messages still are.
+    opted_out_email = models.BooleanField("opted out of email", default=False)
+    opted_out_sms = models.BooleanField("opted out of SMS", default=False)
+    opted_out_push = models.BooleanField("opted out of push", default=False)
     blocklisted = models.BooleanField(default=False)
     is_test = models.BooleanField(
         "test profile",
@@ -184,6 +192,15 @@ class Profile(models.Model):
                 self.mobile_phone = addresses.phone_number(self.mobile_phone)
             except ValueError as error:
                 raise ValidationError({"mobile_phone": str(error)}) from None
+
+    def opted_out_of(self, channel: str) -> bool:
+        """Opted out of this channel (`email`, `sms`, `push`); a channel without a flag: no."""
+        return bool(getattr(self, OPT_OUT_COLUMNS.get(channel, ""), False))
+
+    @property
+    def opted_out(self) -> bool:
+        """Opted out of every channel (what the single flag of earlier versions meant)."""
+        return all(getattr(self, column) for column in OPT_OUT_COLUMNS.values())
 
     def as_context(self) -> dict[str, object]:
         """The plain data a message template sees as `profile`."""

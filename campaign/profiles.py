@@ -13,10 +13,20 @@ from django.db.models.functions import Lower
 
 from campaign import bounds
 from campaign.addresses import phone_number
-from campaign.models import Organization, Profile
+from campaign.models import OPT_OUT_COLUMNS, Organization, Profile
 
 COLUMNS = Profile.STANDARD_COLUMNS
-BOOLEAN_COLUMNS = {"optedOut": "opted_out", "blocklisted": "blocklisted", "testProfile": "is_test"}
+# A column -> the flags it sets: `optedOut` (the single flag of earlier files) opts out of every channel.
+BOOLEAN_COLUMNS = {
+    "optedOut": tuple(OPT_OUT_COLUMNS.values()),
+    "optedOutEmail": (OPT_OUT_COLUMNS["email"],),
+    "optedOutSms": (OPT_OUT_COLUMNS["sms"],),
+    "optedOutPush": (OPT_OUT_COLUMNS["push"],),
+    "blocklisted": ("blocklisted",),
+    "testProfile": ("is_test",),
+}
+CHANNEL_OPT_OUT_COLUMNS = {"optedOutEmail", "optedOutSms", "optedOutPush"}
+CHANNEL_OPT_OUT_COLUMNS_BY_FLAG = {BOOLEAN_COLUMNS[c][0]: c for c in CHANNEL_OPT_OUT_COLUMNS}
 TRUE, FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
 # A language code as variants are keyed (the model has no rule of its own): an ISO 639 code of 2 or 3
 # letters, then optional subtags, as choose_variant() reads them: `en`, `fr`, `pt-BR`, `zh_Hant`.
@@ -67,7 +77,17 @@ def import_profiles_csv(*, organization: Organization, handle: TextIO) -> tuple[
                 elif column in BOOLEAN_COLUMNS:
                     if raw.lower() not in TRUE | FALSE:
                         raise ProfileFileError(f"line {line}: {column}: '{raw}' is not true or false")
-                    values[BOOLEAN_COLUMNS[column]] = raw.lower() in TRUE
+                    if column in CHANNEL_OPT_OUT_COLUMNS and not raw and "optedOut" in row:
+                        continue  # left empty: `optedOut` says it
+                    flags = BOOLEAN_COLUMNS[column]
+                    if column == "optedOut":  # a channel's own column, filled in, says more
+                        flags = tuple(
+                            f
+                            for f in flags
+                            if not (row.get(CHANNEL_OPT_OUT_COLUMNS_BY_FLAG[f]) or "").strip()
+                        )
+                    for flag in flags:
+                        values[flag] = raw.lower() in TRUE
                 elif column:
                     values["data"][column] = raw
             rows[email] = values

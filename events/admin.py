@@ -31,7 +31,7 @@ from campaign.admin import (
     organization_of,
 )
 from campaign.models import Profile
-from events import publication, rollups, services
+from events import publication, rollups, services, typology
 from events.admin_reports import install_dashboard
 from events.models import (
     ConfigurationStatusChange,
@@ -39,8 +39,12 @@ from events.models import (
     EventConfiguration,
     EventField,
     EventStatusChange,
+    FatigueRule,
     FieldType,
+    FilterCondition,
     HourlyRollup,
+    Typology,
+    TypologyRule,
     format_event_id,
 )
 from events.person import forget_person
@@ -218,6 +222,7 @@ class EventConfigurationForm(forms.ModelForm):
             "targeting",
             "reconciliation_event_field",
             "reconciliation_profile_field",
+            "typology",
         ]
 
     def __init__(self, *args, organization=None, **kwargs):
@@ -246,6 +251,17 @@ class EventConfigurationForm(forms.ModelForm):
                     f"The event {format_event_id(name)} already exists in this organization."
                 )
         return name
+
+    def clean_typology(self) -> Typology | None:
+        typology = self.cleaned_data.get("typology")
+        organization = (
+            self.organization
+            or self.cleaned_data.get("organization")
+            or getattr(self.instance, "organization", None)
+        )
+        if typology is not None and organization is not None and typology.organization_id != organization.pk:
+            raise forms.ValidationError("Pick a typology of this event type's organization.")
+        return typology
 
 
 @admin.register(EventConfiguration)
@@ -293,9 +309,9 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
                 (
                     "Reconciliation (profile targeting)",
                     {
-                        "fields": ["reconciliation_event_field", "reconciliation_profile_field"],
+                        "fields": ["reconciliation_event_field", "reconciliation_profile_field", "typology"],
                         "description": "Which event field (in ctx) identifies the profile, "
-                        "and which profile field it matches.",
+                        "and which profile field it matches; the typology rules its messages pass.",
                         "classes": ["reconciliation"],
                     },
                 )
@@ -842,3 +858,159 @@ class MessageWithSendsAdmin(TransactionalMessageAdmin):
 
 
 install_dashboard(admin.site)  # the admin index opens on the reports' dashboard
+
+
+# --- Typology and fatigue rules (administrators; events.typology) -------------------------------------
+
+
+class TypologyRuleInline(admin.TabularInline):
+    """A typology's rules, listed; each is edited on its own page (a filter has its conditions)."""
+
+    model = TypologyRule
+    extra = 0
+    fields = ("position", "code", "name", "kind", "active", "window_minutes", "combine")
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Typology)
+class TypologyAdmin(OrganizationScopedAdmin):
+    """Typologies: sets of rules that profile-based messages pass ("address on denylist" always
+    applies first and has no row). One per organization is the default."""
+
+    list_display = ["name", "is_default", "created_at"]
+    inlines = [TypologyRuleInline]
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_default:
+            return False  # configurations without a typology use it
+        return super().has_delete_permission(request, obj)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+
+        class TypologyForm(form):
+            def clean(self):
+                cleaned = super().clean()
+                organization = cleaned.get("organization") or getattr(self.instance, "organization", None)
+                if cleaned.get("is_default") and organization is not None:
+                    taken = Typology.objects.filter(organization=organization, is_default=True)
+                    if taken.exclude(pk=self.instance.pk).exists():
+                        self.add_error("is_default", "This organization has a default typology already.")
+                elif self.instance.pk and self.instance.is_default and not cleaned.get("is_default"):
+                    self.add_error("is_default", "Make another typology the default instead.")
+                return cleaned
+
+        return TypologyForm
+
+
+class FilterConditionForm(forms.ModelForm):
+    class Meta:
+        model = FilterCondition
+        fields = ["position", "field", "operator", "value"]
+
+    def clean(self):
+        cleaned = super().clean()
+        problems = typology.condition_problem(
+            field=cleaned.get("field") or "",
+            operator=cleaned.get("operator") or "",
+            value=cleaned.get("value") or "",
+        )
+        for name, problem in problems.items():
+            if name not in self.errors:
+                self.add_error(name, problem)
+        return cleaned
+
+
+class FilterConditionFormSet(forms.BaseInlineFormSet):
+    """A filter has 1 to FILTER_MAX_CONDITIONS conditions, a duplicate rule none. The rule here
+    carries what the page submitted (the admin builds it from the rule's form first)."""
+
+    def clean(self):
+        super().clean()
+        kept = [
+            form
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get("field")
+        ]
+        problem = typology.conditions_problem(kind=self.instance.kind, conditions=len(kept))
+        if problem:
+            raise forms.ValidationError(problem)
+
+
+class FilterConditionInline(admin.TabularInline):
+    model = FilterCondition
+    form = FilterConditionForm
+    formset = FilterConditionFormSet
+    extra = 1
+    max_num = typology.FILTER_MAX_CONDITIONS
+
+
+class TypologyRuleForm(forms.ModelForm):
+    class Meta:
+        model = TypologyRule
+        fields = ["typology", "position", "kind", "code", "name", "active", "window_minutes", "combine"]
+
+    def clean(self):
+        cleaned = super().clean()
+        problems = typology.rule_problem(
+            kind=cleaned.get("kind") or "", window_minutes=cleaned.get("window_minutes")
+        )
+        for name, problem in problems.items():
+            if name not in self.errors:
+                self.add_error(name, problem)
+        code, owner = cleaned.get("code"), cleaned.get("typology")
+        if code and owner is not None:
+            taken = TypologyRule.objects.filter(typology=owner, code=code).exclude(pk=self.instance.pk)
+            if taken.exists():
+                self.add_error("code", "This typology has a rule with this code already.")
+            if code in (typology.DENYLIST, typology.FATIGUE):
+                self.add_error("code", f"'{code}' is the code of a built-in rule.")
+        return cleaned
+
+
+@admin.register(TypologyRule)
+class TypologyRuleAdmin(OrganizationScopedAdmin):
+    """A rule of a typology: a profile filter (conditions on profile fields, combined with and/or;
+    a matching profile is excluded) or the duplicate rule. Checked when saved."""
+
+    organization_path = "typology__organization"
+    form = TypologyRuleForm
+    inlines = [FilterConditionInline]
+    list_display = ["code", "name", "typology", "kind", "position", "active"]
+    list_filter = ["kind", "active"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        organization = organization_of(request)
+        if db_field.name == "typology" and organization is not None:
+            kwargs["queryset"] = Typology.objects.filter(organization=organization)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(FatigueRule)
+class FatigueRuleAdmin(OrganizationScopedAdmin):
+    """At most N profile-based messages per profile per period (one channel, or all): every
+    profile-based message of the organization counts; event-based ones never do."""
+
+    list_display = ["name", "channel", "max_messages", "period_hours", "active"]
+    list_filter = ["channel", "active"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+
+        class FatigueRuleForm(form):
+            def clean(self):
+                cleaned = super().clean()
+                problems = typology.fatigue_problem(
+                    max_messages=cleaned.get("max_messages"), period_hours=cleaned.get("period_hours")
+                )
+                for name, problem in problems.items():
+                    if name not in self.errors:
+                        self.add_error(name, problem)
+                return cleaned
+
+        return FatigueRuleForm

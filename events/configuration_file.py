@@ -16,7 +16,7 @@ from django.db import transaction
 from campaign import senders
 from campaign.models import Organization
 from events import publication, services
-from events.models import EventConfiguration, EventField, FieldType, Targeting, format_event_id
+from events.models import EventConfiguration, EventField, FieldType, Targeting, Typology, format_event_id
 from events.schema import SchemaError, build_schema, check_value, sample_ctx
 from messages import services as message_services
 from messages.channels import channel as channel_of
@@ -27,7 +27,17 @@ from messages.models import TransactionalMessage
 FILE_KEYS = {"organization", "events"}
 FIELD_KEYS = {"name", "type", "label", "required", "maxLength", "values"}
 COLLECTION_KEYS = {"name", "fields"}
-EVENT_KEYS = {"name", "label", "channel", "targeting", "fields", "collections", "reconciliation", "message"}
+EVENT_KEYS = {
+    "name",
+    "label",
+    "channel",
+    "targeting",
+    "fields",
+    "collections",
+    "reconciliation",
+    "typology",
+    "message",
+}
 # Model fields named by the publication rules (events.services.configuration_errors) -> the file's keys.
 FILE_PLACES = {
     "reconciliation": "reconciliation",
@@ -49,6 +59,7 @@ class PlannedEvent:
     targeting: str
     fields: list[dict[str, Any]] = field(default_factory=list)  # with "collection"
     reconciliation: dict[str, str] = field(default_factory=dict)
+    typology: Typology | None = None  # profile targeting; None: the organization's default
     message: dict[str, Any] | None = None
 
 
@@ -185,6 +196,7 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
         "eventField": reconciliation.get("eventField", ""),
         "profileField": reconciliation.get("profileField", ""),
     }
+    planned.typology = _check_typology(raw, where, organization, targeting)
     configuration = _unsaved_configuration(planned)
     errors = services.configuration_errors(configuration, fields=[EventField(**f) for f in planned.fields])
     if errors:
@@ -289,6 +301,23 @@ def _check_address(address: Any, where: str) -> None:
             _fail(where, f"'{address}' is not an email address")
 
 
+def _check_typology(
+    raw: dict[str, Any], where: str, organization: Organization, targeting: str
+) -> Typology | None:
+    """The typology named by the file (a profile-based event's), which must exist already."""
+    name = raw.get("typology")
+    if name is None:
+        return None
+    if targeting != Targeting.PROFILE:
+        _fail(where, "typology: only profile-based events pass typology rules")
+    if not isinstance(name, str) or not name:
+        _fail(where, "typology: the name of one of the organization's typologies")
+    found = Typology.objects.filter(organization=organization, name=name).first()
+    if found is None:
+        _fail(where, f"typology: no typology '{name[:100]}' in {organization.slug} (create it in the admin)")
+    return found
+
+
 def _unsaved_configuration(planned: PlannedEvent) -> EventConfiguration:
     return EventConfiguration(
         name=planned.name,
@@ -352,6 +381,7 @@ def import_file(data: Any, *, publish: bool = False) -> list[EventConfiguration]
                     "targeting": item.targeting,
                     "reconciliation_event_field": item.reconciliation["eventField"],
                     "reconciliation_profile_field": item.reconciliation["profileField"],
+                    "typology": item.typology,
                 },
             )
             configuration.fields.all().delete()
@@ -377,7 +407,11 @@ def import_file(data: Any, *, publish: bool = False) -> list[EventConfiguration]
 def export_organization(organization: Organization) -> dict[str, Any]:
     """The organization's event types in the import format (round-trips with import_file)."""
     events = []
-    configurations = EventConfiguration.objects.filter(organization=organization).prefetch_related("fields")
+    configurations = (
+        EventConfiguration.objects.filter(organization=organization)
+        .select_related("typology")
+        .prefetch_related("fields")
+    )
     for configuration in configurations.order_by("name"):
         schema = build_schema(configuration)
         entry: dict[str, Any] = {
@@ -391,6 +425,8 @@ def export_organization(organization: Organization) -> dict[str, Any]:
             entry["collections"] = schema["collections"]
         if configuration.targeting == Targeting.PROFILE:
             entry["reconciliation"] = schema["reconciliation"]
+            if configuration.typology is not None:
+                entry["typology"] = configuration.typology.name
         message = TransactionalMessage.objects.filter(configuration=configuration).first()
         if message is not None:
             entry["message"] = message.draft_content()

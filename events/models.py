@@ -72,6 +72,16 @@ class EventConfiguration(models.Model):
         max_length=64, blank=True, help_text="Profile targeting: the profile field it matches (e.g. email)."
     )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
+    # Profile targeting: the typology whose rules its messages pass (events.typology); none: the
+    # organization's default typology.
+    typology = models.ForeignKey(
+        "Typology",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="configurations",
+        help_text="Profile targeting: the typology its messages pass. Empty: the organization's default.",
+    )
     # The schema the API enforces, frozen at publication; later edits wait for the next publish.
     published_schema = models.JSONField(null=True, blank=True, editable=False)
     published_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -444,3 +454,155 @@ class DispatcherSleep(models.Model):
 
     def __str__(self) -> str:
         return f"a dispatcher sleeps until {self.asleep_until}" if self.asleep_until else "dispatchers awake"
+
+
+# --- Typology and fatigue rules (events.typology) -----------------------------------------------------
+
+TYPOLOGY_CODE_VALIDATOR = RegexValidator(
+    r"^[a-z][a-z0-9_]*$", "Use lower-case letters, digits and '_', starting with a letter."
+)
+DUPLICATE_WINDOW_MAX_MINUTES = 7 * 24 * 60  # a week
+FATIGUE_MAX_MESSAGES = 1000
+FATIGUE_MAX_PERIOD_HOURS = 366 * 24  # a year
+FILTER_MAX_CONDITIONS = 20
+FILTER_VALUE_MAX_LENGTH = 200
+
+
+class Typology(models.Model):
+    """A set of typology rules that profile-based messages pass before they are rendered. Every
+    organization has a default one (made with it); a configuration may pick another."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="typologies")
+    name = models.CharField(max_length=100)
+    is_default = models.BooleanField(
+        "default", default=False, help_text="The typology of configurations that pick none."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "typologies"
+        ordering = ["organization__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="typology_unique_name"),
+            models.UniqueConstraint(
+                fields=["organization"], condition=models.Q(is_default=True), name="typology_one_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TypologyRule(models.Model):
+    """One rule of a typology: a profile filter, or the duplicate rule. ("Address on denylist" is
+    built in and always applies first; it has no row.)"""
+
+    class Kind(models.TextChoices):
+        FILTER = "filter", "Profile filter (excludes the profiles that match)"
+        DUPLICATE = "duplicate", "Duplicate (same event type, profile and ctx within a window)"
+
+    class Combine(models.TextChoices):
+        AND = "and", "all conditions (and)"
+        OR = "or", "any condition (or)"
+
+    typology = models.ForeignKey(Typology, on_delete=models.CASCADE, related_name="rules")
+    position = models.PositiveSmallIntegerField(default=0, help_text="Rules apply in this order.")
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.FILTER)
+    code = models.CharField(
+        max_length=40,
+        validators=[TYPOLOGY_CODE_VALIDATOR],
+        help_text="The stable reason code of the events it excludes (e.g. no_minors).",
+    )
+    name = models.CharField(max_length=100, help_text="Shown with the code on the events it excludes.")
+    active = models.BooleanField(default=True)
+    window_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=f"Duplicate: the window, in minutes (1 to {DUPLICATE_WINDOW_MAX_MINUTES}).",
+    )
+    combine = models.CharField(
+        max_length=3,
+        choices=Combine.choices,
+        default=Combine.AND,
+        help_text="Filter: how its conditions combine.",
+    )
+
+    class Meta:
+        ordering = ["typology", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["typology", "code"], name="typology_rule_unique_code"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.name}"
+
+
+class FilterCondition(models.Model):
+    """One condition of a profile filter: a profile field, an operator, a value."""
+
+    class Operator(models.TextChoices):
+        EQUALS = "equals", "equals"
+        NOT_EQUALS = "notEquals", "does not equal"
+        CONTAINS = "contains", "contains"
+        STARTS_WITH = "startsWith", "starts with"
+        IS_EMPTY = "isEmpty", "is empty"
+        IS_NOT_EMPTY = "isNotEmpty", "is not empty"
+        GREATER_THAN = "greaterThan", "greater than (number)"
+        LESS_THAN = "lessThan", "less than (number)"
+
+    rule = models.ForeignKey(TypologyRule, on_delete=models.CASCADE, related_name="conditions")
+    position = models.PositiveSmallIntegerField(default=0)
+    field = models.CharField(
+        max_length=64,
+        help_text="A profile field: email, firstName, lastName, mobilePhone, language, or one of its data.",
+    )
+    operator = models.CharField(max_length=12, choices=Operator.choices, default=Operator.EQUALS)
+    value = models.CharField(max_length=FILTER_VALUE_MAX_LENGTH, blank=True)
+
+    class Meta:
+        ordering = ["rule", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.operator} {self.value}"
+
+
+class FatigueRule(models.Model):
+    """At most `max_messages` profile-based messages per profile per `period_hours`, on one channel or
+    on all; every profile-based message of the organization counts, event-based ones never."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="fatigue_rules")
+    name = models.CharField(max_length=100)
+    channel = models.CharField(
+        max_length=8, choices=channel_choices, blank=True, help_text="Empty: counts and caps every channel."
+    )
+    max_messages = models.PositiveIntegerField(help_text=f"1 to {FATIGUE_MAX_MESSAGES}.")
+    period_hours = models.PositiveIntegerField(help_text=f"1 to {FATIGUE_MAX_PERIOD_HOURS} (24: a day).")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["organization__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="fatigue_rule_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProfileSend(models.Model):
+    """A profile-based message admitted for sending (written under the profile's lock before the
+    send): what the duplicate and fatigue rules count. It counts while its event is pending,
+    processing or processed; one that ends failed stops counting."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+    event = models.OneToOneField(Event, on_delete=models.CASCADE, related_name="profile_send")
+    configuration = models.ForeignKey(EventConfiguration, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=8)
+    ctx_digest = models.CharField(max_length=64)
+    admitted_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["profile", "admitted_at"], name="profile_send_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} to profile {self.profile_id}"

@@ -43,7 +43,7 @@ from campaign.log_context import event_context
 from campaign.metrics import EVENT_LATENCY, RETRIES
 from campaign.models import Profile
 from campaign.privacy import mask_address, mask_addresses
-from events import claims, selectors, sending
+from events import claims, selectors, sending, typology
 from events.claims import Claim, LeaseLost, with_database_retries
 from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry, expired, retry_or_fail
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
@@ -625,9 +625,10 @@ def _prepare(event: Event, held: Claim, is_quarantined: QuarantineLookup, *, set
         profile = selectors.find_profile(event)
         if profile is None:
             return Decision(Outcome(S.TARGETING_FAILED, "no profile matches the reconciliation key"))
-        if profile.blocklisted or profile.opted_out:
-            reason = "the profile has opted out or is blocklisted"
-            return Decision(Outcome(S.IGNORED, reason), profile=profile)
+        rules = typology.rules_for(configuration)
+        excluded = typology.screen(configuration=configuration, profile=profile, rules=rules)
+        if excluded is not None:  # denylist, profile filters
+            return Decision(Outcome(S.IGNORED, excluded.reason), profile=profile)
     recipient = message_services.recipient_for(event=event, profile=profile)
     if not recipient.address:
         reason = f"the profile has no {configuration.channel} address"
@@ -637,6 +638,15 @@ def _prepare(event: Event, held: Claim, is_quarantined: QuarantineLookup, *, set
     if is_quarantined(organization_id=organization_id, channel=channel, address=recipient.address):
         reason = f"{mask_address(recipient.address)} is quarantined"
         return Decision(Outcome(S.IGNORED, reason), profile=profile)
+    # Duplicate and fatigue rules, decided under the profile's lock: profile-based messages only
+    # (an event-based one enriched with a profile is neither blocked nor counted).
+    if configuration.targeting == Targeting.PROFILE and profile is not None:
+        admission = functools.partial(
+            typology.admit, event=event, profile=profile, channel=channel, rules=rules, now=timezone.now()
+        )
+        excluded = with_database_retries(admission)
+        if excluded is not None:
+            return Decision(Outcome(S.IGNORED, excluded.reason), profile=profile)
 
     # The lease is extended (if it runs short) before the render and the send, which are bounded
     # (RENDER_TIMEOUT_SECONDS, the send's timeouts) well within what `lease_is_ample` leaves.

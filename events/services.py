@@ -181,6 +181,7 @@ def duplicate_configuration(
             targeting=configuration.targeting,
             reconciliation_event_field=configuration.reconciliation_event_field,
             reconciliation_profile_field=configuration.reconciliation_profile_field,
+            typology=configuration.typology,
         )
         EventField.objects.bulk_create(
             [

@@ -23,7 +23,7 @@ from django.utils.crypto import constant_time_compare
 
 from campaign import senders
 from campaign.metrics import DELIVERIES
-from campaign.models import Organization, Profile, Quarantine
+from campaign.models import OPT_OUT_COLUMNS, Organization, Profile, Quarantine
 from messages import lifecycle, tracking
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_for, waits_on_network
 from messages.channels import channel as channel_of
@@ -220,7 +220,10 @@ OPT_OUT_LISTENERS: list[Callable[[Profile, str], None]] = []
 
 
 def opt_out(*, profile: Profile, event_pkey: str = "") -> None:
-    Profile.objects.filter(pk=profile.pk).update(opted_out=True, updated_at=timezone.now())
+    """The link opts out of every channel, as the single opt-out flag of earlier versions did (it
+    carries no channel: a profile-based SMS may quote it too)."""
+    flags = dict.fromkeys(OPT_OUT_COLUMNS.values(), True)
+    Profile.objects.filter(pk=profile.pk).update(**flags, updated_at=timezone.now())
     for listener in OPT_OUT_LISTENERS:
         listener(profile, event_pkey)
 

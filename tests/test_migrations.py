@@ -267,3 +267,33 @@ def test_moving_the_relations_into_the_events_app_keeps_them_both_ways():
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(latest)
+
+
+# Before issue 16 made the profile's opt-out one flag per channel and added typologies.
+BEFORE_CHANNEL_OPT_OUTS = [
+    ("campaign", "0007_organization_time_zone"),
+    ("events", "0010_event_sent_again_from"),
+]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_single_opt_out_becomes_one_of_every_channel_and_organizations_get_a_default_typology():
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(BEFORE_CHANNEL_OPT_OUTS)
+    try:
+        executor.loader.build_graph()
+        apps = executor.loader.project_state(BEFORE_CHANNEL_OPT_OUTS).apps
+        organization = apps.get_model("campaign", "Organization").objects.create(slug="acme", name="Acme")
+        Profile_ = apps.get_model("campaign", "Profile")
+        out = Profile_.objects.create(organization=organization, email="out@example.com", opted_out=True)
+        stays = Profile_.objects.create(organization=organization, email="in@example.com")
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+    flags = ("opted_out_email", "opted_out_sms", "opted_out_push")
+    assert Profile.objects.filter(pk=out.pk).values_list(*flags).get() == (True, True, True)
+    assert Profile.objects.filter(pk=stays.pk).values_list(*flags).get() == (False, False, False)
+    from events.models import Typology
+
+    assert Typology.objects.get(organization_id=organization.pk).is_default

@@ -345,3 +345,24 @@ def test_a_bad_row_rejects_the_whole_profile_file(organization, tmp_path, text, 
     assert message in str(refused.value) and "line 3" in str(refused.value)
     assert refused.value.returncode == 2
     assert not Profile.objects.exists()
+
+
+@pytest.mark.django_db
+def test_import_profiles_reads_an_opt_out_per_channel_and_optedout_for_all_of_them(organization, tmp_path):
+    path = write_csv(
+        tmp_path,
+        "email,optedOutSms,optedOut\nall@example.com,,yes\nsms@example.com,true,\n"
+        "none@example.com,no,no\nmost@example.com,no,yes\n",
+    )
+    run("import_profiles", "geometrixx", str(path))
+    flags = ("opted_out_email", "opted_out_sms", "opted_out_push")
+    found = {
+        p.email: tuple(getattr(p, f) for f in flags)
+        for p in Profile.objects.filter(organization=organization)
+    }
+    assert found == {
+        "all@example.com": (True, True, True),
+        "sms@example.com": (False, True, False),
+        "none@example.com": (False, False, False),
+        "most@example.com": (True, False, True),
+    }

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from events.models import Event
+from events.models import Event, FatigueRule, FilterCondition, Typology, TypologyRule
 from events.schema import validate_event
 from events.services import ingest
 from messages import services
@@ -169,6 +169,12 @@ def some_of_everything(organization, settings) -> object:
         reason="550 5.1.1 <bounced.address.with.a.long.name@example.com>: Recipient address rejected",
     )
     campaign_services.create_api_credential(organization=organization, name="website")
+    typology = Typology.objects.get(organization=organization, is_default=True)
+    rule = TypologyRule.objects.create(
+        typology=typology, kind="filter", code="no_minors_in_the_loyalty_programme", name="No minors"
+    )
+    FilterCondition.objects.create(rule=rule, field="age", operator="lessThan", value="18")
+    FatigueRule.objects.create(organization=organization, name="One a day", max_messages=1, period_hours=24)
     return configuration
 
 
