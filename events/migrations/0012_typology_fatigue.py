@@ -21,7 +21,7 @@ def default_typologies(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("campaign", "0008_profile_channel_optouts"),
-        ("events", "0010_event_sent_again_from"),
+        ("events", "0011_fewer_index_writes"),
     ]
 
     operations = [
