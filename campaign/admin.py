@@ -371,7 +371,7 @@ class CustomResourceAdmin(ReadOnlyAdmin):
     list_display = ["name", "key_column", "row_count", "columns_shown", "rows_link", "imported_at"]
     search_fields = ["name"]
     fields = ["name", "key_column", "columns", "row_count", "imported_at"]
-    readonly_fields = fields
+    readonly_fields = ["name", "key_column", "columns", "row_count", "imported_at"]
 
     @admin.display(description="Columns")
     def columns_shown(self, resource: CustomResource) -> str:
@@ -390,7 +390,7 @@ class CustomResourceRowAdmin(ReadOnlyAdmin):
     list_select_related = ["resource"]
     search_fields = ["key"]
     fields = ["resource", "key", "data"]
-    readonly_fields = fields
+    readonly_fields = ["resource", "key", "data"]
 
     def get_list_filter(self, request):
         return [("resource", admin.RelatedOnlyFieldListFilter)]

@@ -265,21 +265,22 @@ class EnrichmentLookup:
         unread_rows = {key for key in rows if key not in self.rows}
         if unread_rows:
             by_resource: dict[int, set[str]] = {}
-            for resource_id, key in unread_rows:
-                by_resource.setdefault(resource_id, set()).add(key)
+            for resource_id, row_key in unread_rows:
+                by_resource.setdefault(resource_id, set()).add(row_key)
             wanted = Q()
             for resource_id, keys in by_resource.items():
                 wanted |= Q(resource_id=resource_id, key__in=sorted(keys))
-            for key in unread_rows:
-                self.rows[key] = None
+            for wanted_row in unread_rows:
+                self.rows[wanted_row] = None
             for resource_id, key, data in CustomResourceRow.objects.filter(wanted).values_list(
                 "resource_id", "key", "data"
             ):
                 self.rows[(resource_id, key)] = data
         unread_profiles: dict[tuple[int, str], set[str]] = {}
-        for key in profiles:
-            if key not in self.profiles:
-                unread_profiles.setdefault(key[:2], set()).add(key[2])
+        for wanted_profile in profiles:
+            if wanted_profile not in self.profiles:
+                organization_id, profile_field, text = wanted_profile
+                unread_profiles.setdefault((organization_id, profile_field), set()).add(text)
         for (organization_id, profile_field), values in unread_profiles.items():
             for value in values:
                 self.profiles[(organization_id, profile_field, value)] = None
@@ -292,9 +293,9 @@ class EnrichmentLookup:
             else:
                 found = found.filter(**{f"data__{profile_field}__in": sorted(values)})
             for profile in found:  # the lowest pk last: it wins, as find_profile's does
-                value = profile.as_context().get(profile_field)
-                if value not in (None, ""):
-                    self.profiles[profile_key(organization_id, profile_field, value)] = profile
+                found_value = profile.as_context().get(profile_field)
+                if found_value not in (None, ""):
+                    self.profiles[profile_key(organization_id, profile_field, found_value)] = profile
 
     def row(self, resource_id: int, key: str) -> dict[str, Any] | None:
         if (resource_id, key) not in self.rows:
