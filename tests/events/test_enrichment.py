@@ -6,6 +6,9 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import io
+import json
+import re
+from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -231,3 +234,35 @@ def test_export_carries_the_enrichments_and_imports_again_unchanged(organization
     ]
     import_file(exported)
     assert export_organization(organization) == exported
+
+
+def readme_block(language: str, containing: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+    (block,) = [b for b in blocks if containing in b]
+    return block
+
+
+def test_the_readmes_worked_example_sends_titles_and_images_from_the_catalogue(organization):
+    import_resource_csv(
+        organization=organization,
+        name="product",
+        key="sku",
+        handle=io.StringIO(readme_block("csv", "sku,title,image")),
+    )
+    (configuration,) = import_file(json.loads(readme_block("json", "cartReminder")), publish=True)
+    ProfileFactory(organization=organization, email="jack@example.com", first_name="Jacky")
+    ctx = {
+        "firstName": "Jack",
+        "customer": "jack@example.com",
+        "items": [{"sku": "SKU-1", "quantity": 1}, {"sku": "SKU-2", "quantity": 2}],
+    }
+    event = accept(configuration, ctx, email="jack@example.com")
+    assert pipeline.process(event.pk) == "processed"
+    (sent,) = mail.outbox
+    html = sent.alternatives[0][0]
+    assert sent.subject == "Jacky, your cart is waiting"
+    assert "Leather jacket × 1" in html and "Helmet × 2" in html
+    assert 'src="https://shop.geometrixx.example/img/helmet.png"' in html
+    unknown = accept(configuration, {**ctx, "items": [{"sku": "SKU-9", "quantity": 1}]})
+    assert pipeline.process(unknown.pk) == "targetingFailed"
