@@ -22,6 +22,7 @@ from events.configuration_file import ConfigurationFileError, export_organizatio
 from events.models import Event
 from events.schema import validate_event
 from events.services import ingest
+from tests.admin_forms import change_form_data
 from tests.conftest import publish_events
 from tests.factories import ProfileFactory
 
@@ -266,3 +267,55 @@ def test_the_readmes_worked_example_sends_titles_and_images_from_the_catalogue(o
     assert 'src="https://shop.geometrixx.example/img/helmet.png"' in html
     unknown = accept(configuration, {**ctx, "items": [{"sku": "SKU-9", "quantity": 1}]})
     assert pipeline.process(unknown.pk) == "targetingFailed"
+
+
+# --- The event type's page -------------------------------------------------------------------------
+
+
+def test_administrators_add_a_join_on_the_event_types_page_with_their_organizations_resources_only(
+    client, administrator, organization, cart_configuration, catalogue, other_organization
+):
+    foreign = import_resource_csv(
+        organization=other_organization, name="anvils", key="sku", handle=io.StringIO("sku\nA\n")
+    )
+    client.force_login(administrator)
+    url = f"/admin/events/eventconfiguration/{cart_configuration.pk}/change/"
+    page = client.get(url)
+    html = page.content.decode()
+    assert "product" in html and "anvils" not in html
+    data = change_form_data(page, _save="Save")
+    join = {
+        "kind": "resource",
+        "collection": "products",
+        "event_field": "sku",
+        "name": "item",
+        "required": "on",
+    }
+    data.update({"enrichments-TOTAL_FORMS": "1", **{f"enrichments-0-{k}": v for k, v in join.items()}})
+    refused = client.post(url, {**data, "enrichments-0-resource": str(foreign.pk)})
+    assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()
+    incomplete = client.post(url, {**data, "enrichments-0-resource": ""})
+    assert "Choose the custom resource" in incomplete.content.decode()
+    saved = client.post(url, {**data, "enrichments-0-resource": str(catalogue.pk)})
+    assert saved.status_code == 302
+    assert "changes that are not published yet" in client.get(url).content.decode()
+    client.post(url, change_form_data(client.get(url), _publish="Save and republish"))
+    cart_configuration.refresh_from_db()
+    assert cart_configuration.published_schema["enrichments"] == [
+        {
+            "kind": "resource",
+            "collection": "products",
+            "field": "sku",
+            "resource": "product",
+            "resourceId": catalogue.pk,
+            "name": "item",
+            "required": True,
+        }
+    ]
+
+
+def test_marketers_do_not_edit_joins(client, marketer, cart_configuration):
+    client.force_login(marketer)
+    assert client.get(f"/admin/events/eventconfiguration/{cart_configuration.pk}/change/").status_code == 403
+    assert client.get("/admin/events/profilesample/").status_code == 403
+    assert client.get("/admin/campaign/customresource/").status_code == 403
