@@ -189,7 +189,7 @@ class Enrichment(models.Model):
         max_length=64, blank=True, help_text="Profile: the profile field (e.g. email)."
     )
     resource = models.ForeignKey(
-        CustomResource, on_delete=models.PROTECT, null=True, blank=True, related_name="enrichments"
+        CustomResource, on_delete=models.RESTRICT, null=True, blank=True, related_name="enrichments"
     )
     name = models.CharField(
         max_length=64,

@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(blank=True, help_text="Resource: what templates call the row in each item (item.<name>); empty: the resource's name.", max_length=64, validators=[django.core.validators.RegexValidator('^[A-Za-z][A-Za-z0-9_]*$', "Use letters, digits and '_', starting with a letter.")])),
                 ('required', models.BooleanField(default=False, help_text='A missing match ends the event targetingFailed (else it renders as empty).')),
                 ('configuration', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='enrichments', to='events.eventconfiguration')),
-                ('resource', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='enrichments', to='campaign.customresource')),
+                ('resource', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.RESTRICT, related_name='enrichments', to='campaign.customresource')),
             ],
             options={
                 'ordering': ['id'],

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from django.core import mail
 from django.db import connection
+from django.db.models import RestrictedError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from campaign.models import CustomResource, CustomResourceRow
 from campaign.resources import import_resource_csv
 from events import pipeline
 from events.configuration_file import ConfigurationFileError, export_organization, import_file
@@ -319,3 +321,11 @@ def test_marketers_do_not_edit_joins(client, marketer, cart_configuration):
     assert client.get(f"/admin/events/eventconfiguration/{cart_configuration.pk}/change/").status_code == 403
     assert client.get("/admin/events/profilesample/").status_code == 403
     assert client.get("/admin/campaign/customresource/").status_code == 403
+
+
+def test_a_joined_resource_stays_while_joined_and_goes_with_its_organization(organization, catalogue):
+    cart(organization)
+    with pytest.raises(RestrictedError):
+        catalogue.delete()
+    organization.delete()  # its event types, their joins and its resources, all at once
+    assert not CustomResource.objects.exists() and not CustomResourceRow.objects.exists()
