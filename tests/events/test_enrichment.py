@@ -329,3 +329,25 @@ def test_a_joined_resource_stays_while_joined_and_goes_with_its_organization(org
         catalogue.delete()
     organization.delete()  # its event types, their joins and its resources, all at once
     assert not CustomResource.objects.exists() and not CustomResourceRow.objects.exists()
+
+
+def test_a_profile_join_on_an_imported_profile_field(organization, catalogue):
+    ProfileFactory(
+        organization=organization, email="a@example.com", first_name="Ann", data={"customerId": "C-7"}
+    )
+    ProfileFactory(
+        organization=organization, email="b@example.com", first_name="Bob", data={"customerId": "C-8"}
+    )
+    fields = [{"name": "firstName", "type": "text"}, {"name": "customer", "type": "text"}]
+    enrichments = [
+        {"kind": "profile", "eventField": "customer", "profileField": "customerId", "required": True}
+    ]
+    message = {"subject": "Hi {{ profile.firstName }} ({{ profile.customerId }})", "html": "<p>Hi</p>"}
+    configuration = cart(
+        organization, fields=fields, enrichments=enrichments, collections=[], message=message
+    )
+    first = accept(configuration, {"customer": "C-8"})
+    second = accept(configuration, {"customer": "C-7"})
+    done = pipeline.process_batch([first.pk], limit=2)
+    assert done == {first.pk: "processed", second.pk: "processed"}
+    assert sorted(m.subject for m in mail.outbox) == ["Hi Ann (C-7)", "Hi Bob (C-8)"]
