@@ -120,3 +120,24 @@ def test_the_preview_as_a_test_profile_renders_its_sample_data_and_fields(
     page = client.post(preview, {"ctx": "", "profile": tester.pk}).content.decode()
     assert "Tess, your cart is waiting" in page and "[Helmet] x 2" in page
     assert CART["name"] in page
+
+
+def test_each_page_of_samples_and_resources_opens_for_administrators(
+    client, administrator, configuration, tester
+):
+    sample = ProfileSample.objects.create(profile=tester, configuration=configuration, ctx=SAMPLE)
+    resource = configuration.enrichments.get(kind="resource").resource
+    row = resource.rows.first()
+    client.force_login(administrator)
+    for path in (
+        "/admin/events/profilesample/",
+        "/admin/events/profilesample/add/",
+        f"/admin/events/profilesample/{sample.pk}/change/",
+        f"/admin/campaign/customresource/{resource.pk}/change/",
+        f"/admin/campaign/customresourcerow/?resource__id__exact={resource.pk}",
+        f"/admin/campaign/customresourcerow/{row.pk}/change/",
+        f"/admin/events/eventconfiguration/{configuration.pk}/change/",
+    ):
+        assert client.get(path).status_code == 200, path
+    page = client.get(f"/admin/events/profilesample/{sample.pk}/change/").content.decode()
+    assert "&quot;Tess&quot;" in page  # the JSON as it was saved
