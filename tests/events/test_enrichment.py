@@ -351,3 +351,16 @@ def test_a_profile_join_on_an_imported_profile_field(organization, catalogue):
     done = pipeline.process_batch([first.pk], limit=2)
     assert done == {first.pk: "processed", second.pk: "processed"}
     assert sorted(m.subject for m in mail.outbox) == ["Hi Ann (C-7)", "Hi Bob (C-8)"]
+
+
+def test_over_smtp_a_batch_of_20_still_reads_the_catalogue_once(
+    organization, catalogue, settings, smtp_email
+):
+    """The worker's way: the sends on sender threads, talking to a real SMTP server."""
+    settings.EVENT_CLAIM_BATCH = 20
+    configuration = cart(organization)
+    _, statements = batch_queries(configuration, items_per_event=10)
+    assert len([sql for sql in statements if "campaign_customresourcerow" in sql]) == 1
+    assert len([sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]) <= 10
+    received = smtp_email.wait_for(20)
+    assert all("[Leather jacket] x 1" in m.part("text/html") for m in received)
