@@ -34,6 +34,7 @@ from campaign.admin import (
 from campaign.models import CustomResource, Profile
 from events import publication, rollups, services
 from events.admin_reports import install_dashboard
+from events.enrichment import MAX_ENRICHMENTS
 from events.models import (
     ConfigurationStatusChange,
     Enrichment,
@@ -243,6 +244,8 @@ class EnrichmentInline(admin.TabularInline):
     model = Enrichment
     form = EnrichmentForm
     extra = 0
+    max_num = MAX_ENRICHMENTS
+    validate_max = True
     fields = ["kind", "event_field", "profile_field", "collection", "resource", "name", "required"]
     verbose_name_plural = "enrichments (profile fields, custom resources: taken into account when published)"
 

@@ -16,6 +16,7 @@ from django.db import transaction
 from campaign import senders
 from campaign.models import CustomResource, Organization
 from events import publication, services
+from events.enrichment import MAX_ENRICHMENTS
 from events.models import Enrichment, EventConfiguration, EventField, FieldType, Targeting, format_event_id
 from events.schema import SchemaError, build_schema, check_value, describe_enrichment, sample_ctx
 from messages import services as message_services
@@ -40,7 +41,6 @@ EVENT_KEYS = {
 }
 PROFILE_JOIN_KEYS = {"kind", "eventField", "profileField", "required"}
 RESOURCE_JOIN_KEYS = {"kind", "collection", "field", "resource", "name", "required"}
-MAX_ENRICHMENTS = 20
 # Model fields named by the publication rules (events.services.configuration_errors) -> the file's keys.
 FILE_PLACES = {
     "reconciliation": "reconciliation",

@@ -23,6 +23,7 @@ from events.selectors import EnrichmentLookup, ProfileKey, RowKey, profile_key
 
 PROFILE = "profile"
 RESOURCE = "resource"
+MAX_ENRICHMENTS = 20  # joins per event type (the admin's rows, the configuration file's entries)
 
 
 class EnrichmentFailed(Exception):

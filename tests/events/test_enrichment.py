@@ -20,6 +20,7 @@ from django.utils import timezone
 from campaign.models import CustomResource, CustomResourceRow
 from campaign.resources import import_resource_csv
 from events import pipeline
+from events.admin import EnrichmentInline
 from events.configuration_file import ConfigurationFileError, export_organization, import_file
 from events.models import Event
 from events.schema import validate_event
@@ -364,3 +365,10 @@ def test_over_smtp_a_batch_of_20_still_reads_the_catalogue_once(
     assert len([sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]) <= 10
     received = smtp_email.wait_for(20)
     assert all("[Leather jacket] x 1" in m.part("text/html") for m in received)
+
+
+def test_joins_are_bounded_per_event_type(organization, catalogue):
+    joins = [{**CART["enrichments"][0], "name": f"row{n}"} for n in range(21)]
+    with pytest.raises(ConfigurationFileError, match="enrichments: at most 20"):
+        cart(organization, enrichments=joins)
+    assert EnrichmentInline.max_num == 20 and EnrichmentInline.validate_max

@@ -141,3 +141,16 @@ def test_each_page_of_samples_and_resources_opens_for_administrators(
         assert client.get(path).status_code == 200, path
     page = client.get(f"/admin/events/profilesample/{sample.pk}/change/").content.decode()
     assert "&quot;Tess&quot;" in page  # the JSON as it was saved
+
+
+def test_sample_data_is_bounded_by_the_apis_body_size(client, administrator, configuration, tester, settings):
+    settings.API_MAX_BODY_BYTES = 100
+    big = {"firstName": "x" * 120}
+    with pytest.raises(SchemaError, match="at most 100 bytes") as error:
+        checked_profile_sample(profile=tester, configuration=configuration, ctx=big)
+    assert error.value.field == "ctx"
+    client.force_login(administrator)
+    data = {"profile": tester.pk, "configuration": configuration.pk, "ctx": json.dumps(big)}
+    refused = client.post("/admin/events/profilesample/add/", data)
+    assert "At most 100 characters" in refused.content.decode()
+    assert not ProfileSample.objects.exists()
