@@ -23,7 +23,7 @@ from django.utils.crypto import constant_time_compare
 
 from campaign import senders
 from campaign.metrics import DELIVERIES
-from campaign.models import Organization, Profile, Quarantine
+from campaign.models import CustomResource, Organization, Profile, Quarantine
 from messages import lifecycle, tracking
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_for, waits_on_network
 from messages.channels import channel as channel_of
@@ -448,6 +448,24 @@ SAMPLE_PROFILE = {"email": "jane.doe@example.com", "first_name": "Jane", "last_n
 def joins_profile(schema: dict[str, Any]) -> bool:
     """An event-based message enriched with a profile's fields (events.enrichment) uses `profile.*`."""
     return any(join.get("kind") == "profile" for join in schema.get("enrichments") or [])
+
+
+def joined_columns(schema: dict[str, Any]) -> dict[str, list[str]]:
+    """Per collection, what its items' joined rows offer templates (`product.title`): the columns of
+    each joined custom resource but its key (which the item has already), for the editor's help."""
+    joins = [
+        j for j in schema.get("enrichments") or [] if j.get("kind") == "resource" and j.get("resourceId")
+    ]
+    columns = dict(
+        CustomResource.objects.filter(pk__in=[j["resourceId"] for j in joins]).values_list("pk", "columns")
+    )
+    offered: dict[str, list[str]] = {}
+    for join in joins:
+        resource_columns = columns.get(join["resourceId"]) or []
+        offered.setdefault(join["collection"], []).extend(
+            f"{join['name']}.{column}" for column in resource_columns if column != join.get("field")
+        )
+    return offered
 
 
 def sample_profile(message: TransactionalMessage) -> Profile | None:

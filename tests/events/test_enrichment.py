@@ -372,3 +372,14 @@ def test_joins_are_bounded_per_event_type(organization, catalogue):
     with pytest.raises(ConfigurationFileError, match="enrichments: at most 20"):
         cart(organization, enrichments=joins)
     assert EnrichmentInline.max_num == 20 and EnrichmentInline.validate_max
+
+
+def test_the_editor_offers_the_joined_rows_columns_in_the_items_loop(
+    client, marketer, organization, catalogue
+):
+    configuration = cart(organization)
+    client.force_login(marketer)
+    page = client.get(f"/admin/transactional/transactionalmessage/{configuration.message.pk}/change/")
+    html = page.content.decode()
+    assert "{{ item.product.title }} {{ item.product.image }}" in html
+    assert "{{ item.product.sku }}" not in html  # the key: the item has it already
