@@ -22,8 +22,9 @@ from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponseBadRequest
 from django.http.response import HttpResponseBase
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from campaign import senders, services
 from campaign.auth import forget_tokens
@@ -33,6 +34,8 @@ from campaign.models import (
     OPT_OUT_COLUMNS,
     AccessToken,
     ApiCredential,
+    CustomResource,
+    CustomResourceRow,
     Membership,
     Organization,
     Profile,
@@ -353,6 +356,51 @@ class QuarantineAdmin(OrganizationScopedAdmin):
     list_display = ["address", "channel", "reason", "created_at"]
     list_filter = ["channel"]
     search_fields = ["address"]
+
+
+class ReadOnlyAdmin(OrganizationScopedAdmin):
+    """Rows written by an import (`import_resource`), read here only."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CustomResource)
+class CustomResourceAdmin(ReadOnlyAdmin):
+    """An organization's lookup tables (a product catalogue), imported with `import_resource`."""
+
+    list_display = ["name", "key_column", "row_count", "columns_shown", "rows_link", "imported_at"]
+    search_fields = ["name"]
+    fields = ["name", "key_column", "columns", "row_count", "imported_at"]
+    readonly_fields = ["name", "key_column", "columns", "row_count", "imported_at"]
+
+    @admin.display(description="Columns")
+    def columns_shown(self, resource: CustomResource) -> str:
+        return ", ".join(resource.columns)
+
+    @admin.display(description="Rows")
+    def rows_link(self, resource: CustomResource) -> str:
+        url = reverse("admin:campaign_customresourcerow_changelist") + f"?resource__id__exact={resource.pk}"
+        return format_html('<a href="{}">{} row(s)</a>', url, resource.row_count)
+
+
+@admin.register(CustomResourceRow)
+class CustomResourceRowAdmin(ReadOnlyAdmin):
+    organization_path = "resource__organization"
+    list_display = ["key", "resource", "data"]
+    list_select_related = ["resource"]
+    search_fields = ["key"]
+    fields = ["resource", "key", "data"]
+    readonly_fields = ["resource", "key", "data"]
+
+    def get_list_filter(self, request):
+        return [("resource", admin.RelatedOnlyFieldListFilter)]
 
 
 class MembershipInline(admin.StackedInline):

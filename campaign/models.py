@@ -347,3 +347,43 @@ class FailureWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} at {self.window:%H:%M}: {self.count}"
+
+
+RESOURCE_NAME_VALIDATOR = RegexValidator(
+    r"^[A-Za-z][A-Za-z0-9_]{0,63}$", "Use letters, digits and '_', starting with a letter (at most 64)."
+)
+
+
+class CustomResource(models.Model):
+    """A lookup table of an organization (a product catalogue): rows found by their key, imported
+    whole from a CSV file (`import_resource`), joined to events' collections by their configuration
+    (events.enrichment)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="resources")
+    name = models.CharField(max_length=64, validators=[RESOURCE_NAME_VALIDATOR])
+    key_column = models.CharField(max_length=64, help_text="The column whose value finds a row.")
+    columns = models.JSONField(default=list, help_text="The columns of the rows, in the file's order.")
+    row_count = models.PositiveIntegerField(default=0)
+    imported_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="resource_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CustomResourceRow(models.Model):
+    """One row of a custom resource, by its key (the unique index is the lookup's)."""
+
+    resource = models.ForeignKey(CustomResource, on_delete=models.CASCADE, related_name="rows")
+    key = models.CharField(max_length=255)
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["resource", "key"], name="resource_row_unique_key")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from campaign import bounds
 from campaign.admin import (
     CSV_EXPORT_CHANGE_LIST,
     CsvExportMixin,
@@ -30,11 +31,13 @@ from campaign.admin import (
     ProfileAdmin,
     organization_of,
 )
-from campaign.models import Profile
+from campaign.models import CustomResource, Profile
 from events import publication, rollups, services, typology
 from events.admin_reports import install_dashboard
+from events.enrichment import MAX_ENRICHMENTS
 from events.models import (
     ConfigurationStatusChange,
+    Enrichment,
     Event,
     EventConfiguration,
     EventField,
@@ -43,12 +46,20 @@ from events.models import (
     FieldType,
     FilterCondition,
     HourlyRollup,
+    ProfileSample,
     Typology,
     TypologyRule,
     format_event_id,
 )
 from events.person import forget_person
-from events.schema import SchemaError, build_schema, check_value, format_datetime, sample_body
+from events.schema import (
+    SchemaError,
+    build_schema,
+    check_value,
+    format_datetime,
+    sample_body,
+    sample_ctx,
+)
 from events.selectors import search_ctx, with_last_reason
 from messages.admin import TransactionalMessageAdmin
 from messages.channels import channel
@@ -197,6 +208,63 @@ class EventFieldInline(admin.TabularInline):
     fields = ["collection", "name", "label", "type", "required", "max_length", "values", "position"]
 
 
+class EnrichmentForm(forms.ModelForm):
+    class Meta:
+        model = Enrichment
+        fields = ["kind", "event_field", "profile_field", "collection", "resource", "name", "required"]
+        widgets = {
+            "event_field": forms.TextInput(attrs={"style": "width: 8em"}),
+            "profile_field": forms.TextInput(attrs={"style": "width: 8em"}),
+            "collection": forms.TextInput(attrs={"style": "width: 7em"}),
+            "name": forms.TextInput(attrs={"style": "width: 7em"}),
+        }
+
+    def clean(self):
+        """What each kind needs; how the join fits the event's fields is the publication's rule
+        (events.services.enrichment_errors), checked when the event is published."""
+        cleaned = super().clean()
+        if cleaned.get("DELETE"):
+            return cleaned
+        kind = cleaned.get("kind")
+        if kind == Enrichment.Kind.PROFILE:
+            if not cleaned.get("profile_field"):
+                self.add_error("profile_field", "A profile enrichment names the profile field it matches.")
+            for name in ("collection", "resource", "name"):
+                if cleaned.get(name):
+                    self.add_error(name, "Only for a custom resource enrichment.")
+        elif kind == Enrichment.Kind.RESOURCE:
+            if not cleaned.get("collection"):
+                self.add_error("collection", "A resource enrichment joins the items of a collection.")
+            if not cleaned.get("resource"):
+                self.add_error("resource", "Choose the custom resource (import it with import_resource).")
+            if cleaned.get("profile_field"):
+                self.add_error("profile_field", "Only for a profile enrichment.")
+        return cleaned
+
+
+class EnrichmentInline(admin.TabularInline):
+    """Joins that enrich the event's message (events.enrichment), with the organization's resources."""
+
+    model = Enrichment
+    form = EnrichmentForm
+    extra = 0
+    max_num = MAX_ENRICHMENTS
+    validate_max = True
+    fields = ["kind", "event_field", "profile_field", "collection", "resource", "name", "required"]
+    verbose_name_plural = "enrichments (profile fields, custom resources: taken into account when published)"
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        organization = organization_of(request) or (obj.organization if obj else None)
+        resources = formset.form.base_fields["resource"]
+        resources.queryset = (  # type: ignore[attr-defined]
+            CustomResource.objects.filter(organization=organization)
+            if organization is not None
+            else CustomResource.objects.none()
+        )
+        return formset
+
+
 class ConfigurationHistoryInline(admin.TabularInline):
     """Publications and unpublications of the event type, newest first, with who did them."""
 
@@ -264,11 +332,89 @@ class EventConfigurationForm(forms.ModelForm):
         return typology
 
 
+class ProfileSampleForm(forms.ModelForm):
+    """The sample data as JSON text, checked with the API's own rules (events.services)."""
+
+    ctx = forms.CharField(
+        label="Sample data (ctx, JSON)",
+        widget=forms.Textarea(attrs={"rows": 14, "cols": 80}),
+        help_text="The event's data as the API takes it in ctx. Previews and proofs for this test "
+        "profile render with it and with the profile's fields.",
+    )
+
+    class Meta:
+        model = ProfileSample
+        fields = ["profile", "configuration", "ctx"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.initial["ctx"] = json.dumps(self.instance.ctx, indent=2)
+
+    def clean_ctx(self) -> Any:
+        raw = self.cleaned_data["ctx"]
+        if len(raw) > settings.API_MAX_BODY_BYTES:
+            raise forms.ValidationError(
+                f"At most {settings.API_MAX_BODY_BYTES} characters (the API's limit)."
+            )
+        try:
+            value = bounds.load_json(raw)
+        except bounds.JsonSyntaxError as error:
+            raise forms.ValidationError(str(error)) from None
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        profile, configuration = cleaned.get("profile"), cleaned.get("configuration")
+        if profile is None or configuration is None or "ctx" not in cleaned:
+            return cleaned
+        try:
+            cleaned["ctx"] = services.checked_profile_sample(
+                profile=profile, configuration=configuration, ctx=cleaned["ctx"]
+            )
+        except SchemaError as error:
+            place = error.field if error.field in ("profile",) else "ctx"
+            self.add_error(place, f"{error.field}: {error.message}")
+        return cleaned
+
+
+@admin.register(ProfileSample)
+class ProfileSampleAdmin(OrganizationScopedAdmin):
+    """Administrators give test profiles sample event data, per event type."""
+
+    organization_path = "configuration__organization"
+    form = ProfileSampleForm
+    list_display = ["profile", "configuration", "updated_at"]
+    list_select_related = ["profile", "configuration"]
+    search_fields = ["profile__email", "configuration__name"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "profile" and field is not None:
+            field.queryset = field.queryset.filter(is_test=True)  # type: ignore[attr-defined]
+        return field
+
+    def get_changeform_initial_data(self, request):
+        """A new sample starts from the generated sample data of the event type in the address."""
+        initial = super().get_changeform_initial_data(request)
+        chosen = str(request.GET.get("configuration") or "")
+        organization = organization_of(request)
+        if chosen.isdigit():
+            found = EventConfiguration.objects.filter(pk=int(chosen))
+            if organization is not None:
+                found = found.filter(organization=organization)
+            configuration = found.first()
+            if configuration is not None:
+                schema = configuration.published_schema or build_schema(configuration)
+                initial["ctx"] = json.dumps(sample_ctx(schema), indent=2)
+        return initial
+
+
 @admin.register(EventConfiguration)
 class EventConfigurationAdmin(OrganizationScopedAdmin):
     form = EventConfigurationForm
     change_form_template = "admin/events/eventconfiguration/change_form.html"
-    inlines = [EventFieldInline, ConfigurationHistoryInline]
+    inlines = [EventFieldInline, EnrichmentInline, ConfigurationHistoryInline]
     list_display = ["event_id", "label", "channel", "targeting", "status", "published_at"]
     list_filter = ["status", "channel", "targeting"]
     search_fields = ["name", "label"]

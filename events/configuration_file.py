@@ -14,10 +14,19 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from campaign import senders
-from campaign.models import Organization
+from campaign.models import CustomResource, Organization
 from events import publication, services
-from events.models import EventConfiguration, EventField, FieldType, Targeting, Typology, format_event_id
-from events.schema import SchemaError, build_schema, check_value, sample_ctx
+from events.enrichment import MAX_ENRICHMENTS
+from events.models import (
+    Enrichment,
+    EventConfiguration,
+    EventField,
+    FieldType,
+    Targeting,
+    Typology,
+    format_event_id,
+)
+from events.schema import SchemaError, build_schema, check_value, describe_enrichment, sample_ctx
 from messages import services as message_services
 from messages.channels import channel as channel_of
 from messages.channels import channel_names, channels
@@ -36,13 +45,17 @@ EVENT_KEYS = {
     "collections",
     "reconciliation",
     "typology",
+    "enrichments",
     "message",
 }
+PROFILE_JOIN_KEYS = {"kind", "eventField", "profileField", "required"}
+RESOURCE_JOIN_KEYS = {"kind", "collection", "field", "resource", "name", "required"}
 # Model fields named by the publication rules (events.services.configuration_errors) -> the file's keys.
 FILE_PLACES = {
     "reconciliation": "reconciliation",
     "reconciliation_event_field": "reconciliation.eventField",
     "reconciliation_profile_field": "reconciliation.profileField",
+    "enrichments": "enrichments",
 }
 SENDER_KEYS = {"from", "replyTo", "variants", "tracking"}  # besides the content parts of the channels
 
@@ -60,6 +73,7 @@ class PlannedEvent:
     fields: list[dict[str, Any]] = field(default_factory=list)  # with "collection"
     reconciliation: dict[str, str] = field(default_factory=dict)
     typology: Typology | None = None  # profile targeting; None: the organization's default
+    enrichments: list[dict[str, Any]] = field(default_factory=list)  # Enrichment's fields
     message: dict[str, Any] | None = None
 
 
@@ -197,8 +211,13 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
         "profileField": reconciliation.get("profileField", ""),
     }
     planned.typology = _check_typology(raw, where, organization, targeting)
+    planned.enrichments = _check_enrichments(raw.get("enrichments", []), where, organization)
     configuration = _unsaved_configuration(planned)
-    errors = services.configuration_errors(configuration, fields=[EventField(**f) for f in planned.fields])
+    errors = services.configuration_errors(
+        configuration,
+        fields=[EventField(**f) for f in planned.fields],
+        enrichments=[Enrichment(**e) for e in planned.enrichments],
+    )
     if errors:
         # The publication's own rules; the file names the key at fault where the rule names a field.
         place = FILE_PLACES.get(errors[0].field or "")
@@ -213,7 +232,10 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
         # The editor's and the publication's checks (a draft may be incomplete until it is published),
         # rendered with the sample data as the admin's preview is.
         context = message_services.sample_template_context(
-            ctx=sample_ctx(schema), targeting=planned.targeting, event_id=format_event_id(planned.name)
+            ctx=sample_ctx(schema),
+            targeting=planned.targeting,
+            event_id=format_event_id(planned.name),
+            with_profile=message_services.joins_profile(schema),
         )
         problems = message_services.content_problems(
             channel=channel, content=message, schema=schema, sample_context=context, require_parts=False
@@ -225,6 +247,74 @@ def _check_event(raw: Any, index: int, organization: Organization, domains: list
                 problem.message + (f" (line {problem.line})" if problem.line else ""),
             )
         planned.message = message
+    return planned
+
+
+def _check_enrichments(raw: Any, where: str, organization: Organization) -> list[dict[str, Any]]:
+    """The joins of an event (events.enrichment), as Enrichment's fields; a resource is found by its
+    name in the file's organization (import it first with import_resource)."""
+    if not isinstance(raw, list):
+        _fail(where, "enrichments: a list of joins")
+    if len(raw) > MAX_ENRICHMENTS:
+        _fail(where, f"enrichments: at most {MAX_ENRICHMENTS}")
+    planned = []
+    for index, join in enumerate(raw):
+        here = f"{where}, enrichments[{index}]"
+        if not isinstance(join, dict):
+            _fail(here, 'a join is an object with a "kind" (profile or resource)')
+        kind = join.get("kind")
+        if kind not in Enrichment.Kind.values:
+            _fail(f"{here}.kind", f"'{kind}' is not a kind of enrichment; one of profile, resource")
+        unknown = set(join) - (PROFILE_JOIN_KEYS if kind == "profile" else RESOURCE_JOIN_KEYS)
+        if unknown:
+            _fail(here, f"unknown key(s) {', '.join(sorted(unknown))}")
+        texts = (
+            ("eventField", "profileField")
+            if kind == "profile"
+            else ("collection", "field", "resource", "name")
+        )
+        for key in texts:
+            value = join.get(key, "")
+            if not isinstance(value, str) or len(value) > 64:
+                _fail(f"{here}.{key}", "a name of at most 64 characters")
+        required = join.get("required", False)
+        if not isinstance(required, bool):
+            _fail(f"{here}.required", "true or false")
+        if kind == "profile":
+            planned.append(
+                {
+                    "kind": kind,
+                    "event_field": join.get("eventField", ""),
+                    "profile_field": join.get("profileField", ""),
+                    "required": required,
+                }
+            )
+            continue
+        resource = CustomResource.objects.filter(
+            organization=organization, name=join.get("resource", "")
+        ).first()
+        if resource is None:
+            _fail(
+                f"{here}.resource",
+                f"no custom resource '{join.get('resource', '')}' in {organization.slug} "
+                "(import it first with import_resource)",
+            )
+        name = join.get("name", "")
+        if name:
+            try:
+                Enrichment._meta.get_field("name").run_validators(name)
+            except ValidationError:
+                _fail(f"{here}.name", "a name uses letters, digits and '_', starting with a letter")
+        planned.append(
+            {
+                "kind": kind,
+                "collection": join.get("collection", ""),
+                "event_field": join.get("field", ""),
+                "resource": resource,
+                "name": name,
+                "required": required,
+            }
+        )
     return planned
 
 
@@ -331,7 +421,11 @@ def _unsaved_configuration(planned: PlannedEvent) -> EventConfiguration:
 
 def _schema_of(planned: PlannedEvent) -> dict[str, Any]:
     """The schema the planned event will publish, by the publication's own builder."""
-    return build_schema(_unsaved_configuration(planned), fields=[EventField(**f) for f in planned.fields])
+    return build_schema(
+        _unsaved_configuration(planned),
+        fields=[EventField(**f) for f in planned.fields],
+        enrichments=[Enrichment(**e) for e in planned.enrichments],
+    )
 
 
 def check_file(data: Any) -> tuple[Organization, list[PlannedEvent]]:
@@ -388,6 +482,10 @@ def import_file(data: Any, *, publish: bool = False) -> list[EventConfiguration]
             EventField.objects.bulk_create(
                 [EventField(configuration=configuration, **f) for f in item.fields]
             )
+            configuration.enrichments.all().delete()
+            Enrichment.objects.bulk_create(
+                [Enrichment(configuration=configuration, **e) for e in item.enrichments]
+            )
             message = TransactionalMessage.objects.filter(configuration=configuration).first()
             if item.message is not None:
                 message = message or services.create_message(configuration=configuration)
@@ -427,6 +525,11 @@ def export_organization(organization: Organization) -> dict[str, Any]:
             entry["reconciliation"] = schema["reconciliation"]
             if configuration.typology is not None:
                 entry["typology"] = configuration.typology.name
+        enrichments = configuration.enrichments.select_related("resource")
+        if enrichments:
+            entry["enrichments"] = [
+                {k: v for k, v in describe_enrichment(e).items() if k != "resourceId"} for e in enrichments
+            ]
         message = TransactionalMessage.objects.filter(configuration=configuration).first()
         if message is not None:
             entry["message"] = message.draft_content()

@@ -10,7 +10,7 @@ from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from campaign.models import Organization, Profile
+from campaign.models import CustomResource, Organization, Profile
 from messages import lifecycle
 from messages.channels import channel_choices
 
@@ -166,6 +166,83 @@ class EventField(models.Model):
 
     def __str__(self) -> str:
         return f"{self.collection}.{self.name}" if self.collection else self.name
+
+
+class Enrichment(models.Model):
+    """A join that adds data to an event's message without targeting anyone (events.enrichment):
+
+    * `profile`: an event field (in ctx) matched to a profile field, so that an event-based message
+      may use `profile.*` (the message still goes to the event's recipient, and never counts for
+      fatigue: it stays event-based);
+    * `resource`: the items of a collection joined by a key field to the rows of a custom resource,
+      so that `{% for item in ctx.items %}{{ item.product.title }}{% endfor %}` shows the row.
+
+    A match that is missing renders as empty, or, if `required`, ends the event `targetingFailed`.
+    Frozen with the schema at publication, like the fields."""
+
+    class Kind(models.TextChoices):
+        PROFILE = "profile", "Profile (event field = profile field)"
+        RESOURCE = "resource", "Custom resource (collection item's key = resource row)"
+
+    configuration = models.ForeignKey(
+        EventConfiguration, on_delete=models.CASCADE, related_name="enrichments"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.RESOURCE)
+    collection = models.CharField(
+        max_length=64, blank=True, help_text="Resource: the collection whose items are joined (e.g. items)."
+    )
+    event_field = models.CharField(
+        max_length=64,
+        help_text="Profile: the event field (in ctx). Resource: the items' key field (e.g. sku).",
+    )
+    profile_field = models.CharField(
+        max_length=64, blank=True, help_text="Profile: the profile field (e.g. email)."
+    )
+    resource = models.ForeignKey(
+        CustomResource, on_delete=models.RESTRICT, null=True, blank=True, related_name="enrichments"
+    )
+    name = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[NAME_VALIDATOR],
+        help_text="Resource: what templates call the row in each item (item.<name>); "
+        "empty: the resource's name.",
+    )
+    required = models.BooleanField(
+        default=False, help_text="A missing match ends the event targetingFailed (else it renders as empty)."
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.PROFILE:
+            return f"ctx.{self.event_field} = profile.{self.profile_field}"
+        return f"ctx.{self.collection}[].{self.event_field} = {self.resource}"
+
+    @property
+    def row_name(self) -> str:
+        return self.name or (self.resource.name if self.resource is not None else "")
+
+
+class ProfileSample(models.Model):
+    """A test profile's sample event data (ctx) for one event type: previews and proofs for that
+    profile render with it (and the profile's fields). Checked with the API's own rules."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="samples")
+    configuration = models.ForeignKey(EventConfiguration, on_delete=models.CASCADE, related_name="samples")
+    ctx = models.JSONField(default=dict, help_text="The event's data as the API takes it in ctx (JSON).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "test profile sample data"
+        verbose_name_plural = "test profiles' sample data"
+        constraints = [
+            models.UniqueConstraint(fields=["profile", "configuration"], name="sample_unique_per_profile")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile} for {self.configuration_id}"
 
 
 def new_pkey() -> str:

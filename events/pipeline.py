@@ -43,11 +43,11 @@ from campaign.log_context import event_context
 from campaign.metrics import EVENT_LATENCY, RETRIES
 from campaign.models import Profile
 from campaign.privacy import mask_address, mask_addresses
-from events import claims, selectors, sending, typology
+from events import claims, enrichment, selectors, sending, typology
 from events.claims import Claim, LeaseLost, with_database_retries
 from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry, expired, retry_or_fail
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
-from events.selectors import QuarantineLookup
+from events.selectors import EnrichmentLookup, QuarantineLookup
 from events.transitions import Move, record_moves, recording_statement, write_recording
 from messages import services as message_services
 from messages.channels import Recipient, RenderedMessage, SendResult
@@ -103,6 +103,7 @@ class _Send:
     version: MessageVersion
     profile: Profile | None
     recipient: Recipient
+    enriched: enrichment.Enriched | None = None
 
     @property
     def channel(self) -> str:
@@ -135,6 +136,7 @@ class _Batch:
         self.configurations: dict[int, EventConfiguration] = {}  # read with the events, kept for a while
         self.loaded_at = 0.0
         self.quarantine = QuarantineLookup()
+        self.enrichment = EnrichmentLookup()  # the rows and profiles the events' joins need
         self.sending: dict[futures.Future[Decision], _Send] = {}  # on sender threads
         self.unrecorded: list[_Decided] = []
         self.sent_unrecorded = 0
@@ -186,6 +188,7 @@ class _Batch:
             self.loaded_at = time.monotonic()
         if quarantine_at_once:
             self.quarantine.read(_event_addresses(events))
+        enrichment.read_for_events(self.enrichment, events)
 
     def _next(self) -> Claim | None:
         """The next event, its lease renewed if it runs short (with those of the events still
@@ -230,7 +233,9 @@ class _Batch:
         assert event is not None
         with event_context(pkey=event.pkey, organization=event.configuration.organization.slug):
             try:
-                prepared = _prepare(event, held, self.quarantine, settle=self._settle)
+                prepared = _prepare(
+                    event, held, self.quarantine, settle=self._settle, enrichments=self.enrichment
+                )
             except LeaseLost:
                 logger.warning("event %s: lease lost before sending; another worker has it", event.pkey)
                 self.done[event.pk] = None
@@ -554,7 +559,14 @@ def _render_and_send(send: _Send) -> Decision:
     is decided without a send."""
     event, profile = send.event, send.profile
     try:
-        rendered = message_services.compose(version=send.version, event=event, profile=profile)
+        enriched = send.enriched
+        rendered = message_services.compose(
+            version=send.version,
+            event=event,
+            profile=profile,
+            ctx=enriched.ctx if enriched is not None else None,
+            joined_profile=enriched.profile if enriched is not None else None,
+        )
     except SoftTimeLimitExceeded:
         raise
     except TemplateError as error:  # beyond a bound of rendering (RENDER_*): the reason names it
@@ -599,9 +611,16 @@ def _sent_decision(send: _Send, rendered: RenderedMessage, result: SendResult, d
     return decision.with_send(profile=send.profile, version=send.version, delivery=delivery)
 
 
-def _prepare(event: Event, held: Claim, is_quarantined: QuarantineLookup, *, settle: Any) -> Decision | _Send:
-    """What needs the database before the send (route, target, quarantine, the lease): a decision
-    that needs no send, or the send to render and make.
+def _prepare(
+    event: Event,
+    held: Claim,
+    is_quarantined: QuarantineLookup,
+    *,
+    settle: Any,
+    enrichments: EnrichmentLookup | None = None,
+) -> Decision | _Send:
+    """What needs the database before the send (route, target, enrich, quarantine, the lease): a
+    decision that needs no send, or the send to render and make.
 
     `settle(organization_id=, channel=, address=)` waits for a send in flight to the same address."""
     if expired(event):
@@ -629,6 +648,15 @@ def _prepare(event: Event, held: Claim, is_quarantined: QuarantineLookup, *, set
         excluded = typology.screen(configuration=configuration, profile=profile, rules=rules)
         if excluded is not None:  # denylist, profile filters
             return Decision(Outcome(S.IGNORED, excluded.reason), profile=profile)
+    try:
+        enriched = enrichment.enrich(
+            schema=configuration.published_schema,
+            ctx=event.ctx,
+            organization_id=event.organization_id,
+            lookup=enrichments if enrichments is not None else EnrichmentLookup(),
+        )
+    except enrichment.EnrichmentFailed as failed:
+        return Decision(Outcome(S.TARGETING_FAILED, str(failed)), profile=profile)
     recipient = message_services.recipient_for(event=event, profile=profile)
     if not recipient.address:
         reason = f"the profile has no {configuration.channel} address"
@@ -651,4 +679,4 @@ def _prepare(event: Event, held: Claim, is_quarantined: QuarantineLookup, *, set
     # The lease is extended (if it runs short) before the render and the send, which are bounded
     # (RENDER_TIMEOUT_SECONDS, the send's timeouts) well within what `lease_is_ample` leaves.
     with_database_retries(held.renew)
-    return _Send(event, held, message, message.live_version, profile, recipient)
+    return _Send(event, held, message, message.live_version, profile, recipient, enriched)

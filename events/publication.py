@@ -18,9 +18,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaign import generations
-from events import dispatch, selectors
+from events import dispatch, enrichment, selectors
 from events import schema as event_schema
-from events.models import ConfigurationStatusChange, Event, EventConfiguration
+from events.models import ConfigurationStatusChange, Event, EventConfiguration, ProfileSample
 from events.schema import SchemaError, build_schema
 from events.services import configuration_errors, create_message, default_message_content
 from events.transitions import transition_many
@@ -329,6 +329,23 @@ def check_sample_ctx(schema: dict[str, Any], ctx: Any) -> dict[str, Any]:
         raise lifecycle.SampleDataError(error.field, error.message) from None
 
 
+def sample_of(message: TransactionalMessage, profile: Any) -> dict[str, Any] | None:
+    """A test profile's own sample data for the message's event, or None."""
+    return (
+        ProfileSample.objects.filter(configuration=message.configuration, profile=profile)
+        .values_list("ctx", flat=True)
+        .first()
+    )
+
+
+def enrich_sample(message: TransactionalMessage, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Sample data with the resources' rows joined (a preview shows what an event would)."""
+    configuration = message.configuration
+    return enrichment.enrich_sample(
+        schema=schema_of(message), ctx=ctx, organization_id=configuration.organization_id
+    ).ctx
+
+
 def hand_in() -> None:
     """Give the message editor the workflows and the event's rules (events' AppConfig.ready)."""
     lifecycle.hand_in(
@@ -341,6 +358,8 @@ def hand_in() -> None:
             schema_of=schema_of,
             sample_ctx=event_schema.sample_ctx,
             check_ctx=check_sample_ctx,
+            sample_of=sample_of,
+            enrich_sample=enrich_sample,
             pause_effects=pause_effects,
             unpublish_effects=message_unpublish_effects,
             republish_effects=republish_effects,

@@ -19,7 +19,7 @@ from django.core.validators import EmailValidator, URLValidator
 from django.utils import timezone
 
 from campaign import bounds
-from events.models import EventConfiguration, EventField, FieldType
+from events.models import Enrichment, EventConfiguration, EventField, FieldType
 from messages.channels import RecipientError, channel, channels
 
 DATE_MAX_LENGTH = 64  # a date's text: longer is never valid
@@ -40,11 +40,17 @@ class SchemaError(Exception):
         self.message = message
 
 
-def build_schema(configuration: EventConfiguration, fields: list[EventField] | None = None) -> dict[str, Any]:
+def build_schema(
+    configuration: EventConfiguration,
+    fields: list[EventField] | None = None,
+    enrichments: list[Enrichment] | None = None,
+) -> dict[str, Any]:
     """The JSON schema snapshot of a configuration as it stands now (or of an unsaved one and its
-    `fields`, as the configuration file plans them)."""
+    `fields` and `enrichments`, as the configuration file plans them)."""
     if fields is None:
         fields = list(configuration.fields.all())
+    if enrichments is None:
+        enrichments = list(configuration.enrichments.select_related("resource")) if configuration.pk else []
 
     def describe(field) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": field.name, "type": field.type}
@@ -74,7 +80,30 @@ def build_schema(configuration: EventConfiguration, fields: list[EventField] | N
             "eventField": configuration.reconciliation_event_field,
             "profileField": configuration.reconciliation_profile_field,
         }
+    if enrichments:  # absent when there are none: the schemas published before them stay equal
+        schema["enrichments"] = [describe_enrichment(e) for e in enrichments]
     return schema
+
+
+def describe_enrichment(enrichment: Enrichment) -> dict[str, Any]:
+    """A join as the schema freezes it (and the configuration file says it, without resourceId)."""
+    if enrichment.kind == Enrichment.Kind.PROFILE:
+        return {
+            "kind": "profile",
+            "eventField": enrichment.event_field,
+            "profileField": enrichment.profile_field,
+            "required": enrichment.required,
+        }
+    resource = enrichment.resource
+    return {
+        "kind": "resource",
+        "collection": enrichment.collection,
+        "field": enrichment.event_field,
+        "resource": resource.name if resource is not None else "",
+        "resourceId": resource.pk if resource is not None else None,
+        "name": enrichment.row_name,
+        "required": enrichment.required,
+    }
 
 
 def parse_datetime(value: Any, field: str) -> dt.datetime:

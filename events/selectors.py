@@ -11,11 +11,11 @@ from typing import Any
 
 from django.db.models import OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Lower
 from django.utils import timezone
 
 from campaign import generations
-from campaign.models import Organization, Profile, Quarantine
+from campaign.models import CustomResourceRow, Organization, Profile, Quarantine
 from events.models import Event, EventConfiguration, EventStatusChange, event_name_from_id
 from messages.models import Delivery
 
@@ -237,6 +237,75 @@ class QuarantineLookup:
         return Quarantine.objects.filter(
             organization_id=organization_id, channel=channel, address=address
         ).exists()
+
+
+# (resource id, key) and (organization id, profile field, value): what enrichments join.
+RowKey = tuple[int, str]
+ProfileKey = tuple[int, str, str]
+
+
+def profile_key(organization_id: int, profile_field: str, value: Any) -> ProfileKey:
+    """How a joined profile is looked for: an email matches whatever its case."""
+    text = str(value)
+    return (organization_id, profile_field, text.lower() if profile_field == "email" else text)
+
+
+@dataclass
+class EnrichmentLookup:
+    """The rows the enrichments of a batch's events join (events.enrichment), read at once: the rows
+    of every custom resource in one query for the whole batch, whatever the number of items; the
+    joined profiles in one query per organization and profile field. A key not read with the batch
+    (a configuration published meanwhile) is read on its own."""
+
+    rows: dict[RowKey, dict[str, Any] | None] = field(default_factory=dict)
+    profiles: dict[ProfileKey, Profile | None] = field(default_factory=dict)
+
+    def read(self, rows: Iterable[RowKey], profiles: Iterable[ProfileKey]) -> None:
+        """Read these too, at once (those not read yet)."""
+        unread_rows = {key for key in rows if key not in self.rows}
+        if unread_rows:
+            by_resource: dict[int, set[str]] = {}
+            for resource_id, row_key in unread_rows:
+                by_resource.setdefault(resource_id, set()).add(row_key)
+            wanted = Q()
+            for resource_id, keys in by_resource.items():
+                wanted |= Q(resource_id=resource_id, key__in=sorted(keys))
+            for wanted_row in unread_rows:
+                self.rows[wanted_row] = None
+            for resource_id, key, data in CustomResourceRow.objects.filter(wanted).values_list(
+                "resource_id", "key", "data"
+            ):
+                self.rows[(resource_id, key)] = data
+        unread_profiles: dict[tuple[int, str], set[str]] = {}
+        for wanted_profile in profiles:
+            if wanted_profile not in self.profiles:
+                organization_id, profile_field, text = wanted_profile
+                unread_profiles.setdefault((organization_id, profile_field), set()).add(text)
+        for (organization_id, profile_field), values in unread_profiles.items():
+            for value in values:
+                self.profiles[(organization_id, profile_field, value)] = None
+            found = Profile.objects.filter(organization_id=organization_id).order_by("-pk")
+            column = Profile.STANDARD_COLUMNS.get(profile_field)
+            if column == "email":
+                found = found.annotate(email_lower=Lower("email")).filter(email_lower__in=sorted(values))
+            elif column:
+                found = found.filter(**{f"{column}__in": sorted(values)})
+            else:
+                found = found.filter(**{f"data__{profile_field}__in": sorted(values)})
+            for profile in found:  # the lowest pk last: it wins, as find_profile's does
+                found_value = profile.as_context().get(profile_field)
+                if found_value not in (None, ""):
+                    self.profiles[profile_key(organization_id, profile_field, found_value)] = profile
+
+    def row(self, resource_id: int, key: str) -> dict[str, Any] | None:
+        if (resource_id, key) not in self.rows:
+            self.read([(resource_id, key)], [])
+        return self.rows[(resource_id, key)]
+
+    def profile(self, key: ProfileKey) -> Profile | None:
+        if key not in self.profiles:
+            self.read([], [key])
+        return self.profiles[key]
 
 
 CTX_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,4}$")

@@ -25,6 +25,7 @@ from events.models import (
     EVENT_ID_MAX_LENGTH,
     EVENT_NAME_MAX_LENGTH,
     NAME_VALIDATOR,
+    Enrichment,
     Event,
     EventConfiguration,
     EventField,
@@ -32,7 +33,7 @@ from events.models import (
     event_name_from_id,
     format_event_id,
 )
-from events.schema import ValidatedEvent
+from events.schema import SchemaError, ValidatedEvent, build_schema, validate_ctx
 from messages.channels import channel
 from messages.models import TransactionalMessage
 
@@ -79,13 +80,17 @@ class Problem(str):
 
 
 def configuration_errors(
-    configuration: EventConfiguration, fields: list[EventField] | None = None
+    configuration: EventConfiguration,
+    fields: list[EventField] | None = None,
+    enrichments: list[Enrichment] | None = None,
 ) -> list[Problem]:
     """Everything that stops a configuration from being published: the publication's rules, which
     the admin's form and the configuration file's import check too."""
     errors: list[Problem] = []
     if fields is None:
         fields = list(configuration.fields.all())
+    if enrichments is None:
+        enrichments = list(configuration.enrichments.select_related("resource")) if configuration.pk else []
     errors.extend(Problem(text, "name") for text in event_name_errors(configuration.name))
     top_level = {f.name for f in fields if not f.collection}
     collections = {f.collection for f in fields if f.collection}
@@ -130,7 +135,107 @@ def configuration_errors(
             )
     elif event_field or profile_field:
         errors.append(Problem("A reconciliation is only for profile targeting.", "reconciliation"))
+    errors.extend(enrichment_errors(configuration, fields, enrichments))
     return errors
+
+
+def enrichment_errors(
+    configuration: EventConfiguration, fields: list[EventField], enrichments: list[Enrichment]
+) -> list[Problem]:
+    """The joins' rules (events.enrichment): each names fields the event has, a resource of the
+    configuration's organization, and a name for the joined row that no item field has."""
+    errors: list[Problem] = []
+    top_level = {f.name for f in fields if not f.collection}
+    by_collection: dict[str, set[str]] = {}
+    for f in fields:
+        if f.collection:
+            by_collection.setdefault(f.collection, set()).add(f.name)
+    names: set[tuple[str, str]] = set()
+    profile_joins = 0
+    for enrichment in enrichments:
+        if enrichment.kind == Enrichment.Kind.PROFILE:
+            profile_joins += 1
+            if configuration.targeting == Targeting.PROFILE:
+                errors.append(
+                    Problem(
+                        "A profile enrichment is for event-based messages: profile targeting "
+                        "already has its profile (the reconciliation).",
+                        "enrichments",
+                    )
+                )
+            if enrichment.event_field not in top_level:
+                errors.append(
+                    Problem(
+                        f"The enrichment's event field '{enrichment.event_field}' is not a field "
+                        "of the event.",
+                        "enrichments",
+                    )
+                )
+            field = enrichment.profile_field
+            if not field or (field not in Profile.STANDARD_FIELDS and not field.isidentifier()):
+                errors.append(
+                    Problem(
+                        f"The enrichment's profile field '{field}' is not a valid field name.", "enrichments"
+                    )
+                )
+            continue
+        resource = enrichment.resource
+        if resource is None:
+            errors.append(Problem("A resource enrichment needs a custom resource.", "enrichments"))
+            continue
+        if configuration.organization_id and resource.organization_id != configuration.organization_id:
+            errors.append(Problem(f"The resource '{resource}' is not of this organization.", "enrichments"))
+        items = by_collection.get(enrichment.collection)
+        if items is None:
+            errors.append(
+                Problem(
+                    f"The enrichment's collection '{enrichment.collection}' is not a collection "
+                    "of the event.",
+                    "enrichments",
+                )
+            )
+            continue
+        if enrichment.event_field not in items:
+            errors.append(
+                Problem(
+                    f"The enrichment's key field '{enrichment.event_field}' is not a field of "
+                    f"{enrichment.collection}.",
+                    "enrichments",
+                )
+            )
+        name = enrichment.row_name
+        if name in items:
+            errors.append(
+                Problem(
+                    f"The enrichment's name '{name}' is a field of {enrichment.collection} already: "
+                    "choose another.",
+                    "enrichments",
+                )
+            )
+        if (enrichment.collection, name) in names:
+            errors.append(
+                Problem(f"Two enrichments of {enrichment.collection} are both named '{name}'.", "enrichments")
+            )
+        names.add((enrichment.collection, name))
+    if profile_joins > 1:
+        errors.append(Problem("At most one profile enrichment per event.", "enrichments"))
+    return errors
+
+
+def checked_profile_sample(
+    *, profile: Profile, configuration: EventConfiguration, ctx: Any
+) -> dict[str, Any]:
+    """A test profile's sample data for an event type, checked with the API's own rules against the
+    schema the message is written with (the published one, else the configuration as it stands):
+    SchemaError naming the field (`ctx.items[1].price`) otherwise."""
+    if not profile.is_test:
+        raise SchemaError("profile", "sample data is for test profiles only")
+    if profile.organization_id != configuration.organization_id:
+        raise SchemaError("profile", "the profile and the event type belong to different organizations")
+    size = len(orjson.dumps(ctx))
+    if size > settings.API_MAX_BODY_BYTES:
+        raise SchemaError("ctx", f"at most {settings.API_MAX_BODY_BYTES} bytes of JSON (the API's limit)")
+    return validate_ctx(configuration.published_schema or build_schema(configuration), ctx)
 
 
 def default_message_content(schema: dict[str, Any]) -> dict[str, str]:

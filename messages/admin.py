@@ -239,18 +239,14 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
         """The event's data, each a button that inserts it in the part being edited: a field as
         `{{ ctx.name }}`, a collection as a loop over its items."""
         schema = services.configuration_schema(message)
-        collections = [
-            {
-                "name": collection["name"],
-                "fields": [field["name"] for field in collection.get("fields", [])],
-                "loop": "{% for item in ctx."
-                + collection["name"]
-                + " %}\n"
-                + " ".join("{{ item." + field["name"] + " }}" for field in collection.get("fields", []))
-                + "\n{% endfor %}",
-            }
-            for collection in schema.get("collections", [])
-        ]
+        joined = services.joined_columns(schema)  # the rows of custom resources joined to items
+        collections = []
+        for collection in schema.get("collections", []):
+            names = [field["name"] for field in collection.get("fields", [])]
+            names += joined.get(collection["name"], [])
+            loop = "{% for item in ctx." + collection["name"] + " %}\n"
+            loop += " ".join("{{ item." + name + " }}" for name in names) + "\n{% endfor %}"
+            collections.append({"name": collection["name"], "fields": names, "loop": loop})
         return render_to_string(
             f"{FIELD_TEMPLATES}/event_fields.html",
             {

@@ -54,6 +54,21 @@ class PreviewForm(forms.Form):
             raise forms.ValidationError(f"{error.field}: {error.message}") from None
 
 
+class TestProfilePreviewForm(PreviewForm):
+    profile = forms.ModelChoiceField(
+        queryset=Profile.objects.none(),
+        required=False,
+        label="As test profile",
+        help_text="Render with the test profile's fields and, if it has some for this event, its own "
+        "sample data (instead of the data above).",
+    )
+
+    def __init__(self, *args, organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        profile = cast(forms.ModelChoiceField, self.fields["profile"])
+        profile.queryset = Profile.objects.filter(organization=organization, is_test=True)
+
+
 class ProofForm(PreviewForm):
     addresses = forms.CharField(
         label="Test addresses",
@@ -107,15 +122,22 @@ def preview_view(model_admin, request, object_id):
     message = _message_or_404(model_admin, request, object_id)
     schema = services.configuration_schema(message)
     default_ctx = event_side().sample_ctx(schema)
-    form = PreviewForm(
-        request.POST or None, schema=schema, initial={"ctx": json.dumps(default_ctx, indent=2)}
+    form = TestProfilePreviewForm(
+        request.POST or None,
+        schema=schema,
+        organization=message.configuration.organization,
+        initial={"ctx": json.dumps(default_ctx, indent=2)},
     )
-    ctx = default_ctx
+    ctx, profile = default_ctx, None
     if request.method == "POST" and form.is_valid():
         ctx = form.cleaned_data["ctx"]
+        profile = form.cleaned_data.get("profile")
     rendered, error = None, ""
     try:
-        rendered = services.preview_message(message=message, ctx=ctx)
+        if profile is not None:  # its own sample data, if it has some for this event
+            own = services.profile_sample(message=message, profile=profile)
+            ctx = own if own is not None else ctx
+        rendered = services.preview_message(message=message, ctx=ctx, profile=profile)
     except Exception as exc:  # show the template's problem to the marketer, not a 500
         error = f"{exc.__class__.__name__}: {exc}"
     of_channel = channel_of(message.channel)

@@ -133,6 +133,10 @@ class EventSide:
     schema_of: Callable[[TransactionalMessage], dict[str, Any]]
     sample_ctx: Callable[[dict[str, Any]], dict[str, Any]]
     check_ctx: Callable[[dict[str, Any], Any], dict[str, Any]]  # raises SampleDataError
+    # A test profile's own sample data for a message's event (message, profile) -> ctx or None.
+    sample_of: Callable[[TransactionalMessage, Any], dict[str, Any] | None]
+    # Sample data joined to the custom resources' rows as an event's would be (message, ctx) -> ctx.
+    enrich_sample: Callable[[TransactionalMessage, dict[str, Any]], dict[str, Any]]
     pause_effects: Callable[[TransactionalMessage], PublicationEffects]
     unpublish_effects: Callable[[TransactionalMessage], PublicationEffects]
     republish_effects: Callable[[MessageVersion], PublicationEffects]

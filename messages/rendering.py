@@ -655,13 +655,21 @@ class Vocabulary:
 
     @classmethod
     def from_schema(cls, schema: dict[str, Any]) -> Vocabulary:
+        """The schema's enrichments add theirs: a joined row's name in its collection's items, and
+        `profile` for an event-based message joined to a profile."""
+        joins = schema.get("enrichments") or []
+        joined: dict[str, set[str]] = {}
+        for join in joins:
+            if join.get("kind") == "resource":
+                joined.setdefault(join.get("collection", ""), set()).add(join.get("name", ""))
         return cls(
             fields=frozenset(f["name"] for f in schema.get("fields", [])),
             collections={
-                c["name"]: frozenset(f["name"] for f in c.get("fields", []))
+                c["name"]: frozenset(f["name"] for f in c.get("fields", [])) | joined.get(c["name"], set())
                 for c in schema.get("collections", [])
             },
-            profile_allowed=schema.get("targeting") == "profile",
+            profile_allowed=schema.get("targeting") == "profile"
+            or any(join.get("kind") == "profile" for join in joins),
         )
 
 

@@ -23,7 +23,7 @@ from django.utils.crypto import constant_time_compare
 
 from campaign import senders
 from campaign.metrics import DELIVERIES
-from campaign.models import OPT_OUT_COLUMNS, Organization, Profile, Quarantine
+from campaign.models import OPT_OUT_COLUMNS, CustomResource, Organization, Profile, Quarantine
 from messages import lifecycle, tracking
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_for, waits_on_network
 from messages.channels import channel as channel_of
@@ -280,9 +280,16 @@ def recipient_for(*, event: EventLike, profile: Profile | None) -> Recipient:
 
 
 def template_context(
-    *, event: EventLike | None, ctx: dict[str, Any], profile: Profile | None, event_id: str
+    *,
+    event: EventLike | None,
+    ctx: dict[str, Any],
+    profile: Profile | None,
+    event_id: str,
+    joined_profile: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The plain data a template sees: never a model instance, never a callable."""
+    """The plain data a template sees: never a model instance, never a callable. `joined_profile`:
+    the fields of a profile an event-based message is enriched with (`profile.*`, no unsubscribe
+    link: the message is not the profile's)."""
     context: dict[str, Any] = {
         "ctx": ctx,
         "event": {
@@ -291,6 +298,8 @@ def template_context(
             "received": ((event.created_at if event else None) or timezone.now()).isoformat(),
         },
     }
+    if profile is None and joined_profile is not None:
+        context["profile"] = joined_profile
     if profile is not None:
         context["profile"] = profile.as_context()
         context["unsubscribe_url"] = (
@@ -308,8 +317,10 @@ def compose(
     profile: Profile | None = None,
     content: dict[str, Any] | None = None,
     ctx: dict[str, Any] | None = None,
+    joined_profile: dict[str, Any] | None = None,
 ) -> RenderedMessage:
-    """Render a message version (or a given content, for previews) for one event."""
+    """Render a message version (or a given content, for previews) for one event; `ctx` and
+    `joined_profile`: the event's data as its enrichments made it (events.enrichment)."""
     configuration = event.configuration
     if content is None:
         if version is None:
@@ -318,7 +329,11 @@ def compose(
     ctx = ctx if ctx is not None else event.ctx
     language = (profile.language if profile else "") or str(ctx.get("AC_language") or "")
     context = template_context(
-        event=event if event.pk else None, ctx=ctx, profile=profile, event_id=configuration.event_id
+        event=event if event.pk else None,
+        ctx=ctx,
+        profile=profile,
+        event_id=configuration.event_id,
+        joined_profile=joined_profile,
     )
     of_channel = channel_of(configuration.channel)
     parts = render_content(content, keys=of_channel.content_keys, context=context, language=language)
@@ -433,16 +448,41 @@ def variants_never_chosen(*, message: TransactionalMessage, variants: dict[str, 
 SAMPLE_PROFILE = {"email": "jane.doe@example.com", "first_name": "Jane", "last_name": "Doe", "language": "en"}
 
 
+def joins_profile(schema: dict[str, Any]) -> bool:
+    """An event-based message enriched with a profile's fields (events.enrichment) uses `profile.*`."""
+    return any(join.get("kind") == "profile" for join in schema.get("enrichments") or [])
+
+
+def joined_columns(schema: dict[str, Any]) -> dict[str, list[str]]:
+    """Per collection, what its items' joined rows offer templates (`product.title`): the columns of
+    each joined custom resource but its key (which the item has already), for the editor's help."""
+    joins = [
+        j for j in schema.get("enrichments") or [] if j.get("kind") == "resource" and j.get("resourceId")
+    ]
+    columns = dict(
+        CustomResource.objects.filter(pk__in=[j["resourceId"] for j in joins]).values_list("pk", "columns")
+    )
+    offered: dict[str, list[str]] = {}
+    for join in joins:
+        resource_columns = columns.get(join["resourceId"]) or []
+        offered.setdefault(join["collection"], []).extend(
+            f"{join['name']}.{column}" for column in resource_columns if column != join.get("field")
+        )
+    return offered
+
+
 def sample_profile(message: TransactionalMessage) -> Profile | None:
-    """A stand-in profile for previews of profile-based messages (never saved)."""
-    if message.configuration.targeting != "profile":
+    """A stand-in profile for previews of messages that use one (never saved)."""
+    if message.configuration.targeting != "profile" and not joins_profile(configuration_schema(message)):
         return None
     return Profile(organization=message.configuration.organization, **SAMPLE_PROFILE)
 
 
-def sample_template_context(*, ctx: dict[str, Any], targeting: str, event_id: str) -> dict[str, Any]:
+def sample_template_context(
+    *, ctx: dict[str, Any], targeting: str, event_id: str, with_profile: bool = False
+) -> dict[str, Any]:
     """What a template sees in a preview, for a configuration not saved yet (the file's import)."""
-    profile = Profile(**SAMPLE_PROFILE) if targeting == "profile" else None
+    profile = Profile(**SAMPLE_PROFILE) if targeting == "profile" or with_profile else None
     return template_context(event=None, ctx=ctx, profile=profile, event_id=event_id)
 
 
@@ -461,6 +501,22 @@ def sample_context(message: TransactionalMessage) -> dict[str, Any]:
     )
 
 
+def profile_sample(*, message: TransactionalMessage, profile: Profile) -> dict[str, Any] | None:
+    """A test profile's own sample data for the message's event (None: it has none), checked again
+    with the API's rules as the schema stands now (ProofError naming the field if it fits no more)."""
+    side = lifecycle.event_side()
+    sample = side.sample_of(message, profile)
+    if sample is None:
+        return None
+    try:
+        return side.check_ctx(configuration_schema(message), sample)
+    except lifecycle.SampleDataError as error:
+        raise ProofError(
+            f"the sample data of the test profile {profile}: {error.field}: {error.message} "
+            "(an administrator corrects it under Test profiles' sample data)"
+        ) from None
+
+
 def preview_message(
     *,
     message: TransactionalMessage,
@@ -468,10 +524,12 @@ def preview_message(
     content: dict[str, Any] | None = None,
     profile: Profile | None = None,
 ) -> RenderedMessage:
-    """Render the draft (or a given content) with sample data generated from the field types."""
+    """Render the draft (or a given content) with sample data generated from the field types (or
+    given), joined to the custom resources' rows as events are (events.enrichment)."""
     configuration = message.configuration
     if ctx is None:
         ctx = sample_data(message)
+    ctx = lifecycle.event_side().enrich_sample(message, ctx)
     event = SampleEvent(configuration=configuration, ctx=ctx)
     return compose(
         version=None,
@@ -553,7 +611,10 @@ def send_proof(
     for recipient, test_profile in targets.values():
         key = test_profile.pk if test_profile is not None else None
         if key not in rendered_for:
-            rendered = preview_message(message=message, ctx=ctx, profile=test_profile)
+            own = profile_sample(message=message, profile=test_profile) if test_profile else None
+            rendered = preview_message(
+                message=message, ctx=own if own is not None else ctx, profile=test_profile
+            )
             parts = {**rendered.parts, first_part: PROOF_PREFIX + rendered.parts.get(first_part, "")}
             rendered_for[key] = dataclasses.replace(rendered, parts=parts)
         ready.append((recipient, rendered_for[key]))
