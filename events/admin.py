@@ -842,3 +842,4 @@ class MessageWithSendsAdmin(TransactionalMessageAdmin):
 
 
 install_dashboard(admin.site)  # the admin index opens on the reports' dashboard
+from events import admin_webhooks  # noqa: E402, F401  - registers the webhook endpoints
