@@ -13,7 +13,7 @@ from django.utils import timezone
 from events import webhooks
 from events.models import Event, WebhookAttempt, WebhookEndpoint, WebhookNotification
 from events.transitions import transition
-from tests.factories import ConfigurationFactory, OrganizationFactory
+from tests.factories import ConfigurationFactory
 from tests.webhook_receiver import Receiver, verify
 
 pytestmark = pytest.mark.django_db
