@@ -280,3 +280,79 @@ def test_the_payload_is_the_stored_one_byte_for_byte(organization):
         webhooks.run()
         [got] = receiver.received
     assert json.loads(got.body) == WebhookNotification.objects.get().payload
+
+
+# --- the other kinds, from their sources in the product ------------------------------------------
+
+
+def kinds_stored() -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for notification in WebhookNotification.objects.order_by("id"):
+        found.setdefault(notification.kind, []).append(notification.payload["data"])
+    return found
+
+
+def test_a_hard_bounce_is_notified_from_its_delivery(cart_configuration, organization, smtp_email):
+    from events import pipeline
+    from tests.events.test_rollups import accept
+
+    endpoint_for(organization, "http://127.0.0.1:9/hooks", final_statuses=False, bounces=True)
+    bounced = accept(cart_configuration, email="reject-me@example.com")
+    assert pipeline.process(bounced.pk) == "deliveryFailed"
+    pipeline.process(accept(cart_configuration, email="fine@example.com").pk)
+    webhooks.store_notifications()
+    [bounce] = kinds_stored()["message.bounced"]
+    assert bounce["PKey"] == bounced.pkey and bounce["bounceType"] == "hard" and bounce["channel"] == "email"
+    assert bounce["reason"]  # the server's answer
+    assert list(kinds_stored()) == ["message.bounced"]
+
+
+def test_opens_and_clicks_are_notified_from_the_tracking_hits(organization, smtp_email, client, settings):
+    import copy
+
+    from tests.conftest import publish_events
+    from tests.messages.test_tracking import (
+        BROWSER,
+        LINKS_EVENT,
+        PUBLIC,
+        pixel_of,
+        send_one,
+        sent_a_while_ago,
+        tracked_links,
+    )
+
+    settings.PUBLIC_URL = PUBLIC + "/"
+    endpoint_for(organization, "http://127.0.0.1:9/hooks", final_statuses=False, opens=True, clicks=True)
+    configuration = publish_events(organization, copy.deepcopy(LINKS_EVENT))[0]
+    event, html = send_one(configuration, smtp_email)
+    sent_a_while_ago(event)
+    assert client.get(pixel_of(html), HTTP_USER_AGENT=BROWSER).status_code == 200
+    assert client.get(tracked_links(html)[0], HTTP_USER_AGENT=BROWSER).status_code == 302
+    assert client.get(pixel_of(html), HTTP_USER_AGENT="").status_code == 200  # no browser: automated
+    webhooks.store_notifications()
+    stored = kinds_stored()
+    assert [d["PKey"] for d in stored["message.opened"]] == [event.pkey]
+    [click] = stored["message.clicked"]
+    assert click["PKey"] == event.pkey and click["url"] == "https://shop.example.com/cart?item=1&ref=mail"
+
+
+def test_an_unsubscribe_through_the_link_is_notified(organization, client):
+    from django.core import mail
+
+    from events import pipeline
+    from tests.conftest import publish_events
+    from tests.events.test_pipeline import WELCOME
+    from tests.events.test_rollups import accept
+    from tests.factories import ProfileFactory
+
+    endpoint_for(organization, "http://127.0.0.1:9/hooks", final_statuses=False, unsubscribes=True)
+    configuration = publish_events(organization, WELCOME)[0]
+    ProfileFactory(organization=organization, email="jane@example.com")
+    event = accept(configuration, ctx={"email": "jane@example.com", "plan": "gold"})
+    assert pipeline.process(event.pk) == "processed"
+    link = mail.outbox[0].extra_headers["List-Unsubscribe"].strip("<>").split("localhost:8000", 1)[1]
+    assert client.post(link).status_code == 200
+    webhooks.store_notifications()
+    assert kinds_stored() == {
+        "recipient.unsubscribed": [{"eventId": configuration.event_id, "PKey": event.pkey}]
+    }
