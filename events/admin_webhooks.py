@@ -119,6 +119,13 @@ class WebhookEndpointAdmin(OrganizationScopedAdmin):
             self._notice_disabled(request)
         return super().changelist_view(request, extra_context)
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "GET":
+            endpoint = self.get_object(request, object_id)
+            if endpoint is not None and not endpoint.enabled:
+                flash.error(request, f"This endpoint is disabled: {endpoint.disabled_reason or 'by hand'}")
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_urls(self):
         return [
             path(

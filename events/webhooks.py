@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator
@@ -215,8 +216,24 @@ def _bounces(organizations: list[int], since: dt.datetime) -> Iterator[Source]:
         )
     )
     for pk, organization_id, at, name, pkey, channel, response in rows.iterator(chunk_size=CHUNK):
-        data = {**_event_data(name, pkey), "channel": channel, "bounceType": "hard", "reason": response[:300]}
+        data = {
+            **_event_data(name, pkey),
+            "channel": channel,
+            "bounceType": "hard",
+            "reason": _codes(response),
+        }
         yield Source(pk, organization_id, at, data)
+
+
+REPLY_CODE = re.compile(r"\b[45]\d\d\b")
+ENHANCED_CODE = re.compile(r"\b[45]\.\d{1,3}\.\d{1,3}\b")
+
+
+def _codes(response: str) -> str:
+    """The server's codes only ("550 5.1.1"): its text often repeats the address, which a
+    notification does not carry (it outlives a person's erasure)."""
+    found = [m.group() for m in (REPLY_CODE.search(response), ENHANCED_CODE.search(response)) if m]
+    return " ".join(found)
 
 
 HIT_EVENT = "delivery__event_link__event__"

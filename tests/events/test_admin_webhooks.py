@@ -128,6 +128,8 @@ def test_a_disabled_endpoint_is_announced_on_the_list(client, administrator, org
     response = client.get(LIST)
     notices = [str(m) for m in get_messages(response.wsgi_request)]
     assert any("is disabled" in n and "50 failed attempts" in n for n in notices)
+    change = client.get(reverse("admin:events_webhookendpoint_change", args=[endpoint.pk]))
+    assert any("This endpoint is disabled" in str(m) for m in get_messages(change.wsgi_request))
     log = client.get(reverse("admin:events_webhookendpoint_log", args=[endpoint.pk])).content.decode()
     assert 'id="endpoint-disabled"' in log
 

@@ -303,7 +303,7 @@ def test_a_hard_bounce_is_notified_from_its_delivery(cart_configuration, organiz
     webhooks.store_notifications()
     [bounce] = kinds_stored()["message.bounced"]
     assert bounce["PKey"] == bounced.pkey and bounce["bounceType"] == "hard" and bounce["channel"] == "email"
-    assert bounce["reason"]  # the server's answer
+    assert bounce["reason"] == "550 5.1.1"  # the server's codes, not its text (it names the address)
     assert list(kinds_stored()) == ["message.bounced"]
 
 
@@ -356,3 +356,9 @@ def test_an_unsubscribe_through_the_link_is_notified(organization, client):
     assert kinds_stored() == {
         "recipient.unsubscribed": [{"eventId": configuration.event_id, "PKey": event.pkey}]
     }
+
+
+def test_a_bounces_reason_keeps_the_codes_and_drops_the_address():
+    answer = "550 5.1.1 <jane.doe@example.com>: Recipient address rejected"
+    assert webhooks._codes(answer) == "550 5.1.1"
+    assert webhooks._codes("connection lost") == ""
