@@ -298,7 +298,12 @@ def store_notifications(*, now: dt.datetime | None = None) -> int:
             made += _store(
                 kind, source(sorted({e.organization_id for e in endpoints}), since), endpoints, now
             )
-        WebhookCursor.objects.update_or_create(kind=kind, defaults={"scanned_until": now})
+        # Two runs overlapping (a slow one) may race here: no error, and a cursor set back by the
+        # slower run only makes the next one read a little more again.
+        WebhookCursor.objects.bulk_create(
+            [WebhookCursor(kind=kind, scanned_until=now)], ignore_conflicts=True
+        )
+        WebhookCursor.objects.filter(kind=kind).update(scanned_until=now)
     return made
 
 
