@@ -258,6 +258,8 @@ WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 # Claimed at once: sent WEBHOOK_SENDS_IN_FLIGHT at a time, a batch ends well within its lease.
 WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=32)
 WEBHOOK_SENDS_IN_FLIGHT = env.int("WEBHOOK_SENDS_IN_FLIGHT", default=8)
+# Notifications (with their attempts) are kept this long, then purged by the same job; pending ones stay.
+WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=30)
 WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=10)
 WEBHOOK_URL_MAX_LENGTH = env.int("WEBHOOK_URL_MAX_LENGTH", default=1000)
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)

@@ -513,7 +513,10 @@ class WebhookNotification(models.Model):
                 fields=["endpoint", "kind", "source_id"], name="webhook_notification_once"
             )
         ]
-        indexes = [models.Index(fields=["state", "next_attempt_at"], name="webhook_due_idx")]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="webhook_due_idx"),
+            models.Index(fields=["created_at"], name="webhook_created_idx"),  # the purge
+        ]
 
     def __str__(self) -> str:
         return f"{self.webhook_id} {self.kind}"

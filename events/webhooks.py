@@ -484,9 +484,28 @@ def _post(outgoing: Outgoing) -> tuple[webhook_http.Answer, dt.datetime]:
     return webhook_http.post(outgoing.url, body=outgoing.body, headers=outgoing.headers), started_at
 
 
+PURGE_BATCH = 1000
+
+
+def purge(*, now: dt.datetime | None = None) -> int:
+    """Notifications older than WEBHOOK_RETENTION_DAYS (0: kept forever), delivered or failed, with
+    their attempts: one bounded batch per run. Returns how many went."""
+    if settings.WEBHOOK_RETENTION_DAYS <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
+    old = WebhookNotification.objects.filter(created_at__lt=cutoff).exclude(state=State.PENDING)
+    ids = list(old.order_by("created_at").values_list("pk", flat=True)[:PURGE_BATCH])
+    if not ids:
+        return 0
+    WebhookNotification.objects.filter(pk__in=ids).delete()
+    return len(ids)
+
+
 def run(*, now: dt.datetime | None = None) -> dict[str, int]:
-    """The beat's job: store what happened, then send what is due, for up to RUN_SECONDS."""
+    """The beat's job: store what happened, then send what is due, for up to RUN_SECONDS; and purge
+    a batch of old notifications."""
     totals = {"stored": store_notifications(now=now), "claimed": 0, "delivered": 0, "failed": 0}
+    totals["purged"] = purge(now=now)
     deadline = time.monotonic() + RUN_SECONDS
     while time.monotonic() < deadline:
         counts = deliver_due(now=now)

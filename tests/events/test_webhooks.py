@@ -362,3 +362,37 @@ def test_a_bounces_reason_keeps_the_codes_and_drops_the_address():
     answer = "550 5.1.1 <jane.doe@example.com>: Recipient address rejected"
     assert webhooks._codes(answer) == "550 5.1.1"
     assert webhooks._codes("connection lost") == ""
+
+
+def test_old_notifications_are_purged_with_their_attempts_but_not_pending_ones(organization, settings):
+    settings.WEBHOOK_RETENTION_DAYS = 30
+    endpoint, _ = endpoint_for(organization, "http://127.0.0.1:9/hooks")
+    now = timezone.now()
+    made = {}
+    for n, state in enumerate(["delivered", "failed", "pending"]):
+        made[state] = WebhookNotification.objects.create(
+            endpoint=endpoint,
+            kind="event.status",
+            source_id=n,
+            webhook_id=f"msg_{n}",
+            payload={},
+            state=state,
+            next_attempt_at=now + dt.timedelta(days=1),
+        )
+        WebhookAttempt.objects.create(notification=made[state], endpoint=endpoint, started_at=now, error="x")
+    WebhookNotification.objects.update(created_at=now - dt.timedelta(days=31))
+    recent = WebhookNotification.objects.create(
+        endpoint=endpoint,
+        kind="event.status",
+        source_id=9,
+        webhook_id="msg_9",
+        payload={},
+        state="delivered",
+        next_attempt_at=now,
+    )
+    assert webhooks.purge(now=now) == 2
+    assert set(WebhookNotification.objects.values_list("pk", flat=True)) == {made["pending"].pk, recent.pk}
+    assert WebhookAttempt.objects.count() == 1
+    settings.WEBHOOK_RETENTION_DAYS = 0
+    WebhookNotification.objects.update(state="delivered")
+    assert webhooks.purge(now=now) == 0
