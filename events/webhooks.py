@@ -298,6 +298,8 @@ def store_notifications(*, now: dt.datetime | None = None) -> int:
             made += _store(
                 kind, source(sorted({e.organization_id for e in endpoints}), since), endpoints, now
             )
+        if not endpoints and cursor is None:
+            continue  # never wanted: nothing to write
         # Two runs overlapping (a slow one) may race here: no error, and a cursor set back by the
         # slower run only makes the next one read a little more again.
         WebhookCursor.objects.bulk_create(
