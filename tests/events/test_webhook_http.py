@@ -128,3 +128,83 @@ def test_a_redirect_is_not_followed(settings):
         receiver.status = 307
         answer = post(receiver.url, body=b"{}", headers={})
     assert not answer.succeeded and answer.status_code == 307
+
+
+def certificate_for(name: str, tmp_path):
+    """A self-signed certificate for `name` and its key, as PEM files."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """A receiver speaking TLS with a certificate for `hooks.test` only."""
+    import ssl
+
+    cert_file, key_file = certificate_for("hooks.test", tmp_path)
+    with Receiver() as receiver:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file)
+        receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+        yield receiver, cert_file
+
+
+def trusting(monkeypatch, cert_file) -> None:
+    """The sender trusts the test certificate (as it trusts the system's authorities)."""
+    import ssl
+
+    real = ssl.create_default_context
+    monkeypatch.setattr(webhook_http.ssl, "create_default_context", lambda: real(cafile=str(cert_file)))
+
+
+def test_https_reaches_the_checked_address_and_verifies_the_host_name(
+    tls_receiver, resolves_to, monkeypatch, settings
+):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    receiver, cert_file = tls_receiver
+    trusting(monkeypatch, cert_file)
+    resolves_to("127.0.0.1")
+    port = receiver.server.server_address[1]
+    answer = post(f"https://hooks.test:{port}/in", body=b"{}", headers={})
+    assert answer.succeeded, answer.error
+    [got] = receiver.received
+    assert got.headers["host"] == f"hooks.test:{port}"
+
+
+def test_https_refuses_a_certificate_for_another_name(tls_receiver, resolves_to, monkeypatch, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    receiver, cert_file = tls_receiver
+    trusting(monkeypatch, cert_file)
+    resolves_to("127.0.0.1")
+    port = receiver.server.server_address[1]
+    answer = post(f"https://elsewhere.test:{port}/in", body=b"{}", headers={})
+    assert answer.status_code is None and "certificate" in answer.error.lower()
+    assert receiver.received == []
