@@ -179,5 +179,7 @@ class WebhookEndpointAdmin(OrganizationScopedAdmin):
         if notification is None:
             raise Http404("No such notification of this endpoint.")
         webhooks.replay(notification=notification)
-        flash.success(request, f"{notification.webhook_id} will be sent again (same webhook-id).")
+        flash.success(
+            request, f"Notification {notification.webhook_id} will be sent again (same webhook-id)."
+        )
         return HttpResponseRedirect(reverse("admin:events_webhookendpoint_log", args=[endpoint.pk]))
