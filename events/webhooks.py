@@ -150,6 +150,17 @@ def secret_of(endpoint: WebhookEndpoint) -> str:
     return encryption.decrypt(endpoint.secret_encrypted)
 
 
+def reencrypt_secrets() -> int:
+    """Every endpoint's secret encrypted again under the first key of ENCRYPTION_KEYS (after a new
+    key was put first); InvalidToken if one cannot be opened by any key. Returns how many."""
+    endpoints = list(WebhookEndpoint.objects.only("pk", "secret_encrypted").order_by("pk"))
+    rotated = [(e.pk, encryption.rotate(e.secret_encrypted)) for e in endpoints]  # all open, or none written
+    with transaction.atomic():
+        for pk, token in rotated:
+            WebhookEndpoint.objects.filter(pk=pk).update(secret_encrypted=token)
+    return len(rotated)
+
+
 def enable(*, endpoint: WebhookEndpoint) -> None:
     """Back on after a disable: the run of failures starts again from zero."""
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(

@@ -396,3 +396,34 @@ def test_old_notifications_are_purged_with_their_attempts_but_not_pending_ones(o
     settings.WEBHOOK_RETENTION_DAYS = 0
     WebhookNotification.objects.update(state="delivered")
     assert webhooks.purge(now=now) == 0
+
+
+def test_a_key_rotation_reencrypts_every_secret_under_the_new_key(organization, settings):
+    from io import StringIO
+
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS = [old]
+    endpoint, secret = endpoint_for(organization, "http://127.0.0.1:9/hooks")
+    settings.ENCRYPTION_KEYS = [new, old]
+    out = StringIO()
+    call_command("reencrypt_webhook_secrets", stdout=out)
+    assert out.getvalue() == "1 webhook secret(s) encrypted with the first key\n"
+    settings.ENCRYPTION_KEYS = [new]  # the old key dropped
+    assert webhooks.secret_of(WebhookEndpoint.objects.get(pk=endpoint.pk)) == secret
+
+
+def test_a_rotation_without_the_old_key_is_one_line_and_exit_code_2(organization, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import CommandError, call_command
+
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    endpoint, _ = endpoint_for(organization, "http://127.0.0.1:9/hooks")
+    before = WebhookEndpoint.objects.get(pk=endpoint.pk).secret_encrypted
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(CommandError, match="keep the old key") as raised:
+        call_command("reencrypt_webhook_secrets")
+    assert raised.value.returncode == 2 and "\n" not in str(raised.value)
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).secret_encrypted == before  # nothing written
