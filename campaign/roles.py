@@ -31,6 +31,8 @@ ROLE_PERMISSIONS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         ("transactional", "delivery"): ("view",),
         ("transactional", "messagestatuschange"): ("view",),
         ("events", "configurationstatuschange"): ("view",),
+        ("events", "webhookendpoint"): ("view", "add", "change", "delete"),
+        ("events", "webhooknotification"): ("view",),
     },
     MARKETERS: {
         ("transactional", "transactionalmessage"): ("view", "change"),

@@ -53,6 +53,8 @@ if not DEBUG and (_refusal := secret_key.refusal(SECRET_KEY)):
     _stop(f"{SECRET_KEY_FILE} is damaged: delete it for a new one" if SECRET_KEY_FILE else _refusal)
 # Former keys, still accepted for signed values (sessions, unsubscribe links) after a rotation.
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+# Fernet keys (comma-separated, the first encrypts) of the secrets stored encrypted (campaign.encryption).
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -240,6 +242,30 @@ CELERY_TASK_ROUTES = {
 ROLLUP_INTERVAL_SECONDS = env.float("ROLLUP_INTERVAL_SECONDS", default=60.0)
 ROLLUP_GRACE_SECONDS = env.float("ROLLUP_GRACE_SECONDS", default=300.0)
 
+# --- Status webhooks (events.webhooks) -----------------------------------------------------------
+# The beat stores the notifications of what happened since its last run, then sends the due ones.
+WEBHOOK_INTERVAL_SECONDS = env.float("WEBHOOK_INTERVAL_SECONDS", default=2.0)
+# Changes committed later than the time they carry (a worker's group recorded late) are re-read.
+WEBHOOK_SCAN_GRACE_SECONDS = env.float("WEBHOOK_SCAN_GRACE_SECONDS", default=30.0)
+# Retries: the first after this many seconds, each next one twice as late, for this long in all.
+WEBHOOK_RETRY_FIRST_SECONDS = env.float("WEBHOOK_RETRY_FIRST_SECONDS", default=30.0)
+WEBHOOK_RETRY_WINDOW_SECONDS = env.float("WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600.0)
+# An endpoint is disabled after this many failed attempts in a row (any success resets the run).
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=50)
+# A claimed notification whose outcome was not recorded within this (the sender died) goes again.
+WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=60.0)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# Claimed at once: sent WEBHOOK_SENDS_IN_FLIGHT at a time, a batch ends well within its lease.
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=32)
+WEBHOOK_SENDS_IN_FLIGHT = env.int("WEBHOOK_SENDS_IN_FLIGHT", default=8)
+# Notifications (with their attempts) are kept this long, then purged by the same job; pending ones stay.
+WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=30)
+WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=10)
+WEBHOOK_URL_MAX_LENGTH = env.int("WEBHOOK_URL_MAX_LENGTH", default=1000)
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
+# Targets on private, loopback and link-local networks are refused unless this is on (tests).
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep": {
         "task": "events.sweep",
@@ -252,6 +278,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "events.refresh_rollups",
         "schedule": ROLLUP_INTERVAL_SECONDS,
         "options": {"expires": ROLLUP_INTERVAL_SECONDS},
+    },
+    "webhooks": {
+        "task": "events.webhooks",
+        "schedule": WEBHOOK_INTERVAL_SECONDS,
+        "options": {"expires": WEBHOOK_INTERVAL_SECONDS * 2},
     },
 }
 

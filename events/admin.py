@@ -1160,3 +1160,6 @@ class FatigueRuleAdmin(OrganizationScopedAdmin):
                 return cleaned
 
         return FatigueRuleForm
+
+
+from events import admin_webhooks  # noqa: E402, F401  - registers the webhook endpoints

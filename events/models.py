@@ -683,3 +683,112 @@ class ProfileSend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} to profile {self.profile_id}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where an organization wants its status notifications (events.webhooks): a URL, the kinds it
+    wants, and the secret the notifications are signed with (stored encrypted: campaign.encryption)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.CharField("URL", max_length=2048, help_text="https://... (no private or loopback address)")
+    description = models.CharField(max_length=200, blank=True)
+    final_statuses = models.BooleanField(
+        default=True, help_text="An event reached its final status (processed, ignored, deliveryFailed...)."
+    )
+    bounces = models.BooleanField(default=False, help_text="A send was refused for good (hard bounce).")
+    opens = models.BooleanField(default=False, help_text="A tracked email was opened.")
+    clicks = models.BooleanField(default=False, help_text="A tracked link was clicked.")
+    unsubscribes = models.BooleanField(default=False, help_text="A recipient opted out through the link.")
+    secret_encrypted = models.TextField(editable=False)
+    enabled = models.BooleanField(default=True)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=300, blank=True, editable=False)
+    # Failed attempts in a row; WEBHOOK_DISABLE_AFTER_FAILURES of them disable the endpoint.
+    failures_in_a_row = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization__slug", "url", "id"]
+        verbose_name = "webhook endpoint"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookNotification(models.Model):
+    """One notification to one endpoint, stored before any send (the outbox): its id (`webhook-id`)
+    and body stay the same across its attempts, so a receiver deduplicates by the id."""
+
+    class Kind(models.TextChoices):
+        STATUS = "event.status", "Final status"
+        BOUNCE = "message.bounced", "Bounce"
+        OPEN = "message.opened", "Open"
+        CLICK = "message.clicked", "Click"
+        UNSUBSCRIBE = "recipient.unsubscribed", "Unsubscribe"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed (retries exhausted)"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    # The row it tells of: an event (status), a delivery (bounce), a tracking hit, an unsubscription.
+    source_id = models.BigIntegerField()
+    webhook_id = models.CharField("webhook-id", max_length=40, unique=True)
+    payload = models.JSONField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # When it is next due; while an attempt is in flight, when that attempt's claim runs out.
+    next_attempt_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "webhook notification"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "kind", "source_id"], name="webhook_notification_once"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="webhook_due_idx"),
+            models.Index(fields=["created_at"], name="webhook_created_idx"),  # the purge
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} {self.kind}"
+
+
+class WebhookAttempt(models.Model):
+    """One try of a notification: the endpoint's delivery log."""
+
+    notification = models.ForeignKey(WebhookNotification, on_delete=models.CASCADE, related_name="tries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="attempts")
+    started_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name = "webhook attempt"
+        indexes = [models.Index(fields=["endpoint", "-started_at"], name="webhook_attempt_log_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.notification_id} at {self.started_at}: {self.status_code or self.error}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class WebhookCursor(models.Model):
+    """How far the webhooks' scanner has read one source (events.webhooks.store_notifications)."""
+
+    kind = models.CharField(max_length=24, primary_key=True)
+    scanned_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.kind} until {self.scanned_until}"

@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from events import pipeline, retention, rollups
+from events import pipeline, retention, rollups, webhooks
 from events.sweep import recover
 
 
@@ -37,3 +37,10 @@ def refresh_rollups() -> int:
 def purge_history() -> dict[str, int]:
     """The beat's purge of what is past retention, bounded per run (events.retention)."""
     return retention.purge(max_batches=settings.RETENTION_MAX_BATCHES)
+
+
+@shared_task(name="events.webhooks", ignore_result=True)
+def send_webhooks() -> dict[str, int]:
+    """Status webhooks: store the notifications of what happened since the last run, send the due
+    ones (events.webhooks)."""
+    return webhooks.run()

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -28,6 +29,7 @@ def production_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
         {
             "ENV_FILE": str(DEPLOY / "production.env.example"),
             "SECRET_KEY": secrets.token_urlsafe(50),
+            "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "VAR_DIR": str(tmp_path / "var"),
             "STATIC_ROOT": str(tmp_path / "static"),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),

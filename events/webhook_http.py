@@ -1,0 +1,134 @@
+"""The webhooks' way out: a URL checked before it is saved and again at each send, after its host
+name is resolved, and the POST made to the very address that was checked (no second lookup that a
+DNS rebinding could answer differently). Loopback, private, link-local, shared, multicast and
+reserved addresses are refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS is on. Redirects are not
+followed (a 3xx is a failed attempt), and only the status line and headers of the answer are read.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+class TargetRefused(Exception):
+    """A URL the webhooks may not reach, with the reason a person can act on."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int | None
+    duration_ms: int
+    error: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def parse(url: str) -> urllib.parse.SplitResult:
+    """The URL's parts; TargetRefused for a URL too long, not http(s), or without a host."""
+    if len(url) > settings.WEBHOOK_URL_MAX_LENGTH:
+        raise TargetRefused(f"The URL is longer than {settings.WEBHOOK_URL_MAX_LENGTH} characters.")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as error:
+        raise TargetRefused(f"Not a URL: {error}.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetRefused("The URL must start with https:// (or http://) and name a host.")
+    if parts.username or parts.password:
+        raise TargetRefused("The URL must not hold a user name or password.")
+    return parts
+
+
+def refused_address(address: str) -> bool:
+    """True for an address outside the public internet (loopback, private, link-local...)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The host's addresses, every one of them allowed; TargetRefused otherwise."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise TargetRefused(f"The host {host} does not resolve ({error}).") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    if not addresses:
+        raise TargetRefused(f"The host {host} does not resolve.")
+    if not settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
+        private = [a for a in addresses if refused_address(a)]
+        if private:
+            raise TargetRefused(
+                f"The host {host} resolves to {private[0]}, a private, loopback or link-local address."
+            )
+    return addresses
+
+
+def check(url: str) -> None:
+    """What the endpoint's form asks before saving: TargetRefused with the reason, or nothing."""
+    parts = parse(url)
+    resolve(parts.hostname or "", _port(parts))
+
+
+def _port(parts: urllib.parse.SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        # The certificate is checked against the host name, the connection made to the checked address.
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def post(url: str, *, body: bytes, headers: Mapping[str, str]) -> Answer:
+    """POST `body` to `url` (checked again, resolved once); never raises: the answer or the error."""
+    started = time.monotonic()
+
+    def took() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        parts = parse(url)
+        host, port = parts.hostname or "", _port(parts)
+        address = resolve(host, port)[0]
+    except TargetRefused as refused:
+        return Answer(None, took(), f"refused: {refused}")
+    kind = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
+    connection = kind(host, port, address=address, timeout=settings.WEBHOOK_TIMEOUT_SECONDS)
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    try:
+        connection.request("POST", path, body=body, headers=dict(headers))
+        response = connection.getresponse()
+        return Answer(response.status, took(), "" if 200 <= response.status < 300 else response.reason[:200])
+    except (OSError, http.client.HTTPException) as error:
+        return Answer(None, took(), f"{type(error).__name__}: {error}"[:500])
+    finally:
+        connection.close()
