@@ -279,12 +279,14 @@ function livePreview() {
 
     async function render() {
         const number = ++sent;
+        panel.dataset.state = "rendering";
         let found;
         try {
             found = variants();
         } catch (error) {
             showErrors([{ field: "variants", message: `not valid JSON (${error.message})` }]);
             status.textContent = "Not rendered";
+            panel.dataset.state = "idle";
             return;
         }
         showLanguages(found);
@@ -308,6 +310,7 @@ function livePreview() {
         } catch {
             if (number === sent) {
                 status.textContent = "The server could not be reached";
+                panel.dataset.state = "idle";
             }
             return;
         }
@@ -326,10 +329,12 @@ function livePreview() {
             status.textContent = "Not rendered: the last preview stays";
         }
         panel.dataset.rendered = String(number);
+        panel.dataset.state = "idle";
     }
 
     function later() {
         clearTimeout(timer);
+        panel.dataset.state = "edited";
         status.textContent = "Edited…";
         timer = setTimeout(render, DEBOUNCE_MS);
     }

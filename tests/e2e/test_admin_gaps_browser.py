@@ -219,6 +219,7 @@ def test_marketer_inserts_the_events_fields_at_the_cursor_and_is_warned_of_a_var
     page.click("#add-variant")
     page.fill("#variant-0-language", "fr")
     page.fill("#variant-0-subject", "Bonjour {{ ctx.firstName }}")
+    expect(page.locator("#live-preview")).to_have_attribute("data-state", "idle")  # nothing moves
     page.click("input[name=_continue]")
     expect(page.locator("#variant-warning")).to_contain_text(
         "The variant fr can never be chosen: EVTcartAbandonment is a real-time event without an AC_language"

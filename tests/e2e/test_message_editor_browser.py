@@ -33,6 +33,14 @@ def watch_policy(page) -> list[str]:
     return violations
 
 
+def save(page) -> None:
+    """Save and continue once the preview has followed the last edit (nothing moves under the
+    click), and wait for the page that answers (the last one said the same)."""
+    expect(page.locator("#live-preview")).to_have_attribute("data-state", "idle")
+    with page.expect_navigation():
+        page.click("input[name=_continue]")
+
+
 def test_marketer_sees_the_unsaved_edits_rendered_at_both_widths_and_in_each_language(
     browser, live_server, marketer, organization, pages
 ):
@@ -96,7 +104,7 @@ def test_marketer_sees_the_unsaved_edits_rendered_at_both_widths_and_in_each_lan
     expect(output).to_contain_text("Subject: Bonjour Zoé")
     expect(frame.locator("body")).to_have_text("Hello Zoé")  # the part the variant leaves out
 
-    page.click("input[name=_continue]")
+    save(page)
     expect(page.locator(".messagelist")).to_contain_text("changed successfully")
     message.refresh_from_db()
     assert message.variants == {"fr": {"subject": "Bonjour {{ ctx.firstName }}"}}
@@ -124,7 +132,7 @@ def test_marketer_edits_variants_per_language_and_reads_their_errors_by_language
     page.click("#add-variant")
     page.fill("#variant-1-language", "de-DE-x")
     page.fill("#variant-1-text", "Hallo {{ ctx.vorname }}")
-    page.click("input[name=_continue]")
+    save(page)
     errors = page.locator(".field-variants .errorlist")
     expect(errors).to_contain_text("variants.de-DE-x.text")
     expect(errors).to_contain_text("vorname")
@@ -136,7 +144,7 @@ def test_marketer_edits_variants_per_language_and_reads_their_errors_by_language
     # Corrected, saved; then French removed and saved: the same JSON field as ever.
     page.fill("#variant-1-language", "de")
     page.fill("#variant-1-text", "Hallo {{ ctx.firstName }}")
-    page.click("input[name=_continue]")
+    save(page)
     expect(page.locator(".messagelist")).to_contain_text("changed successfully")
     message.refresh_from_db()
     assert message.variants == {
@@ -145,7 +153,7 @@ def test_marketer_edits_variants_per_language_and_reads_their_errors_by_language
     }
     page.locator("fieldset.variant-language", has_text="Language fr").locator(".remove-variant").click()
     expect(page.locator("fieldset.variant-language legend")).to_have_text(["Language de"])
-    page.click("input[name=_continue]")
+    save(page)
     expect(page.locator(".messagelist")).to_contain_text("changed successfully")
     message.refresh_from_db()
     assert message.variants == {"de": {"text": "Hallo {{ ctx.firstName }}"}}
@@ -154,7 +162,7 @@ def test_marketer_edits_variants_per_language_and_reads_their_errors_by_language
     page.click("#add-variant")
     page.fill("#variant-1-language", "de")
     page.fill("#variant-1-text", "Noch einmal")
-    page.click("input[name=_continue]")
+    save(page)
     expect(page.locator(".field-variants .errorlist")).to_contain_text("The language de is given twice")
     message.refresh_from_db()
     assert message.variants == {"de": {"text": "Hallo {{ ctx.firstName }}"}}
