@@ -268,8 +268,9 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
                 *(["track_opens"] if of_channel.tracks_opens else []),
                 "track_clicks",
             ]
-        return ["event", "status", "live", "event_fields", *columns, *sender_fields(of_channel), "variants",
-                *tracking_fields, "preview"]  # fmt: skip
+        # The preview right under the parts it follows as they are typed.
+        return ["event", "status", "live", "event_fields", *columns, "preview", *sender_fields(of_channel),
+                "variants", *tracking_fields]  # fmt: skip
 
     def get_readonly_fields(self, request, obj=None):
         return ["event", "status", "live", "event_fields", "tracking", "preview"]

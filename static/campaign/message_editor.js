@@ -1,6 +1,6 @@
 // The message editor (a file: the Content-Security-Policy allows no inline script).
 // - The event's fields beside the editor: a click inserts `{{ ctx.field }}` (or a collection's loop)
-//   at the cursor of the part last edited, the first part if none was.
+//   at the cursor of the part last edited (a language variant's too), the first part if none was.
 // - The language variants edited per language (a fieldset each), written back to the variants'
 //   JSON field, which stays what the form posts and the server checks.
 // - The preview follows the unsaved edits: 400 ms after typing stops, the parts, variants and sample
@@ -22,6 +22,12 @@ function insertEventFields() {
     for (const part of parts) {
         part.addEventListener("focus", () => { last = part; });
     }
+    // A language variant's parts too (their fieldsets are made later, and added and removed).
+    document.addEventListener("focusin", (event) => {
+        if (event.target.matches?.("#variant-editor [data-part]")) {
+            last = event.target;
+        }
+    });
     for (const button of panel.querySelectorAll("button[data-insert]")) {
         button.addEventListener("click", () => {
             if (last === null) {

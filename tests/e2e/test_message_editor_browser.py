@@ -143,7 +143,9 @@ def test_marketer_edits_variants_per_language_and_reads_their_errors_by_language
 
     # Corrected, saved; then French removed and saved: the same JSON field as ever.
     page.fill("#variant-1-language", "de")
-    page.fill("#variant-1-text", "Hallo {{ ctx.firstName }}")
+    page.fill("#variant-1-text", "Hallo ")  # the event's field inserted in the variant's part
+    page.locator("#event-fields").get_by_role("button", name="firstName").click()
+    expect(page.locator("#variant-1-text")).to_have_value("Hallo {{ ctx.firstName }}")
     save(page)
     expect(page.locator(".messagelist")).to_contain_text("changed successfully")
     message.refresh_from_db()

@@ -260,3 +260,24 @@ def test_a_language_given_twice_in_the_variants_is_a_form_error(client, marketer
     answer = client.post(url, change_form_data(page, variants=long_subject, _save="Save"))
     errors = answer.context["adminform"].form.errors["variants"]
     assert "variants.fr.subject: at most 998 characters (it has 999)" in errors
+
+
+def test_a_push_message_previews_its_title_and_body_as_text(client, marketer, organization):
+    message = publish_events(
+        organization,
+        {
+            "name": "shipped",
+            "channel": "push",
+            "fields": [{"name": "order", "type": "text"}],
+            "message": {"title": "Shipped", "body": "Order {{ ctx.order }} is on its way"},
+        },
+    )[0].message
+    client.force_login(marketer)
+    content = {"title": "<b>Sent</b> {{ ctx.order }}", "body": "Order {{ ctx.order }}"}
+    answer = ask(client, message, content=content, ctx='{"order": "A1"}').json()
+    assert [(p["label"], p["value"], p["html"]) for p in answer["parts"]] == [
+        ("Title", "<b>Sent</b> A1", False),
+        ("Body", "Order A1", False),
+    ]
+    assert "sms" not in answer
+    assert ask(client, message, content={"title": "t" * 256}).json()["errors"][0]["field"] == "title"
