@@ -11,6 +11,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib import messages as flash
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
@@ -56,27 +57,38 @@ class VariantsField(forms.JSONField):
     what a browser without script shows as text): a language given twice is an error, not a silent
     loss of one of them."""
 
+    @staticmethod
+    def repeated_key(value: object) -> str | None:
+        """The first key the JSON text gives twice in an object, if any."""
+        if not isinstance(value, str) or not value.strip():
+            return None
+        repeated: list[str] = []
+
+        def pairs(items: list) -> dict:
+            seen: dict = {}
+            for key, item in items:
+                if key in seen:
+                    repeated.append(key)
+                seen[key] = item
+            return seen
+
+        try:
+            json.loads(value, object_pairs_hook=pairs)
+        except (ValueError, RecursionError):
+            return None  # the JSON field's own error follows
+        return repeated[0] if repeated else None
+
     def to_python(self, value):
-        if isinstance(value, str) and value.strip():
-            repeated: list[str] = []
-
-            def pairs(items: list) -> dict:
-                seen: dict = {}
-                for key, item in items:
-                    if key in seen:
-                        repeated.append(key)
-                    seen[key] = item
-                return seen
-
-            try:
-                json.loads(value, object_pairs_hook=pairs)
-            except (ValueError, RecursionError):
-                pass  # the JSON field's own error follows
-            if repeated:
-                raise forms.ValidationError(
-                    f"The language {repeated[0]} is given twice: keep one of its variants."
-                )
+        repeated = self.repeated_key(value)
+        if repeated is not None:
+            raise forms.ValidationError(f"The language {repeated} is given twice: keep one of its variants.")
         return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        # Shown again as posted: parsed and dumped, one of the two would vanish from the page.
+        if self.repeated_key(data) is not None:
+            return InvalidJSONInput(data)
+        return super().bound_data(data, initial)
 
 
 class TransactionalMessageForm(forms.ModelForm):

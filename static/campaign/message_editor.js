@@ -61,6 +61,53 @@ function element(tag, properties = {}, children = []) {
 
 // --- Variants, per language ------------------------------------------------------------------
 
+// [[key, value]] of a JSON object's members in their order, a key given twice kept twice (the
+// server refuses it by name; JSON.parse would keep only the last, and the editor lose the other).
+function members(text) {
+    const object = JSON.parse(text); // SyntaxError: not JSON
+    if (object === null || typeof object !== "object" || Array.isArray(object)) {
+        throw new TypeError("not a JSON object");
+    }
+    const found = [];
+    let depth = 0;
+    let inString = false;
+    let escaped = false;
+    let stringStart = -1;
+    let key = null;
+    let valueStart = -1;
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (inString) {
+            if (escaped) {
+                escaped = false;
+            } else if (c === "\\") {
+                escaped = true;
+            } else if (c === '"') {
+                inString = false;
+                if (depth === 1 && valueStart === -1) {
+                    key = JSON.parse(text.slice(stringStart, i + 1));
+                }
+            }
+        } else if (c === '"') {
+            inString = true;
+            stringStart = i;
+        } else if (c === ":" && depth === 1) {
+            valueStart = i + 1;
+        } else if ((c === "," && depth === 1) || ((c === "}" || c === "]") && depth === 1)) {
+            if (valueStart !== -1) {
+                found.push([key, JSON.parse(text.slice(valueStart, i))]);
+            }
+            valueStart = -1;
+            depth -= c === "," ? 0 : 1;
+        } else if (c === "{" || c === "[") {
+            depth += 1;
+        } else if (c === "}" || c === "]") {
+            depth -= 1;
+        }
+    }
+    return found;
+}
+
 function variantsEditor() {
     const field = document.getElementById("id_variants");
     if (!field || !field.dataset.parts) {
@@ -68,12 +115,9 @@ function variantsEditor() {
     }
     let variants;
     try {
-        variants = field.value.trim() ? JSON.parse(field.value) : {};
+        variants = field.value.trim() ? members(field.value) : [];
     } catch {
-        return; // not JSON (as typed before the page was sent back): left as text, to be corrected
-    }
-    if (variants === null || typeof variants !== "object" || Array.isArray(variants)) {
-        return;
+        return; // not a JSON object (as posted before the page was sent back): left as text
     }
     const parts = JSON.parse(field.dataset.parts);
     const editor = element("div", { id: "variant-editor", className: "variant-editor" });
@@ -139,7 +183,7 @@ function variantsEditor() {
         return fieldset;
     }
 
-    for (const [code, content] of Object.entries(variants)) {
+    for (const [code, content] of variants) {
         addLanguage(code, content && typeof content === "object" ? content : {});
     }
     const add = element("button", { type: "button", id: "add-variant", textContent: "Add a language" });

@@ -166,6 +166,9 @@ def test_marketer_edits_variants_per_language_and_reads_their_errors_by_language
     page.fill("#variant-1-text", "Noch einmal")
     save(page)
     expect(page.locator(".field-variants .errorlist")).to_contain_text("The language de is given twice")
+    # Both still in the editor, each in its fieldset: the marketer chooses which one goes.
+    expect(page.locator("fieldset.variant-language legend")).to_have_text(["Language de", "Language de"])
+    expect(page.locator("#variant-1-text")).to_have_value("Noch einmal")
     message.refresh_from_db()
     assert message.variants == {"de": {"text": "Hallo {{ ctx.firstName }}"}}
 

@@ -256,6 +256,8 @@ def test_a_language_given_twice_in_the_variants_is_a_form_error(client, marketer
     assert answer.context["adminform"].form.errors["variants"] == [
         "The language fr is given twice: keep one of its variants."
     ]
+    shown = answer.context["adminform"].form["variants"].value()
+    assert "Bonjour" in shown and "Salut" in shown  # as posted: neither lost on the page
     long_subject = json.dumps({"fr": {"subject": "s" * 999}})
     answer = client.post(url, change_form_data(page, variants=long_subject, _save="Save"))
     errors = answer.context["adminform"].form.errors["variants"]
