@@ -174,14 +174,27 @@ def _live_preview_request(body: bytes, *, keys: tuple[str, ...]) -> tuple[dict, 
         raise ValueError("content", "an object of the message's parts")
     for key in content:
         if key not in (*keys, "variants"):
-            raise ValueError(f"content.{key}", "not a part of this message")
+            raise ValueError(key, "not a part of this message")
         if key != "variants" and not isinstance(content[key], str):
-            raise ValueError(f"content.{key}", "must be text")
+            raise ValueError(key, "must be text")
     variants = content.get("variants")
     if variants is not None and not isinstance(variants, dict):
         raise ValueError("variants", 'an object by language: {"fr": {...}}')
     if isinstance(variants, dict) and len(variants) > MAX_VARIANTS:
         raise ValueError("variants", f"at most {MAX_VARIANTS} language variants")
+    # No NUL nor lone surrogate, as the form's fields refuse them (the body's cap bounds the length).
+    texts = [(key, value) for key, value in content.items() if key != "variants"]
+    for language, variant in (variants or {}).items():
+        if isinstance(variant, dict):
+            texts += [(f"variants.{language}.{key}", value) for key, value in variant.items()]
+    for field, value in texts:
+        problem = (
+            bounds.text_problem(value, max_length=live_preview_max_bytes())
+            if isinstance(value, str)
+            else None
+        )
+        if problem:
+            raise ValueError(field, problem)
     ctx = data.get("ctx", "")
     if not isinstance(ctx, str):
         raise ValueError("ctx", "the sample data as JSON text")

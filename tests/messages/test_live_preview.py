@@ -158,9 +158,11 @@ def test_template_errors_name_the_part_and_the_line(client, marketer, cart_confi
     ("raw", "field", "status"),
     [
         ("not json", "body", 400),
-        ('{"content": {"subject": 5}}', "content.subject", 400),
-        ('{"content": {"title": "x"}}', "content.title", 400),
+        ('{"content": {"subject": 5}}', "subject", 400),
+        ('{"content": {"title": "x"}}', "title", 400),
         ('{"content": {"variants": []}}', "variants", 400),
+        ('{"content": {"html": "a\\u0000b"}}', "html", 400),
+        ('{"content": {"variants": {"fr": {"subject": "\\ud800"}}}}', "variants.fr.subject", 400),
         ('{"content": {}, "language": "xx-YY-zz"}', "language", 400),
         ('{"content": {}, "ctx": {"firstName": "Jo"}}', "ctx", 400),
         (json.dumps({"content": {"subject": "s" * 999}}), "subject", 400),
