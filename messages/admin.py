@@ -36,6 +36,7 @@ from messages.models import (
     TrackingHit,
     TransactionalMessage,
 )
+from messages.rendering import chosen_variant
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to"]
 
@@ -376,6 +377,11 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
             "languages": sorted(message.variants or {}),
             "parts": " ".join(f"{part.name}:{part.draft_column}" for part in of_channel.parts),
         }
+        # The variant the saved draft is shown in: the one an event with the sample data would get.
+        language = services.event_language(
+            profile=services.sample_profile(message), ctx=services.sample_data(message)
+        )
+        context["variant"] = chosen_variant(message.draft_content(), language)
         try:
             rendered = services.preview_message(message=message)
         except Exception as error:  # show the marketer what is wrong instead of a broken page

@@ -395,7 +395,8 @@ function livePreview() {
     variantsField?.addEventListener("input", later);
     sample.addEventListener("input", later);
     language.addEventListener("change", render);
-    render();
+    // Nothing is asked on load: the page shows the saved draft's render already (a render replacing
+    // it would move the page under the marketer's first click).
 }
 
 document.addEventListener("DOMContentLoaded", () => {
