@@ -172,18 +172,31 @@ def _live_preview_request(body: bytes, *, keys: tuple[str, ...]) -> tuple[dict, 
     content = data.get("content")
     if not isinstance(content, dict):
         raise ValueError("content", "an object of the message's parts")
+    sender = content.pop("from", None)  # the sender fields as typed (shown, not checked: the save does)
     for key in content:
         if key not in (*keys, "variants"):
             raise ValueError(key, "not a part of this message")
         if key != "variants" and not isinstance(content[key], str):
             raise ValueError(key, "must be text")
+    if sender is not None:
+        if not isinstance(sender, dict) or set(sender) - {"name", "address"}:
+            raise ValueError("from", 'an object: {"name": ..., "address": ...}')
+        for key, column in (("name", "from_name"), ("address", "from_address")):
+            value = sender.get(key, "")
+            limit = getattr(TransactionalMessage._meta.get_field(column), "max_length", None)
+            problem = (
+                bounds.text_problem(value, max_length=limit) if isinstance(value, str) else "must be text"
+            )
+            if problem:
+                raise ValueError(f"from.{key}", problem)
+        content["from"] = {"name": sender.get("name", ""), "address": sender.get("address", "")}
     variants = content.get("variants")
     if variants is not None and not isinstance(variants, dict):
         raise ValueError("variants", 'an object by language: {"fr": {...}}')
     if isinstance(variants, dict) and len(variants) > MAX_VARIANTS:
         raise ValueError("variants", f"at most {MAX_VARIANTS} language variants")
     # No NUL nor lone surrogate, as the form's fields refuse them (the body's cap bounds the length).
-    texts = [(key, value) for key, value in content.items() if key != "variants"]
+    texts = [(key, value) for key, value in content.items() if key not in ("variants", "from")]
     for language, variant in (variants or {}).items():
         if isinstance(variant, dict):
             texts += [(f"variants.{language}.{key}", value) for key, value in variant.items()]
@@ -262,6 +275,12 @@ def live_preview_view(model_admin, request, object_id):
             "parts": parts,
             "variant": preview.variant,
             "variantUsed": f"Variant used: {preview.variant}" if preview.variant else "Default content",
+            # The sender as the message shows it (the organization's when the form leaves it empty).
+            "sender": (
+                f"{preview.rendered.from_name} <{preview.rendered.from_address or '(default sender)'}>"
+                if of_channel.uses_default_sender
+                else ""
+            ),
             **of_channel.preview_data(preview.rendered),
         }
     )

@@ -308,6 +308,12 @@ function livePreview() {
 
     function show(answer) {
         const shown = [];
+        if (answer.sender) {
+            shown.push(element("div", { className: "preview-part preview-sender" }, [
+                element("strong", { textContent: "From:" }), " ",
+                element("span", { className: "preview-value", textContent: answer.sender }),
+            ]));
+        }
         for (const part of answer.parts) {
             if (part.html) {
                 // No script runs in it: sandbox without allow-scripts, and the page's policy.
@@ -341,6 +347,11 @@ function livePreview() {
         }
         showLanguages(found);
         const content = Object.fromEntries(parts.map((part) => [part.name, part.input.value]));
+        const fromName = document.getElementById("id_from_name");
+        const fromAddress = document.getElementById("id_from_address");
+        if (fromName && fromAddress) {
+            content.from = { name: fromName.value, address: fromAddress.value };
+        }
         if (Object.keys(found).length) {
             content.variants = found;
         }
@@ -391,6 +402,9 @@ function livePreview() {
 
     for (const part of parts) {
         part.input.addEventListener("input", later);
+    }
+    for (const id of ["id_from_name", "id_from_address"]) {
+        document.getElementById(id)?.addEventListener("input", later);
     }
     variantsField?.addEventListener("input", later);
     sample.addEventListener("input", later);

@@ -57,6 +57,8 @@ def test_marketer_sees_the_unsaved_edits_rendered_at_both_widths_and_in_each_lan
     page.fill("#id_subject", "Unsaved for {{ ctx.firstName }}")
     page.fill("#id_html", "<p>Hi {{ ctx.firstName }}</p><script>document.title = 'ran'</script>")
     expect(output).to_contain_text("Subject: Unsaved for FirstName value")
+    page.fill("#id_from_name", "The Shop")
+    expect(output.locator(".preview-sender")).to_contain_text("From: The Shop <")
     frame = page.frame_locator("#preview-output iframe")
     expect(frame.locator("body")).to_have_text("Hi FirstName value")
     expect(output.locator("iframe")).to_have_attribute("sandbox", "")
@@ -90,6 +92,9 @@ def test_marketer_sees_the_unsaved_edits_rendered_at_both_widths_and_in_each_lan
     expect(frame.locator("body")).to_have_text("Hello Zoé")
 
     # A French variant added in its own fieldset: the picker lists it, and fr-CA chooses it.
+    # Scrolled to first: clicked straight from the sample data's textarea, the click's point was
+    # taken before the page scrolled and landed in the preview's frame.
+    page.locator("#add-variant").scroll_into_view_if_needed()
     page.click("#add-variant")
     page.fill("#variant-0-language", "fr")
     page.fill("#variant-0-subject", "Bonjour {{ ctx.firstName }}")

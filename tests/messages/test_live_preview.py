@@ -285,3 +285,21 @@ def test_a_push_message_previews_its_title_and_body_as_text(client, marketer, or
     ]
     assert "sms" not in answer
     assert ask(client, message, content={"title": "t" * 256}).json()["errors"][0]["field"] == "title"
+
+
+def test_the_sender_is_shown_as_typed_else_the_organizations(client, marketer, cart_configuration):
+    message = cart_configuration.message
+    organization = cart_configuration.organization
+    client.force_login(marketer)
+    typed = {**CART_CONTENT, "from": {"name": "Shop", "address": "shop@geometrixx.example"}}
+    assert ask(client, message, content=typed).json()["sender"] == "Shop <shop@geometrixx.example>"
+    default = ask(client, message, content={**CART_CONTENT, "from": {"name": "", "address": ""}}).json()
+    expected_address = organization.sender_address or "(default sender)"
+    assert default["sender"] == f"{organization.sender_name or organization.name} <{expected_address}>"
+    for sender, field in (
+        ({"name": "x" * 201, "address": ""}, "from.name"),
+        ({"name": "", "address": 5}, "from.address"),
+        ({"nom": ""}, "from"),
+    ):
+        answer = ask(client, message, content={**CART_CONTENT, "from": sender})
+        assert answer.status_code == 400 and [e["field"] for e in errors_of(answer)] == [field]
