@@ -4,12 +4,14 @@ and deliveries."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib import messages as flash
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
@@ -34,6 +36,7 @@ from messages.models import (
     TrackingHit,
     TransactionalMessage,
 )
+from messages.rendering import chosen_variant
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to"]
 
@@ -50,6 +53,45 @@ def sender_fields(of_channel: Channel) -> list[str]:
 FIELD_TEMPLATES = "admin/transactional/transactionalmessage/fields"
 
 
+class VariantsField(forms.JSONField):
+    """The language variants as JSON (what the per-language editor of message_editor.js writes, and
+    what a browser without script shows as text): a language given twice is an error, not a silent
+    loss of one of them."""
+
+    @staticmethod
+    def repeated_key(value: object) -> str | None:
+        """The first key the JSON text gives twice in an object, if any."""
+        if not isinstance(value, str) or not value.strip():
+            return None
+        repeated: list[str] = []
+
+        def pairs(items: list) -> dict:
+            seen: dict = {}
+            for key, item in items:
+                if key in seen:
+                    repeated.append(key)
+                seen[key] = item
+            return seen
+
+        try:
+            json.loads(value, object_pairs_hook=pairs)
+        except (ValueError, RecursionError):
+            return None  # the JSON field's own error follows
+        return repeated[0] if repeated else None
+
+    def to_python(self, value):
+        repeated = self.repeated_key(value)
+        if repeated is not None:
+            raise forms.ValidationError(f"The language {repeated} is given twice: keep one of its variants.")
+        return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        # Shown again as posted: parsed and dumped, one of the two would vanish from the page.
+        if self.repeated_key(data) is not None:
+            return InvalidJSONInput(data)
+        return super().bound_data(data, initial)
+
+
 class TransactionalMessageForm(forms.ModelForm):
     class Meta:
         model = TransactionalMessage
@@ -64,6 +106,7 @@ class TransactionalMessageForm(forms.ModelForm):
             "text": forms.Textarea(attrs={"rows": 6, "cols": 100}),
             "body": forms.Textarea(attrs={"rows": 4, "cols": 100}),
         }
+        field_classes = {"variants": VariantsField}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -85,6 +128,18 @@ class TransactionalMessageForm(forms.ModelForm):
                 self.fields["variants"].help_text = (
                     f'Language variants, by language code: {{"fr": {{{example}}}}}. A part a variant '
                     "leaves out is the default one."
+                )
+                # The parts a variant has, for the per-language editor (message_editor.js).
+                self.fields["variants"].widget.attrs["data-parts"] = json.dumps(
+                    [
+                        {
+                            "name": part.name,
+                            "label": part.label or part.name,
+                            "multiline": isinstance(self.fields[part.draft_column].widget, forms.Textarea),
+                            "maxlength": TransactionalMessage._meta.get_field(part.draft_column).max_length,
+                        }
+                        for part in of_channel.parts
+                    ]
                 )
             if channel_of(self.instance.channel).short_links and "track_clicks" in self.fields:
                 self.fields["track_clicks"].help_text = (
@@ -119,6 +174,9 @@ class TransactionalMessageForm(forms.ModelForm):
         }
         if variants:
             content["variants"] = variants
+        for problem in services.part_length_problems(channel=configuration.channel, content=content):
+            if problem.part.startswith("variants."):
+                self.add_error("variants", str(problem))
         # The content's checks, the publication's own (messages.services.content_problems); a draft
         # may be incomplete, the message of a published event may not be emptied.
         must_be_complete = configuration.is_published and message.status != TransactionalMessage.Status.DRAFT
@@ -223,8 +281,9 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
                 *(["track_opens"] if of_channel.tracks_opens else []),
                 "track_clicks",
             ]
-        return ["event", "status", "live", "event_fields", *columns, *sender_fields(of_channel), "variants",
-                *tracking_fields, "preview"]  # fmt: skip
+        # The preview right under the parts it follows as they are typed.
+        return ["event", "status", "live", "event_fields", *columns, "preview", *sender_fields(of_channel),
+                "variants", *tracking_fields]  # fmt: skip
 
     def get_readonly_fields(self, request, obj=None):
         return ["event", "status", "live", "event_fields", "tracking", "preview"]
@@ -304,15 +363,31 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
 
     @admin.display(description="Preview (sample data)")
     def preview(self, message: TransactionalMessage) -> str:
+        """The saved draft rendered with the sample data, in a panel that follows the unsaved edits
+        (message_editor.js asks the live preview view as the marketer types), with a desktop and
+        mobile width, the language variant to show, and the sample data to render with."""
+        of_channel = channel_of(message.configuration.channel)
+        context: dict[str, object] = {
+            "live_url": reverse("admin:transactional_transactionalmessage_live_preview", args=[message.pk]),
+            "sample_data": json.dumps(services.sample_data(message), indent=2, default=str),
+            "languages": sorted(message.variants or {}),
+            "parts": " ".join(f"{part.name}:{part.draft_column}" for part in of_channel.parts),
+        }
+        # The variant the saved draft is shown in: the one an event with the sample data would get.
+        language = services.event_language(
+            profile=services.sample_profile(message), ctx=services.sample_data(message)
+        )
+        context["variant"] = chosen_variant(message.draft_content(), language)
         try:
             rendered = services.preview_message(message=message)
         except Exception as error:  # show the marketer what is wrong instead of a broken page
-            return render_to_string(f"{FIELD_TEMPLATES}/preview_error.html", {"error": error})
-        # The channel's own preview template, as on the preview page.
-        of_channel = channel_of(message.configuration.channel)
-        return render_to_string(
-            of_channel.preview_template, {"rendered": rendered, **of_channel.preview_context(rendered)}
-        )
+            context["error"] = error
+        else:
+            # The channel's own preview template, as on the preview page.
+            context["saved"] = render_to_string(
+                of_channel.preview_template, {"rendered": rendered, **of_channel.preview_context(rendered)}
+            )
+        return render_to_string(f"{FIELD_TEMPLATES}/live_preview.html", context)
 
     def get_urls(self):
         def wrap(view):
@@ -326,6 +401,11 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
                 "<path:object_id>/preview/",
                 wrap(admin_views.preview_view),
                 name="transactional_transactionalmessage_preview",
+            ),
+            path(
+                "<path:object_id>/live-preview/",
+                wrap(admin_views.live_preview_view),
+                name="transactional_transactionalmessage_live_preview",
             ),
             path(
                 "<path:object_id>/proof/",

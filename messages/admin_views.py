@@ -14,8 +14,8 @@ from typing import cast
 from django import forms
 from django.conf import settings
 from django.contrib import messages as flash
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -25,6 +25,22 @@ from messages import services
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationEffects, PublicationError, SampleDataError, event_side
 from messages.models import MessageVersion, TransactionalMessage
+from messages.rendering import HTML_PARTS, MAX_VARIANTS
+
+
+def sample_data_from_text(raw: str, schema: dict) -> dict:
+    """The sample data typed as JSON, under the API's own rules: what an event could not carry, a
+    preview does not render (SampleDataError names the field: `ctx` for the whole). Empty: {}."""
+    raw = raw.strip()
+    if not raw:
+        return {}
+    try:
+        value = bounds.load_json(raw)
+    except bounds.JsonSyntaxError as error:
+        raise SampleDataError("ctx", str(error)) from None
+    if not isinstance(value, dict):
+        raise SampleDataError("ctx", "The sample data is a JSON object, like the event's ctx.")
+    return event_side().check_ctx(schema, value)  # SampleDataError naming the field
 
 
 class PreviewForm(forms.Form):
@@ -39,19 +55,10 @@ class PreviewForm(forms.Form):
     def clean_ctx(self) -> dict:
         """The sample data under the API's own rules: what an event could not carry, a preview
         does not render."""
-        raw = self.cleaned_data["ctx"].strip()
-        if not raw:
-            return {}
         try:
-            value = bounds.load_json(raw)
-        except bounds.JsonSyntaxError as error:
-            raise forms.ValidationError(str(error)) from None
-        if not isinstance(value, dict):
-            raise forms.ValidationError("The sample data is a JSON object, like the event's ctx.")
-        try:
-            return event_side().check_ctx(self.schema, value)
-        except SampleDataError as error:
-            raise forms.ValidationError(f"{error.field}: {error.message}") from None
+            return sample_data_from_text(self.cleaned_data["ctx"], self.schema)
+        except SampleDataError as problem:
+            raise forms.ValidationError(problem.message if problem.field == "ctx" else str(problem)) from None
 
 
 class TestProfilePreviewForm(PreviewForm):
@@ -156,6 +163,148 @@ def preview_view(model_admin, request, object_id):
             preview_template=of_channel.preview_template,
             **(of_channel.preview_context(rendered) if rendered else {}),
         ),
+    )
+
+
+# The editor's live preview answers for what the change form could save: its body is bounded as the
+# form's POST is (DATA_UPLOAD_MAX_MEMORY_SIZE), its parts as the form's fields are.
+LIVE_PREVIEW_DEFAULT_MAX_BYTES = 2_621_440  # Django's own default, when the setting is None
+LANGUAGE_MAX_LENGTH = 35  # a language tag (BCP 47 advises implementations keep 35 characters)
+
+
+def live_preview_max_bytes() -> int:
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE or LIVE_PREVIEW_DEFAULT_MAX_BYTES
+
+
+def _refused(status: int, *problems: tuple[str, str, int | None]) -> JsonResponse:
+    return JsonResponse(
+        {"errors": [{"field": field, "message": text, "line": line} for field, text, line in problems]},
+        status=status,
+    )
+
+
+def _live_preview_request(body: bytes, *, keys: tuple[str, ...]) -> tuple[dict, str, str | None]:
+    """(content, sample data text, language) of a live preview's body, or ValueError(field, why)."""
+    try:
+        data = bounds.load_json(body.decode("utf-8"))
+    except (UnicodeDecodeError, bounds.JsonSyntaxError) as error:
+        raise ValueError("body", str(error)) from None
+    if not isinstance(data, dict):
+        raise ValueError("body", 'an object: {"content": {...}, "ctx": "...", "language": null}')
+    content = data.get("content")
+    if not isinstance(content, dict):
+        raise ValueError("content", "an object of the message's parts")
+    sender = content.pop("from", None)  # the sender fields as typed (shown, not checked: the save does)
+    for key in content:
+        if key not in (*keys, "variants"):
+            raise ValueError(key, "not a part of this message")
+        if key != "variants" and not isinstance(content[key], str):
+            raise ValueError(key, "must be text")
+    if sender is not None:
+        if not isinstance(sender, dict) or set(sender) - {"name", "address"}:
+            raise ValueError("from", 'an object: {"name": ..., "address": ...}')
+        for key, column in (("name", "from_name"), ("address", "from_address")):
+            value = sender.get(key, "")
+            limit = getattr(TransactionalMessage._meta.get_field(column), "max_length", None)
+            problem = (
+                bounds.text_problem(value, max_length=limit) if isinstance(value, str) else "must be text"
+            )
+            if problem:
+                raise ValueError(f"from.{key}", problem)
+        content["from"] = {"name": sender.get("name", ""), "address": sender.get("address", "")}
+    variants = content.get("variants")
+    if variants is not None and not isinstance(variants, dict):
+        raise ValueError("variants", 'an object by language: {"fr": {...}}')
+    if isinstance(variants, dict) and len(variants) > MAX_VARIANTS:
+        raise ValueError("variants", f"at most {MAX_VARIANTS} language variants")
+    # No NUL nor lone surrogate, as the form's fields refuse them (the body's cap bounds the length).
+    texts = [(key, value) for key, value in content.items() if key not in ("variants", "from")]
+    for language, variant in (variants or {}).items():
+        if isinstance(variant, dict):
+            texts += [(f"variants.{language}.{key}", value) for key, value in variant.items()]
+    for field, value in texts:
+        problem = (
+            bounds.text_problem(value, max_length=live_preview_max_bytes())
+            if isinstance(value, str)
+            else None
+        )
+        if problem:
+            raise ValueError(field, problem)
+    ctx = data.get("ctx", "")
+    if not isinstance(ctx, str):
+        raise ValueError("ctx", "the sample data as JSON text")
+    language = data.get("language")
+    if language is not None and not (
+        isinstance(language, str)
+        and len(language) <= LANGUAGE_MAX_LENGTH
+        and (language == "" or services.VARIANT_LANGUAGE.match(language))
+    ):
+        raise ValueError("language", 'a language code (fr, pt-BR), "" for the default content or null')
+    return content, ctx, language
+
+
+def live_preview_view(model_admin, request, object_id):
+    """POST (JSON): the editor's unsaved content rendered as an event would be, through the same
+    bounded renderer, with the sample data and in the chosen language; answers the parts, the
+    variant used and the channel's own figures (SMS: length, characters forcing UCS-2), or 400 with
+    `errors` naming each field, part and line. For who may change the message (it renders their
+    edits), scoped to their organization as every page of the message."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    message = _changeable_message(model_admin, request, object_id)
+    limit = live_preview_max_bytes()
+    too_big = ("body", f"at most {limit:,} bytes, as the form", None)
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return _refused(413, too_big)
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _refused(413, too_big)
+    if len(body) > limit:
+        return _refused(413, too_big)
+    of_channel = channel_of(message.channel)
+    try:
+        content, ctx_text, language = _live_preview_request(body, keys=of_channel.content_keys)
+    except ValueError as error:
+        field, why = error.args
+        return _refused(400, (field, why, None))
+    too_long = services.part_length_problems(channel=message.channel, content=content)
+    if too_long:
+        return _refused(400, *((p.part, p.message, None) for p in too_long))
+    schema = services.configuration_schema(message)
+    try:
+        ctx = sample_data_from_text(ctx_text, schema) if ctx_text.strip() else event_side().sample_ctx(schema)
+    except SampleDataError as error:
+        return _refused(400, (error.field, error.message, None))
+    preview = services.preview_unsaved(message=message, content=content, ctx=ctx, language=language)
+    if preview.rendered is None:
+        return _refused(400, *((p.part, p.message, p.line) for p in preview.problems))
+    parts = [
+        {
+            "name": part.name,
+            "label": part.label or part.name,
+            "html": part.name in HTML_PARTS,
+            "value": preview.rendered.parts.get(part.name, ""),
+        }
+        for part in of_channel.parts
+    ]
+    return JsonResponse(
+        {
+            "parts": parts,
+            "variant": preview.variant,
+            "variantUsed": f"Variant used: {preview.variant}" if preview.variant else "Default content",
+            # The sender as the message shows it (the organization's when the form leaves it empty).
+            "sender": (
+                f"{preview.rendered.from_name} <{preview.rendered.from_address or '(default sender)'}>"
+                if of_channel.uses_default_sender
+                else ""
+            ),
+            **of_channel.preview_data(preview.rendered),
+        }
     )
 
 

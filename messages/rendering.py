@@ -23,6 +23,7 @@ import inspect
 import re
 import string
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -830,6 +831,12 @@ def _variant_language(content: dict[str, Any], language: str | None) -> str | No
     return None
 
 
+def chosen_variant(content: dict[str, Any], language: str | None) -> str | None:
+    """The language of the variant an event of this language is sent (`pt-BR` also finds `pt`), or
+    None for the default content: what a preview says it shows."""
+    return _variant_language(content, language)
+
+
 def choose_variant(content: dict[str, Any], language: str | None) -> dict[str, Any]:
     """The content for a language: the variant's parts over the default ones."""
     chosen = _variant_language(content, language)
@@ -863,6 +870,23 @@ def _render_parts(
                 raise TemplateError("the template nests deeper than a message may", part=label) from None
 
         yield key, render
+
+
+_RENDER_PART_CODE = next(
+    const for const in _render_parts.__code__.co_consts if inspect.iscode(const) and const.co_name == "render"
+)
+
+
+def failing_template(error: BaseException) -> tuple[str, int | None]:
+    """Where a render raised `error`: the part (`html`, `variants.fr.subject`; "" if unknown) and
+    the line of its template (None if unknown), read from the traceback."""
+    part, line = "", None
+    for frame, number in traceback.walk_tb(error.__traceback__):
+        if frame.f_code is _RENDER_PART_CODE:
+            part = str(frame.f_locals.get("label") or "")
+        elif frame.f_code.co_filename == "<template>":
+            line = number
+    return part, line
 
 
 def render_content(

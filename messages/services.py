@@ -33,6 +33,8 @@ from messages.rendering import (
     TemplateError,
     Vocabulary,
     check_render_bounds,
+    chosen_variant,
+    failing_template,
     render_content,
     validate_content,
     validate_template,
@@ -106,6 +108,28 @@ def content_problems(
             check_render_bounds(content, keys=keys, context=sample_context)
         except TemplateError as error:
             problems.append(ContentProblem(part=error.part, message=error.message, line=error.line))
+    return problems
+
+
+def part_length_problems(*, channel: str, content: dict[str, Any]) -> list[ContentProblem]:
+    """Parts longer than the draft's column keeps (a subject 998 characters, a push title 255), in
+    the default content and in each language variant alike: the editor's bound of every part."""
+    problems = []
+    variants = content.get("variants")
+    languages = variants.items() if isinstance(variants, dict) else ()
+    for prefix, parts in [("", content), *((f"variants.{code}.", v) for code, v in languages)]:
+        if not isinstance(parts, dict):
+            continue
+        for part in channel_of(channel).parts:
+            limit = getattr(TransactionalMessage._meta.get_field(part.draft_column), "max_length", None)
+            value = parts.get(part.name)
+            if limit is not None and isinstance(value, str) and len(value) > limit:
+                problems.append(
+                    ContentProblem(
+                        part=f"{prefix}{part.name}",
+                        message=f"at most {limit:,} characters (it has {len(value):,})",
+                    )
+                )
     return problems
 
 
@@ -310,6 +334,11 @@ def template_context(
     return context
 
 
+def event_language(*, profile: Profile | None, ctx: dict[str, Any]) -> str:
+    """The language an event's message is chosen in: its profile's, else the event's `AC_language`."""
+    return (profile.language if profile else "") or str(ctx.get("AC_language") or "")
+
+
 def compose(
     *,
     version: MessageVersion | None,
@@ -318,16 +347,20 @@ def compose(
     content: dict[str, Any] | None = None,
     ctx: dict[str, Any] | None = None,
     joined_profile: dict[str, Any] | None = None,
+    language: str | None = None,
 ) -> RenderedMessage:
-    """Render a message version (or a given content, for previews) for one event; `ctx` and
-    `joined_profile`: the event's data as its enrichments made it (events.enrichment)."""
+    """Render a message version (or a given content, for previews) for one event, in the language
+    the profile or the event's `AC_language` names (a preview may name another: "" for the default
+    content); `ctx` and `joined_profile`: the event's data as its enrichments made it
+    (events.enrichment)."""
     configuration = event.configuration
     if content is None:
         if version is None:
             raise ValueError("compose needs a version or a content")
         content = version.content
     ctx = ctx if ctx is not None else event.ctx
-    language = (profile.language if profile else "") or str(ctx.get("AC_language") or "")
+    if language is None:
+        language = event_language(profile=profile, ctx=ctx)
     context = template_context(
         event=event if event.pk else None,
         ctx=ctx,
@@ -523,9 +556,11 @@ def preview_message(
     ctx: dict[str, Any] | None = None,
     content: dict[str, Any] | None = None,
     profile: Profile | None = None,
+    language: str | None = None,
 ) -> RenderedMessage:
     """Render the draft (or a given content) with sample data generated from the field types (or
-    given), joined to the custom resources' rows as events are (events.enrichment)."""
+    given), joined to the custom resources' rows as events are (events.enrichment), in the language
+    an event would choose (or the one given: "" for the default content)."""
     configuration = message.configuration
     if ctx is None:
         ctx = sample_data(message)
@@ -537,7 +572,51 @@ def preview_message(
         profile=profile or sample_profile(message),
         content=content if content is not None else message.draft_content(),
         ctx=ctx,
+        language=language,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class UnsavedPreview:
+    """The editor's preview of a content not saved yet: what it renders to, and the variant that
+    was used (None: the default content); or the problems that kept it from rendering."""
+
+    rendered: RenderedMessage | None = None
+    variant: str | None = None
+    problems: tuple[ContentProblem, ...] = ()
+
+
+def preview_unsaved(
+    *, message: TransactionalMessage, content: dict[str, Any], ctx: dict[str, Any], language: str | None
+) -> UnsavedPreview:
+    """Render a content as the editor holds it, before it is saved: the save's checks first
+    (templates, the event's variables, language codes), then the render an event would get, through
+    the same bounded renderer, with the sample data, in `language` (None: the one an event with this
+    sample data would choose, "" the default content) chosen as events choose their variant."""
+    problems = content_problems(
+        channel=message.channel,
+        content=content,
+        schema=configuration_schema(message),
+        require_parts=False,
+    )
+    if problems:
+        return UnsavedPreview(problems=tuple(problems))
+    profile = sample_profile(message)
+    if language is None:
+        language = event_language(profile=profile, ctx=ctx)
+    variant = chosen_variant(content, language)
+    try:
+        rendered = preview_message(
+            message=message, ctx=ctx, content=content, profile=profile, language=language
+        )
+    except TemplateError as error:  # a bound of rendering, naming the part
+        problem = ContentProblem(part=error.part, message=error.message, line=error.line)
+        return UnsavedPreview(variant=variant, problems=(problem,))
+    except Exception as error:  # what the sample data makes of a template: said, not raised
+        part, line = failing_template(error)
+        problem = ContentProblem(part=part, message=f"{error.__class__.__name__}: {error}", line=line)
+        return UnsavedPreview(variant=variant, problems=(problem,))
+    return UnsavedPreview(rendered=rendered, variant=variant)
 
 
 class ProofError(Exception):

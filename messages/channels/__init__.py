@@ -191,6 +191,10 @@ class Channel:
         """What the preview template needs besides the rendered message: (label, text) of each part."""
         return {"preview_parts": [(p.label or p.name, rendered.parts.get(p.name, "")) for p in self.parts]}
 
+    def preview_data(self, rendered: RenderedMessage) -> dict[str, Any]:
+        """What the editor's live preview shows besides the parts, as JSON: nothing by default."""
+        return {}
+
     # --- recipients ----------------------------------------------------------------------------
 
     def recipient_from_body(self, body: Mapping[str, Any], *, required: bool) -> dict[str, str]:

@@ -75,6 +75,24 @@ def sms_length(text: str) -> SmsLength:
     return SmsLength(encoding, units, -(-units // multi), multi)
 
 
+@dataclass(frozen=True)
+class SmsCharacters:
+    """The characters of a text that cost more than one GSM-7 character each, in the order they
+    first appear: those outside GSM-7 (one of them makes the whole text UCS-2, 70 characters a
+    segment instead of 160) and those of GSM-7's extension set (two characters each)."""
+
+    forcing_ucs2: tuple[str, ...]
+    extension: tuple[str, ...]
+
+
+def sms_characters(text: str) -> SmsCharacters:
+    seen = dict.fromkeys(text)  # each character once, in order
+    return SmsCharacters(
+        forcing_ucs2=tuple(c for c in seen if c not in GSM7_BASIC and c not in GSM7_EXTENSION),
+        extension=tuple(c for c in seen if c in GSM7_EXTENSION and not c.isspace()),
+    )
+
+
 class SmsChannel(Channel):
     name = "sms"
     label = "SMS"
@@ -109,7 +127,22 @@ class SmsChannel(Channel):
             raise RecipientError("mobilePhone", str(error)) from None
 
     def preview_context(self, rendered: RenderedMessage) -> dict[str, Any]:
-        return {"sms": sms_length(rendered.parts.get("text", ""))}
+        text = rendered.parts.get("text", "")
+        return {"sms": sms_length(text), "sms_characters": sms_characters(text)}
+
+    def preview_data(self, rendered: RenderedMessage) -> dict[str, Any]:
+        text = rendered.parts.get("text", "")
+        length, characters = sms_length(text), sms_characters(text)
+        return {
+            "sms": {
+                "encoding": length.encoding,
+                "characters": length.characters,
+                "segments": length.segments,
+                "perSegment": length.per_segment,
+                "forcingUcs2": list(characters.forcing_ucs2),
+                "extension": list(characters.extension),
+            }
+        }
 
     def profile_address(self, profile: Profile) -> str:
         return profile.mobile_phone

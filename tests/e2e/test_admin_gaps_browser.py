@@ -187,8 +187,6 @@ def test_administrator_defines_an_event_type_with_listed_values_and_positions_co
 def test_marketer_inserts_the_events_fields_at_the_cursor_and_is_warned_of_a_variant_never_chosen(
     browser, live_server, marketer, organization, pages
 ):
-    import json
-
     configuration = publish_events(organization, copy.deepcopy(CART_EVENT))[0]
     message = configuration.message
     url = f"/admin/transactional/transactionalmessage/{message.pk}/change/"
@@ -218,7 +216,10 @@ def test_marketer_inserts_the_events_fields_at_the_cursor_and_is_warned_of_a_var
     assert message.subject == "Your{{ ctx.firstName }} cart is waiting"
 
     # A French variant of a real-time event without AC_language: saved, and said to be never chosen.
-    page.fill("#id_variants", json.dumps({"fr": {"subject": "Bonjour {{ ctx.firstName }}"}}))
+    page.click("#add-variant")
+    page.fill("#variant-0-language", "fr")
+    page.fill("#variant-0-subject", "Bonjour {{ ctx.firstName }}")
+    expect(page.locator("#live-preview")).to_have_attribute("data-state", "idle")  # nothing moves
     page.click("input[name=_continue]")
     expect(page.locator("#variant-warning")).to_contain_text(
         "The variant fr can never be chosen: EVTcartAbandonment is a real-time event without an AC_language"
