@@ -119,3 +119,10 @@ def test_quota_exceeded_without_retry_after_backs_off_as_usual(fake, shipped, se
     assert pipeline.process(event.pk) == "pending"
     event.refresh_from_db()
     assert before + dt.timedelta(seconds=1) <= event.next_attempt_at <= before + dt.timedelta(seconds=60)
+
+
+def test_a_dead_token_longer_than_a_quarantine_entry_fails_its_event_and_is_not_kept(fake, shipped):
+    long_token = "t" * 600  # the API takes up to 4096 characters; a quarantine entry holds 512
+    fake.answers.append(fcm_error(404, "UNREGISTERED", "Requested entity was not found."))
+    assert pipeline.process(push(shipped, long_token).pk) == "deliveryFailed"
+    assert not Quarantine.objects.exists()
