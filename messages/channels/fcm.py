@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from google.auth import exceptions as auth_exceptions
@@ -38,6 +39,7 @@ TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
 FCM_MAX_TTL_SECONDS = 28 * 24 * 3600  # FCM keeps a message four weeks at most
 DEAD_TOKEN_CODES = {"UNREGISTERED", "SENDER_ID_MISMATCH"}
 RETRIED_CODES = {"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"}
+MAX_ANSWER_BYTES = 65536  # FCM's answers are small; more is not read
 
 
 def service_account_info() -> dict[str, Any]:
@@ -169,24 +171,32 @@ class FcmClient:
             session = self._local.session = requests.Session()
         return session
 
-    def _post(self, payload: dict[str, Any], token: str) -> requests.Response:
-        return self._session().post(
+    def _post(self, payload: dict[str, Any], token: str) -> tuple[int, str, Any]:
+        """One POST: FCM's status, the first MAX_ANSWER_BYTES of its answer, its headers."""
+        with self._session().post(
             self.url,
             data=json.dumps(payload),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json; UTF-8"},
             timeout=self.timeout,
             allow_redirects=False,
-        )
+            stream=True,
+        ) as response:
+            body = response.raw.read(MAX_ANSWER_BYTES, decode_content=True) or b""
+            return response.status_code, body.decode(errors="replace"), response.headers
 
     def send(self, payload: dict[str, Any]) -> SendResult:
         try:
             token = self.access_token()
-            response = self._post(payload, token)
-            if response.status_code == 401:  # expired or revoked early: a new token, one more try
-                response = self._post(payload, self.access_token(refused=token))
+            status, body, headers = self._post(payload, token)
+            if status == 401:  # expired or revoked early: a new token, one more try
+                status, body, headers = self._post(payload, self.access_token(refused=token))
         except auth_exceptions.GoogleAuthError as error:
             return SendResult(TEMPORARY, provider_response=f"no FCM access token: {str(error)[:400]}")
-        except requests.RequestException as error:
+        except (
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+        ) as error:  # the body's read too
             return SendResult(TEMPORARY, provider_response=f"{error.__class__.__name__}: {str(error)[:400]}")
         now = dt.datetime.now(dt.UTC)
-        return classify(response.status_code, response.text[:4096], response.headers, now)
+        return classify(status, body, headers, now)
