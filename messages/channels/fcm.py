@@ -155,6 +155,7 @@ class FcmClient:
         self.timeout = float(settings.FCM_TIMEOUT_SECONDS)
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._token_request = _BoundedRequest(self.timeout)  # used under the lock only
 
     def access_token(self, *, refused: str | None = None) -> str:
         """A valid access token; `refused`: the token FCM just answered 401 to, replaced by a new one
@@ -162,7 +163,7 @@ class FcmClient:
         with self._lock:
             credentials = self.credentials
             if not credentials.valid or (refused is not None and credentials.token == refused):
-                credentials.refresh(_BoundedRequest(self.timeout))
+                credentials.refresh(self._token_request)
             return str(credentials.token)
 
     def _session(self) -> requests.Session:

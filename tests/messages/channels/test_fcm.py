@@ -199,3 +199,13 @@ def test_an_answer_without_error_details_is_still_classified():
     assert classify(404, "{}", {}, NOW).outcome == "permanentFailure"
     assert not classify(404, "[]", {}, NOW).quarantines
     assert Answer(200, {}).status == 200
+
+
+def test_sender_threads_share_one_token_exchange(fake):
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend = FcmPushBackend()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda n: backend.send(rendered(), ANDROID), range(16)))
+    assert all(result.sent for result in results)
+    assert len(fake.assertions) == 1 and len(fake.sends) == 16
