@@ -626,29 +626,19 @@ MAX_MISSING_RECORDED = 20
 
 class RecordingUndefined(Undefined):
     """Jinja's own Undefined (a missing field prints as nothing, loops over nothing), which, within
-    `recording_missing()`, notes each missing field the render *uses*: printed or looped over.
-    Testing it (`{% if ctx.coupon %}`, `| default(...)`) is not using it."""
+    `recording_missing()`, notes each missing field the render *prints*. Testing it (`{% if
+    ctx.coupon %}`, `| default(...)`) or looping over it (an absent collection: no items) is not
+    printing it."""
 
     __slots__ = ()
 
-    def _note(self) -> None:
+    def __str__(self) -> str:
         seen = _MISSING.get()
         if seen is not None and len(seen) < MAX_MISSING_RECORDED:
             name = self._undefined_name or "?"
             if name not in seen:
                 seen.append(name)
-
-    def __str__(self) -> str:
-        self._note()
         return ""
-
-    def __iter__(self) -> Iterator[Any]:
-        self._note()
-        return iter(())
-
-    def __len__(self) -> int:
-        self._note()
-        return 0
 
 
 @contextlib.contextmanager
