@@ -185,3 +185,57 @@ def _cart_spec() -> dict:
     from tests.conftest import CART_EVENT
 
     return copy.deepcopy(CART_EVENT)
+
+
+def test_a_try_is_stored_pending_for_the_worker_and_the_page_follows_it(
+    client, marketer, traffic, settings, monkeypatch
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    from messages import tasks
+
+    handed: list[list[int]] = []
+    monkeypatch.setattr(tasks.run_draft_try, "apply_async", lambda args: handed.append(args))
+    client.force_login(marketer)
+    answer = client.post(url(traffic.message), {"size": "3"})
+    attempt = DraftTry.objects.get()
+    assert handed == [[attempt.pk]] and attempt.status == DraftTry.Status.PENDING
+    page = client.get(answer["Location"]).content.decode()
+    assert 'data-state="pending"' in page and "draft_try.js" in page and "<script>" not in page
+    assert client.get(url(traffic.message, f"try/{attempt.pk}/status")).json()["status"] == "pending"
+    draft_try.run(attempt.pk)  # the worker
+    assert client.get(url(traffic.message, f"try/{attempt.pk}/status")).json()["status"] == "done"
+    draft_try.run(attempt.pk)  # delivered twice: the second run finds it taken and does nothing
+    assert DraftTry.objects.get().status == DraftTry.Status.DONE
+
+
+def test_a_try_the_broker_cannot_take_says_so(traffic, settings, monkeypatch):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    from messages import tasks
+
+    def down(args):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.run_draft_try, "apply_async", down)
+    attempt = draft_try.start(message=traffic.message, size=3)
+    assert attempt.status == DraftTry.Status.FAILED and "could not be reached" in attempt.result["error"]
+
+
+def test_only_who_may_change_the_message_tries_it(client, organization, traffic):
+    from campaign.models import Membership
+    from tests.factories import UserFactory
+
+    viewer = UserFactory()
+    Membership.objects.create(user=viewer, organization=organization)
+    viewer.is_staff = True
+    viewer.save()
+    from django.contrib.auth.models import Permission
+
+    viewer.user_permissions.add(Permission.objects.get(codename="view_transactionalmessage"))
+    client.force_login(viewer)
+    assert (
+        client.get(f"/admin/transactional/transactionalmessage/{traffic.message.pk}/change/").status_code
+        == 200
+    )
+    assert client.get(url(traffic.message)).status_code == 403
+    assert client.post(url(traffic.message), {"size": "3"}).status_code == 403
+    assert not DraftTry.objects.exists()
