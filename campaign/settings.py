@@ -362,6 +362,10 @@ TOKEN_FAILURES_PER_ADDRESS = env.int("TOKEN_FAILURES_PER_ADDRESS", default=100)
 # Proofs one user may send per minute (each recipient counts), counted in the database (campaign.senders).
 PROOF_RATE_PER_MINUTE = env.int("PROOF_RATE_PER_MINUTE", default=10)
 
+# A draft tried on the last N real events (messages.draft_try): the whole try's time budget (each
+# render is bounded by RENDER_TIMEOUT_SECONDS besides); the events not reached are "not tried".
+DRAFT_TRY_BUDGET_SECONDS = env.float("DRAFT_TRY_BUDGET_SECONDS", default=60.0)
+
 # --- Retention (events.retention) -------------------------------------------------------------
 # Days an event, a delivery, an open or click is kept (an organization may set its own); 0: kept
 # forever. An event goes only once final and past the Idempotency-Key window. The beat purges every
