@@ -62,6 +62,8 @@ def build_schema(
             entry["maxLength"] = field.max_length
         if field.values:
             entry["values"] = list(field.values)
+        if getattr(field, "sensitive", False):
+            entry["sensitive"] = True
         return entry
 
     collections: dict[str, list[dict[str, Any]]] = {}
@@ -75,6 +77,13 @@ def build_schema(
         "fields": [describe(f) for f in fields if not f.collection],
         "collections": [{"name": name, "fields": items} for name, items in collections.items()],
     }
+    sensitive = [
+        f"{field.collection}.{field.name}" if field.collection else field.name
+        for field in fields
+        if getattr(field, "sensitive", False)
+    ]
+    if sensitive:  # absent when there are none: the ingest's one check (events.sensitive)
+        schema["sensitiveFields"] = sensitive
     if configuration.targeting == "profile":
         schema["reconciliation"] = {
             "eventField": configuration.reconciliation_event_field,

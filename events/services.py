@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from campaign.metrics import EVENTS_RECEIVED
 from campaign.models import Profile
-from events import statements
+from events import sensitive, statements
 from events.models import (
     EVENT_ID_MAX_LENGTH,
     EVENT_NAME_MAX_LENGTH,
@@ -358,11 +358,16 @@ def ingest(
             return previous, False
     now = timezone.now()
     scheduled_at = validated.scheduled_at
+    ctx, sealed = validated.ctx, ""
+    schema = configuration.published_schema
+    if schema and schema.get("sensitiveFields"):  # one lookup for an event type with none
+        ctx, sealed = sensitive.seal(schema, ctx)
     event = Event(
         organization_id=configuration.organization_id,
         configuration=configuration,
         **validated.recipient,
-        ctx=validated.ctx,
+        ctx=ctx,
+        sensitive_ctx=sealed,
         scheduled_at=scheduled_at,
         expiration_at=validated.expiration_at,
         next_attempt_at=scheduled_at if scheduled_at is not None and scheduled_at > now else now,
@@ -453,7 +458,7 @@ def send_again(*, event: Event) -> Event:
         )
     recipient_columns = {key.column for key in channel(event.configuration.channel).recipient_keys}
     validated = ValidatedEvent(
-        ctx=event.ctx,
+        ctx=sensitive.clear_ctx(event.ctx, event.sensitive_ctx),  # sealed again as it is stored
         recipient={column: getattr(event, column) for column in sorted(recipient_columns)},
         scheduled_at=event.scheduled_at,
         expiration_at=event.expiration_at,
