@@ -122,7 +122,7 @@ def typed_allowed_values(values: list[Any], *, name: str, kind: str, max_length:
     return typed
 
 
-FIELD_COLUMNS = [
+FIELD_COLUMNS: tuple[str, ...] = (
     "collection",
     "name",
     "label",
@@ -132,7 +132,7 @@ FIELD_COLUMNS = [
     "values",
     "sensitive",
     "position",
-]
+)
 
 
 class EventFieldForm(forms.ModelForm):
