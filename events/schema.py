@@ -252,7 +252,12 @@ def _check_object(
     cleaned: dict[str, Any] = {}
     for spec in specs:
         if spec["name"] in data or spec.get("required"):
-            cleaned_value = check_value(spec, data.get(spec["name"]), f"{path}.{spec['name']}")
+            try:
+                cleaned_value = check_value(spec, data.get(spec["name"]), f"{path}.{spec['name']}")
+            except SchemaError as error:
+                if spec.get("sensitive"):  # the answer names the field, never quotes its value
+                    raise SchemaError(error.field, _unquoted(error.message, data.get(spec["name"]))) from None
+                raise
             if spec["name"] in data:
                 cleaned[spec["name"]] = cleaned_value
     for collection in collections:
@@ -270,6 +275,11 @@ def _check_object(
             for index, item in enumerate(items)
         ]
     return cleaned
+
+
+def _unquoted(message: str, value: Any) -> str:
+    text = str(value)
+    return message.replace(text, "***") if text else message
 
 
 def validate_ctx(schema: dict[str, Any], ctx: Any) -> dict[str, Any]:

@@ -154,6 +154,19 @@ def test_the_length_bound_applies_to_the_clear_value(organization, card_configur
     assert Event.objects.count() == 1
 
 
+def test_a_refused_value_is_not_quoted_back(organization):
+    event_type = copy.deepcopy(CARD_EVENT)
+    event_type["fields"].append({"name": "privateEmail", "type": "email", "sensitive": True})
+    publish_events(organization, event_type)
+    api = api_client_for(organization)
+    response = api.post(
+        URL, data=json.dumps(body(privateEmail="not-an-address-77")), content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "ctx.privateEmail" in response.content.decode()
+    assert "not-an-address-77" not in response.content.decode()
+
+
 def test_the_email_carries_the_value_and_the_delivery_shows_the_mask(card_configuration):
     event = accept(card_configuration, body())
     assert pipeline.process(event.pk) == "processed"
