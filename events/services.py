@@ -299,6 +299,7 @@ def duplicate_configuration(
                     required=f.required,
                     max_length=f.max_length,
                     values=f.values,
+                    sensitive=f.sensitive,
                     position=f.position,
                 )
                 for f in configuration.fields.all()

@@ -21,7 +21,7 @@ from events import pipeline, selectors, sensitive
 from events.configuration_file import ConfigurationFileError, export_organization, import_file
 from events.models import Event
 from events.schema import validate_event
-from events.services import ingest, send_again
+from events.services import duplicate_configuration, ingest, send_again
 from tests.conftest import api_client_for, publish_events, seed_body
 
 pytestmark = pytest.mark.django_db
@@ -301,3 +301,13 @@ def test_the_export_commands_show_the_mask(organization, card_configuration):
     person = io.StringIO()
     call_command("export_person", "geometrixx", "test@example.com", stdout=person)
     assert '"***"' in person.getvalue()
+
+
+def test_a_copy_of_the_event_type_keeps_its_fields_sensitive(card_configuration):
+    copied = duplicate_configuration(configuration=card_configuration)
+    assert {f.name: f.sensitive for f in copied.fields.all()} == {
+        "firstName": False,
+        "cardNumber": True,
+        "label": False,
+        "pin": True,
+    }
