@@ -17,12 +17,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaign.resources import import_resource_csv
-from events import pipeline, selectors, sensitive
+from events import pipeline, selectors, sensitive, typology
 from events.configuration_file import ConfigurationFileError, export_organization, import_file
-from events.models import Event
+from events.models import Event, ProfileSend, Typology, TypologyRule
 from events.schema import validate_event
 from events.services import duplicate_configuration, ingest, send_again
 from tests.conftest import api_client_for, publish_events, seed_body
+from tests.factories import ProfileFactory
 
 pytestmark = pytest.mark.django_db
 FUTURE = (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.000Z")
@@ -311,3 +312,39 @@ def test_a_copy_of_the_event_type_keeps_its_fields_sensitive(card_configuration)
         "label": False,
         "pin": True,
     }
+
+
+def test_duplicates_compare_the_clear_values_and_store_a_keyed_digest(organization):
+    ProfileFactory(organization=organization, email="jane@example.com", first_name="Jane")
+    welcome = {
+        "name": "welcome",
+        "channel": "email",
+        "targeting": "profile",
+        "fields": [
+            {"name": "email", "type": "email", "sensitive": True},
+            {"name": "code", "type": "text", "sensitive": True},
+        ],
+        "reconciliation": {"eventField": "email", "profileField": "email"},
+        "message": {"subject": "Welcome", "html": "", "text": "Your code {{ ctx.code }}"},
+    }
+    configuration = publish_events(organization, welcome)[0]
+    TypologyRule.objects.create(
+        typology=Typology.objects.get(organization=organization, is_default=True),
+        kind="duplicate",
+        code="duplicate",
+        name="Same within 10 min",
+        window_minutes=10,
+    )
+
+    def process(code: str) -> str:
+        event = accept(
+            configuration, {"ctx": {"email": "jane@example.com", "code": code}, "expiration": FUTURE}
+        )
+        return pipeline.process(event.pk)
+
+    assert process("1234") == "processed"  # the reconciliation key is sensitive: the worker opens it
+    assert process("1234") == "ignored"
+    assert process("5678") == "processed"  # only a masked ctx would call this a duplicate
+    assert [m.body.strip() for m in mail.outbox] == ["Your code 1234", "Your code 5678"]
+    plain = typology.ctx_digest({"email": "jane@example.com", "code": "1234"})
+    assert plain not in set(ProfileSend.objects.values_list("ctx_digest", flat=True))
