@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.utils import timezone
 
+from campaign import encryption
 from campaign.metrics import EVENTS_RECEIVED
 from campaign.models import Profile
 from events import sensitive, statements
@@ -317,6 +318,8 @@ def duplicate_configuration(
 def request_fingerprint(*, configuration: EventConfiguration, body: Any) -> str:
     # Numbers arrive as Decimal (campaign.bounds): their text, so no two bodies share a fingerprint.
     canonical = orjson.dumps([configuration.event_id, body], option=orjson.OPT_SORT_KEYS, default=str)
+    if sensitive.has_sensitive(configuration.published_schema):  # keyed: no guess of a value matches it
+        return encryption.keyed_digest(canonical)
     return hashlib.sha256(canonical).hexdigest()
 
 

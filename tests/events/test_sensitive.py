@@ -4,10 +4,12 @@ the API's answers, the admin, exports, reasons, nor in the database's row."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import datetime as dt
 import io
 import json
 
+import orjson
 import pytest
 from cryptography.fernet import Fernet
 from django.core import mail
@@ -348,3 +350,18 @@ def test_duplicates_compare_the_clear_values_and_store_a_keyed_digest(organizati
     assert [m.body.strip() for m in mail.outbox] == ["Your code 1234", "Your code 5678"]
     plain = typology.ctx_digest({"email": "jane@example.com", "code": "1234"})
     assert plain not in set(ProfileSend.objects.values_list("ctx_digest", flat=True))
+
+
+def test_an_idempotency_key_replays_the_event_and_stores_a_keyed_fingerprint(
+    organization, card_configuration
+):
+    api = api_client_for(organization)
+    data = body()
+    first = api.post(URL, data=json.dumps(data), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = api.post(URL, data=json.dumps(data), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == 201 and again.json()["PKey"] == first.json()["PKey"]
+    assert again.json()["ctx"]["cardNumber"] == "***"
+    plain = hashlib.sha256(
+        orjson.dumps([card_configuration.event_id, data], option=orjson.OPT_SORT_KEYS, default=str)
+    ).hexdigest()
+    assert Event.objects.get().request_fingerprint not in ("", plain)
