@@ -4,8 +4,8 @@ the API's answers, the admin, exports, reasons, nor in the database's row."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import datetime as dt
+import hashlib
 import io
 import json
 
