@@ -610,7 +610,8 @@ def _displayed(send: _Send, rendered: RenderedMessage) -> RenderedMessage:
         return rendered
     enriched = send.enriched
     return message_services.compose(
-        version=send.version,
+        version=None,  # the content without tracking: this copy is shown, never sent nor opened
+        content=send.version.content,
         event=event,
         profile=send.profile,
         ctx=sensitive.mask(enriched.ctx, paths) if enriched is not None else selectors.ctx_for_display(event),
