@@ -365,3 +365,19 @@ def test_an_idempotency_key_replays_the_event_and_stores_a_keyed_fingerprint(
         orjson.dumps([card_configuration.event_id, data], option=orjson.OPT_SORT_KEYS, default=str)
     ).hexdigest()
     assert Event.objects.get().request_fingerprint not in ("", plain)
+
+
+def test_the_sent_email_is_tracked_and_the_shown_copy_is_masked(organization, settings):
+    settings.PUBLIC_URL = "https://campaign.example.com/"
+    event_type = copy.deepcopy(CARD_EVENT)
+    event_type["message"]["html"] = (
+        '<p>Card {{ ctx.cardNumber }} <a href="https://shop.example.com/">Shop</a></p>'
+    )
+    configuration = publish_events(organization, event_type)[0]
+    event = accept(configuration, body())
+    assert pipeline.process(event.pk) == "processed"
+    html = mail.outbox[0].alternatives[0][0]
+    delivery = event.deliveries.get()
+    assert SECRET in html and "/t/o/" in html and delivery.tracking_id
+    assert delivery.tracked_links == ["https://shop.example.com/"]
+    assert SECRET not in delivery.content["html"] and "Card ***" in delivery.content["html"]
