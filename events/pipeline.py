@@ -669,6 +669,9 @@ def _prepare(
     `settle(organization_id=, channel=, address=)` waits for a send in flight to the same address."""
     if expired(event):
         return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"))
+    if getattr(event, "sensitive_unreadable", False):  # a machine without the key: another may have it
+        logger.error("event %s: its sensitive values open with no key of ENCRYPTION_KEYS", event.pkey)
+        return retry_or_fail(event, "its sensitive values open with no key of ENCRYPTION_KEYS")
     if event.attempts > 1 and selectors.sent_by_earlier_attempt(event):
         # An earlier attempt sent it but died before recording the status: never send twice.
         return Decision(Outcome(S.PROCESSED, "sent by an earlier attempt"))

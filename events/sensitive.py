@@ -98,11 +98,16 @@ def mask(ctx: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
 
 def reveal(event: Any) -> None:
     """For the worker only, in memory (never saved: the moves write named columns only): the event's
-    `ctx` in clear, and `sensitive_paths`, what `ctx_for_display` masks again."""
+    `ctx` in clear, and `sensitive_paths`, what `ctx_for_display` masks again. If no key of
+    ENCRYPTION_KEYS opens them, `sensitive_unreadable` (the pipeline retries the event)."""
     token = event.sensitive_ctx
     if not token:
         return
-    values = sealed_values(token)
+    try:
+        values = sealed_values(token)
+    except encryption.InvalidToken:
+        event.sensitive_unreadable = True
+        return
     ctx = event.ctx
     for path, value in values:
         ctx = _set(ctx, path, value)

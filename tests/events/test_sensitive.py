@@ -381,3 +381,14 @@ def test_the_sent_email_is_tracked_and_the_shown_copy_is_masked(organization, se
     assert SECRET in html and "/t/o/" in html and delivery.tracking_id
     assert delivery.tracked_links == ["https://shop.example.com/"]
     assert SECRET not in delivery.content["html"] and "Card ***" in delivery.content["html"]
+
+
+def test_a_worker_without_the_key_retries_then_fails_and_sends_nothing(card_configuration, settings):
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    event = accept(card_configuration, body())
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    settings.EVENT_MAX_ATTEMPTS = 1
+    assert pipeline.process(event.pk) == "deliveryFailed"
+    event.refresh_from_db()
+    assert "open with no key of ENCRYPTION_KEYS" in event.last_error
+    assert mail.outbox == []
