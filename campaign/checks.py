@@ -34,8 +34,8 @@ def production_settings(app_configs, **kwargs):
     if not settings.ENCRYPTION_KEYS:
         problems.append(
             Warning(
-                "ENCRYPTION_KEYS is not set: stored secrets (webhook signing secrets) are encrypted "
-                "with a key derived from SECRET_KEY.",
+                "ENCRYPTION_KEYS is not set: stored secrets (webhook signing secrets, the values of "
+                "sensitive fields) are encrypted with a key derived from SECRET_KEY.",
                 hint="Set ENCRYPTION_KEYS to one or more Fernet keys (campaign.encryption).",
                 id="campaign.W003",
             )

@@ -11,13 +11,15 @@ does not open the stored secrets (`check --deploy` warns otherwise, campaign.che
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
-__all__ = ["InvalidToken", "decrypt", "encrypt", "rotate"]
+__all__ = ["InvalidToken", "decrypt", "encrypt", "keyed_digest", "rotate"]
 
 
 def _derived_key(secret_key: str) -> bytes:
@@ -44,3 +46,14 @@ def decrypt(token: str) -> str:
 def rotate(token: str) -> str:
     """The same secret encrypted under the first key."""
     return _fernet().rotate(token.encode()).decode()
+
+
+def keyed_digest(data: bytes) -> str:
+    """HMAC-SHA256 of `data` under a key derived from the first key of ENCRYPTION_KEYS (SECRET_KEY's
+    without them): a digest of data holding a secret that cannot be reversed by trying guesses
+    without the key (an event's sensitive values, events.typology)."""
+    first = settings.ENCRYPTION_KEYS[0] if settings.ENCRYPTION_KEYS else settings.SECRET_KEY
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"campaign.keyed_digest").derive(
+        first.encode()
+    )
+    return hmac.new(key, data, hashlib.sha256).hexdigest()

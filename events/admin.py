@@ -122,6 +122,19 @@ def typed_allowed_values(values: list[Any], *, name: str, kind: str, max_length:
     return typed
 
 
+FIELD_COLUMNS: tuple[str, ...] = (
+    "collection",
+    "name",
+    "label",
+    "type",
+    "required",
+    "max_length",
+    "values",
+    "sensitive",
+    "position",
+)
+
+
 class EventFieldForm(forms.ModelForm):
     values = AllowedValuesField(
         required=False,
@@ -132,7 +145,7 @@ class EventFieldForm(forms.ModelForm):
 
     class Meta:
         model = EventField
-        fields = ["collection", "name", "label", "type", "required", "max_length", "values", "position"]
+        fields = FIELD_COLUMNS
         # One line per field: the admin's defaults (20em inputs) make each row tall and push the
         # last columns off the page.
         widgets = {
@@ -205,7 +218,7 @@ class EventFieldInline(admin.TabularInline):
     form = EventFieldForm
     formset = EventFieldFormSet
     extra = 1
-    fields = ["collection", "name", "label", "type", "required", "max_length", "values", "position"]
+    fields = FIELD_COLUMNS
 
 
 class EnrichmentForm(forms.ModelForm):

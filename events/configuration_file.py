@@ -34,7 +34,7 @@ from messages.lifecycle import PublicationError
 from messages.models import TransactionalMessage
 
 FILE_KEYS = {"organization", "events"}
-FIELD_KEYS = {"name", "type", "label", "required", "maxLength", "values"}
+FIELD_KEYS = {"name", "type", "label", "required", "maxLength", "values", "sensitive"}
 COLLECTION_KEYS = {"name", "fields"}
 EVENT_KEYS = {
     "name",
@@ -128,6 +128,9 @@ def _check_field(raw: Any, where: str, collection: str = "") -> dict[str, Any]:
     required = raw.get("required", False)
     if not isinstance(required, bool):
         _fail(f"{where} ({name})", "required is true or false")
+    is_sensitive = raw.get("sensitive", False)
+    if not isinstance(is_sensitive, bool):
+        _fail(f"{where} ({name})", "sensitive is true or false")
     return {
         "collection": collection,
         "name": name,
@@ -136,6 +139,7 @@ def _check_field(raw: Any, where: str, collection: str = "") -> dict[str, Any]:
         "required": required,
         "max_length": max_length,
         "values": values,
+        "sensitive": is_sensitive,
     }
 
 

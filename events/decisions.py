@@ -44,6 +44,8 @@ class DeliveryRecord:
     rendered: RenderedMessage | None = (
         None  # what went out: kept on the delivery, with its tracking id and links
     )
+    # What the delivery keeps to show when it differs from what went out (sensitive values masked).
+    displayed: RenderedMessage | None = None
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,11 @@ class EventField(models.Model):
     values = models.JSONField(
         default=list, blank=True, help_text='Allowed values as a JSON list, e.g. ["gold", "silver"].'
     )
+    sensitive = models.BooleanField(
+        default=False,
+        help_text="Its value is stored encrypted and shown as *** (API answers, admin, exports, logs); "
+        "only the message sent carries it.",
+    )
     position = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -276,7 +281,10 @@ class Event(models.Model):
     push_platform = models.CharField(max_length=8, blank=True)
     registration_token = models.CharField(max_length=4096, blank=True)
     application = models.CharField(max_length=255, blank=True)
+    # The values of the sensitive fields are "***" in ctx; this holds them, encrypted
+    # (events.sensitive: a Fernet token of [[path, value], ...]), "" when the event has none.
     ctx = models.JSONField(default=dict)
+    sensitive_ctx = models.TextField(blank=True, default="", editable=False)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     expiration_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

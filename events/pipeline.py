@@ -23,6 +23,7 @@ sends to the same address are never in flight together: the second waits for the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -43,7 +44,7 @@ from campaign.log_context import event_context
 from campaign.metrics import EVENT_LATENCY, RETRIES
 from campaign.models import Profile
 from campaign.privacy import mask_address, mask_addresses
-from events import claims, enrichment, selectors, sending, typology
+from events import claims, enrichment, selectors, sending, sensitive, typology
 from events.claims import Claim, LeaseLost, with_database_retries
 from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry, expired, retry_or_fail
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
@@ -182,6 +183,9 @@ class _Batch:
         if self.recorder and not self.ids:
             sending.new_task()
         events = selectors.claimed_events(ids, configurations=self.configurations)
+        for event in events:
+            if event.sensitive_ctx:  # the one place the worker opens sensitive values (in memory)
+                sensitive.reveal(event)
         self.ids += ids
         self.waiting += [Claim(event_id=event.pk, lease=lease, event=event) for event in events]
         if not self.loaded_at:
@@ -348,6 +352,9 @@ class _Batch:
         self._decided(_Decided(send.event, send.claim, decision, sent=sent))
 
     def _decided(self, decided: _Decided) -> None:
+        paths = getattr(decided.event, "sensitive_paths", None)
+        if paths:  # a reason never quotes a sensitive value (stored, shown, logged)
+            decided.decision = _scrubbed(decided.decision, decided.event.ctx, paths)
         self.unrecorded.append(decided)
         self.sent_unrecorded += decided.sent
         entry = decided.decision.quarantine
@@ -450,6 +457,16 @@ def _event_addresses(events: list[Event]) -> Iterator[tuple[int, str, str]]:
             yield event.organization_id, event.configuration.channel, address
 
 
+def _scrubbed(decision: Decision, ctx: dict[str, Any], paths: list[sensitive.Path]) -> Decision:
+    outcome = decision.outcome
+    last_error = decision.last_error
+    return dataclasses.replace(
+        decision,
+        outcome=Outcome(outcome.status, sensitive.scrub(outcome.reason, ctx, paths)),
+        last_error=sensitive.scrub(last_error, ctx, paths) if last_error else last_error,
+    )
+
+
 def _internal_error(event: Event, error: Exception) -> Decision:
     # The frames, not the message: an exception's text may quote the event's data.
     frames = "".join(traceback.format_tb(error.__traceback__))
@@ -469,6 +486,7 @@ def _move(event: Event, held: Claim, decision: Decision) -> Move:
             result=sent.result,
             duration_ms=sent.duration_ms,
             rendered=sent.rendered,
+            displayed=sent.displayed,
         )
     return Move(
         event.pk,
@@ -567,6 +585,7 @@ def _render_and_send(send: _Send) -> Decision:
             ctx=enriched.ctx if enriched is not None else None,
             joined_profile=enriched.profile if enriched is not None else None,
         )
+        displayed = _displayed(send, rendered)
     except SoftTimeLimitExceeded:
         raise
     except TemplateError as error:  # beyond a bound of rendering (RENDER_*): the reason names it
@@ -579,10 +598,34 @@ def _render_and_send(send: _Send) -> Decision:
         return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"), profile=profile)
     started = time.monotonic()
     result = message_services.send(channel=send.channel, rendered=rendered, recipient=send.recipient)
-    return _sent_decision(send, rendered, result, int((time.monotonic() - started) * 1000))
+    return _sent_decision(send, rendered, result, int((time.monotonic() - started) * 1000), displayed)
 
 
-def _sent_decision(send: _Send, rendered: RenderedMessage, result: SendResult, duration_ms: int) -> Decision:
+def _displayed(send: _Send, rendered: RenderedMessage) -> RenderedMessage:
+    """What the delivery keeps to show: the message as sent, or, for an event with sensitive values,
+    rendered again with them masked (selectors.ctx_for_display)."""
+    event = send.event
+    paths = getattr(event, "sensitive_paths", None)
+    if not paths:
+        return rendered
+    enriched = send.enriched
+    return message_services.compose(
+        version=None,  # the content without tracking: this copy is shown, never sent nor opened
+        content=send.version.content,
+        event=event,
+        profile=send.profile,
+        ctx=sensitive.mask(enriched.ctx, paths) if enriched is not None else selectors.ctx_for_display(event),
+        joined_profile=enriched.profile if enriched is not None else None,
+    )
+
+
+def _sent_decision(
+    send: _Send,
+    rendered: RenderedMessage,
+    result: SendResult,
+    duration_ms: int,
+    displayed: RenderedMessage | None = None,
+) -> Decision:
     event = send.event
     delivery = DeliveryRecord(
         message=send.message,
@@ -591,6 +634,7 @@ def _sent_decision(send: _Send, rendered: RenderedMessage, result: SendResult, d
         result=result,
         duration_ms=duration_ms,
         rendered=rendered,
+        displayed=displayed if displayed is not rendered else None,
     )
     answer = mask_addresses(result.provider_response)  # "550 <jane@example.com>: unknown" -> j***@
     if result.sent:
@@ -627,6 +671,9 @@ def _prepare(
     `settle(organization_id=, channel=, address=)` waits for a send in flight to the same address."""
     if expired(event):
         return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"))
+    if getattr(event, "sensitive_unreadable", False):  # a machine without the key: another may have it
+        logger.error("event %s: its sensitive values open with no key of ENCRYPTION_KEYS", event.pkey)
+        return retry_or_fail(event, "its sensitive values open with no key of ENCRYPTION_KEYS")
     if event.attempts > 1 and selectors.sent_by_earlier_attempt(event):
         # An earlier attempt sent it but died before recording the status: never send twice.
         return Decision(Outcome(S.PROCESSED, "sent by an earlier attempt"))

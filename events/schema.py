@@ -62,6 +62,8 @@ def build_schema(
             entry["maxLength"] = field.max_length
         if field.values:
             entry["values"] = list(field.values)
+        if getattr(field, "sensitive", False):
+            entry["sensitive"] = True
         return entry
 
     collections: dict[str, list[dict[str, Any]]] = {}
@@ -75,6 +77,13 @@ def build_schema(
         "fields": [describe(f) for f in fields if not f.collection],
         "collections": [{"name": name, "fields": items} for name, items in collections.items()],
     }
+    sensitive = [
+        f"{field.collection}.{field.name}" if field.collection else field.name
+        for field in fields
+        if getattr(field, "sensitive", False)
+    ]
+    if sensitive:  # absent when there are none: the ingest's one check (events.sensitive)
+        schema["sensitiveFields"] = sensitive
     if configuration.targeting == "profile":
         schema["reconciliation"] = {
             "eventField": configuration.reconciliation_event_field,
@@ -243,7 +252,12 @@ def _check_object(
     cleaned: dict[str, Any] = {}
     for spec in specs:
         if spec["name"] in data or spec.get("required"):
-            cleaned_value = check_value(spec, data.get(spec["name"]), f"{path}.{spec['name']}")
+            try:
+                cleaned_value = check_value(spec, data.get(spec["name"]), f"{path}.{spec['name']}")
+            except SchemaError as error:
+                if spec.get("sensitive"):  # the answer names the field, never quotes its value
+                    raise SchemaError(error.field, _unquoted(error.message, data.get(spec["name"]))) from None
+                raise
             if spec["name"] in data:
                 cleaned[spec["name"]] = cleaned_value
     for collection in collections:
@@ -261,6 +275,11 @@ def _check_object(
             for index, item in enumerate(items)
         ]
     return cleaned
+
+
+def _unquoted(message: str, value: Any) -> str:
+    text = str(value)
+    return message.replace(text, "***") if text else message
 
 
 def validate_ctx(schema: dict[str, Any], ctx: Any) -> dict[str, Any]:

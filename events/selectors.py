@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from campaign import generations
 from campaign.models import CustomResourceRow, Organization, Profile, Quarantine
+from events import sensitive
 from events.models import Event, EventConfiguration, EventStatusChange, event_name_from_id
 from messages.models import Delivery
 
@@ -149,6 +150,7 @@ PROCESSING_FIELDS = (
     "registration_token",
     "application",
     "ctx",
+    "sensitive_ctx",
     "status",
     "attempts",
     "expiration_at",
@@ -177,6 +179,15 @@ def claimed_events(
     for event in events.values():
         event.configuration = known[event.configuration_id]
     return [events[pk] for pk in event_ids if pk in events]
+
+
+def ctx_for_display(event: Event) -> dict[str, Any]:
+    """An event's data for what is shown rather than sent (a delivery's stored content, a preview
+    from a real event, a draft tried on real events): its sensitive values masked (`"***"`). As
+    stored, `ctx` is masked already; in the worker, which opened it (events.sensitive.reveal), it is
+    masked again here."""
+    paths = getattr(event, "sensitive_paths", None)
+    return sensitive.mask(event.ctx, paths) if paths else event.ctx
 
 
 def sent_by_earlier_attempt(event: Event) -> bool:

@@ -18,9 +18,10 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.utils import timezone
 
+from campaign import encryption
 from campaign.metrics import EVENTS_RECEIVED
 from campaign.models import Profile
-from events import statements
+from events import sensitive, statements
 from events.models import (
     EVENT_ID_MAX_LENGTH,
     EVENT_NAME_MAX_LENGTH,
@@ -299,6 +300,7 @@ def duplicate_configuration(
                     required=f.required,
                     max_length=f.max_length,
                     values=f.values,
+                    sensitive=f.sensitive,
                     position=f.position,
                 )
                 for f in configuration.fields.all()
@@ -316,6 +318,8 @@ def duplicate_configuration(
 def request_fingerprint(*, configuration: EventConfiguration, body: Any) -> str:
     # Numbers arrive as Decimal (campaign.bounds): their text, so no two bodies share a fingerprint.
     canonical = orjson.dumps([configuration.event_id, body], option=orjson.OPT_SORT_KEYS, default=str)
+    if sensitive.has_sensitive(configuration.published_schema):  # keyed: no guess of a value matches it
+        return encryption.keyed_digest(canonical)
     return hashlib.sha256(canonical).hexdigest()
 
 
@@ -358,11 +362,16 @@ def ingest(
             return previous, False
     now = timezone.now()
     scheduled_at = validated.scheduled_at
+    ctx, sealed = validated.ctx, ""
+    schema = configuration.published_schema
+    if schema and schema.get("sensitiveFields"):  # one lookup for an event type with none
+        ctx, sealed = sensitive.seal(schema, ctx)
     event = Event(
         organization_id=configuration.organization_id,
         configuration=configuration,
         **validated.recipient,
-        ctx=validated.ctx,
+        ctx=ctx,
+        sensitive_ctx=sealed,
         scheduled_at=scheduled_at,
         expiration_at=validated.expiration_at,
         next_attempt_at=scheduled_at if scheduled_at is not None and scheduled_at > now else now,
@@ -453,7 +462,7 @@ def send_again(*, event: Event) -> Event:
         )
     recipient_columns = {key.column for key in channel(event.configuration.channel).recipient_keys}
     validated = ValidatedEvent(
-        ctx=event.ctx,
+        ctx=sensitive.clear_ctx(event.ctx, event.sensitive_ctx),  # sealed again as it is stored
         recipient={column: getattr(event, column) for column in sorted(recipient_columns)},
         scheduled_at=event.scheduled_at,
         expiration_at=event.expiration_at,

@@ -36,7 +36,7 @@ import orjson
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from campaign import generations
+from campaign import encryption, generations
 from campaign.models import Organization, Profile
 from events.models import (
     DUPLICATE_WINDOW_MAX_MINUTES,
@@ -254,9 +254,12 @@ def _number(text: str) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def ctx_digest(ctx: dict[str, Any]) -> str:
-    """The same `ctx` (whatever its keys' order) gives the same digest."""
-    return hashlib.sha256(orjson.dumps(ctx, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def ctx_digest(ctx: dict[str, Any], *, keyed: bool = False) -> str:
+    """The same `ctx` (whatever its keys' order) gives the same digest; `keyed` (a ctx holding
+    sensitive values, events.sensitive): an HMAC under the encryption key, so that the stored digest
+    cannot be matched against guesses of a value."""
+    data = orjson.dumps(ctx, option=orjson.OPT_SORT_KEYS)
+    return encryption.keyed_digest(data) if keyed else hashlib.sha256(data).hexdigest()
 
 
 def admit(
@@ -265,7 +268,7 @@ def admit(
     """Steps 4 and 5, then the record of the message let through, as one transaction under the
     profile's row lock when a rule reads the history (see the module's docstring). Returns the
     exclusion, or None when the message may be sent (and is counted from now on)."""
-    digest = ctx_digest(event.ctx)
+    digest = ctx_digest(event.ctx, keyed=bool(getattr(event, "sensitive_paths", None)))
     if not rules.need_history:
         _record(event=event, profile=profile, channel=channel, digest=digest, now=now)
         return None

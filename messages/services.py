@@ -416,9 +416,11 @@ def delivery_row(
     duration_ms: int,
     is_proof: bool = False,
     rendered: RenderedMessage | None = None,
+    displayed: RenderedMessage | None = None,
 ) -> Delivery:
     """The (unsaved) record of one send, counted in the metrics (an event's send is linked to its
-    event by the events app, in the same statement: events.statements)."""
+    event by the events app, in the same statement: events.statements). `displayed`: what its
+    content keeps instead of `rendered` (an event's sensitive values masked), if given."""
     DELIVERIES.labels(message.channel, result.outcome).inc()
     return Delivery(
         organization_id=message.configuration.organization_id,
@@ -433,7 +435,7 @@ def delivery_row(
         duration_ms=duration_ms,
         tracking_id=rendered.tracking_id if rendered is not None else "",
         tracked_links=list(rendered.tracked_links) if rendered is not None else [],
-        content=delivered_content(rendered) if rendered is not None else {},
+        content=delivered_content(displayed or rendered) if rendered is not None else {},
     )
 
 

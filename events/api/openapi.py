@@ -143,6 +143,11 @@ def _field_schema(spec: dict[str, Any]) -> dict[str, Any]:
         schema["enum"] = spec["values"]
     if spec.get("label"):
         schema["description"] = spec["label"]
+    if spec.get("sensitive"):  # stored encrypted, answered masked: only the message sent carries it
+        schema["x-sensitive"] = True
+        schema["description"] = (
+            spec["label"] + ". " if spec.get("label") else ""
+        ) + 'Sensitive: stored encrypted and answered as "***"; only the message sent carries it.'
     return schema
 
 
