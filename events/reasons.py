@@ -47,7 +47,10 @@ CODES: dict[str, tuple[str, str]] = {
     OPTED_OUT: ("ignored", "the profile opted out of the channel or is blocklisted (typology's denylist)"),
     FATIGUE: ("ignored", "an organization fatigue rule's cap is reached for the profile"),
     DUPLICATE: ("ignored", "a typology duplicate rule: same event type, profile and ctx within its window"),
-    f"{TYPOLOGY}:<rule>": ("ignored", "a typology profile filter excluded the profile (the rule's code)"),
+    f"{TYPOLOGY}:<rule code>": (
+        "ignored",
+        "a typology profile filter excluded the profile (the rule's code)",
+    ),
     NOT_PUBLISHED: ("routingFailed", "the event type was not published when a worker routed it"),
     NO_PUBLISHED_MESSAGE: ("routingFailed", "the event type has no published message"),
     UNPUBLISHED: ("routingFailed", "the event type (or its message) was unpublished while the event waited"),

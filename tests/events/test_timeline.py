@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import socket
+from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -265,3 +267,9 @@ def test_every_code_the_pipeline_writes_is_in_the_table():
     assert reasons.provider_rejected("550 5.1.1 <j***@example.com>: unknown") == "providerRejected:5.1.1"
     assert reasons.provider_rejected("554 rejected") == "providerRejected:554"
     assert reasons.provider_rejected("gateway said no") == "providerRejected"
+
+
+def test_the_readmes_table_lists_every_code_and_no_other():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Reason codes") : readme.index("## Event configuration file")]
+    assert set(re.findall(r"^\| `([^`]+)` \|", section, re.M)) == set(reasons.CODES)
