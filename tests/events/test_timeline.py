@@ -3,24 +3,31 @@ its stable reason code, the claim's worker, the version routed to, the delivery 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import io
 import os
 import re
 import socket
 from pathlib import Path
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core import mail
 from django.utils import timezone
 
 from campaign.models import Quarantine
+from campaign.resources import import_resource_csv
 from events import pipeline, publication, reasons, sweep, timeline
 from events.models import Event, EventStatusChange, FatigueRule, TypologyRule
+from events.publication import unpublish_configuration
 from events.schema import validate_event
 from events.services import ingest
 from events.typology import default_typology
-from messages.models import Delivery, TrackingHit
+from messages import services as message_services
+from messages.models import Delivery, MessageVersion, TrackingHit
 from tests.conftest import publish_events, seed_body
+from tests.events.test_enrichment import CART, CATALOGUE
 from tests.factories import ProfileFactory
 
 pytestmark = pytest.mark.django_db
@@ -114,8 +121,6 @@ def test_retries_then_a_failure_for_good_each_have_their_code(cart_configuration
 
 
 def test_routing_failures_have_their_codes(cart_configuration, organization):
-    from events.publication import unpublish_configuration
-
     message = cart_configuration.message
     event = accept(cart_configuration, live_body())
     message.status = "draft"
@@ -273,3 +278,66 @@ def test_the_readmes_table_lists_every_code_and_no_other():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme[readme.index("### Reason codes") : readme.index("## Event configuration file")]
     assert set(re.findall(r"^\| `([^`]+)` \|", section, re.M)) == set(reasons.CODES)
+
+
+def test_render_failures_unpublished_types_and_expiry_before_a_retry_have_their_codes(
+    cart_configuration, smtp_email, settings
+):
+    version = cart_configuration.message.live_version
+    content = version.content
+    MessageVersion.objects.filter(pk=version.pk).update(content={**content, "subject": "{{ 1 / 0 }}"})
+    broken = accept(cart_configuration, live_body())
+    assert pipeline.process(broken.pk) == "deliveryFailed"
+    assert codes(broken)[-1] == ("deliveryFailed", "renderFailed")
+    assert [s["version"] for s in story(broken)["steps"] if s["step"] == "routed"] == [1]
+    MessageVersion.objects.filter(pk=version.pk).update(content=content)
+
+    settings.EVENT_RETRY_DELAY_SECONDS = 3600
+    soon = (timezone.now() + dt.timedelta(minutes=5)).isoformat()
+    short = accept(
+        cart_configuration, seed_body(scheduled=None, expiration=soon, email="tempfail@example.com")
+    )
+    assert pipeline.process(short.pk) == "tooOld"
+    assert codes(short)[-1] == ("tooOld", "expiresBeforeRetry")
+
+    unrouted = accept(cart_configuration, live_body())
+    type(cart_configuration).objects.filter(pk=cart_configuration.pk).update(status="draft")
+    assert pipeline.process(unrouted.pk) == "routingFailed"
+    assert codes(unrouted)[-1] == ("routingFailed", "notPublished")
+
+
+def test_an_event_an_earlier_attempt_sent_is_processed_with_its_code(cart_configuration):
+    event = accept(cart_configuration, live_body())
+    assert pipeline.process(event.pk) == "processed"
+    # As if that attempt had died before recording: the event is back in the queue, its send linked.
+    Event.objects.filter(pk=event.pk).update(status="pending")
+    assert pipeline.process(event.pk) == "processed"
+    assert codes(event)[-1] == ("processed", "sentByEarlierAttempt")
+    assert len(mail.outbox) == 1
+
+
+def test_events_a_task_out_of_time_hands_back_are_released(cart_configuration, monkeypatch):
+    first, second = (accept(cart_configuration, live_body(email=f"t{n}@example.com")) for n in range(2))
+    real_compose = message_services.compose
+
+    def out_of_time_once(**kwargs):
+        monkeypatch.setattr(message_services, "compose", real_compose)
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(message_services, "compose", out_of_time_once)
+    assert pipeline.process_batch([first.pk]) == {}
+    assert codes(first)[-1] == ("pending", "retryScheduled")
+    assert codes(second) == [("processing", "claimed"), ("pending", "released")]
+
+
+def test_a_missing_required_enrichment_has_its_code_and_the_story_quotes_no_ctx_value(organization):
+    import_resource_csv(organization=organization, name="product", key="sku", handle=io.StringIO(CATALOGUE))
+    cart = copy.deepcopy(CART)
+    cart["enrichments"][0]["required"] = True
+    configuration = publish_events(organization, cart)[0]
+    ctx = {"firstName": "Jack", "items": [{"sku": "SKU-404", "quantity": 1}]}
+    event = accept(configuration, {"email": "buyer@example.com", "expiration": FUTURE, "ctx": ctx})
+    assert pipeline.process(event.pk) == "targetingFailed"
+    assert "SKU-404" in event.status_changes.last().reason  # the reason, for people, names it
+    assert codes(event)[-1] == ("targetingFailed", "enrichmentMissing")
+    assert "SKU-404" not in str(story(event))  # the story does not
