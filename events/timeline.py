@@ -9,7 +9,7 @@ addresses masked.
 
 Steps, in order:
 
-* `received`: the POST was accepted;
+* `received`: the POST was accepted (with its `scheduled` and `expiration` dates, if any);
 * `statusChanged`: from -> to, with its `code` (the claim's carries the `worker` and the attempt);
 * `routed`: the message version an attempt was routed to;
 * `delivery`: a send, with the provider's answer (`outcome`, `providerResponse`, `durationMs`,
@@ -72,7 +72,14 @@ def event_timeline(event: Event, *, max_steps: int = MAX_STEPS) -> dict[str, Any
         .order_by("created_at", "id")
         .only("kind", "link_index", "first", "automated", "created_at", "delivery_id")[: max_steps + 1]
     )
-    steps: list[dict[str, Any]] = [{"step": "received", "at": timestamp(event.created_at)}]
+    steps: list[dict[str, Any]] = [
+        {
+            "step": "received",
+            "at": timestamp(event.created_at),
+            "scheduled": timestamp(event.scheduled_at) if event.scheduled_at else None,
+            "expiration": timestamp(event.expiration_at) if event.expiration_at else None,
+        }
+    ]
     # Each send belongs to the attempt whose claim came last before it (it is recorded with the
     # attempt's end, in the same statement, a moment after that move's row).
     claimed_at = [c.created_at for c in history if c.to_status == S.PROCESSING]

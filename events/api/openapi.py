@@ -128,6 +128,8 @@ TIMELINE: dict[str, Any] = {
                         ],
                     },
                     "at": _STEP_AT,
+                    "scheduled": {**_STEP_AT, "nullable": True, "description": "received"},
+                    "expiration": {**_STEP_AT, "nullable": True, "description": "received"},
                     "attempt": {"type": "integer", "description": "The attempt it belongs to, from 1"},
                     "from": {"type": "string", "nullable": True, "description": "statusChanged"},
                     "to": {"type": "string", "description": "statusChanged"},

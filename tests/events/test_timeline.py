@@ -341,3 +341,12 @@ def test_a_missing_required_enrichment_has_its_code_and_the_story_quotes_no_ctx_
     assert "SKU-404" in event.status_changes.last().reason  # the reason, for people, names it
     assert codes(event)[-1] == ("targetingFailed", "enrichmentMissing")
     assert "SKU-404" not in str(story(event))  # the story does not
+
+
+def test_the_reception_step_says_when_the_event_is_scheduled_and_expires(cart_configuration):
+    when = timezone.now() + dt.timedelta(days=1)
+    event = accept(cart_configuration, seed_body(scheduled=when.isoformat(), expiration=FUTURE))
+    (received,) = story(event)["steps"]
+    assert received["step"] == "received"
+    assert received["scheduled"] == timeline.timestamp(Event.objects.get(pk=event.pk).scheduled_at)
+    assert received["expiration"].endswith("Z") and received["expiration"] > received["scheduled"]
