@@ -85,7 +85,9 @@ def event_timeline(event: Event, *, max_steps: int = MAX_STEPS) -> dict[str, Any
     claimed_at = [c.created_at for c in history if c.to_status == S.PROCESSING]
     sends: dict[int, list[Delivery]] = {}
     for delivery in deliveries:
-        sends.setdefault(bisect.bisect_right(claimed_at, delivery.created_at), []).append(delivery)
+        number = bisect.bisect_right(claimed_at, delivery.created_at)
+        # One dated before the first claim (clocks of two machines): the first attempt's.
+        sends.setdefault(max(number, 1) if claimed_at else 0, []).append(delivery)
     attempt: _Attempt | None = None
     for change in history:
         if change.to_status == S.PROCESSING:

@@ -1,7 +1,8 @@
 """A real SMTP server on loopback (aiosmtpd) for tests and benchmarks.
 
 Recipients steer its answers: `reject...@` gets a permanent 550, `tempfail...@` a temporary 451,
-`flaky...@` a temporary 451 the first time only (a retry goes through), and `slow...@` makes the first RCPT to it wait `slow_seconds` (to kill a worker in the middle of a send).
+`flaky...@` a temporary 451 the first time only (a retry goes through), and `slow...@` makes the
+first RCPT to it wait `slow_seconds` (to kill a worker in the middle of a send).
 `data_seconds` makes every DATA wait that long before its answer, and `most_in_data` counts the
 most conversations it had in DATA at once (sends overlapping); `on_data` is called at each DATA.
 """
