@@ -21,7 +21,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "campaign.settings")
 
 app = Celery("campaign")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["campaign", "events"])
+app.autodiscover_tasks(["campaign", "events", "messages"])
 
 logger = logging.getLogger("events.dispatch")
 

@@ -196,6 +196,13 @@ SMS_GATEWAY_TOKEN = env.str("SMS_GATEWAY_TOKEN", default="")
 PUSH_BACKEND = env.str("PUSH_BACKEND", default="messages.channels.push.FilePushBackend")
 PUSH_GATEWAY_URL = env.str("PUSH_GATEWAY_URL", default="")
 PUSH_GATEWAY_TOKEN = env.str("PUSH_GATEWAY_TOKEN", default="")
+# PUSH_BACKEND=messages.channels.push.FcmPushBackend: Firebase Cloud Messaging v1 (messages.channels.fcm).
+FCM_SERVICE_ACCOUNT_FILE = env.str("FCM_SERVICE_ACCOUNT_FILE", default="")  # path of the JSON key
+FCM_SERVICE_ACCOUNT_JSON = env.str("FCM_SERVICE_ACCOUNT_JSON", default="")  # or its content
+FCM_PROJECT_ID = env.str("FCM_PROJECT_ID", default="")  # default: the service account's project_id
+FCM_BASE_URL = env.str("FCM_BASE_URL", default="https://fcm.googleapis.com")
+FCM_TIMEOUT_SECONDS = min(max(env.float("FCM_TIMEOUT_SECONDS", default=10.0), 0.1), 60.0)
+FCM_RETRY_AFTER_MAX_SECONDS = min(max(env.float("FCM_RETRY_AFTER_MAX_SECONDS", default=3600.0), 0.0), 86400.0)
 CHANNEL_OUTBOX_DIR = str(VAR_DIR / "outbox")
 
 # --- Celery ----------------------------------------------------------------------------------
@@ -354,6 +361,10 @@ TOKEN_FAILURES_PER_ADDRESS = env.int("TOKEN_FAILURES_PER_ADDRESS", default=100)
 # --- Senders and proofs -----------------------------------------------------------------------
 # Proofs one user may send per minute (each recipient counts), counted in the database (campaign.senders).
 PROOF_RATE_PER_MINUTE = env.int("PROOF_RATE_PER_MINUTE", default=10)
+
+# A draft tried on the last N real events (messages.draft_try): the whole try's time budget (each
+# render is bounded by RENDER_TIMEOUT_SECONDS besides); the events not reached are "not tried".
+DRAFT_TRY_BUDGET_SECONDS = env.float("DRAFT_TRY_BUDGET_SECONDS", default=60.0)
 
 # --- Retention (events.retention) -------------------------------------------------------------
 # Days an event, a delivery, an open or click is kept (an organization may set its own); 0: kept

@@ -39,13 +39,3 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
-
-
-def post_worker_init(worker):
-    """Move what the app loaded (Django, DRF, the URLconf: most of the process's objects) out of
-    the garbage collector's sight: a full collection then walks only what requests allocate,
-    instead of pausing every thread of the worker for the whole heap (the tail of the latency)."""
-    import gc
-
-    gc.collect()
-    gc.freeze()

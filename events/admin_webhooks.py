@@ -62,18 +62,9 @@ class WebhookEndpointAdmin(OrganizationScopedAdmin):
     readonly_fields = ["disabled_at", "disabled_reason", "failures_in_a_row", "created_at", "log_link"]
 
     def get_fields(self, request, obj=None):
-        fields = [
-            "url",
-            "description",
-            "final_statuses",
-            "bounces",
-            "opens",
-            "clicks",
-            "unsubscribes",
-            "enabled",
-        ]
+        fields = list(WebhookEndpointForm.Meta.fields)
         if obj is not None:
-            fields += ["disabled_at", "disabled_reason", "failures_in_a_row", "created_at", "log_link"]
+            fields += self.readonly_fields
         return (["organization"] if request.user.is_superuser else []) + fields
 
     @admin.display(description="Notifications")

@@ -106,13 +106,17 @@ def retry_delay(attempt: int) -> float:
     return base * (1 + 0.5 * random.random())
 
 
-def retry_or_fail(event: Event, error: str) -> Decision:
-    """A temporary failure: try again later, unless the attempts or the expiration run out first."""
+def retry_or_fail(event: Event, error: str, *, not_before: float | None = None) -> Decision:
+    """A temporary failure: try again later, unless the attempts or the expiration run out first;
+    `not_before`: seconds the server asked to wait (Retry-After), the backoff's least delay."""
     attempts = event.attempts  # read after the claim, which counted this attempt
     if attempts >= settings.EVENT_MAX_ATTEMPTS:
         reason = f"{attempts} attempts failed; last: {error}"
         return Decision(Outcome(S.DELIVERY_FAILED, reason, reasons.PROVIDER_UNAVAILABLE), last_error=error)
-    next_attempt_at = timezone.now() + dt.timedelta(seconds=retry_delay(attempts))
+    delay = retry_delay(attempts)
+    if not_before is not None:
+        delay = max(delay, not_before)
+    next_attempt_at = timezone.now() + dt.timedelta(seconds=delay)
     if event.expiration_at is not None and next_attempt_at >= event.expiration_at:
         reason = f"expires before the next attempt; last error: {error}"
         return Decision(Outcome(S.TOO_OLD, reason, reasons.EXPIRES_BEFORE_RETRY), last_error=error)

@@ -600,6 +600,9 @@ def _sent_decision(send: _Send, rendered: RenderedMessage, result: SendResult, d
     answer = mask_addresses(result.provider_response)  # "550 <jane@example.com>: unknown" -> j***@
     if result.sent:
         decision = Decision(Outcome(S.PROCESSED, result.provider_message_id, reasons.SENT), last_error="")
+    elif result.outcome == "permanentFailure" and not result.quarantines:  # the message's fault
+        code = reasons.provider_rejected(result.provider_response)
+        decision = Decision(Outcome(S.DELIVERY_FAILED, answer, code), last_error=answer)
     elif result.outcome == "permanentFailure":
         decision = Decision(
             Outcome(S.DELIVERY_FAILED, answer, reasons.provider_rejected(result.provider_response)),
@@ -612,7 +615,7 @@ def _sent_decision(send: _Send, rendered: RenderedMessage, result: SendResult, d
             ),
         )
     else:
-        decision = retry_or_fail(event, answer)
+        decision = retry_or_fail(event, answer, not_before=result.retry_after)
     return decision.with_send(profile=send.profile, version=send.version, delivery=delivery)
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from campaign import generations
 from events import dispatch, enrichment, reasons, selectors
 from events import schema as event_schema
-from events.models import ConfigurationStatusChange, Event, EventConfiguration, ProfileSample
+from events.models import ConfigurationStatusChange, Event, EventConfiguration, ProfileSample, Targeting
 from events.schema import SchemaError, build_schema
 from events.services import configuration_errors, create_message, default_message_content
 from events.transitions import transition_many
@@ -350,6 +350,62 @@ def enrich_sample(message: TransactionalMessage, ctx: dict[str, Any]) -> dict[st
     ).ctx
 
 
+def recent_events(message: TransactionalMessage, limit: int) -> list[lifecycle.RealEvent]:
+    """The last `limit` events of the message's configuration as a display render needs them: the
+    data for display (selectors.ctx_for_display, never the stored ctx itself) joined as the worker
+    joins it (events.enrichment, the published schema's joins), the profile of a profile-based
+    event, the language it would be sent in. An event the worker would send nothing (no profile, a
+    required join that found nothing) comes with why (`skipped`). The joins look up the display
+    data's values: a masked value used as a join key finds no row (shown empty, never in clear)."""
+    configuration = message.configuration
+    events = selectors.recent_events(configuration=configuration, limit=limit)
+    schema = configuration.published_schema or schema_of(message)
+    lookup = selectors.EnrichmentLookup()
+    displayed = {event.pk: selectors.ctx_for_display(event) for event in events}
+    rows, profiles = enrichment.wanted(
+        (event.organization_id, schema, displayed[event.pk]) for event in events
+    )
+    if rows or profiles:
+        lookup.read(rows, profiles)
+    found: list[lifecycle.RealEvent] = []
+    for event in events:
+        ctx = displayed[event.pk]
+        profile = None
+        if configuration.targeting == Targeting.PROFILE:
+            profile = selectors.find_profile(event)
+            if profile is None:
+                found.append(
+                    lifecycle.RealEvent(
+                        pkey=event.pkey,
+                        created_at=event.created_at,
+                        ctx=ctx,
+                        skipped="no profile matches the reconciliation key",
+                    )
+                )
+                continue
+        try:
+            enriched = enrichment.enrich(
+                schema=schema, ctx=ctx, organization_id=event.organization_id, lookup=lookup
+            )
+        except enrichment.EnrichmentFailed as failed:
+            skipped = lifecycle.RealEvent(
+                pkey=event.pkey, created_at=event.created_at, ctx=ctx, skipped=str(failed)
+            )
+            found.append(skipped)
+            continue
+        found.append(
+            lifecycle.RealEvent(
+                pkey=event.pkey,
+                created_at=event.created_at,
+                ctx=enriched.ctx,
+                profile=profile,
+                joined_profile=enriched.profile,
+                language=message_services.event_language(profile=profile, ctx=enriched.ctx),
+            )
+        )
+    return found
+
+
 def hand_in() -> None:
     """Give the message editor the workflows and the event's rules (events' AppConfig.ready)."""
     lifecycle.hand_in(
@@ -367,5 +423,6 @@ def hand_in() -> None:
             pause_effects=pause_effects,
             unpublish_effects=message_unpublish_effects,
             republish_effects=republish_effects,
+            recent_events=recent_events,
         )
     )

@@ -74,7 +74,7 @@ CODES: dict[str, tuple[str, str]] = {
 }
 
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-_REPLY = re.compile(r"^\s*([2-5]\d\d)\b")
+_REPLY = re.compile(r"\b([45]\d\d)\b")
 MAX_CODE_LENGTH = 80
 
 
@@ -83,7 +83,8 @@ def typology(rule_code: str) -> str:
 
 
 def provider_rejected(provider_response: str) -> str:
-    """`providerRejected:5.1.1` from "550 5.1.1 <j***@example.com>: unknown user"; the reply code
-    when the answer has no enhanced status code; the family alone when it has neither."""
+    """`providerRejected:5.1.1` from "550 5.1.1 <j***@example.com>: unknown user"; the reply (or HTTP)
+    status code when the answer has no enhanced status code ("... dead: 404 UNREGISTERED" ->
+    `providerRejected:404`); the family alone when it has neither."""
     found = _ENHANCED.search(provider_response) or _REPLY.search(provider_response)
     return f"{PROVIDER_REJECTED}:{found.group(1)}" if found else PROVIDER_REJECTED

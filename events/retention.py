@@ -1,5 +1,6 @@
 """How long history is kept: events, deliveries (and their opens and clicks) older than their
-retention go, in bounded batches of DELETEs (the beat's `events.purge_history`, `manage.py purge`).
+retention go, in bounded batches of DELETEs (the beat's `events.purge_history`, `manage.py purge`);
+so do the draft tries past their day (messages.draft_try).
 
 * Retention is in days per table (EVENT_, DELIVERY_, TRACKING_RETENTION_DAYS; 0: forever), and an
   organization may set its own (Organization.*_retention_days).
@@ -37,7 +38,8 @@ from django.utils import timezone
 from campaign.models import Organization
 from events import rollups
 from events.models import FINAL_STATUSES, Event
-from messages.models import Delivery, TrackingHit
+from messages import draft_try
+from messages.models import Delivery, DraftTry, TrackingHit
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,14 @@ def purgeable(*, now: dt.datetime | None = None, ahead: bool = False) -> list[tu
     return found
 
 
+EXPIRED_TRIES = "transactional.DraftTry"  # a draft tried on real events, kept a day (messages.draft_try)
+
+
 def count_purgeable(*, now: dt.datetime | None = None) -> dict[str, int]:
     """What a purge would delete now, per table (the dry run)."""
-    return {label: rows.count() for label, rows in purgeable(now=now, ahead=True)}
+    counts = {label: rows.count() for label, rows in purgeable(now=now, ahead=True)}
+    counts[EXPIRED_TRIES] = DraftTry.objects.filter(expires_at__lte=now or timezone.now()).count()
+    return counts
 
 
 def delete_in_batches(
@@ -159,4 +166,5 @@ def purge(*, now: dt.datetime | None = None, max_batches: int | None = None) -> 
                 rows, batch_size=int(settings.RETENTION_BATCH_SIZE), max_batches=max_batches, before=before
             )
         )
+    deleted[EXPIRED_TRIES] += draft_try.purge_expired(now=now)  # few rows: their day is their bound
     return dict(deleted)

@@ -97,6 +97,19 @@ def events_of_configuration(
     return events.order_by("-id")
 
 
+def ctx_for_display(event: Event) -> dict[str, Any]:
+    """THE event data of every render for display rather than for sending (a draft tried on real
+    events, a preview from a real event, what an admin page shows of an event's data): this is
+    where display masking belongs (a sensitive field's value as "***"). For now: `event.ctx`."""
+    return event.ctx
+
+
+def recent_events(*, configuration: EventConfiguration, limit: int) -> list[Event]:
+    """The last `limit` events of a configuration (by arrival, newest first), with what rendering
+    them reads loaded (their configuration and organization)."""
+    return list(events_of_configuration(configuration=configuration)[: max(0, limit)])
+
+
 def due_pending_events(*, now: dt.datetime | None = None) -> QuerySet[Event]:
     """Pending events whose time has come: scheduled, retried, or whose enqueue was lost."""
     now = now or timezone.now()

@@ -418,6 +418,16 @@ class TransactionalMessageAdmin(OrganizationScopedAdmin):
                 name="transactional_transactionalmessage_versions",
             ),
             path(
+                "<path:object_id>/try/",
+                wrap(admin_views.try_view),
+                name="transactional_transactionalmessage_try",
+            ),
+            path(
+                "<path:object_id>/try/<int:try_id>/status/",
+                wrap(admin_views.try_status_view),
+                name="transactional_transactionalmessage_try_status",
+            ),
+            path(
                 "<path:object_id>/pause/",
                 wrap(admin_views.pause_view),
                 name="transactional_transactionalmessage_pause",

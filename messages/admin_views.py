@@ -21,10 +21,10 @@ from django.urls import reverse
 
 from campaign import bounds
 from campaign.models import Profile
-from messages import services
+from messages import draft_try, services
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationEffects, PublicationError, SampleDataError, event_side
-from messages.models import MessageVersion, TransactionalMessage
+from messages.models import DraftTry, MessageVersion, TransactionalMessage
 from messages.rendering import HTML_PARTS, MAX_VARIANTS
 
 
@@ -505,3 +505,68 @@ def republish_view(model_admin, request, object_id, number):
         version=version,
         versions_url=reverse("admin:transactional_transactionalmessage_versions", args=[message.pk]),
     )
+
+
+class DraftTryForm(forms.Form):
+    size = forms.IntegerField(
+        label="Number of events",
+        min_value=draft_try.MIN_EVENTS,
+        max_value=draft_try.MAX_EVENTS,
+        initial=draft_try.DEFAULT_EVENTS,
+        help_text=f"The last events of this event type, up to {draft_try.MAX_EVENTS}.",
+    )
+
+
+RUNNING = (DraftTry.Status.PENDING, DraftTry.Status.RUNNING)
+
+
+def try_view(model_admin, request, object_id):
+    """ "Try this draft on the last N events": GET shows the form and the try asked (`?try=`) or the
+    message's last one; POST stores a pending try, hands it to a worker and shows it (the page polls
+    until it is done). For who may change the message; nothing is sent."""
+    message = _changeable_message(model_admin, request, object_id)
+    form = DraftTryForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        attempt = draft_try.start(message=message, size=form.cleaned_data["size"], user=request.user)
+        url = reverse("admin:transactional_transactionalmessage_try", args=[message.pk])
+        return HttpResponseRedirect(f"{url}?try={attempt.pk}")
+    attempt = None
+    asked = request.GET.get("try", "")
+    if asked:
+        if not (asked.isascii() and asked.isdigit() and len(asked) <= 18):
+            raise Http404("No such try.")
+        attempt = DraftTry.objects.filter(pk=int(asked), message=message).first()
+        if attempt is None:
+            raise Http404("No such try.")
+    elif request.method == "GET":
+        attempt = draft_try.latest(message)
+    return TemplateResponse(
+        request,
+        "admin/transactional/transactionalmessage/try.html",
+        _context(
+            model_admin,
+            request,
+            message,
+            title=f"Try the draft of {message.configuration.event_id} on real events",
+            form=form,
+            attempt=attempt,
+            result=attempt.result if attempt is not None else {},
+            running=attempt is not None and attempt.status in RUNNING,
+            status_url=(
+                reverse("admin:transactional_transactionalmessage_try_status", args=[message.pk, attempt.pk])
+                if attempt is not None
+                else ""
+            ),
+            step="Try on real events",
+        ),
+    )
+
+
+def try_status_view(model_admin, request, object_id, try_id):
+    """JSON {status, done, of}: what the try page polls while the worker fills the try."""
+    message = _changeable_message(model_admin, request, object_id)
+    attempt = DraftTry.objects.filter(pk=try_id, message=message).first()
+    if attempt is None:
+        raise Http404("No such try.")
+    progress = (attempt.result or {}).get("progress") or {}
+    return JsonResponse({"status": attempt.status, "done": progress.get("done"), "of": progress.get("of")})

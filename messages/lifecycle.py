@@ -122,6 +122,22 @@ class PublicationEffects:
 
 
 @dataclass(frozen=True)
+class RealEvent:
+    """One real event as a display render needs it (a draft tried on real traffic): its data for
+    display (events.selectors.ctx_for_display) joined as the worker joins it (events.enrichment),
+    its profile and language; or `skipped`, why the worker would send it nothing (no profile, a
+    required join that found nothing)."""
+
+    pkey: str
+    created_at: Any  # datetime
+    ctx: dict[str, Any]
+    profile: Any = None  # campaign.models.Profile of a profile-based event
+    joined_profile: dict[str, Any] | None = None  # a profile join's fields
+    language: str = ""
+    skipped: str = ""
+
+
+@dataclass(frozen=True)
 class EventSide:
     """What the events app hands in: its workflows and the event's rules for sample data."""
 
@@ -140,6 +156,8 @@ class EventSide:
     pause_effects: Callable[[TransactionalMessage], PublicationEffects]
     unpublish_effects: Callable[[TransactionalMessage], PublicationEffects]
     republish_effects: Callable[[MessageVersion], PublicationEffects]
+    # The last `limit` events of the message's configuration, newest first, for display renders.
+    recent_events: Callable[[TransactionalMessage, int], list[RealEvent]]
 
 
 _event_side: EventSide | None = None

@@ -254,3 +254,35 @@ class MessageStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action}: {self.from_status} -> {self.to_status}"
+
+
+class DraftTry(models.Model):
+    """A draft (and the live version) tried on the last N real events of its configuration
+    (messages.draft_try): stored pending, filled by a worker, kept a day (`expires_at`), then
+    purged with the history (events.retention). Nothing is sent; the result is all that is kept."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey("campaign.Organization", on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="tries")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    size = models.PositiveIntegerField()  # N: the last N events asked for
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    draft_content = models.JSONField(default=dict)  # the draft as it stood when the try was asked
+    live_number = models.PositiveIntegerField(null=True, blank=True)  # the live version's, if any
+    result = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Try of {self.size} events ({self.status})"

@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from jinja2 import Template, TemplateSyntaxError, nodes
+from jinja2 import Template, TemplateSyntaxError, Undefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
@@ -620,8 +620,42 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
         return text
 
 
+_MISSING: ContextVar[list[str] | None] = ContextVar("render_missing", default=None)
+MAX_MISSING_RECORDED = 20
+
+
+class RecordingUndefined(Undefined):
+    """Jinja's own Undefined (a missing field prints as nothing, loops over nothing), which, within
+    `recording_missing()`, notes each missing field the render *prints*. Testing it (`{% if
+    ctx.coupon %}`, `| default(...)`) or looping over it (an absent collection: no items) is not
+    printing it."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        seen = _MISSING.get()
+        if seen is not None and len(seen) < MAX_MISSING_RECORDED:
+            name = self._undefined_name or "?"
+            if name not in seen:
+                seen.append(name)
+        return ""
+
+
+@contextlib.contextmanager
+def recording_missing() -> Iterator[list[str]]:
+    """The names of the missing fields the renders within it used (a draft tried on real events)."""
+    seen: list[str] = []
+    token = _MISSING.set(seen)
+    try:
+        yield seen
+    finally:
+        _MISSING.reset(token)
+
+
 def _make_environment(*, autoescape: bool) -> ImmutableSandboxedEnvironment:
-    environment = MessageSandbox(autoescape=autoescape, keep_trailing_newline=True, optimized=False)
+    environment = MessageSandbox(
+        autoescape=autoescape, keep_trailing_newline=True, optimized=False, undefined=RecordingUndefined
+    )
     environment.filters.update({"date": filter_date, "number": filter_number, "currency": filter_currency})
     environment.filters = {name: _guarded_filter(name, f) for name, f in environment.filters.items()}
     environment.globals.clear()  # no range(), dict(), lipsum(), cycler(): plain data only

@@ -393,6 +393,7 @@ def compose(
         data={"eventId": configuration.event_id, "PKey": event.pkey},
         tracking_id=tracked.tracking_id if tracked else "",
         tracked_links=tracked.links if tracked else (),
+        expires_at=getattr(event, "expiration_at", None),
     )
 
 

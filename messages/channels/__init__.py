@@ -18,6 +18,7 @@ of its sends at once, on threads (events.sending), so it must be safe to call fr
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class RenderedMessage:
     # The signed tracking id the rewritten links carry, and their original URLs (messages.tracking).
     tracking_id: str = ""
     tracked_links: tuple[str, ...] = ()
+    expires_at: dt.datetime | None = None  # the event's expiration: a push's time to live
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class SendResult:
     outcome: str  # Delivery.Outcome value
     provider_message_id: str = ""
     provider_response: str = ""
+    # A temporary failure: the server's Retry-After (seconds), the next attempt no sooner than that.
+    retry_after: float | None = None
+    # A permanent failure: whether it is the address's (quarantined: a dead push token, an unknown
+    # mailbox) or the message's (an invalid payload: the address stays usable).
+    quarantines: bool = True
 
     @property
     def sent(self) -> bool:

@@ -1,15 +1,18 @@
 """The push channel: title and body; the `pushPlatform`, `registrationToken` and `application` keys
 of the API; the event's registration token (a profile has none); proofs to allow-listed tokens; an
-HTTP backend in the shape of FCM HTTP v1, and a file backend for development."""
+FCM HTTP v1 backend (a service account, messages.channels.fcm), an HTTP backend in FCM's shape with a
+static token, and a file backend for development."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from typing import Any
 
 from django.conf import settings
 
 from campaign import bounds
-from campaign.models import Profile
+from campaign.models import Profile, Quarantine
 from messages.channels import (
     Channel,
     Part,
@@ -19,26 +22,56 @@ from messages.channels import (
     RenderedMessage,
     SendResult,
 )
+from messages.channels.fcm import FcmClient, ttl_seconds
 from messages.channels.http import FileOutbox, post_json
 
 PUSH_PLATFORMS = {"gcm": "gcm", "fcm": "gcm", "apns": "apns"}
 REGISTRATION_TOKEN_MAX_LENGTH, APPLICATION_MAX_LENGTH = 4096, 255  # events.models.Event's columns
+QUARANTINE_ADDRESS_MAX_LENGTH = Quarantine._meta.get_field("address").max_length or 0
 
 
-def fcm_payload(rendered: RenderedMessage, recipient: Recipient) -> dict[str, Any]:
-    """`{"message": {"token", "notification": {"title", "body"}, "data"}}` as FCM v1 takes it."""
+def fcm_payload(
+    rendered: RenderedMessage, recipient: Recipient, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """`{"message": {"token", "notification", "data", "android", "apns"}}` as FCM v1 takes it: the
+    notification for Android, an `aps.alert` for iOS (APNs through FCM), and, for an event with an
+    expiration, a time to live that ends there (android.ttl, the apns-expiration header)."""
+    title, body = rendered.parts.get("title", ""), rendered.parts.get("body", "")
     message: dict[str, Any] = {
         "token": recipient.address,
-        "notification": {"title": rendered.parts.get("title", ""), "body": rendered.parts.get("body", "")},
+        "notification": {"title": title, "body": body},
         "data": {**rendered.data, "platform": recipient.push_platform, "application": recipient.application},
+        "android": {"priority": "high"},
+        "apns": {"payload": {"aps": {"alert": {"title": title, "body": body}, "sound": "default"}}},
     }
-    if recipient.push_platform == "apns":
-        message["apns"] = {"payload": {"aps": {"sound": "default"}}}
+    now = now or dt.datetime.now(dt.UTC)
+    ttl = ttl_seconds(rendered.expires_at, now)
+    if ttl is not None:
+        message["android"]["ttl"] = f"{ttl}s"
+        message["apns"]["headers"] = {"apns-expiration": str(int(now.timestamp()) + ttl)}
     return {"message": message}
 
 
+class FcmPushBackend:
+    """Firebase Cloud Messaging HTTP v1 with a service account (messages.channels.fcm): the
+    production backend. The credentials are read when the worker first sends a push."""
+
+    waits_on_network = True  # thread-safe: the token is refreshed under a lock
+
+    def __init__(self) -> None:
+        self.client = FcmClient()
+
+    def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
+        result = self.client.send(fcm_payload(rendered, recipient))
+        if result.quarantines and len(recipient.address) > QUARANTINE_ADDRESS_MAX_LENGTH:
+            # Longer than a quarantine entry holds (and than any token FCM issues): failed, not kept.
+            result = dataclasses.replace(result, quarantines=False)
+        return result
+
+
 class HttpPushBackend:
-    """POSTs the FCM v1 payload to PUSH_GATEWAY_URL (e.g. .../v1/projects/<id>/messages:send)."""
+    """POSTs the FCM v1 payload to PUSH_GATEWAY_URL with the static PUSH_GATEWAY_TOKEN: a gateway of
+    your own, or a fake for development (no real Firebase project takes a static token)."""
 
     waits_on_network = True  # one request per send, nothing shared: safe on several threads
 

@@ -47,3 +47,15 @@ def test_a_decision_writes_only_what_it_knows_and_keeps_the_rest_of_the_event():
     assert routing.event_fields() == {}
     sent = decisions.Decision(decisions.Outcome("processed", "<id@example.com>"), last_error="")
     assert sent.event_fields() == {"last_error": ""}  # a success clears an earlier attempt's error
+
+
+def test_a_server_s_retry_after_is_the_least_delay_of_the_next_attempt(settings):
+    settings.EVENT_MAX_ATTEMPTS, settings.EVENT_RETRY_DELAY_SECONDS = 3, 1
+    decision = decisions.retry_or_fail(an_event(attempts=1), "503 UNAVAILABLE", not_before=600)
+    assert decision.retry_at is not None and decision.retry_at > timezone.now() + dt.timedelta(seconds=599)
+    shorter = decisions.retry_or_fail(an_event(attempts=1), "503 UNAVAILABLE", not_before=0.1)
+    assert shorter.retry_at is not None and shorter.retry_at > timezone.now() + dt.timedelta(seconds=0.9)
+    late = decisions.retry_or_fail(
+        an_event(attempts=1, expires_in=dt.timedelta(seconds=300)), "503", not_before=600
+    )
+    assert late.outcome.status == "tooOld"  # the server's delay runs past the expiration

@@ -28,7 +28,9 @@ from messages import services as message_services
 from messages.models import Delivery, MessageVersion, TrackingHit
 from tests.conftest import publish_events, seed_body
 from tests.events.test_enrichment import CART, CATALOGUE
+from tests.events.test_push_fcm import push
 from tests.factories import ProfileFactory
+from tests.fcm import FakeGoogle, fcm_error, use_fake
 
 pytestmark = pytest.mark.django_db
 FUTURE = (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.000Z")
@@ -271,6 +273,7 @@ def test_every_code_the_pipeline_writes_is_in_the_table():
     assert written - {reasons.TYPOLOGY, reasons.PROVIDER_REJECTED} <= documented
     assert reasons.provider_rejected("550 5.1.1 <j***@example.com>: unknown") == "providerRejected:5.1.1"
     assert reasons.provider_rejected("554 rejected") == "providerRejected:554"
+    assert reasons.provider_rejected("token dead: 404 UNREGISTERED") == "providerRejected:404"
     assert reasons.provider_rejected("gateway said no") == "providerRejected"
 
 
@@ -350,3 +353,28 @@ def test_the_reception_step_says_when_the_event_is_scheduled_and_expires(cart_co
     assert received["step"] == "received"
     assert received["scheduled"] == timeline.timestamp(Event.objects.get(pk=event.pk).scheduled_at)
     assert received["expiration"].endswith("Z") and received["expiration"] > received["scheduled"]
+
+
+def test_a_push_service_refusing_a_token_or_a_payload_is_provider_rejected(settings, organization):
+    google = FakeGoogle()
+    use_fake(settings, google)
+    try:
+        (shipped,) = publish_events(
+            organization,
+            {
+                "name": "shipped",
+                "channel": "push",
+                "fields": [{"name": "order", "type": "text"}],
+                "message": {"title": "Shipped", "body": "Order {{ ctx.order }} is on its way"},
+            },
+        )
+        google.answers.append(fcm_error(404, "UNREGISTERED", "Requested entity was not found."))
+        dead = push(shipped, "token-dead")
+        assert pipeline.process(dead.pk) == "deliveryFailed"
+        google.answers.append(fcm_error(400, "INVALID_ARGUMENT", "Invalid data payload key"))
+        refused = push(shipped, "token-alive")
+        assert pipeline.process(refused.pk) == "deliveryFailed"
+    finally:
+        google.stop()
+    assert codes(dead)[-1] == ("deliveryFailed", "providerRejected:404")  # the token quarantined
+    assert codes(refused)[-1] == ("deliveryFailed", "providerRejected:400")  # the message's fault
