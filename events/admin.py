@@ -61,6 +61,7 @@ from events.schema import (
     sample_ctx,
 )
 from events.selectors import search_ctx, with_last_reason
+from events.timeline import event_timeline
 from messages.admin import TransactionalMessageAdmin
 from messages.channels import channel
 from messages.lifecycle import PublicationError
@@ -680,11 +681,62 @@ class EventConfigurationAdmin(OrganizationScopedAdmin):
             self.message_user(request, f"{configuration.event_id} duplicated as {copy.event_id}.")
 
 
+def timeline_rows(steps: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The timeline's steps as the event's page shows them: when, what, and its details in words."""
+    return [{"at": step["at"], "step": STEP_LABELS.get(step["step"], step["step"]), "detail": _detail(step)}
+            for step in steps]  # fmt: skip
+
+
+STEP_LABELS = {
+    "received": "Received",
+    "statusChanged": "Status",
+    "routed": "Routed",
+    "delivery": "Delivery",
+    "attempt": "Attempt",
+    "opened": "Opened",
+    "clicked": "Clicked",
+}
+
+
+def _detail(step: dict[str, Any]) -> str:
+    kind = step["step"]
+    parts: list[str] = []
+    if kind == "statusChanged":
+        parts.append(f"{step['from'] or '-'} → {step['to']}")
+        parts.append(f"code {step['code'] or '-'}")
+        if step.get("worker"):
+            parts.append(f"worker {step['worker']}")
+    elif kind == "routed":
+        parts.append(f"to version {step['version']}")
+    elif kind == "delivery":
+        parts.append(step["outcome"])
+        if step["messageId"]:
+            parts.append(f"Message-ID {step['messageId']}")
+        parts.append(f"{step['durationMs']} ms")
+        if step["providerResponse"]:
+            parts.append(f"provider: {step['providerResponse'][:300]}")
+    elif kind == "attempt":
+        parts.append(f"by {step['worker'] or 'an unknown worker'}")
+        parts.append(f"{step['durationMs']} ms")
+        parts.append(f"code {step['code'] or '-'}")
+    elif kind in ("opened", "clicked"):
+        if kind == "clicked" and step.get("link") is not None:
+            parts.append(f"link #{step['link']}")
+        parts.append("first" if step["first"] else "again")
+        if step["automated"]:
+            parts.append("automated (scanner or prefetch)")
+    if "attempt" in step and kind != "attempt":
+        parts.append(f"attempt {step['attempt']}")
+    elif kind == "attempt":
+        parts.insert(0, f"#{step['attempt']}")
+    return " · ".join(parts)
+
+
 class StatusChangeInline(admin.TabularInline):
     model = EventStatusChange
     extra = 0
     can_delete = False
-    fields = ("created_at", "from_status", "to_status", "reason")
+    fields = ("created_at", "from_status", "to_status", "code", "reason")
     readonly_fields = fields
 
     def has_view_permission(self, request, obj=None):
@@ -870,9 +922,11 @@ class EventAdmin(CsvExportMixin, OrganizationScopedAdmin):
             and event.status in services.SENDABLE_AGAIN
             and self.has_send_again_permission(request)
         )
-        return super().change_view(
-            request, object_id, form_url, {**(extra_context or {}), "can_send_again": can_send_again}
-        )
+        context = {**(extra_context or {}), "can_send_again": can_send_again}
+        if event is not None:
+            story = event_timeline(event)
+            context.update(timeline=timeline_rows(story["steps"]), timeline_truncated=story["truncated"])
+        return super().change_view(request, object_id, form_url, context)
 
     def has_send_again_permission(self, request) -> bool:
         """Who manages event types (administrators) may send their failed events again."""

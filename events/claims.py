@@ -8,6 +8,9 @@ only an expired lease is ever taken over (by the sweep, events.sweep).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from django.db import OperationalError, close_old_connections, connection, trans
 from django.db.models import F, Q
 from django.utils import timezone
 
+from events import reasons
 from events.models import Event
 from events.statements import claim_sql
 from events.transitions import check_move, transition, transition_many
@@ -51,6 +55,16 @@ class Claim:
         self.lease = renewed
 
 
+def worker_name() -> str:
+    """This process, as the timeline names a claim's worker: host:pid (read once per process)."""
+    return _worker_name(os.getpid())
+
+
+@functools.cache
+def _worker_name(pid: int) -> str:
+    return f"{socket.gethostname()[:80]}:{pid}"
+
+
 def lease_is_ample(lease: dt.datetime, *, now: dt.datetime) -> bool:
     """More than half the lease is left, and more than the longest a send can take (an SMTP
     conversation on a reused connection: about four exchanges of up to EMAIL_TIMEOUT each)."""
@@ -65,6 +79,8 @@ def claim(event_id: int, *, now: dt.datetime) -> dt.datetime | None:
         event_id,
         to=S.PROCESSING,
         sources=[S.PENDING],
+        code=reasons.CLAIMED,
+        worker=worker_name(),
         extra=Q(next_attempt_at__lte=now),
         lease_expires_at=lease,
         attempts=F("attempts") + 1,
@@ -115,7 +131,12 @@ def _claim(
             "enqueued_at": None,
         }
         return transition_many(
-            Q(pk__in=event_ids, next_attempt_at__lte=now), to=S.PROCESSING, sources=[S.PENDING], **fields
+            Q(pk__in=event_ids, next_attempt_at__lte=now),
+            to=S.PROCESSING,
+            sources=[S.PENDING],
+            code=reasons.CLAIMED,
+            worker=worker_name(),
+            **fields,
         )
     check_move([S.PENDING], S.PROCESSING)
     sql, params = claim_sql(
@@ -126,6 +147,7 @@ def _claim(
         lease=lease,
         limit=limit,
         handed_before=_handed_before(now),
+        worker=worker_name(),
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -155,6 +177,7 @@ def release_unprocessed(event_ids: list[int], *, lease: dt.datetime, reason: str
         to=S.PENDING,
         sources=[S.PROCESSING],
         reason=reason,
+        code=reasons.RELEASED,
         attempts=F("attempts") - 1,
         lease_expires_at=None,
         enqueued_at=None,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils import timezone
 
+from events import reasons
 from events.models import Event
 
 if TYPE_CHECKING:
@@ -28,8 +29,11 @@ S = Event.Status
 
 @dataclass(frozen=True)
 class Outcome:
+    """The status an event moves to, why in words, and why as a stable code (events.reasons)."""
+
     status: str
     reason: str = ""
+    code: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,9 @@ class Decision:
 
     outcome: Outcome
     profile: Profile | None = None  # the profile the message went (or would go) to
-    message_version: MessageVersion | None = None  # the version that was sent
+    # The version the worker routed the event to (pinned at routing, so a paused then resumed event
+    # uses the version live at resume): the one sent, or that would have been.
+    message_version: MessageVersion | None = None
     last_error: str | None = None  # "" clears an earlier attempt's error
     retry_at: dt.datetime | None = None  # when the next attempt is due (`pending` only)
     delivery: DeliveryRecord | None = None
@@ -107,18 +113,17 @@ def retry_or_fail(event: Event, error: str, *, not_before: float | None = None) 
     `not_before`: seconds the server asked to wait (Retry-After), the backoff's least delay."""
     attempts = event.attempts  # read after the claim, which counted this attempt
     if attempts >= settings.EVENT_MAX_ATTEMPTS:
-        return Decision(
-            Outcome(S.DELIVERY_FAILED, f"{attempts} attempts failed; last: {error}"), last_error=error
-        )
+        reason = f"{attempts} attempts failed; last: {error}"
+        return Decision(Outcome(S.DELIVERY_FAILED, reason, reasons.PROVIDER_UNAVAILABLE), last_error=error)
     delay = retry_delay(attempts)
     if not_before is not None:
         delay = max(delay, not_before)
     next_attempt_at = timezone.now() + dt.timedelta(seconds=delay)
     if event.expiration_at is not None and next_attempt_at >= event.expiration_at:
         reason = f"expires before the next attempt; last error: {error}"
-        return Decision(Outcome(S.TOO_OLD, reason), last_error=error)
+        return Decision(Outcome(S.TOO_OLD, reason, reasons.EXPIRES_BEFORE_RETRY), last_error=error)
     return Decision(
-        Outcome(S.PENDING, f"attempt {attempts} failed, retrying: {error}"),
+        Outcome(S.PENDING, f"attempt {attempts} failed, retrying: {error}", reasons.RETRY_SCHEDULED),
         last_error=error,
         retry_at=next_attempt_at,
     )

@@ -395,6 +395,12 @@ class EventStatusChange(models.Model):
     from_status = models.CharField(max_length=16, blank=True)
     to_status = models.CharField(max_length=16)
     reason = models.TextField(blank=True)
+    # The stable reason code (events.reasons; the README's table); the reason above is for people.
+    code = models.CharField(max_length=80, blank=True)
+    # A claim's worker (host:pid), written with the claim: the timeline's "which worker".
+    worker = models.CharField(max_length=100, blank=True)
+    # The message version a worker routed the event to (its number), on the move that ended the attempt.
+    version_number = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -44,7 +44,7 @@ from campaign.log_context import event_context
 from campaign.metrics import EVENT_LATENCY, RETRIES
 from campaign.models import Profile
 from campaign.privacy import mask_address, mask_addresses
-from events import claims, enrichment, selectors, sending, sensitive, typology
+from events import claims, enrichment, reasons, selectors, sending, sensitive, typology
 from events.claims import Claim, LeaseLost, with_database_retries
 from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry, expired, retry_or_fail
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
@@ -493,6 +493,7 @@ def _move(event: Event, held: Claim, decision: Decision) -> Move:
         decision.outcome.status,
         S.PROCESSING,
         reason=decision.outcome.reason,
+        code=decision.outcome.code,
         lease=held.lease,
         delivery=delivery,
         fields=decision.event_fields(),
@@ -590,12 +591,15 @@ def _render_and_send(send: _Send) -> Decision:
         raise
     except TemplateError as error:  # beyond a bound of rendering (RENDER_*): the reason names it
         reason = f"the message could not be rendered: {error}"
-        return Decision(Outcome(S.DELIVERY_FAILED, reason), profile=profile, last_error=reason)
+        outcome = Outcome(S.DELIVERY_FAILED, reason, reasons.RENDER_FAILED)
+        return Decision(outcome, profile=profile, message_version=send.version, last_error=reason)
     except Exception as error:  # a template that fails at render time will fail every time
         reason = f"the message could not be rendered: {error}"
-        return Decision(Outcome(S.DELIVERY_FAILED, reason), profile=profile)
+        outcome = Outcome(S.DELIVERY_FAILED, reason, reasons.RENDER_FAILED)
+        return Decision(outcome, profile=profile, message_version=send.version)
     if expired(event):  # never send after expiration, even if rendering took long
-        return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"), profile=profile)
+        outcome = Outcome(S.TOO_OLD, "expired before it could be sent", reasons.EXPIRED)
+        return Decision(outcome, profile=profile, message_version=send.version)
     started = time.monotonic()
     result = message_services.send(channel=send.channel, rendered=rendered, recipient=send.recipient)
     return _sent_decision(send, rendered, result, int((time.monotonic() - started) * 1000), displayed)
@@ -638,12 +642,13 @@ def _sent_decision(
     )
     answer = mask_addresses(result.provider_response)  # "550 <jane@example.com>: unknown" -> j***@
     if result.sent:
-        decision = Decision(Outcome(S.PROCESSED, result.provider_message_id), last_error="")
+        decision = Decision(Outcome(S.PROCESSED, result.provider_message_id, reasons.SENT), last_error="")
     elif result.outcome == "permanentFailure" and not result.quarantines:  # the message's fault
-        decision = Decision(Outcome(S.DELIVERY_FAILED, answer), last_error=answer)
+        code = reasons.provider_rejected(result.provider_response)
+        decision = Decision(Outcome(S.DELIVERY_FAILED, answer, code), last_error=answer)
     elif result.outcome == "permanentFailure":
         decision = Decision(
-            Outcome(S.DELIVERY_FAILED, answer),
+            Outcome(S.DELIVERY_FAILED, answer, reasons.provider_rejected(result.provider_response)),
             last_error=answer,
             quarantine=QuarantineEntry(
                 organization_id=event.organization_id,
@@ -670,33 +675,57 @@ def _prepare(
 
     `settle(organization_id=, channel=, address=)` waits for a send in flight to the same address."""
     if expired(event):
-        return Decision(Outcome(S.TOO_OLD, "expired before it could be sent"))
+        return Decision(Outcome(S.TOO_OLD, "expired before it could be sent", reasons.EXPIRED))
     if getattr(event, "sensitive_unreadable", False):  # a machine without the key: another may have it
         logger.error("event %s: its sensitive values open with no key of ENCRYPTION_KEYS", event.pkey)
         return retry_or_fail(event, "its sensitive values open with no key of ENCRYPTION_KEYS")
     if event.attempts > 1 and selectors.sent_by_earlier_attempt(event):
         # An earlier attempt sent it but died before recording the status: never send twice.
-        return Decision(Outcome(S.PROCESSED, "sent by an earlier attempt"))
+        return Decision(Outcome(S.PROCESSED, "sent by an earlier attempt", reasons.SENT_BY_EARLIER_ATTEMPT))
     configuration = event.configuration
     if configuration.status != EventConfiguration.Status.PUBLISHED:
-        return Decision(
-            Outcome(S.ROUTING_FAILED, f"the event type {configuration.event_id} is not published")
-        )
+        reason = f"the event type {configuration.event_id} is not published"
+        return Decision(Outcome(S.ROUTING_FAILED, reason, reasons.NOT_PUBLISHED))
     message = configuration.message  # loaded with the event
     if message is None or message.status == TransactionalMessage.Status.DRAFT or message.live_version is None:
-        return Decision(Outcome(S.ROUTING_FAILED, f"no published message for {configuration.event_id}"))
+        reason = f"no published message for {configuration.event_id}"
+        return Decision(Outcome(S.ROUTING_FAILED, reason, reasons.NO_PUBLISHED_MESSAGE))
     if message.status == TransactionalMessage.Status.PAUSED:
-        return Decision(Outcome(S.PAUSED, "the message is paused"))
+        # Not routed: it is routed again at resume, to the version live then (SPEC).
+        return Decision(Outcome(S.PAUSED, "the message is paused", reasons.PAUSED))
+    # Routed: the version live now is pinned on the event with whatever this attempt decides.
+    version = message.live_version
+    decided = _targeted(
+        event, held, is_quarantined, settle=settle, enrichments=enrichments, message=message, version=version
+    )
+    if isinstance(decided, Decision) and decided.message_version is None:
+        decided = dataclasses.replace(decided, message_version=version)
+    return decided
 
+
+def _targeted(
+    event: Event,
+    held: Claim,
+    is_quarantined: QuarantineLookup,
+    *,
+    settle: Any,
+    enrichments: EnrichmentLookup | None,
+    message: TransactionalMessage,
+    version: MessageVersion,
+) -> Decision | _Send:
+    """`_prepare` once the event is routed to `message`'s live version: target, enrich, check the
+    quarantine and the typology, renew the lease."""
+    configuration = event.configuration
     profile: Profile | None = None
     if configuration.targeting == Targeting.PROFILE:
         profile = selectors.find_profile(event)
         if profile is None:
-            return Decision(Outcome(S.TARGETING_FAILED, "no profile matches the reconciliation key"))
+            reason = "no profile matches the reconciliation key"
+            return Decision(Outcome(S.TARGETING_FAILED, reason, reasons.NO_PROFILE))
         rules = typology.rules_for(configuration)
         excluded = typology.screen(configuration=configuration, profile=profile, rules=rules)
         if excluded is not None:  # denylist, profile filters
-            return Decision(Outcome(S.IGNORED, excluded.reason), profile=profile)
+            return Decision(Outcome(S.IGNORED, excluded.reason, excluded.status_code), profile=profile)
     try:
         enriched = enrichment.enrich(
             schema=configuration.published_schema,
@@ -705,16 +734,17 @@ def _prepare(
             lookup=enrichments if enrichments is not None else EnrichmentLookup(),
         )
     except enrichment.EnrichmentFailed as failed:
-        return Decision(Outcome(S.TARGETING_FAILED, str(failed)), profile=profile)
+        outcome = Outcome(S.TARGETING_FAILED, str(failed), reasons.ENRICHMENT_MISSING)
+        return Decision(outcome, profile=profile)
     recipient = message_services.recipient_for(event=event, profile=profile)
     if not recipient.address:
         reason = f"the profile has no {configuration.channel} address"
-        return Decision(Outcome(S.TARGETING_FAILED, reason), profile=profile)
+        return Decision(Outcome(S.TARGETING_FAILED, reason, reasons.NO_ADDRESS), profile=profile)
     organization_id, channel = event.organization_id, configuration.channel
     settle(organization_id=organization_id, channel=channel, address=recipient.address)
     if is_quarantined(organization_id=organization_id, channel=channel, address=recipient.address):
         reason = f"{mask_address(recipient.address)} is quarantined"
-        return Decision(Outcome(S.IGNORED, reason), profile=profile)
+        return Decision(Outcome(S.IGNORED, reason, reasons.QUARANTINED), profile=profile)
     # Duplicate and fatigue rules, decided under the profile's lock: profile-based messages only
     # (an event-based one enriched with a profile is neither blocked nor counted).
     if configuration.targeting == Targeting.PROFILE and profile is not None:
@@ -723,9 +753,9 @@ def _prepare(
         )
         excluded = with_database_retries(admission)
         if excluded is not None:
-            return Decision(Outcome(S.IGNORED, excluded.reason), profile=profile)
+            return Decision(Outcome(S.IGNORED, excluded.reason, excluded.status_code), profile=profile)
 
     # The lease is extended (if it runs short) before the render and the send, which are bounded
     # (RENDER_TIMEOUT_SECONDS, the send's timeouts) well within what `lease_is_ample` leaves.
     with_database_retries(held.renew)
-    return _Send(event, held, message, message.live_version, profile, recipient, enriched)
+    return _Send(event, held, message, version, profile, recipient, enriched)

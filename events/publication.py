@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaign import generations
-from events import dispatch, enrichment, selectors
+from events import dispatch, enrichment, reasons, selectors
 from events import schema as event_schema
 from events.models import ConfigurationStatusChange, Event, EventConfiguration, ProfileSample, Targeting
 from events.schema import SchemaError, build_schema
@@ -152,6 +152,7 @@ def unpublish_configuration(
             to=Event.Status.ROUTING_FAILED,
             sources=FAILED_BY_UNPUBLISH,
             reason=reason or "the event type was unpublished",
+            code=reasons.UNPUBLISHED,
         )
     return configuration
 
@@ -200,6 +201,7 @@ def pause_message(*, message: TransactionalMessage, user: Any = None) -> Transac
             to=Event.Status.PAUSED,
             sources=HELD_BY_PAUSE,
             reason="the message was paused",
+            code=reasons.PAUSED,
         )
     return message
 
@@ -249,12 +251,14 @@ def _release_paused_events(configuration: EventConfiguration) -> None:
         to=Event.Status.TOO_OLD,
         sources=RELEASED_BY_RESUME,
         reason="expired while the message was paused",
+        code=reasons.EXPIRED,
     )
     released = transition_many(
         of_configuration,
         to=Event.Status.PENDING,
         sources=RELEASED_BY_RESUME,
         reason="the message was resumed",
+        code=reasons.RESUMED,
         enqueued_at=None,
     )
     # Scheduled events keep their date; those already due go now, handed out by the dispatchers.

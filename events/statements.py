@@ -38,6 +38,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
+from events import reasons
 from events.models import Event, EventConfiguration, EventDelivery, EventStatusChange
 from messages.models import Delivery
 
@@ -367,14 +368,17 @@ def claim_sql(
     lease: dt.datetime,
     limit: int = 0,
     handed_before: dt.datetime | None = None,
+    worker: str = "",
 ) -> tuple[str, list[Any]]:
     """Claim events in one statement: these (`event_ids`), or else the `limit` oldest due ones
     that no task carries or whose task was handed them before `handed_before`; those in `source`
     and due, and not locked by another claim in progress, move to `to` with `lease`, their attempt
-    counted, a history row each. It answers the ids claimed. The text is the same whatever the
-    ids: parsed once per process."""
+    counted, a history row each (its code `claimed`, and the claiming `worker`). It answers the
+    ids claimed. The text is the same whatever the ids: parsed once per process."""
     database = connections[DEFAULT_DB_ALIAS]
-    history = EventStatusChange(event_id=0, from_status=source, to_status=to, reason="")
+    history = EventStatusChange(
+        event_id=0, from_status=source, to_status=to, reason="", code=reasons.CLAIMED, worker=worker
+    )
     columns, values = _insert_values(history, database)
     event_column = _quote(EventStatusChange._meta.get_field("event").column)
     history_params = [value for name, value in zip(columns, values, strict=True) if name != event_column]

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from events import selectors
+from events import reasons, selectors
 from events.dispatch import dispatch_due
 from events.models import Event
 from events.transitions import transition_many
@@ -33,6 +33,7 @@ def recover(*, now: dt.datetime | None = None, limit: int | None = None) -> dict
             to=S.PENDING,
             sources=[S.PROCESSING],
             reason="the worker's lease expired (worker crash or timeout)",
+            code=reasons.LEASE_EXPIRED,
             lease_expires_at=None,
             enqueued_at=None,
             next_attempt_at=now,
@@ -47,6 +48,7 @@ def recover(*, now: dt.datetime | None = None, limit: int | None = None) -> dict
             to=S.TOO_OLD,
             sources=[S.PENDING, S.PAUSED],
             reason="expired before it could be sent",
+            code=reasons.EXPIRED,
         )
         if expired_ids
         else []

@@ -55,6 +55,9 @@ def transition(
     to: str,
     sources: Iterable[str],
     reason: str = "",
+    code: str = "",
+    worker: str = "",
+    version_number: int | None = None,
     extra: Q | None = None,
     **fields: Any,
 ) -> bool:
@@ -85,7 +88,13 @@ def transition(
         if not updated:
             return False
         EventStatusChange.objects.create(
-            event_id=event_id, from_status=previous, to_status=to, reason=reason[:2000]
+            event_id=event_id,
+            from_status=previous,
+            to_status=to,
+            reason=reason[:2000],
+            code=code,
+            worker=worker,
+            version_number=version_number,
         )
     return True
 
@@ -93,7 +102,8 @@ def transition(
 @dataclass(frozen=True)
 class Move:
     """One event's recorded move (`record_moves`): from one source to `to`, only while `lease` holds
-    (when given), with its reason, the columns written with it, and the delivery of a send."""
+    (when given), with its reason and its code (events.reasons), the columns written with it, and
+    the delivery of a send."""
 
     event_id: int
     to: str
@@ -102,6 +112,7 @@ class Move:
     lease: dt.datetime | None = None
     delivery: Delivery | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
+    code: str = ""
 
 
 def transition_recording(
@@ -146,6 +157,8 @@ def record_moves(moves: Sequence[Move]) -> set[int]:
                     to=move.to,
                     sources=[move.source],
                     reason=move.reason,
+                    code=move.code,
+                    version_number=_version_number(move),
                     extra=held,
                     **move.fields,
                 ):
@@ -199,12 +212,30 @@ def write_recording(statement: str) -> set[int]:
 
 def _history(move: Move) -> EventStatusChange:
     return EventStatusChange(
-        event_id=move.event_id, from_status=move.source, to_status=move.to, reason=move.reason[:2000]
+        event_id=move.event_id,
+        from_status=move.source,
+        to_status=move.to,
+        reason=move.reason[:2000],
+        code=move.code,
+        version_number=_version_number(move),
     )
 
 
+def _version_number(move: Move) -> int | None:
+    """The number of the version the move's attempt was routed to (written with it), if any."""
+    version = move.fields.get("message_version")
+    return getattr(version, "number", None)
+
+
 def transition_many(
-    queryset_filter: Q, *, to: str, sources: Iterable[str], reason: str = "", **fields: Any
+    queryset_filter: Q,
+    *,
+    to: str,
+    sources: Iterable[str],
+    reason: str = "",
+    code: str = "",
+    worker: str = "",
+    **fields: Any,
 ) -> list[int]:
     """Move every event matching `queryset_filter` and `sources` to `to`; return the ids moved.
 
@@ -222,7 +253,14 @@ def transition_many(
         Event.objects.filter(pk__in=ids).update(status=to, updated_at=now, **_final_fields(to, now), **fields)
         EventStatusChange.objects.bulk_create(
             [
-                EventStatusChange(event_id=pk, from_status=status, to_status=to, reason=reason[:2000])
+                EventStatusChange(
+                    event_id=pk,
+                    from_status=status,
+                    to_status=to,
+                    reason=reason[:2000],
+                    code=code,
+                    worker=worker,
+                )
                 for pk, status in rows
             ]
         )

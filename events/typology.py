@@ -38,6 +38,7 @@ from django.db.models.signals import post_delete, post_save
 
 from campaign import encryption, generations
 from campaign.models import Organization, Profile
+from events import reasons
 from events.models import (
     DUPLICATE_WINDOW_MAX_MINUTES,
     FATIGUE_MAX_MESSAGES,
@@ -84,10 +85,23 @@ class Exclusion:
 
     code: str
     name: str
+    kind: str = "filter"  # filter, duplicate, denylist or fatigue
 
     @property
     def reason(self) -> str:
         return f"{self.code}: {self.name}"
+
+    @property
+    def status_code(self) -> str:
+        """The event's reason code (events.reasons): `optedOut`, `fatigue`, `duplicate`, or
+        `typology:<the filter's code>`."""
+        if self.kind == DENYLIST:
+            return reasons.OPTED_OUT
+        if self.kind == FATIGUE:
+            return reasons.FATIGUE
+        if self.kind == "duplicate":
+            return reasons.DUPLICATE
+        return reasons.typology(self.code)
 
 
 @dataclass(frozen=True)
@@ -208,7 +222,7 @@ def hand_in() -> None:
 def screen(*, configuration: EventConfiguration, profile: Profile, rules: Rules) -> Exclusion | None:
     """The rules that need only the profile (steps 1 and 2), in memory."""
     if profile.blocklisted or profile.opted_out_of(configuration.channel):
-        return Exclusion(DENYLIST, DENYLIST_NAME)
+        return Exclusion(DENYLIST, DENYLIST_NAME, kind=DENYLIST)
     if rules.filters:
         fields = profile.as_context()
         for rule in rules.filters:
@@ -286,7 +300,7 @@ def admit(
                 admitted_at__gt=now - duplicate.window,
             )
             if same.exists():
-                return Exclusion(duplicate.code, duplicate.name)
+                return Exclusion(duplicate.code, duplicate.name, kind="duplicate")
         for fatigue in rules.fatigue:
             if fatigue.channel and fatigue.channel != channel:
                 continue
@@ -294,7 +308,7 @@ def admit(
             if fatigue.channel:
                 counted = counted.filter(channel=fatigue.channel)
             if counted.count() >= fatigue.max_messages:
-                return Exclusion(FATIGUE, fatigue.name)
+                return Exclusion(FATIGUE, fatigue.name, kind=FATIGUE)
         _record(event=event, profile=profile, channel=channel, digest=digest, now=now)
     return None
 

@@ -1,7 +1,8 @@
 """A real SMTP server on loopback (aiosmtpd) for tests and benchmarks.
 
 Recipients steer its answers: `reject...@` gets a permanent 550, `tempfail...@` a temporary 451,
-and `slow...@` makes the first RCPT to it wait `slow_seconds` (to kill a worker in the middle of a send).
+`flaky...@` a temporary 451 the first time only (a retry goes through), and `slow...@` makes the
+first RCPT to it wait `slow_seconds` (to kill a worker in the middle of a send).
 `data_seconds` makes every DATA wait that long before its answer, and `most_in_data` counts the
 most conversations it had in DATA at once (sends overlapping); `on_data` is called at each DATA.
 """
@@ -43,6 +44,7 @@ class Mailbox:
     messages: list[ReceivedMessage] = field(default_factory=list)
     slow_seconds: float = 5.0
     slowed: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     data_seconds: float = 0.0
     in_data: int = 0
@@ -54,6 +56,9 @@ class Mailbox:
         if local.startswith("reject"):
             return "550 5.1.1 No such user here"
         if local.startswith("tempfail"):
+            return "451 4.3.0 Try again later"
+        if local.startswith("flaky") and address not in self.refused:
+            self.refused.add(address)  # refused the first time only
             return "451 4.3.0 Try again later"
         if local.startswith("slow") and address not in self.slowed:
             self.slowed.add(address)  # slow the first time only, so a retry goes through
@@ -84,6 +89,7 @@ class Mailbox:
         with self.lock:
             self.messages.clear()
             self.slowed.clear()
+            self.refused.clear()
 
     def to(self, address: str) -> list[ReceivedMessage]:
         with self.lock:

@@ -19,6 +19,7 @@ from campaign import bounds
 from campaign.auth import ApiCaller, CampaignTokenAuthentication
 from events.models import EventConfiguration, FieldType
 from events.schema import sample_body
+from events.timeline import MAX_STEPS
 from messages.channels import RecipientKey, channels
 from messages.channels import channel as channel_of
 
@@ -90,6 +91,82 @@ EVENT_OUT: dict[str, Any] = {
             ],
         },
         "type": {"type": "string"},
+    },
+}
+_STEP_AT = {"type": "string", "format": "date-time", "example": "2026-11-29T21:53:51.123Z"}
+TIMELINE: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "An event's story, oldest step first: steps, stable reason codes and metadata, never a ctx "
+        "value. The reason codes are listed in the README (Reason codes)."
+    ),
+    "properties": {
+        "PKey": {"type": "string"},
+        "type": {"type": "string", "description": "The event id, EVTname"},
+        "status": EVENT_OUT["properties"]["status"],
+        "truncated": {
+            "type": "boolean",
+            "description": f"More steps than the {MAX_STEPS} answered (the first ones are)",
+        },
+        "steps": {
+            "type": "array",
+            "maxItems": MAX_STEPS,
+            "items": {
+                "type": "object",
+                "required": ["step", "at"],
+                "properties": {
+                    "step": {
+                        "type": "string",
+                        "enum": [
+                            "received",
+                            "statusChanged",
+                            "routed",
+                            "delivery",
+                            "attempt",
+                            "opened",
+                            "clicked",
+                        ],
+                    },
+                    "at": _STEP_AT,
+                    "scheduled": {**_STEP_AT, "nullable": True, "description": "received"},
+                    "expiration": {**_STEP_AT, "nullable": True, "description": "received"},
+                    "attempt": {"type": "integer", "description": "The attempt it belongs to, from 1"},
+                    "from": {"type": "string", "nullable": True, "description": "statusChanged"},
+                    "to": {"type": "string", "description": "statusChanged"},
+                    "code": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "statusChanged, attempt: the stable reason code, e.g. retryScheduled, "
+                        "quarantined, typology:no_minors, providerRejected:5.1.1",
+                    },
+                    "worker": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "statusChanged (a claim), attempt: the worker process, host:pid",
+                    },
+                    "version": {
+                        "type": "integer",
+                        "nullable": True,
+                        "description": "routed, delivery: the message version's number",
+                    },
+                    "startedAt": {**_STEP_AT, "description": "attempt: when its claim was taken"},
+                    "durationMs": {"type": "integer", "description": "attempt, delivery (the provider's)"},
+                    "outcome": {
+                        "type": "string",
+                        "enum": ["sent", "temporaryFailure", "permanentFailure"],
+                        "description": "delivery",
+                    },
+                    "messageId": {"type": "string", "nullable": True, "description": "delivery: Message-ID"},
+                    "providerResponse": {
+                        "type": "string",
+                        "description": "delivery: the provider's answer, addresses masked",
+                    },
+                    "first": {"type": "boolean", "description": "opened, clicked: the first human one"},
+                    "automated": {"type": "boolean", "description": "opened, clicked: a scanner or prefetch"},
+                    "link": {"type": "integer", "nullable": True, "description": "clicked: the link's index"},
+                },
+            },
+        },
     },
 }
 ERRORS = {
@@ -284,11 +361,30 @@ def _detail(tag: str) -> dict[str, Any]:
     }
 
 
+def _timeline(tag: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "tags": [tag],
+            "summary": "An event's story: its steps with their reason codes",
+            "operationId": f"timeline_{tag}",
+            "security": [{"bearer": [], "apiKey": []}],
+            "parameters": [{"name": "PKey", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {
+                    "description": "The event's timeline",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Timeline"}}},
+                },
+                **ERRORS,
+            },
+        }
+    }
+
+
 def add_event_paths(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: the token endpoint, the generic event API, and the
     caller's published events."""
     components = result.setdefault("components", {})
-    components.setdefault("schemas", {}).update({"Error": ERROR, "Event": _event_out()})
+    components.setdefault("schemas", {}).update({"Error": ERROR, "Event": _event_out(), "Timeline": TIMELINE})
     components["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer"},
         "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
@@ -358,6 +454,9 @@ def add_event_paths(result: dict[str, Any], generator, request, public) -> dict[
     for operation in detail.values():
         operation["parameters"] = path_parameters + operation["parameters"]
     paths[base + "/{PKey}"] = detail
+    timeline = _timeline("events")
+    timeline["get"]["parameters"] = path_parameters + timeline["get"]["parameters"]
+    paths[base + "/{PKey}/timeline"] = timeline
     for configuration in _configurations_for(request):
         published: dict[str, Any] = configuration.published_schema or {}
         path = configuration.endpoint_path()
@@ -366,6 +465,7 @@ def add_event_paths(result: dict[str, Any], generator, request, public) -> dict[
         operations["post"]["description"] = configuration.label or configuration.event_id
         paths[path] = operations
         paths[path + "/{PKey}"] = _detail(tag)
+        paths[path + "/{PKey}/timeline"] = _timeline(tag)
     return result
 
 

@@ -1,4 +1,5 @@
-"""The spec's URL shape, bound explicitly: `/ORG/campaign/mcORG/EVTname[/PKey]` (trailing slash optional).
+"""The spec's URL shape, bound explicitly: `/ORG/campaign/mcORG/EVTname[/PKey]` (trailing slash optional),
+and an event's story at `/ORG/campaign/mcORG/EVTname/PKey/timeline` (events.timeline).
 
 An event's URL answers a POST as it answers a GET: Adobe's Node SDK reads events with a POST
 without a body (its OpenAPI document declares the read so).
@@ -16,5 +17,10 @@ urlpatterns = [
         _BASE + r"/(?P<pkey>[^/]+)/?$",
         EventViewSet.as_view({"get": "retrieve", "post": "retrieve"}),
         name="event-detail",
+    ),
+    re_path(
+        _BASE + r"/(?P<pkey>[^/]+)/timeline/?$",
+        EventViewSet.as_view({"get": "timeline"}),
+        name="event-timeline",
     ),
 ]

@@ -1,4 +1,5 @@
-"""The event API, one ViewSet: `create` (POST an event), `retrieve` (GET by PKey), `list`.
+"""The event API, one ViewSet: `create` (POST an event), `retrieve` (GET by PKey), `list`, and
+`timeline` (GET an event's story, by PKey: not Adobe's; its regular GET keeps Adobe's shape).
 
 The URL carries the organization twice (`/ORG/campaign/mcORG/EVTname`); both must be the caller's,
 and anything else answers 404 exactly like an endpoint that does not exist, so nothing of another
@@ -27,6 +28,7 @@ from events.api.renderers import OrjsonRenderer
 from events.api.serializers import EventInputSerializer, EventListFilterSerializer, EventOutputSerializer
 from events.models import Event, EventConfiguration
 from events.schema import ValidatedEvent
+from events.timeline import event_timeline
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +171,13 @@ class EventViewSet(viewsets.ViewSet):
         if event is None:
             raise NotFound("No event with this PKey.")
         return Response(EventOutputSerializer(event, context=self.get_serializer_context()).data)
+
+    def timeline(self, request: Request, pkey: str, **kwargs) -> Response:
+        """The event's story (events.timeline): steps, reason codes and metadata, no ctx value."""
+        event = selectors.event_by_pkey(configuration=self.configuration, pkey=pkey)
+        if event is None:
+            raise NotFound("No event with this PKey.")
+        return Response(event_timeline(event))
 
     def list(self, request: Request, **kwargs) -> Response:
         query = EventListFilterSerializer(

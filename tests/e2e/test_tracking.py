@@ -70,3 +70,14 @@ def test_an_open_and_a_click_of_a_real_send_are_recorded(stack, geometrixx):
     delivery = Delivery.objects.get()
     assert delivery.event_link.event.pkey == answer["PKey"]
     assert tracking.counts(version_ids=[delivery.version_id]).unique_clicks == 1
+
+    # The event's timeline ends with its delivery, then the open and the click (its link by index).
+    url = f"{stack.base_url}/geometrixx/campaign/mcgeometrixx/EVTcartAbandonment/{answer['PKey']}/timeline"
+    status, told = http_json("GET", url, headers=headers)
+    assert status == 200
+    steps = [s["step"] for s in told["steps"]]
+    assert steps[-2:] == ["opened", "clicked"] and "delivery" in steps
+    (sent,) = [s for s in told["steps"] if s["step"] == "delivery"]
+    assert sent["attempt"] == 1 and sent["messageId"] == received.message["Message-ID"]
+    assert told["steps"][-1]["link"] == 0 and told["steps"][-1]["first"] is True
+    assert "shop.example.com" not in str(told)

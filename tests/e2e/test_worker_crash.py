@@ -65,6 +65,20 @@ def test_killing_the_worker_mid_send_loses_nothing_and_sends_once(tmp_path):
             )
             reasons = [c.reason for c in Event.objects.get(pk=event.pk).status_changes.all()]
             assert any("lease expired" in reason for reason in reasons)
+            # Its timeline tells the crash: the first worker's attempt ended by the sweep, the
+            # second worker's sent it.
+            status, told = http("GET", f"{base}{CART_URL}/{answer['PKey']}/timeline", headers=headers)
+            assert status == 200
+            moves = [(s["to"], s["code"]) for s in told["steps"] if s["step"] == "statusChanged"]
+            assert moves == [
+                ("processing", "claimed"),
+                ("pending", "leaseExpired"),
+                ("processing", "claimed"),
+                ("processed", "sent"),
+            ]
+            attempts = [s for s in told["steps"] if s["step"] == "attempt"]
+            assert [a["code"] for a in attempts] == ["leaseExpired", "sent"]
+            assert attempts[0]["worker"] != attempts[1]["worker"]
             assert len(smtp.mailbox.wait_for(1)) == 1
             assert [m.recipients for m in smtp.mailbox.messages] == [["slow@example.com"]]
         finally:

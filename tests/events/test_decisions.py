@@ -25,7 +25,9 @@ def an_event(*, attempts: int, expires_in: dt.timedelta | None = None) -> Event:
 def test_a_temporary_failure_puts_the_event_back_in_the_queue_with_its_error(settings):
     settings.EVENT_MAX_ATTEMPTS, settings.EVENT_RETRY_DELAY_SECONDS = 3, 60
     decision = decisions.retry_or_fail(an_event(attempts=1), "451 try later")
-    assert decision.outcome == decisions.Outcome("pending", "attempt 1 failed, retrying: 451 try later")
+    assert decision.outcome == decisions.Outcome(
+        "pending", "attempt 1 failed, retrying: 451 try later", "retryScheduled"
+    )
     fields = decision.event_fields()
     assert fields.pop("next_attempt_at") > timezone.now() + dt.timedelta(seconds=59)
     assert fields == {"last_error": "451 try later", "enqueued_at": None, "lease_expires_at": None}
