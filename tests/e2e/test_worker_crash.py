@@ -70,15 +70,14 @@ def test_killing_the_worker_mid_send_loses_nothing_and_sends_once(tmp_path):
             status, told = http("GET", f"{base}{CART_URL}/{answer['PKey']}/timeline", headers=headers)
             assert status == 200
             moves = [(s["to"], s["code"]) for s in told["steps"] if s["step"] == "statusChanged"]
-            assert moves == [
-                ("processing", "claimed"),
-                ("pending", "leaseExpired"),
-                ("processing", "claimed"),
-                ("processed", "sent"),
-            ]
+            # (On a loaded machine the second worker's slow send may outlast a lease too: then one
+            # more claim and expiry come between, and the story says so.)
+            assert moves[:2] == [("processing", "claimed"), ("pending", "leaseExpired")]
+            assert moves[-2:] == [("processing", "claimed"), ("processed", "sent")]
+            assert set(moves[2:-2]) <= {("processing", "claimed"), ("pending", "leaseExpired")}
             attempts = [s for s in told["steps"] if s["step"] == "attempt"]
-            assert [a["code"] for a in attempts] == ["leaseExpired", "sent"]
-            assert attempts[0]["worker"] != attempts[1]["worker"]
+            assert attempts[0]["code"] == "leaseExpired" and attempts[-1]["code"] == "sent"
+            assert attempts[0]["worker"] != attempts[-1]["worker"]
             assert len(smtp.mailbox.wait_for(1)) == 1
             assert [m.recipients for m in smtp.mailbox.messages] == [["slow@example.com"]]
         finally:

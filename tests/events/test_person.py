@@ -162,6 +162,7 @@ def test_the_commands_as_a_script_runs_them(cli):
         "events.Event: 0 to delete",
         "transactional.Delivery: 0 to delete",
         "transactional.TrackingHit: 0 to delete",
+        "transactional.DraftTry: 0 to delete",
     ]
 
 
