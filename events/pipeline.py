@@ -50,6 +50,7 @@ from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry,
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
 from events.selectors import EnrichmentLookup, QuarantineLookup
 from events.transitions import Move, record_moves, recording_statement, write_recording
+from messages import providers
 from messages import services as message_services
 from messages.channels import Recipient, RenderedMessage, SendResult
 from messages.models import MessageVersion, TransactionalMessage
@@ -601,8 +602,16 @@ def _render_and_send(send: _Send) -> Decision:
         outcome = Outcome(S.TOO_OLD, "expired before it could be sent", reasons.EXPIRED)
         return Decision(outcome, profile=profile, message_version=send.version)
     started = time.monotonic()
-    result = message_services.send(channel=send.channel, rendered=rendered, recipient=send.recipient)
+    with providers.send_deadline(_send_deadline(send.claim.lease)):
+        result = message_services.send(channel=send.channel, rendered=rendered, recipient=send.recipient)
     return _sent_decision(send, rendered, result, int((time.monotonic() - started) * 1000), displayed)
+
+
+def _send_deadline(lease: dt.datetime) -> float:
+    """The latest time (time.monotonic()) a send of this claim may start, waiting for a slot of a
+    provider's rate limit: the lease less the longest a send takes (claims.lease_is_ample)."""
+    left = (lease - timezone.now()).total_seconds() - (4 * settings.EMAIL_TIMEOUT + 5)
+    return time.monotonic() + left
 
 
 def _displayed(send: _Send, rendered: RenderedMessage) -> RenderedMessage:
