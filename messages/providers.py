@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import threading
 import time
 from collections import deque
@@ -37,6 +38,8 @@ from typing import Any
 from django.conf import settings
 
 from messages.channels import ChannelBackend, Recipient, RenderedMessage, SendResult, waits_on_network
+
+logger = logging.getLogger(__name__)
 
 TEMPORARY = "temporaryFailure"
 KEY_PREFIX = "transactional:provider"
@@ -166,12 +169,20 @@ class LocalState:
             return self._down_until.get(key, 0.0) > time.monotonic()
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def redis_url() -> str:
+    """PROVIDERS_REDIS_URL (or REDIS_URL), else the Celery broker's or the cache's if Redis."""
     url = str(getattr(settings, "PROVIDERS_REDIS_URL", "") or "")
     if url:
         return url
     broker = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
-    return broker if broker.startswith(("redis://", "rediss://", "unix://")) else ""
+    if broker.startswith(_REDIS_SCHEMES):
+        return broker
+    location = getattr(settings, "CACHES", {}).get("default", {}).get("LOCATION", "")
+    location = location[0] if isinstance(location, list | tuple) and location else location
+    return location if isinstance(location, str) and location.startswith(_REDIS_SCHEMES) else ""
 
 
 _states: dict[str, RedisState | LocalState] = {}
@@ -252,9 +263,26 @@ class FailoverBackend:
         shared = state()
         attempts: list[dict[str, Any]] = []
         result: SendResult | None = None
-        for provider in self.order():
+        try:
+            order = self.order()
+        except Exception:  # the shared state unreachable: the providers in their order
+            logger.warning("%s: the providers' shared state is unreachable", self.channel, exc_info=True)
+            order = self.providers
+        for provider in order:
             key = self.key(provider)
-            if not wait_for_slot(key, provider.rate_limit, deadline=_deadline.get()):
+            try:
+                slot = wait_for_slot(key, provider.rate_limit, deadline=_deadline.get())
+            except Exception as error:  # no slot can be counted: never send beyond the limit
+                logger.warning("%s: the rate limit's store is unreachable", key, exc_info=True)
+                result = SendResult(
+                    TEMPORARY,
+                    provider_response=f"{provider.name}: the rate limit's store is unreachable: {error}"[
+                        :500
+                    ],
+                )
+                attempts.append(_attempt(provider, result))
+                break
+            if not slot:
                 result = SendResult(
                     TEMPORARY,
                     provider_response=f"{provider.name}: no slot of its rate limit before the claim ends",
@@ -264,11 +292,16 @@ class FailoverBackend:
                 break
             result = provider.backend.send(rendered, recipient)
             attempts.append(_attempt(provider, result))
-            if not result.provider_fault:
-                if result.sent or result.outcome != TEMPORARY:
-                    shared.succeeded(key)
-                break
-            shared.failed(key, threshold, cooldown_ms)
+            try:
+                if not result.provider_fault:
+                    if result.sent or result.outcome != TEMPORARY:
+                        shared.succeeded(key)
+                    break
+                shared.failed(key, threshold, cooldown_ms)
+            except Exception:  # the count is lost; the send's outcome is not
+                logger.warning("%s: the providers' shared state is unreachable", key, exc_info=True)
+                if not result.provider_fault:
+                    break
         assert result is not None
         return replace(result, provider=attempts[-1]["provider"], attempts=tuple(attempts))
 

@@ -14,7 +14,7 @@ from messages.channels import Recipient, RenderedMessage, SendResult, backend_fo
 from messages.models import Delivery
 from tests.conftest import seed_body
 from tests.events.test_pipeline import FUTURE, accept
-from tests.smtp import SmtpServer
+from tests.smtp import SmtpServer, free_port
 
 
 def wait_until(condition, timeout: float = 10.0) -> bool:
@@ -215,3 +215,25 @@ def test_nothing_set_keeps_the_single_backend(settings):
         assert type(backend_for("email")) is DjangoMailBackend
     finally:
         backend_for.cache_clear()
+
+
+def test_a_wrong_provider_setting_fails_the_system_check(settings):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.EMAIL_PROVIDERS = [{"name": "a", "rate_limit": -1}]
+    with pytest.raises(SystemCheckError, match="rate_limit"):
+        call_command("check")
+
+
+def test_an_unreachable_rate_limit_store_is_a_temporary_failure_not_a_send(settings):
+    settings.PROVIDERS_REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    providers.forget_state()
+    sent = _Failing(SendResult("sent"))
+    backend = providers.FailoverBackend("email", [providers.Provider("a", sent, rate_limit=5)])
+    try:
+        result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
+    finally:
+        providers.forget_state()
+    assert result.outcome == "temporaryFailure" and "unreachable" in result.provider_response
+    assert sent.calls == 0
