@@ -46,7 +46,15 @@ from campaign.models import Profile
 from campaign.privacy import mask_address, mask_addresses
 from events import claims, enrichment, reasons, selectors, sending, sensitive, typology
 from events.claims import Claim, LeaseLost, with_database_retries
-from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry, expired, retry_or_fail
+from events.decisions import (
+    Decision,
+    DeliveryRecord,
+    Outcome,
+    QuarantineEntry,
+    expired,
+    retry_or_fail,
+    wait_for_rate_limit,
+)
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
 from events.selectors import EnrichmentLookup, QuarantineLookup
 from events.transitions import Move, record_moves, recording_statement, write_recording
@@ -640,6 +648,9 @@ def _sent_decision(
     displayed: RenderedMessage | None = None,
 ) -> Decision:
     event = send.event
+    if result.rate_limited:  # nothing was sent: no delivery, and the attempt is not counted
+        decision = wait_for_rate_limit(event, result.provider_response, not_before=result.retry_after)
+        return dataclasses.replace(decision, profile=send.profile, message_version=send.version)
     delivery = DeliveryRecord(
         message=send.message,
         version=send.version,

@@ -286,7 +286,8 @@ class FailoverBackend:
                 result = SendResult(
                     TEMPORARY,
                     provider_response=f"{provider.name}: no slot of its rate limit before the claim ends",
-                    retry_after=1.0,
+                    retry_after=max(1.0, 1 / provider.rate_limit),
+                    rate_limited=True,
                 )
                 attempts.append(_attempt(provider, result))
                 break

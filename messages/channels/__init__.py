@@ -70,6 +70,9 @@ class SendResult:
     # ({"provider", "outcome", "response"}) in order.
     provider: str = ""
     attempts: tuple[dict[str, Any], ...] = ()
+    # Nothing was sent nor tried: the providers' rate limits had no slot before the claim ended
+    # (messages.providers). The event waits for one, the attempt not counted.
+    rate_limited: bool = False
 
     @property
     def sent(self) -> bool:

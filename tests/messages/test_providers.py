@@ -237,3 +237,28 @@ def test_an_unreachable_rate_limit_store_is_a_temporary_failure_not_a_send(setti
         providers.forget_state()
     assert result.outcome == "temporaryFailure" and "unreachable" in result.provider_response
     assert sent.calls == 0
+
+
+@pytest.mark.django_db
+def test_a_send_with_no_slot_before_its_claim_ends_waits_unsent_and_uncounted(
+    cart_configuration, settings, providers_redis
+):
+    from django.core import mail
+
+    from events.models import Event
+
+    settings.EMAIL_PROVIDERS = [
+        {"name": "limited", "backend": "django.core.mail.backends.locmem.EmailBackend", "rate_limit": 1}
+    ]
+    # A lease of 60 s less the longest a send takes (4 x 20 + 5 s): no time left to wait for a slot.
+    settings.EVENT_LEASE_SECONDS, settings.EMAIL_TIMEOUT = 60, 20
+    backend_for.cache_clear()
+    assert providers.state().take_slot("email:limited", 1, 1_000_000) == 0  # another worker's send
+    event = accept(cart_configuration, {**seed_body(scheduled=None, expiration=FUTURE)})
+    assert pipeline.process(event.pk) == "pending"
+    event.refresh_from_db()
+    assert event.attempts == 0 and not event.deliveries.exists() and mail.outbox == []
+    assert event.status_changes.last().code == "rateLimited"
+    assert wait_until(lambda: pipeline.process(event.pk) == "processed", timeout=10)
+    assert Event.objects.get(pk=event.pk).attempts == 1 and len(mail.outbox) == 1
+    assert Delivery.objects.get(event_link__event=event).provider == "limited"
