@@ -3,6 +3,7 @@ failing provider, and the failover of email between two SMTP servers on loopback
 
 from __future__ import annotations
 
+import smtplib
 import threading
 import time
 
@@ -262,3 +263,22 @@ def test_a_send_with_no_slot_before_its_claim_ends_waits_unsent_and_uncounted(
     assert wait_until(lambda: pipeline.process(event.pk) == "processed", timeout=10)
     assert Event.objects.get(pk=event.pk).attempts == 1 and len(mail.outbox) == 1
     assert Delivery.objects.get(event_link__event=event).provider == "limited"
+
+
+@pytest.mark.parametrize(
+    "error, fault",
+    [
+        (ConnectionRefusedError(111, "Connection refused"), True),
+        (TimeoutError("timed out"), True),
+        (smtplib.SMTPServerDisconnected("gone"), True),
+        (smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"), True),
+        (smtplib.SMTPResponseException(554, b"5.3.0 server error"), True),
+        (smtplib.SMTPRecipientsRefused({"x@example.com": (550, b"5.1.1 no such user")}), False),
+        (smtplib.SMTPSenderRefused(553, b"5.1.8 bad sender", "a@example.com"), False),
+        (smtplib.SMTPDataError(552, b"5.3.4 message too big"), False),
+    ],
+)
+def test_which_smtp_failures_are_the_providers(error, fault):
+    from messages.channels.email import is_provider_fault
+
+    assert is_provider_fault(error) is fault
