@@ -180,6 +180,19 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
 
+# --- Several providers per channel: failover and rate limits (messages/providers.py) ----------
+# <CHANNEL>_PROVIDERS (JSON in the environment): providers tried in order, each
+# {"name", "backend" (dotted path; email: a Django email backend, SMTP by default), "options"
+# (the backend's keyword arguments), "rate_limit" (messages per second, 0: none)}. Empty: the
+# single-provider settings above.
+EMAIL_PROVIDERS = env.json("EMAIL_PROVIDERS", default=[])
+# A provider failing for its own reason this many sends in a row is set aside this long.
+PROVIDER_FAILURES_BEFORE_COOLDOWN = env.int("PROVIDER_FAILURES_BEFORE_COOLDOWN", default=3)
+PROVIDER_COOLDOWN_SECONDS = env.float("PROVIDER_COOLDOWN_SECONDS", default=60.0)
+# Where the failure counts, cool-downs and rate windows are shared by every worker process and
+# machine: REDIS_URL, else the Celery broker when it is Redis; none: per process (one worker only).
+PROVIDERS_REDIS_URL = env.str("PROVIDERS_REDIS_URL", default="") or env.str("REDIS_URL", default="")
+
 # --- Channels (messages/channels/<name>.py: one object per channel) ---------------------------
 # The registered channels, as dotted paths of their objects. Not read from the environment: a
 # channel is code, added with its module (the README's "Adding a channel").

@@ -79,6 +79,7 @@ class Decision:
     retry_at: dt.datetime | None = None  # when the next attempt is due (`pending` only)
     delivery: DeliveryRecord | None = None
     quarantine: QuarantineEntry | None = None
+    attempts: int | None = None  # the event's count of attempts, rewritten (an attempt not counted)
 
     def event_fields(self) -> dict[str, Any]:
         """The event's columns written with the move, beside its status."""
@@ -92,6 +93,8 @@ class Decision:
         if self.retry_at is not None:
             # Back in the queue: the sweep enqueues it when due; no lease holds it meanwhile.
             fields.update(next_attempt_at=self.retry_at, enqueued_at=None, lease_expires_at=None)
+        if self.attempts is not None:
+            fields["attempts"] = self.attempts
         return fields
 
     def with_send(
@@ -126,6 +129,21 @@ def retry_or_fail(event: Event, error: str, *, not_before: float | None = None) 
         Outcome(S.PENDING, f"attempt {attempts} failed, retrying: {error}", reasons.RETRY_SCHEDULED),
         last_error=error,
         retry_at=next_attempt_at,
+    )
+
+
+def wait_for_rate_limit(event: Event, error: str, *, not_before: float | None = None) -> Decision:
+    """No slot of the providers' rate limits before the claim ended: nothing was sent. The event
+    goes back to `pending`, due when a slot should be free, and this attempt is not counted (the
+    excess of a rate limit waits, it does not fail); unless it expires first."""
+    next_attempt_at = timezone.now() + dt.timedelta(seconds=not_before or 1.0)
+    if event.expiration_at is not None and next_attempt_at >= event.expiration_at:
+        reason = f"expires before the next attempt; last error: {error}"
+        return Decision(Outcome(S.TOO_OLD, reason, reasons.EXPIRES_BEFORE_RETRY), last_error=error)
+    return Decision(
+        Outcome(S.PENDING, f"waiting for the rate limit: {error}", reasons.RATE_LIMITED),
+        retry_at=next_attempt_at,
+        attempts=max(event.attempts - 1, 0),  # read after the claim, which counted this attempt
     )
 
 

@@ -46,10 +46,19 @@ from campaign.models import Profile
 from campaign.privacy import mask_address, mask_addresses
 from events import claims, enrichment, reasons, selectors, sending, sensitive, typology
 from events.claims import Claim, LeaseLost, with_database_retries
-from events.decisions import Decision, DeliveryRecord, Outcome, QuarantineEntry, expired, retry_or_fail
+from events.decisions import (
+    Decision,
+    DeliveryRecord,
+    Outcome,
+    QuarantineEntry,
+    expired,
+    retry_or_fail,
+    wait_for_rate_limit,
+)
 from events.models import FINAL_STATUSES, Event, EventConfiguration, Targeting
 from events.selectors import EnrichmentLookup, QuarantineLookup
 from events.transitions import Move, record_moves, recording_statement, write_recording
+from messages import providers
 from messages import services as message_services
 from messages.channels import Recipient, RenderedMessage, SendResult
 from messages.models import MessageVersion, TransactionalMessage
@@ -601,8 +610,16 @@ def _render_and_send(send: _Send) -> Decision:
         outcome = Outcome(S.TOO_OLD, "expired before it could be sent", reasons.EXPIRED)
         return Decision(outcome, profile=profile, message_version=send.version)
     started = time.monotonic()
-    result = message_services.send(channel=send.channel, rendered=rendered, recipient=send.recipient)
+    with providers.send_deadline(_send_deadline(send.claim.lease)):
+        result = message_services.send(channel=send.channel, rendered=rendered, recipient=send.recipient)
     return _sent_decision(send, rendered, result, int((time.monotonic() - started) * 1000), displayed)
+
+
+def _send_deadline(lease: dt.datetime) -> float:
+    """The latest time (time.monotonic()) a send of this claim may start, waiting for a slot of a
+    provider's rate limit: the lease less the longest a send takes (claims.lease_is_ample)."""
+    left = (lease - timezone.now()).total_seconds() - (4 * settings.EMAIL_TIMEOUT + 5)
+    return time.monotonic() + left
 
 
 def _displayed(send: _Send, rendered: RenderedMessage) -> RenderedMessage:
@@ -631,6 +648,9 @@ def _sent_decision(
     displayed: RenderedMessage | None = None,
 ) -> Decision:
     event = send.event
+    if result.rate_limited:  # nothing was sent: no delivery, and the attempt is not counted
+        decision = wait_for_rate_limit(event, result.provider_response, not_before=result.retry_after)
+        return dataclasses.replace(decision, profile=send.profile, message_version=send.version)
     delivery = DeliveryRecord(
         message=send.message,
         version=send.version,

@@ -35,6 +35,7 @@ RENDER_FAILED = "renderFailed"
 PROVIDER_REJECTED = "providerRejected"  # providerRejected:<status>
 PROVIDER_UNAVAILABLE = "providerUnavailable"
 RETRY_SCHEDULED = "retryScheduled"
+RATE_LIMITED = "rateLimited"
 
 # code -> (the status it leads to, what it means). The README's "Reason codes" table says the same.
 CODES: dict[str, tuple[str, str]] = {
@@ -71,6 +72,10 @@ CODES: dict[str, tuple[str, str]] = {
         "every attempt failed temporarily (provider down or refusing for now, internal error)",
     ),
     RETRY_SCHEDULED: ("pending", "an attempt failed temporarily: the next one is scheduled"),
+    RATE_LIMITED: (
+        "pending",
+        "no slot of the provider's rate limit before its claim ended: handed back, attempt not counted",
+    ),
 }
 
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")

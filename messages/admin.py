@@ -622,7 +622,16 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
         (None, {"fields": ["created_at", "message", "version", "event", "channel", "recipient", "is_proof"]}),
         (
             "Provider's answer",
-            {"fields": ["outcome", "provider_message_id", "provider_response", "duration_ms"]},
+            {
+                "fields": [
+                    "outcome",
+                    "provider",
+                    "provider_message_id",
+                    "provider_response",
+                    "duration_ms",
+                    "attempts",
+                ]
+            },
         ),
         ("What was sent", {"fields": ["sent_content"]}),
     ]

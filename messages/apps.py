@@ -8,3 +8,10 @@ class TransactionalConfig(AppConfig):
     label = "transactional"
     verbose_name = "Messages and deliveries"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.core.checks import register
+
+        from messages.checks import providers_settings
+
+        register(providers_settings)

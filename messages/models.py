@@ -160,6 +160,10 @@ class Delivery(models.Model):
     provider_message_id = models.CharField(max_length=998, blank=True)
     provider_response = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
+    # With several providers (messages.providers): the one that answered, and each attempt of the
+    # send in order ({"provider", "outcome", "response"}); "" and [] with a single backend.
+    provider = models.CharField(max_length=64, blank=True, default="")
+    attempts = models.JSONField(default=list, blank=True)
     # Drawn at render time, before the send (the row comes later, in the recording statement): the
     # tracking links carry it, signed (messages.tracking). "" when the delivery is not tracked.
     tracking_id = models.CharField(max_length=24, blank=True, default="", editable=False)

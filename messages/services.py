@@ -433,6 +433,8 @@ def delivery_row(
         provider_message_id=result.provider_message_id[:998],
         provider_response=result.provider_response[:4000],
         duration_ms=duration_ms,
+        provider=result.provider[:64],
+        attempts=list(result.attempts),
         tracking_id=rendered.tracking_id if rendered is not None else "",
         tracked_links=list(rendered.tracked_links) if rendered is not None else [],
         content=delivered_content(displayed or rendered) if rendered is not None else {},

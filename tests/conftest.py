@@ -152,3 +152,29 @@ def console():
     previous = handler.setStream(buffer)
     yield buffer
     handler.setStream(previous)
+
+
+PROVIDERS_REDIS_DB = 9  # the providers' tests' own database of the test session's Redis server
+
+
+@pytest.fixture
+def providers_redis(settings):
+    """The providers' shared state (messages.providers) in a Redis database of this test session's
+    own server (tests.e2e.stack), emptied before and after: no other test uses that database."""
+    import redis
+
+    from messages import providers
+    from messages.channels import backend_for
+    from tests.e2e.stack import redis_url
+
+    url = redis_url().rsplit("/", 1)[0] + f"/{PROVIDERS_REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    settings.PROVIDERS_REDIS_URL = url
+    providers.forget_state()
+    backend_for.cache_clear()
+    yield url
+    providers.forget_state()
+    backend_for.cache_clear()
+    client.flushdb()
+    client.close()

@@ -63,6 +63,16 @@ class SendResult:
     # A permanent failure: whether it is the address's (quarantined: a dead push token, an unknown
     # mailbox) or the message's (an invalid payload: the address stays usable).
     quarantines: bool = True
+    # A failure that is the provider's, not the recipient's or the message's (a refused connection,
+    # a timeout, an authentication error, a 5xx about the server): counts toward its cool-down.
+    provider_fault: bool = False
+    # With several providers (messages.providers): the one that answered, and every attempt
+    # ({"provider", "outcome", "response"}) in order.
+    provider: str = ""
+    attempts: tuple[dict[str, Any], ...] = ()
+    # Nothing was sent nor tried: the providers' rate limits had no slot before the claim ended
+    # (messages.providers). The event waits for one, the attempt not counted.
+    rate_limited: bool = False
 
     @property
     def sent(self) -> bool:
@@ -263,8 +273,32 @@ class Channel:
     # --- sending -------------------------------------------------------------------------------
 
     def backend(self) -> ChannelBackend:
-        """A new backend instance (backend_for keeps one per process)."""
+        """A new backend instance (backend_for keeps one per process): the channel's providers in
+        order (`<NAME>_PROVIDERS`, messages.providers) if any are set, else its single backend."""
+        from messages import providers
+
+        entries = providers.configured(self.name)
+        if not entries:
+            return self.single_backend()
+        return providers.FailoverBackend(
+            self.name,
+            [
+                providers.Provider(
+                    name=entry["name"],
+                    backend=self.provider_backend(entry.get("backend", ""), dict(entry.get("options") or {})),
+                    rate_limit=float(entry.get("rate_limit", 0) or 0),
+                )
+                for entry in entries
+            ],
+        )
+
+    def single_backend(self) -> ChannelBackend:
+        """The backend of the single-provider settings (`backend_setting`)."""
         return import_string(getattr(settings, self.backend_setting))()
+
+    def provider_backend(self, path: str, options: dict[str, Any]) -> ChannelBackend:
+        """The backend of one provider of a list: its class's dotted path, built with its options."""
+        return import_string(path or getattr(settings, self.backend_setting))(**options)
 
     def __repr__(self) -> str:
         return f"<Channel {self.name}>"

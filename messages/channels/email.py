@@ -114,22 +114,37 @@ class PreparedEmail(EmailMultiAlternatives):
         return message
 
 
-class DjangoMailBackend:
-    """Keeps one open connection per thread and reopens it once if the server dropped it."""
+def is_provider_fault(error: Exception) -> bool:
+    """Whether a send's exception is the server's fault rather than the recipient's or the
+    message's: a refused or dropped connection, a timeout, a refused login, a 5xx or 4xx answer
+    outside the recipient and the data (messages.providers counts these toward a cool-down)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused | smtplib.SMTPDataError):
+        return False
+    return isinstance(error, smtplib.SMTPException | OSError | socket.timeout)
 
-    def __init__(self) -> None:
+
+class DjangoMailBackend:
+    """Keeps one open connection per thread and reopens it once if the server dropped it.
+
+    `backend` and `options`: a provider of EMAIL_PROVIDERS (a Django email backend's dotted path
+    and its keyword arguments, e.g. host, port, username, password, use_tls); by default the
+    EMAIL_* settings."""
+
+    def __init__(self, backend: str = "", options: dict[str, Any] | None = None) -> None:
         self._local = threading.local()
+        self.backend_path = backend or None
+        self.options = dict(options or {})
 
     @property
     def waits_on_network(self) -> bool:
         """SMTP (or any backend that leaves the process) waits on a server: the worker's sender
         threads overlap those waits, each thread with its own connection."""
-        return settings.EMAIL_BACKEND not in IN_PROCESS_BACKENDS
+        return (self.backend_path or settings.EMAIL_BACKEND) not in IN_PROCESS_BACKENDS
 
     def _connection(self):
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = get_connection(fail_silently=False)
+            connection = get_connection(self.backend_path, fail_silently=False, **self.options)
             connection.open()
             self._local.connection = connection
         return connection
@@ -185,11 +200,11 @@ class DjangoMailBackend:
                 if reused and attempt == 1:
                     continue  # the server closed an idle connection: one fresh try
                 outcome, answer = classify_smtp_error(error)
-                return SendResult(outcome, provider_response=answer)
+                return SendResult(outcome, provider_response=answer, provider_fault=True)
             except Exception as error:
                 self.close()
                 outcome, answer = classify_smtp_error(error)
-                return SendResult(outcome, provider_response=answer)
+                return SendResult(outcome, provider_response=answer, provider_fault=is_provider_fault(error))
         raise AssertionError("unreachable")
 
 
@@ -298,8 +313,11 @@ class EmailChannel(Channel):
     def proof_key(self, address: str) -> str:
         return address.lower()
 
-    def backend(self) -> ChannelBackend:
+    def single_backend(self) -> ChannelBackend:
         return DjangoMailBackend()
+
+    def provider_backend(self, path: str, options: dict[str, Any]) -> ChannelBackend:
+        return DjangoMailBackend(path or "django.core.mail.backends.smtp.EmailBackend", options)
 
 
 EMAIL = EmailChannel()

@@ -166,3 +166,17 @@ def test_looking_at_a_tracked_delivery_records_no_open_and_no_click(client, mark
     assert "/t/o/" not in srcdoc and "/t/c/" not in srcdoc  # no pixel to load, no tracked link to follow
     assert '<a href="https://shop.example.com/cart?a=1&amp;b=2">Cart</a>' in srcdoc
     assert not TrackingHit.objects.exists()
+
+
+def test_a_delivery_shows_its_provider_and_each_attempt(client, marketer, sent):
+    sent.provider = "backup"
+    sent.attempts = [
+        {"provider": "primary", "outcome": "temporaryFailure", "response": "ConnectionRefusedError"},
+        {"provider": "backup", "outcome": "sent", "response": "250 accepted"},
+    ]
+    sent.save()
+    client.force_login(marketer)
+    html = unescape(
+        client.get(reverse("admin:transactional_delivery_change", args=[sent.pk])).content.decode()
+    )
+    assert "backup" in html and "primary" in html and "ConnectionRefusedError" in html

@@ -1,0 +1,330 @@
+"""Several providers per channel, in order, with failover and a rate limit per provider.
+
+A channel's `<CHANNEL>_PROVIDERS` setting (e.g. EMAIL_PROVIDERS) lists named providers, each with
+its backend and options and an optional rate limit (messages per second). Unset or empty, the
+channel sends through its single backend as before.
+
+* Failover: a provider whose sends fail for the provider's own reason (`SendResult.provider_fault`:
+  a refused or dropped connection, a timeout, an authentication error, a 5xx that is not about the
+  recipient) PROVIDER_FAILURES_BEFORE_COOLDOWN times in a row is set aside for
+  PROVIDER_COOLDOWN_SECONDS; while it is, the next provider in the list is used. A send that meets
+  such a fault is tried at once on the next usable provider; every attempt is recorded on the
+  delivery (`SendResult.attempts`: provider, outcome, answer) and the delivery names the provider
+  that answered last. When every provider is set aside, the first one is tried anyway (a cool-down
+  is a preference, not an outage of the channel).
+* Rate limit: at most `rate_limit` sends start in any window of one second, across every process
+  and machine sharing the Redis server (a sliding log in a Lua script, Redis's own clock). A send
+  over the limit waits for a slot, up to the deadline of its claim (`send_deadline`): one that
+  would wait longer is a temporary failure (retried later) rather than a send after the lease.
+
+The shared state (failure counts, cool-downs, rate windows) lives in the Redis server of
+PROVIDERS_REDIS_URL (default: REDIS_URL, else the Celery broker if it is Redis). Without Redis
+it is kept per process, which is right only for a single worker process (development): each
+process would allow the whole rate on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from django.conf import settings
+
+from messages.channels import ChannelBackend, Recipient, RenderedMessage, SendResult, waits_on_network
+
+logger = logging.getLogger(__name__)
+
+TEMPORARY = "temporaryFailure"
+KEY_PREFIX = "transactional:provider"
+
+# The latest time (time.monotonic()) a send may still start: the claim's lease less the longest a
+# send takes (events.pipeline sets it around each send).
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("send_deadline", default=None)
+
+
+@contextlib.contextmanager
+def send_deadline(monotonic_deadline: float | None) -> Iterator[None]:
+    token = _deadline.set(monotonic_deadline)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    backend: ChannelBackend
+    rate_limit: float = 0.0  # messages per second; 0: no limit
+
+
+# --- the shared state ---------------------------------------------------------------------------
+
+# A sliding log of the sends of the last second: a slot is taken only if fewer than `limit` sends
+# started in the window; else the answer is how long until the oldest leaves it (milliseconds).
+_TAKE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = tonumber(oldest[2]) + window - now
+if wait < 1 then wait = 1 end
+return wait
+"""
+
+# A failure of the provider: counted; at the threshold the provider is set aside (a key that
+# expires after the cool-down) and the count starts again.
+_FAILED = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if n >= tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+class RedisState:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._take = self.client.register_script(_TAKE_SLOT)
+        self._failed = self.client.register_script(_FAILED)
+        self._token = 0
+        self._lock = threading.Lock()
+
+    def take_slot(self, key: str, limit: int, window_us: int) -> float:
+        """0 if a slot was taken; else the seconds until one may be free."""
+        with self._lock:
+            self._token += 1
+            token = f"{id(self)}:{threading.get_ident()}:{self._token}"
+        waited = int(self._take(keys=[f"{KEY_PREFIX}:rate:{key}"], args=[limit, window_us, token]))
+        return waited / 1_000_000
+
+    def failed(self, key: str, threshold: int, cooldown_ms: int) -> bool:
+        keys = [f"{KEY_PREFIX}:failures:{key}", f"{KEY_PREFIX}:down:{key}"]
+        return bool(self._failed(keys=keys, args=[threshold, cooldown_ms]))
+
+    def succeeded(self, key: str) -> None:
+        self.client.delete(f"{KEY_PREFIX}:failures:{key}")
+
+    def set_aside(self, key: str) -> bool:
+        return bool(self.client.exists(f"{KEY_PREFIX}:down:{key}"))
+
+
+class LocalState:
+    """The same state in this process's memory (no Redis configured)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._logs: dict[str, deque[float]] = {}
+        self._failures: dict[str, int] = {}
+        self._down_until: dict[str, float] = {}
+
+    def take_slot(self, key: str, limit: int, window_us: int) -> float:
+        window = window_us / 1_000_000
+        with self._lock:
+            now = time.monotonic()
+            log = self._logs.setdefault(key, deque())
+            while log and log[0] <= now - window:
+                log.popleft()
+            if len(log) < limit:
+                log.append(now)
+                return 0.0
+            return max(log[0] + window - now, 0.000001)
+
+    def failed(self, key: str, threshold: int, cooldown_ms: int) -> bool:
+        with self._lock:
+            count = self._failures.get(key, 0) + 1
+            if count >= threshold:
+                self._failures.pop(key, None)
+                self._down_until[key] = time.monotonic() + cooldown_ms / 1000
+                return True
+            self._failures[key] = count
+            return False
+
+    def succeeded(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+    def set_aside(self, key: str) -> bool:
+        with self._lock:
+            return self._down_until.get(key, 0.0) > time.monotonic()
+
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redis_url() -> str:
+    """PROVIDERS_REDIS_URL (or REDIS_URL), else the Celery broker's or the cache's if Redis."""
+    url = str(getattr(settings, "PROVIDERS_REDIS_URL", "") or "")
+    if url:
+        return url
+    broker = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
+    if broker.startswith(_REDIS_SCHEMES):
+        return broker
+    location = getattr(settings, "CACHES", {}).get("default", {}).get("LOCATION", "")
+    location = location[0] if isinstance(location, list | tuple) and location else location
+    return location if isinstance(location, str) and location.startswith(_REDIS_SCHEMES) else ""
+
+
+_states: dict[str, RedisState | LocalState] = {}
+_states_lock = threading.Lock()
+
+
+def state() -> RedisState | LocalState:
+    """The shared state of this process (one Redis client per URL, or the in-memory one)."""
+    url = redis_url()
+    with _states_lock:
+        found = _states.get(url)
+        if found is None:
+            found = _states[url] = RedisState(url) if url else LocalState()
+        return found
+
+
+def forget_state() -> None:
+    """Drop this process's clients and in-memory state (tests: each starts from none)."""
+    with _states_lock:
+        _states.clear()
+
+
+# --- the rate limit ----------------------------------------------------------------------------
+
+WINDOW_SECONDS = 1.0
+
+
+def wait_for_slot(
+    key: str,
+    rate_limit: float,
+    *,
+    deadline: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Block until a slot of `key`'s rate is taken (True), or False if none comes before the
+    deadline (time.monotonic()). A rate below one per second is one send per 1/rate seconds."""
+    if rate_limit <= 0:
+        return True
+    limit, window = (int(rate_limit), WINDOW_SECONDS) if rate_limit >= 1 else (1, 1 / rate_limit)
+    shared = state()
+    while True:
+        wait = shared.take_slot(key, limit, int(window * 1_000_000))
+        if wait <= 0:
+            return True
+        if deadline is not None and time.monotonic() + wait > deadline:
+            return False
+        sleep(wait)
+
+
+# --- the failover backend ----------------------------------------------------------------------
+
+
+class FailoverBackend:
+    """Sends through the first usable provider of a list (see the module's docstring)."""
+
+    def __init__(self, channel: str, providers: Sequence[Provider]) -> None:
+        if not providers:
+            raise ValueError(f"{channel}: a list of providers needs at least one")
+        self.channel = channel
+        self.providers = list(providers)
+
+    @property
+    def waits_on_network(self) -> bool:
+        return any(waits_on_network(p.backend) for p in self.providers)
+
+    def key(self, provider: Provider) -> str:
+        return f"{self.channel}:{provider.name}"
+
+    def order(self) -> list[Provider]:
+        """The providers to try, in order: those not set aside, then (if none is) the first."""
+        shared = state()
+        usable = [p for p in self.providers if not shared.set_aside(self.key(p))]
+        return usable or self.providers[:1]
+
+    def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
+        threshold = max(int(settings.PROVIDER_FAILURES_BEFORE_COOLDOWN), 1)
+        cooldown_ms = max(int(float(settings.PROVIDER_COOLDOWN_SECONDS) * 1000), 1)
+        shared = state()
+        attempts: list[dict[str, Any]] = []
+        result: SendResult | None = None
+        try:
+            order = self.order()
+        except Exception:  # the shared state unreachable: the providers in their order
+            logger.warning("%s: the providers' shared state is unreachable", self.channel, exc_info=True)
+            order = self.providers
+        for provider in order:
+            key = self.key(provider)
+            try:
+                slot = wait_for_slot(key, provider.rate_limit, deadline=_deadline.get())
+            except Exception as error:  # no slot can be counted: never send beyond the limit
+                logger.warning("%s: the rate limit's store is unreachable", key, exc_info=True)
+                result = SendResult(
+                    TEMPORARY,
+                    provider_response=f"{provider.name}: the rate limit's store is unreachable: {error}"[
+                        :500
+                    ],
+                )
+                attempts.append(_attempt(provider, result))
+                break
+            if not slot:
+                result = SendResult(
+                    TEMPORARY,
+                    provider_response=f"{provider.name}: no slot of its rate limit before the claim ends",
+                    retry_after=max(1.0, 1 / provider.rate_limit),
+                    rate_limited=True,
+                )
+                attempts.append(_attempt(provider, result))
+                break
+            result = provider.backend.send(rendered, recipient)
+            attempts.append(_attempt(provider, result))
+            try:
+                if not result.provider_fault:
+                    if result.sent or result.outcome != TEMPORARY:
+                        shared.succeeded(key)
+                    break
+                shared.failed(key, threshold, cooldown_ms)
+            except Exception:  # the count is lost; the send's outcome is not
+                logger.warning("%s: the providers' shared state is unreachable", key, exc_info=True)
+                if not result.provider_fault:
+                    break
+        assert result is not None
+        return replace(result, provider=attempts[-1]["provider"], attempts=tuple(attempts))
+
+
+def _attempt(provider: Provider, result: SendResult) -> dict[str, Any]:
+    return {"provider": provider.name, "outcome": result.outcome, "response": result.provider_response[:500]}
+
+
+def configured(channel: str) -> list[dict[str, Any]]:
+    """The channel's list of providers from its setting (`<CHANNEL>_PROVIDERS`), checked."""
+    entries = getattr(settings, f"{channel.upper()}_PROVIDERS", None) or []
+    names: set[str] = set()
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or len(name) > 64:
+            raise ValueError(f"{channel.upper()}_PROVIDERS: each provider needs a name (1 to 64 characters)")
+        if name in names:
+            raise ValueError(f"{channel.upper()}_PROVIDERS: the name '{name}' is used twice")
+        names.add(name)
+        rate = entry.get("rate_limit", 0) or 0
+        if not isinstance(rate, int | float) or rate < 0 or rate > 100_000:
+            raise ValueError(
+                f"{channel.upper()}_PROVIDERS: '{name}': rate_limit must be 0 to 100000 per second"
+            )
+    return list(entries)
