@@ -29,7 +29,8 @@ class _Peer:
 def read_pdu(sock: socket.socket) -> Any:
     head = _recv(sock, 4)
     (length,) = struct.unpack(">L", head)
-    return smpplib.smpp.parse_pdu(head + _recv(sock, length - 4), client=_Peer(), allow_unknown_opt_params=True)
+    raw = head + _recv(sock, length - 4)
+    return smpplib.smpp.parse_pdu(raw, client=_Peer(), allow_unknown_opt_params=True)
 
 
 def _recv(sock: socket.socket, size: int) -> bytes:
@@ -104,7 +105,9 @@ class FakeSmsc:
         with self.changed:
             assert self.changed.wait_for(predicate, timeout), "the SMSC never saw it"
 
-    def deliver(self, *, source: str, short_message: bytes, esm_class: int = 0, data_coding: int = 0, **extra: Any) -> Any:
+    def deliver(
+        self, *, source: str, short_message: bytes, esm_class: int = 0, data_coding: int = 0, **extra: Any
+    ) -> Any:
         """Send a deliver_sm to the bound client and wait for its answer."""
         assert self._conn is not None, "nobody is bound"
         pdu = smpplib.smpp.make_pdu(
@@ -137,6 +140,10 @@ class FakeSmsc:
 
     def close(self) -> None:
         self._closed = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread: nothing more accepted
+        except OSError:
+            pass
         self.listener.close()
         if self._conn is not None:
             try:

@@ -115,7 +115,8 @@ def split_text(text: str) -> tuple[str, list[str]]:
     if length.segments <= 1:
         return length.encoding, [text]
     parts: list[str] = []
-    current, used = [], 0
+    current: list[str] = []
+    used = 0
     for char in text:
         units = _units(char, length.encoding)
         if used + units > length.per_segment:
@@ -193,6 +194,7 @@ class SmppConnection:
         self.timeout = timeout
         self._bind_lock = threading.Lock()
         self._client: _Client | None = None
+        self.reader: threading.Thread | None = None  # the current bind's reader
         # sequence number -> (its answer to come, the answers of its message's parts)
         self._pending: dict[int, tuple[Future[Any], list[Future[Any]]]] = {}
         self._pending_lock = threading.Lock()
@@ -220,7 +222,8 @@ class SmppConnection:
                     client.disconnect()
                 raise
             self._client = client
-            threading.Thread(target=self._read, args=(client,), name="smpp-reader", daemon=True).start()
+            self.reader = threading.Thread(target=self._read, args=(client,), name="smpp-reader", daemon=True)
+            self.reader.start()
             return client
 
     def _lost(self, client: _Client, error: BaseException) -> None:
@@ -249,8 +252,8 @@ class SmppConnection:
         with self._bind_lock:
             client, self._client = self._client, None
         if client is not None:
-            try:
-                client.unbind()
+            try:  # unbind, without waiting for its answer (the reader would take it)
+                client.send_pdu(smpplib.smpp.make_pdu("unbind", client=client))
             except Exception:  # noqa: BLE001
                 pass
             self._lost(client, smpplib.exceptions.ConnectionError("closed"))

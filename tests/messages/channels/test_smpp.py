@@ -36,7 +36,8 @@ def smsc(settings):
 
 
 def send(text: str, **overrides):
-    return SmppSmsBackend().send(RenderedMessage(parts={"text": text}, **overrides), Recipient(address=NUMBER))
+    rendered = RenderedMessage(parts={"text": text}, **overrides)
+    return SmppSmsBackend().send(rendered, Recipient(address=NUMBER))
 
 
 def sms_delivery(cart_configuration, result) -> Delivery:
@@ -139,8 +140,10 @@ def test_a_reply_that_is_no_stop_changes_nothing(smsc, cart_configuration):
 
 def test_a_lost_bind_is_bound_again_on_the_next_send(smsc):
     assert send("one").sent
+    reader = smpp_backend.connection().reader
     smsc._conn.shutdown(2)  # the SMSC drops the connection
-    smsc.wait(lambda: smpp_backend.connection()._client is None)
+    reader.join(10)  # the reader saw it
+    assert not reader.is_alive()
     assert send("two").sent
     assert len(smsc.binds) == 2
 
