@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import os
 import re
 import threading
 from concurrent.futures import Future
@@ -358,6 +359,15 @@ def connection() -> SmppConnection:
                 timeout=settings.SMPP_TIMEOUT_SECONDS,
             )
         return _connection
+
+
+def _forget_in_child() -> None:
+    """A forked child never uses its parent's bind (one socket, one reader: the parent's)."""
+    global _connection, _connection_lock
+    _connection, _connection_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def reset_connection() -> None:

@@ -204,3 +204,15 @@ def test_the_usual_keywords_opt_out(client, twilio, delivery, body):
 def test_a_stop_from_a_number_nobody_sent_to_changes_nothing(client, twilio, delivery):
     post_signed(client, "twilio-inbound", {"From": "+33699999999", "Body": "STOP"})
     assert not Quarantine.objects.exists()
+
+
+def test_the_delivery_page_shows_its_receipts(client, twilio, delivery, marketer, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    post_signed(client, "twilio-status", {"MessageSid": "SM1", "MessageStatus": "sent"})
+    post_signed(
+        client, "twilio-status", {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "30005"}
+    )
+    client.force_login(marketer)
+    html = client.get(reverse("admin:transactional_delivery_change", args=[delivery.pk])).content.decode()
+    assert "Delivery receipts" in html
+    assert "twilio: sent" in html and "twilio: undelivered (error 30005)" in html
