@@ -216,3 +216,10 @@ def test_the_delivery_page_shows_its_receipts(client, twilio, delivery, marketer
     html = client.get(reverse("admin:transactional_delivery_change", args=[delivery.pk])).content.decode()
     assert "Delivery receipts" in html
     assert "twilio: sent" in html and "twilio: undelivered (error 30005)" in html
+
+
+def test_over_long_webhook_fields_are_bounded(client, twilio, delivery):
+    form = {"MessageSid": "SM1", "MessageStatus": "d" * 5000, "ErrorCode": "9" * 5000, "Extra": "x" * 5000}
+    assert post_signed(client, "twilio-status", form).status_code == 204
+    receipt = SmsReceipt.objects.get()
+    assert (len(receipt.status), len(receipt.error_code), len(receipt.raw)) == (32, 32, 2000)
