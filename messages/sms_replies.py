@@ -31,7 +31,14 @@ RAW_MAX_CHARS = 2000
 def record_receipt(
     *, provider: str, message_id: str, status: str, error_code: str = "", raw: str = ""
 ) -> SmsReceipt:
-    """Keep a provider's receipt, joined to the SMS delivery with that provider message id if any."""
+    """Keep a provider's receipt, joined to the SMS delivery with that provider message id if any.
+    The same receipt again (an SMSC repeating a deliver_sm whose answer it missed, Twilio repeating a
+    callback) is kept once."""
+    same = SmsReceipt.objects.filter(
+        provider=provider[:16], message_id=message_id[:128], status=status[:32], error_code=error_code[:32]
+    ).first()
+    if same is not None:
+        return same
     delivery = (
         Delivery.objects.filter(channel="sms", provider_message_id=message_id).order_by("-id").first()
         if message_id

@@ -223,3 +223,10 @@ def test_over_long_webhook_fields_are_bounded(client, twilio, delivery):
     assert post_signed(client, "twilio-status", form).status_code == 204
     receipt = SmsReceipt.objects.get()
     assert (len(receipt.status), len(receipt.error_code), len(receipt.raw)) == (32, 32, 2000)
+
+
+def test_a_repeated_status_callback_is_kept_once(client, twilio, delivery):
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    assert post_signed(client, "twilio-status", form).status_code == 204
+    assert post_signed(client, "twilio-status", form).status_code == 204
+    assert [r.status for r in receipts_of(delivery)] == ["delivered"]
