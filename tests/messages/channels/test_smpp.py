@@ -180,3 +180,14 @@ def test_sender_threads_share_one_bind(smsc):
     assert all(r.sent for r in results)
     assert len({r.provider_message_id for r in results}) == 8
     assert len(smsc.binds) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_receipt_that_outruns_the_recording_of_its_send_still_shows_on_the_delivery(
+    smsc, cart_configuration
+):
+    result = send("Hello")
+    smsc.receipt(message_id="msg1", source="33612345678")  # before the delivery is written
+    delivery = sms_delivery(cart_configuration, result)
+    (receipt,) = receipts_of(delivery)
+    assert receipt.status == "DELIVRD" and receipt.delivery is None
