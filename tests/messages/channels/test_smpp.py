@@ -191,3 +191,16 @@ def test_a_receipt_that_outruns_the_recording_of_its_send_still_shows_on_the_del
     delivery = sms_delivery(cart_configuration, result)
     (receipt,) = receipts_of(delivery)
     assert receipt.status == "DELIVRD" and receipt.delivery is None
+
+
+def test_every_gsm7_character_the_editor_counts_encodes_and_decodes():
+    from messages.channels.smpp import GSM7_TABLE, gsm7_encode
+    from messages.channels.sms import GSM7_BASIC, GSM7_EXTENSION
+
+    assert len(GSM7_TABLE) == 128
+    assert (GSM7_TABLE.index("@"), GSM7_TABLE.index("Δ"), GSM7_TABLE.index("¡"), GSM7_TABLE.index("à")) == (
+        0x00, 0x10, 0x40, 0x7F,
+    )  # fmt: skip
+    text = "".join(sorted(GSM7_BASIC | GSM7_EXTENSION))
+    assert gsm7_decode(gsm7_encode(text)) == text
+    assert gsm7_encode("€") == b"\x1be"
