@@ -206,6 +206,24 @@ TRANSACTIONAL_CHANNELS = [
 SMS_BACKEND = env.str("SMS_BACKEND", default="messages.channels.sms.FileSmsBackend")
 SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
 SMS_GATEWAY_TOKEN = env.str("SMS_GATEWAY_TOKEN", default="")
+# SMPP (messages.channels.smpp.SmppSmsBackend): one transceiver bind per worker process.
+SMPP_HOST = env.str("SMPP_HOST", default="127.0.0.1")
+SMPP_PORT = min(max(env.int("SMPP_PORT", default=2775), 1), 65535)
+SMPP_SYSTEM_ID = env.str("SMPP_SYSTEM_ID", default="")
+SMPP_PASSWORD = env.str("SMPP_PASSWORD", default="")
+SMPP_SYSTEM_TYPE = env.str("SMPP_SYSTEM_TYPE", default="")
+SMPP_SOURCE_ADDR = env.str("SMPP_SOURCE_ADDR", default="")  # when the message names no SMS sender
+SMPP_TIMEOUT_SECONDS = min(max(env.float("SMPP_TIMEOUT_SECONDS", default=10.0), 0.1), 120.0)
+# Twilio (messages.channels.twilio_sms.TwilioSmsBackend) and its webhooks (/webhooks/twilio/...).
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM = env.str("TWILIO_FROM", default="")  # when the message names no SMS sender
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_BASE_URL = env.str("TWILIO_BASE_URL", default="https://api.twilio.com")
+TWILIO_TIMEOUT_SECONDS = min(max(env.float("TWILIO_TIMEOUT_SECONDS", default=10.0), 0.1), 60.0)
+# The public URL this site is reached at by Twilio (status callbacks are signed over it), e.g.
+# https://campaign.example.com; "" = no status callback asked, signatures checked against the request.
+TWILIO_WEBHOOK_BASE_URL = env.str("TWILIO_WEBHOOK_BASE_URL", default="")
 PUSH_BACKEND = env.str("PUSH_BACKEND", default="messages.channels.push.FilePushBackend")
 PUSH_GATEWAY_URL = env.str("PUSH_GATEWAY_URL", default="")
 PUSH_GATEWAY_TOKEN = env.str("PUSH_GATEWAY_TOKEN", default="")

@@ -15,7 +15,9 @@ from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
-from django.utils.html import escape, format_html
+from django.utils import timezone
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from campaign import senders
 from campaign.admin import (
@@ -25,7 +27,7 @@ from campaign.admin import (
     PeriodFilter,
     organization_of,
 )
-from messages import admin_views, lifecycle, services, tracking
+from messages import admin_views, lifecycle, services, sms_replies, tracking
 from messages.channels import Channel
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, event_side
@@ -630,6 +632,7 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
                     "provider_response",
                     "duration_ms",
                     "attempts",
+                    "receipts",
                 ]
             },
         ),
@@ -657,7 +660,24 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
         return super().get_queryset(request).defer("content")
 
     def get_readonly_fields(self, request, obj=None):
-        return [*(f.name for f in Delivery._meta.fields), "event", "sent_content"]
+        return [*(f.name for f in Delivery._meta.fields), "event", "sent_content", "receipts"]
+
+    @admin.display(description="Delivery receipts")
+    def receipts(self, delivery: Delivery) -> str:
+        """What the SMS provider reported after the send (SMPP receipts, Twilio status callbacks)."""
+        receipts = sms_replies.receipts_of(delivery).order_by("received_at", "id")[:50]
+        rows = [
+            (
+                timezone.localtime(r.received_at).strftime("%Y-%m-%d %H:%M:%S"),
+                r.provider,
+                r.status,
+                f" (error {r.error_code})" if r.error_code else "",
+            )
+            for r in receipts
+        ]
+        if not rows:
+            return "-"
+        return format_html_join(mark_safe("<br>"), "{} {}: {}{}", rows)
 
     @admin.display(description="Event")
     def event(self, delivery: Delivery) -> object:

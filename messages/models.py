@@ -290,3 +290,26 @@ class DraftTry(models.Model):
 
     def __str__(self) -> str:
         return f"Try of {self.size} events ({self.status})"
+
+
+class SmsReceipt(models.Model):
+    """A delivery receipt of an SMS provider (an SMPP `deliver_sm` receipt, a Twilio status callback),
+    kept as it came. Joined to its delivery by the provider's message id when the delivery is
+    already written (a receipt may outrun the recording of its send: `delivery` stays empty then,
+    and the delivery still finds it by `message_id`: messages.sms_replies.receipts_of)."""
+
+    provider = models.CharField(max_length=16)  # "smpp", "twilio"
+    message_id = models.CharField(max_length=128, db_index=True)
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, null=True, blank=True, related_name="sms_receipts"
+    )
+    status = models.CharField(max_length=32)  # as the provider says it: DELIVRD, UNDELIV, delivered...
+    error_code = models.CharField(max_length=32, blank=True)
+    raw = models.TextField(blank=True)  # the receipt's text (SMPP) or form (Twilio), bounded
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.message_id}: {self.status}"

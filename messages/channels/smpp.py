@@ -1,0 +1,437 @@
+"""SMS over SMPP 3.4 (smpplib): one transceiver bind per worker process, shared by the worker's
+sender threads, bound again after a lost connection.
+
+* The text goes as GSM-7 when every character allows it (messages.channels.sms: the editor's count),
+  else as UCS-2 (data_coding 8). Longer than one SMS (160 / 70 characters), it is cut into parts of
+  153 / 67 characters, each with a user data header (esm_class UDHI; IEI 0x00: reference, count,
+  sequence), never splitting a GSM-7 escape or a UTF-16 surrogate pair.
+* Each part asks for a delivery receipt (registered_delivery 1). The delivery keeps the first
+  part's message id (submit_sm_resp); a receipt of any part is recorded under that id.
+* The event's `expiration` is the validity period (absolute time, UTC).
+* The bind's reader thread reads every PDU: submit_sm_resp wakes the sender waiting for it (matched
+  by sequence number), a `deliver_sm` receipt (esm_class 0x04) is recorded on its delivery, any
+  other `deliver_sm` is a reply (a STOP opts out: messages.sms_replies).
+
+A lost connection, a timeout, a throttled or busy SMSC: temporary failure (retried). An invalid
+destination address: permanent, the number quarantined. Any other refusal: permanent, the number
+stays usable.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import os
+import re
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import smpplib.client
+import smpplib.consts
+import smpplib.exceptions
+import smpplib.smpp
+from django.conf import settings
+from django.db import close_old_connections
+
+from messages.channels import Recipient, RenderedMessage, SendResult
+from messages.channels.sms import GSM7_EXTENSION, sms_length
+
+logger = logging.getLogger(__name__)
+TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
+
+# GSM 03.38 as septet values (unpacked: one septet a byte, as SMPP's data_coding 0 carries them).
+GSM7_TABLE = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_ESCAPED = {
+    "\f": 0x0A,
+    "^": 0x14,
+    "{": 0x28,
+    "}": 0x29,
+    "\\": 0x2F,
+    "[": 0x3C,
+    "~": 0x3D,
+    "]": 0x3E,
+    "|": 0x40,
+    "€": 0x65,
+}
+GSM7_DECODE_ESCAPED = {v: k for k, v in GSM7_ESCAPED.items()}
+DATA_CODING = {"GSM-7": 0x00, "UCS-2": 0x08}
+RETRIED_STATUSES = {
+    smpplib.consts.SMPP_ESME_RTHROTTLED,
+    smpplib.consts.SMPP_ESME_RMSGQFUL,
+    smpplib.consts.SMPP_ESME_RSYSERR,
+    smpplib.consts.SMPP_ESME_RSUBMITFAIL,
+}
+QUARANTINING_STATUSES = {smpplib.consts.SMPP_ESME_RINVDSTADR}
+RECEIPT_PATTERN = re.compile(r"id:(?P<id>\S+).*?stat:(?P<stat>\w+)(?:.*?err:(?P<err>\w+))?", re.S | re.I)
+KNOWN_PARTS = 10000  # part message id -> first part's id, remembered for the receipts of later parts
+
+
+def gsm7_encode(text: str) -> bytes:
+    out = bytearray()
+    for char in text:
+        if char in GSM7_ESCAPED:
+            out += bytes((0x1B, GSM7_ESCAPED[char]))
+        else:
+            out.append(GSM7_TABLE.index(char))
+    return bytes(out)
+
+
+def gsm7_decode(data: bytes) -> str:
+    chars, escaped = [], False
+    for byte in data:
+        if escaped:
+            chars.append(GSM7_DECODE_ESCAPED.get(byte, " "))
+            escaped = False
+        elif byte == 0x1B:
+            escaped = True
+        elif byte < len(GSM7_TABLE):
+            chars.append(GSM7_TABLE[byte])
+    return "".join(chars)
+
+
+def decode_short_message(data: bytes, data_coding: int) -> str:
+    if data_coding == 0x08:
+        return data.decode("utf-16-be", errors="replace")
+    if data_coding in (0x01, 0x03):  # IA5 (ASCII), Latin-1
+        return data.decode("latin-1")
+    return gsm7_decode(data)
+
+
+def _units(char: str, encoding: str) -> int:
+    if encoding == "GSM-7":
+        return 2 if char in GSM7_EXTENSION else 1
+    return len(char.encode("utf-16-le")) // 2
+
+
+def split_text(text: str) -> tuple[str, list[str]]:
+    """(encoding, the parts' texts): one part when it fits one SMS, else parts of 153 / 67 units,
+    a character never cut in two."""
+    length = sms_length(text)
+    if length.segments <= 1:
+        return length.encoding, [text]
+    parts: list[str] = []
+    current: list[str] = []
+    used = 0
+    for char in text:
+        units = _units(char, length.encoding)
+        if used + units > length.per_segment:
+            parts.append("".join(current))
+            current, used = [], 0
+        current.append(char)
+        used += units
+    parts.append("".join(current))
+    return length.encoding, parts
+
+
+def encode(text: str, encoding: str) -> bytes:
+    return gsm7_encode(text) if encoding == "GSM-7" else text.encode("utf-16-be")
+
+
+def validity_period(expires_at: dt.datetime | None) -> str | None:
+    """SMPP's absolute time format, UTC: YYMMDDhhmmss + tenths + quarter hours from UTC + '+'."""
+    if expires_at is None:
+        return None
+    return expires_at.astimezone(dt.UTC).strftime("%y%m%d%H%M%S") + "000+"
+
+
+def address_fields(address: str, prefix: str) -> dict[str, Any]:
+    """TON/NPI of an address: international (E.164) for digits, alphanumeric for a sender name."""
+    name = "source_addr" if prefix == "source_addr" else "destination_addr"
+    digits = address.removeprefix("+")
+    if digits.isdigit():
+        return {f"{prefix}_ton": 1, f"{prefix}_npi": 1, name: digits}
+    return {f"{prefix}_ton": 5, f"{prefix}_npi": 0, name: address[:11]}
+
+
+class _Sequence:
+    """smpplib's sequence numbers, drawn under a lock (sender threads and the reader draw them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0
+
+    @property
+    def sequence(self) -> int:
+        return self._value
+
+    def next_sequence(self) -> int:
+        with self._lock:
+            self._value = self._value % 0x7FFFFFFF + 1
+            return self._value
+
+
+class _Client(smpplib.client.Client):  # type: ignore[misc]
+    """A client whose writes are whole PDUs, one thread at a time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, sequence_generator=_Sequence(), allow_unknown_opt_params=True, **kwargs)
+        self._write_lock = threading.Lock()
+
+    def send_pdu(self, p: Any) -> bool:
+        with self._write_lock:
+            return bool(super().send_pdu(p))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("latin-1").rstrip("\x00")
+    return "" if value is None else str(value)
+
+
+class SmppConnection:
+    """The process's bind: opened on the first send, opened again after it is lost."""
+
+    def __init__(
+        self, *, host: str, port: int, system_id: str, password: str, system_type: str, timeout: float
+    ) -> None:
+        self.host, self.port = host, port
+        self.system_id, self.password, self.system_type = system_id, password, system_type
+        self.timeout = timeout
+        self._bind_lock = threading.Lock()
+        self._client: _Client | None = None
+        self.reader: threading.Thread | None = None  # the current bind's reader
+        # sequence number -> (its answer to come, the answers of its message's parts)
+        self._pending: dict[int, tuple[Future[Any], list[Future[Any]]]] = {}
+        self._pending_lock = threading.Lock()
+        self._reference_lock = threading.Lock()
+        self._reference = 0
+        self._first_part: collections.OrderedDict[str, str] = collections.OrderedDict()
+
+    # --- the bind ----------------------------------------------------------------------------
+
+    def _bound(self) -> _Client:
+        with self._bind_lock:
+            if self._client is not None:
+                return self._client
+            client = _Client(self.host, self.port, timeout=self.timeout)
+            client.set_message_sent_handler(self._submit_answered)
+            client.set_message_received_handler(self._delivered)
+            client.set_error_pdu_handler(lambda pdu: None)  # a refused submit: its sender decides
+            try:
+                client.connect()
+                client.bind_transceiver(
+                    system_id=self.system_id, password=self.password, system_type=self.system_type
+                )
+            except Exception:
+                if client._socket is not None:
+                    client.disconnect()
+                raise
+            self._client = client
+            self.reader = threading.Thread(target=self._read, args=(client,), name="smpp-reader", daemon=True)
+            self.reader.start()
+            return client
+
+    def _lost(self, client: _Client, error: BaseException) -> None:
+        with self._bind_lock:
+            if self._client is client:
+                self._client = None
+            try:
+                client.disconnect()
+            except Exception:  # noqa: BLE001 - closing what is already broken
+                pass
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for future, _group in pending.values():
+            future.set_exception(smpplib.exceptions.ConnectionError(str(error) or "connection lost"))
+
+    def _read(self, client: _Client) -> None:
+        while True:
+            try:
+                client.read_once()  # a read timeout sends enquire_link: the bind kept alive
+            except Exception as error:  # noqa: BLE001 - any failure ends this bind
+                logger.warning("SMPP bind lost: %s", error)
+                self._lost(client, error)
+                return
+
+    def close(self) -> None:
+        with self._bind_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:  # unbind, without waiting for its answer (the reader would take it)
+                client.send_pdu(smpplib.smpp.make_pdu("unbind", client=client))
+            except Exception:  # noqa: BLE001
+                pass
+            self._lost(client, smpplib.exceptions.ConnectionError("closed"))
+
+    # --- what the reader receives -------------------------------------------------------------
+
+    def _submit_answered(self, pdu: Any, **kwargs: Any) -> None:
+        with self._pending_lock:
+            entry = self._pending.pop(pdu.sequence, None)
+            if entry is None:
+                return
+            future, group = entry
+            future.set_result(pdu)
+            # A receipt of a later part is recorded under the first part's id (the delivery's):
+            # known here, on the reader, before it reads the receipt.
+            if group[0].done() and not group[0].exception():
+                first = _text(group[0].result().message_id)
+                for part in group[1:]:
+                    if part.done() and not part.exception():
+                        self._first_part[_text(part.result().message_id)] = first
+                while len(self._first_part) > KNOWN_PARTS:
+                    self._first_part.popitem(last=False)
+
+    def _delivered(self, pdu: Any, **kwargs: Any) -> int | None:
+        close_old_connections()
+        try:
+            if (pdu.esm_class or 0) & 0x3C == 0x04:
+                self._receipt(pdu)
+            else:
+                from messages import sms_replies
+
+                text = decode_short_message(pdu.short_message or b"", pdu.data_coding or 0)
+                sms_replies.reply_received(sender=_text(pdu.source_addr), text=text)
+        except Exception:
+            logger.exception("SMPP deliver_sm not recorded")
+            return smpplib.consts.SMPP_ESME_RSYSERR  # the SMSC delivers it again later
+        finally:
+            close_old_connections()
+        return None
+
+    def _receipt(self, pdu: Any) -> None:
+        from messages import sms_replies
+
+        text = _text(pdu.short_message)
+        match = RECEIPT_PATTERN.search(text)
+        message_id = _text(getattr(pdu, "receipted_message_id", None)) or (match["id"] if match else "")
+        status = match["stat"] if match else _text(getattr(pdu, "message_state", ""))
+        with self._pending_lock:
+            first = self._first_part.get(message_id, message_id)
+        sms_replies.record_receipt(
+            provider="smpp",
+            message_id=first,
+            status=status or "UNKNOWN",
+            error_code=(match["err"] or "") if match else "",
+            raw=text,
+        )
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def next_reference(self) -> int:
+        with self._reference_lock:
+            self._reference = (self._reference + 1) % 256
+            return self._reference
+
+    def submit(self, parts: list[dict[str, Any]]) -> list[Any]:
+        """Send the parts' submit_sm and wait for their answers (PDUs, in order)."""
+        client = self._bound()
+        futures: list[Future[Any]] = [Future() for _ in parts]
+        try:
+            for fields, future in zip(parts, futures, strict=True):
+                pdu = smpplib.smpp.make_pdu("submit_sm", client=client, **fields)
+                with self._pending_lock:
+                    self._pending[pdu.sequence] = (future, futures)
+                client.send_pdu(pdu)
+        except (smpplib.exceptions.ConnectionError, OSError) as error:
+            self._lost(client, error)
+            raise
+        try:
+            return [future.result(timeout=self.timeout) for future in futures]
+        except FutureTimeout:
+            with self._pending_lock:  # answers that never came: forgotten
+                for sequence in [k for k, (f, _) in self._pending.items() if f in futures]:
+                    del self._pending[sequence]
+            raise
+
+
+_connection: SmppConnection | None = None
+_connection_lock = threading.Lock()
+
+
+def connection() -> SmppConnection:
+    """This process's bind (a forked worker child makes its own: the parent's socket is not shared)."""
+    global _connection
+    with _connection_lock:
+        if _connection is None:
+            _connection = SmppConnection(
+                host=settings.SMPP_HOST,
+                port=settings.SMPP_PORT,
+                system_id=settings.SMPP_SYSTEM_ID,
+                password=settings.SMPP_PASSWORD,
+                system_type=settings.SMPP_SYSTEM_TYPE,
+                timeout=settings.SMPP_TIMEOUT_SECONDS,
+            )
+        return _connection
+
+
+def _forget_in_child() -> None:
+    """A forked child never uses its parent's bind (one socket, one reader: the parent's)."""
+    global _connection, _connection_lock
+    _connection, _connection_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def reset_connection() -> None:
+    """Close this process's bind (tests; a worker process's end)."""
+    global _connection
+    with _connection_lock:
+        current, _connection = _connection, None
+    if current is not None:
+        current.close()
+
+
+class SmppSmsBackend:
+    waits_on_network = True  # the bind is shared by the sender threads, each waits on its answers
+
+    def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
+        text = rendered.parts.get("text", "")
+        encoding, texts = split_text(text)
+        bind = connection()
+        common: dict[str, Any] = {
+            **address_fields(rendered.from_name or settings.SMPP_SOURCE_ADDR, "source_addr"),
+            **address_fields(recipient.address, "dest_addr"),
+            "data_coding": DATA_CODING[encoding],
+            "registered_delivery": 1,
+        }
+        period = validity_period(rendered.expires_at)
+        if period:
+            common["validity_period"] = period
+        if len(texts) == 1:
+            parts = [{**common, "esm_class": 0, "short_message": encode(text, encoding)}]
+        else:
+            reference = bind.next_reference()
+            parts = [
+                {
+                    **common,
+                    "esm_class": smpplib.consts.SMPP_GSMFEAT_UDHI,
+                    "short_message": bytes((0x05, 0x00, 0x03, reference, len(texts), index))
+                    + encode(part, encoding),
+                }
+                for index, part in enumerate(texts, start=1)
+            ]
+        try:
+            answers = bind.submit(parts)
+        except (
+            TimeoutError,
+            smpplib.exceptions.ConnectionError,
+            smpplib.exceptions.PDUError,
+            OSError,
+        ) as error:
+            return SendResult(TEMPORARY, provider_response=f"SMPP: {error or type(error).__name__}"[:500])
+        except FutureTimeout:
+            return SendResult(TEMPORARY, provider_response="SMPP: no submit_sm_resp in time")
+        refused = next((a for a in answers if a.status != smpplib.consts.SMPP_ESME_ROK), None)
+        ids = [_text(a.message_id) for a in answers]
+        if refused is not None:
+            status = int(refused.status)
+            description = smpplib.consts.DESCRIPTIONS.get(status, "unknown status")
+            response = f"SMPP status {status:#04x}: {description}"
+            if status in RETRIED_STATUSES:
+                return SendResult(TEMPORARY, provider_response=response)
+            return SendResult(
+                PERMANENT, provider_response=response, quarantines=status in QUARANTINING_STATUSES
+            )
+        return SendResult(
+            SENT,
+            provider_message_id=ids[0],
+            provider_response=f"SMPP {encoding}, {len(ids)} part(s): {' '.join(ids)}"[:2000],
+        )

@@ -1,0 +1,61 @@
+"""Twilio's webhooks: the status callback of a sent SMS (recorded on its delivery) and the inbound
+message webhook (a STOP opts out). Both are signed by Twilio (X-Twilio-Signature, HMAC-SHA1 of the
+URL and the form with the auth token, checked by twilio.request_validator); an unsigned or badly
+signed request is refused (403) and changes nothing."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.request_validator import RequestValidator
+
+from messages import sms_replies
+
+FORM_VALUE_MAX_CHARS = 2000  # Twilio's fields are short; an inbound body at most 1600 characters
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def signed(request: HttpRequest) -> bool:
+    """Whether Twilio signed this request: over TWILIO_WEBHOOK_BASE_URL + path (the URL Twilio was
+    given) when set, else over the URL as the request reached us."""
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not settings.TWILIO_AUTH_TOKEN:
+        return False
+    if settings.TWILIO_WEBHOOK_BASE_URL:
+        url = settings.TWILIO_WEBHOOK_BASE_URL.rstrip("/") + request.get_full_path()
+    else:
+        url = request.build_absolute_uri()
+    form = {key: request.POST.get(key, "") for key in request.POST}
+    return bool(RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, form, signature))
+
+
+def _field(request: HttpRequest, name: str) -> str:
+    return str(request.POST.get(name, ""))[:FORM_VALUE_MAX_CHARS]
+
+
+@csrf_exempt
+@require_POST
+def twilio_status(request: HttpRequest) -> HttpResponse:
+    if not signed(request):
+        return HttpResponse("Invalid Twilio signature", status=403, content_type="text/plain")
+    sid, status = _field(request, "MessageSid"), _field(request, "MessageStatus")
+    if not sid or not status:
+        return HttpResponse(
+            "MessageSid and MessageStatus are required", status=400, content_type="text/plain"
+        )
+    raw = "&".join(f"{k}={_field(request, k)}" for k in sorted(request.POST))
+    sms_replies.record_receipt(
+        provider="twilio", message_id=sid, status=status, error_code=_field(request, "ErrorCode"), raw=raw
+    )
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def twilio_inbound(request: HttpRequest) -> HttpResponse:
+    if not signed(request):
+        return HttpResponse("Invalid Twilio signature", status=403, content_type="text/plain")
+    sms_replies.reply_received(sender=_field(request, "From"), text=_field(request, "Body"))
+    return HttpResponse(EMPTY_TWIML, content_type="text/xml")
