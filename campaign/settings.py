@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "anymail",
     "campaign",
     "events",
     "messages.apps.TransactionalConfig",
@@ -178,6 +179,10 @@ elif env.str("EMAIL_HOST", default="") or env.str("EMAIL_PORT", default=""):
 else:
     EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="campaign.email_files.EmailBackend")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# An email service provider through django-anymail: EMAIL_BACKEND=anymail.backends.postmark.EmailBackend
+# (any backend anymail has) and its settings as ANYMAIL_<NAME> variables, e.g. ANYMAIL_POSTMARK_SERVER_TOKEN,
+# ANYMAIL_WEBHOOK_SECRET=user:password (the tracking webhooks under /anymail/ answer 404 without it).
+ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
 
 # --- Channels (messages/channels/<name>.py: one object per channel) ---------------------------

@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from campaign import ims, views
 from campaign.metrics import metrics_view
 from events import admin_reports
+from messages import provider_events
 from messages import views as message_views
 
 urlpatterns = [
@@ -29,6 +30,8 @@ urlpatterns = [
     path("t/o/<str:token>.gif", message_views.tracking_open, name="tracking-open"),
     path("t/c/<str:token>", message_views.tracking_click, name="tracking-click"),
     path("s/<str:code>", message_views.tracking_short_link, name="tracking-short"),
+    # An email service provider's tracking webhooks (django-anymail), e.g. /anymail/postmark/tracking/.
+    path("anymail/", include((provider_events.webhook_urlpatterns(), "anymail"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("events.api.urls")),

@@ -15,7 +15,7 @@ from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
-from django.utils.html import escape, format_html
+from django.utils.html import escape, format_html, format_html_join
 
 from campaign import senders
 from campaign.admin import (
@@ -624,6 +624,7 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
             "Provider's answer",
             {"fields": ["outcome", "provider_message_id", "provider_response", "duration_ms"]},
         ),
+        ("What the provider said later", {"fields": ["provider_event_list"]}),
         ("What was sent", {"fields": ["sent_content"]}),
     ]
     change_list_template = CSV_EXPORT_CHANGE_LIST
@@ -648,7 +649,28 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
         return super().get_queryset(request).defer("content")
 
     def get_readonly_fields(self, request, obj=None):
-        return [*(f.name for f in Delivery._meta.fields), "event", "sent_content"]
+        return [*(f.name for f in Delivery._meta.fields), "event", "sent_content", "provider_event_list"]
+
+    @admin.display(description="Provider events")
+    def provider_event_list(self, delivery: Delivery) -> str:
+        """The provider's webhooks about this delivery (messages.provider_events): bounces, complaints..."""
+        rows = list(delivery.provider_events.order_by("created_at", "id"))
+        if not rows:
+            return "None (a bounce or a complaint the provider reports later shows here)"
+        return format_html_join(
+            "",
+            "<p class='provider-event'><strong>{}</strong> {} ({}){}: {}</p>",
+            (
+                (
+                    row.get_kind_display(),
+                    (row.occurred_at or row.created_at).isoformat(timespec="seconds"),
+                    row.provider,
+                    ", address quarantined" if row.quarantined else "",
+                    row.description or "-",
+                )
+                for row in rows
+            ),
+        )
 
     @admin.display(description="Event")
     def event(self, delivery: Delivery) -> object:

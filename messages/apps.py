@@ -8,3 +8,10 @@ class TransactionalConfig(AppConfig):
     label = "transactional"
     verbose_name = "Messages and deliveries"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from anymail.signals import tracking
+
+        from messages import provider_events
+
+        tracking.connect(provider_events.on_tracking, dispatch_uid="messages.provider_events")

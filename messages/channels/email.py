@@ -75,8 +75,34 @@ IN_PROCESS_BACKENDS = frozenset(
         "django.core.mail.backends.dummy.EmailBackend",
         "django.core.mail.backends.filebased.EmailBackend",
         "campaign.email_files.EmailBackend",
+        "anymail.backends.test.EmailBackend",
     }
 )
+
+
+def provider_message_id(message: Any) -> str:
+    """The id an email service provider gave the message (anymail's `anymail_status`, joined to its
+    later bounces and complaints: messages.provider_events); else the Message-ID header (SMTP)."""
+    status = getattr(message, "anymail_status", None)
+    if status is not None and status.message_id:
+        return str(status.message_id)
+    return str(message.extra_headers["Message-ID"])
+
+
+def classify_provider_error(error: Exception) -> tuple[str, str] | None:
+    """(outcome, provider answer) for an anymail error; None for another exception."""
+    from anymail.exceptions import AnymailError, AnymailRecipientsRefused
+
+    if isinstance(error, AnymailRecipientsRefused):
+        return PERMANENT, f"refused by the provider: {error.__class__.__name__}"
+    if isinstance(error, AnymailError):
+        status = getattr(error, "status_code", None)
+        # A 4xx other than authentication and throttling is this message's, for good; the rest
+        # (a 5xx, no answer, our credentials refused, too many requests) may pass later.
+        if status is not None and 400 <= status < 500 and status not in (401, 403, 408, 429):
+            return PERMANENT, f"{status} {str(error)[:500]}"
+        return TEMPORARY, f"{status or ''} {str(error)[:500]}".strip()
+    return None
 
 
 class _ShortHeadersAsWritten(Compat32):
@@ -176,9 +202,7 @@ class DjangoMailBackend:
                 connection = self._connection()
                 connection.send_messages([message])
                 return SendResult(
-                    SENT,
-                    provider_message_id=message.extra_headers["Message-ID"],
-                    provider_response="250 accepted",
+                    SENT, provider_message_id=provider_message_id(message), provider_response="250 accepted"
                 )
             except smtplib.SMTPServerDisconnected as error:
                 self.close()
@@ -188,7 +212,7 @@ class DjangoMailBackend:
                 return SendResult(outcome, provider_response=answer)
             except Exception as error:
                 self.close()
-                outcome, answer = classify_smtp_error(error)
+                outcome, answer = classify_provider_error(error) or classify_smtp_error(error)
                 return SendResult(outcome, provider_response=answer)
         raise AssertionError("unreachable")
 
