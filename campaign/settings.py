@@ -182,7 +182,9 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 # An email service provider through django-anymail: EMAIL_BACKEND=anymail.backends.postmark.EmailBackend
 # (any backend anymail has) and its settings as ANYMAIL_<NAME> variables, e.g. ANYMAIL_POSTMARK_SERVER_TOKEN,
 # ANYMAIL_WEBHOOK_SECRET=user:password (the tracking webhooks under /anymail/ answer 404 without it).
-ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")
+}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
 
 # --- Channels (messages/channels/<name>.py: one object per channel) ---------------------------

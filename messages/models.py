@@ -225,9 +225,7 @@ class ProviderEvent(models.Model):
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["organization", "created_at"])]
         constraints = [
-            models.UniqueConstraint(
-                fields=["provider", "provider_event_id"], name="provider_event_unique_id"
-            )
+            models.UniqueConstraint(fields=["provider", "provider_event_id"], name="provider_event_unique_id")
         ]
 
     def __str__(self) -> str:
