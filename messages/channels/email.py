@@ -84,7 +84,7 @@ def provider_message_id(message: Any) -> str:
     """The id an email service provider gave the message (anymail's `anymail_status`, joined to its
     later bounces and complaints: messages.provider_events); else the Message-ID header (SMTP)."""
     status = getattr(message, "anymail_status", None)
-    if status is not None and status.message_id:
+    if status is not None and status.message_id is not None:
         return str(status.message_id)
     return str(message.extra_headers["Message-ID"])
 

@@ -1,0 +1,212 @@
+"""Email through an email service provider (django-anymail's Postmark backend, pointed at a fake
+Postmark API on loopback), and the provider's tracking webhooks: a bounce or a complaint after the
+send is joined to its delivery by the provider's message id, quarantines the address, is recorded once
+however often it comes, shows on the delivery and in the event's timeline, and is notified."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from campaign.models import Quarantine
+from campaign.roles import MARKETERS
+from events import pipeline, timeline, webhooks
+from events.models import Event, WebhookEndpoint, WebhookNotification
+from events.schema import validate_event
+from events.services import ingest
+from messages.channels import backend_for
+from messages.models import Delivery, ProviderEvent
+from tests.conftest import seed_body
+from tests.factories import member
+from tests.postmark import TOKEN, FakePostmark, bounce, spam_complaint
+
+pytestmark = pytest.mark.django_db
+FUTURE = (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.000Z")
+WEBHOOK = "/anymail/postmark/tracking/"
+SECRET = "postmark:a-long-webhook-secret"
+
+
+def basic(credentials: str) -> str:
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+@pytest.fixture
+def postmark(settings):
+    with FakePostmark() as fake:
+        settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+        settings.ANYMAIL = {
+            "POSTMARK_SERVER_TOKEN": TOKEN,
+            "POSTMARK_API_URL": fake.url,
+            "WEBHOOK_SECRET": SECRET,
+        }
+        backend_for.cache_clear()
+        yield fake
+        backend_for.cache_clear()
+
+
+def send(configuration, email: str = "jack@example.com") -> Event:
+    body = {**seed_body(scheduled=None, expiration=FUTURE), "email": email}
+    event, _ = ingest(
+        configuration=configuration, validated=validate_event(configuration.published_schema, body)
+    )
+    pipeline.process(event.pk)
+    event.refresh_from_db()
+    return event
+
+
+def post(client, payload: dict, *, credentials: str = SECRET):
+    return client.post(
+        WEBHOOK,
+        data=json.dumps(payload),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=basic(credentials),
+    )
+
+
+def test_an_email_sent_through_postmark_keeps_postmarks_message_id(cart_configuration, postmark):
+    event = send(cart_configuration)
+    assert event.status == "processed"
+    (sent,) = postmark.sent
+    assert sent["To"] == "jack@example.com" and "your cart is waiting" in sent["Subject"]
+    delivery = event.deliveries.get()
+    assert delivery.outcome == "sent" and delivery.provider_message_id == sent["MessageID"]
+
+
+def test_anymails_test_backend_sets_the_message_id_too(cart_configuration, settings):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    backend_for.cache_clear()
+    try:
+        delivery = send(cart_configuration).deliveries.get()
+    finally:
+        backend_for.cache_clear()
+    (message,) = mail.outbox
+    assert delivery.provider_message_id == str(message.anymail_status.message_id)
+
+
+def test_a_provider_refusing_our_credentials_is_a_temporary_failure(cart_configuration, postmark, settings):
+    settings.ANYMAIL = {**settings.ANYMAIL, "POSTMARK_SERVER_TOKEN": "wrong"}
+    backend_for.cache_clear()
+    event = send(cart_configuration)
+    assert event.status == "pending"  # a retry is scheduled
+    delivery = event.deliveries.get()
+    assert delivery.outcome == "temporaryFailure" and "401" in delivery.provider_response
+
+
+def test_a_late_hard_bounce_quarantines_the_address_and_shows_on_the_delivery(
+    client, organization, cart_configuration, postmark
+):
+    event = send(cart_configuration)
+    delivery = event.deliveries.get()
+    answer = post(client, bounce(message_id=delivery.provider_message_id, email="jack@example.com"))
+    assert answer.status_code == 200
+    (row,) = delivery.provider_events.all()
+    assert row.kind == "hardBounce" and row.quarantined and row.provider == "Postmark"
+    assert row.occurred_at == dt.datetime(2026, 11, 29, 22, 5, 54, 907025, tzinfo=dt.UTC)
+    assert "mailbox not found" in row.description
+    assert Quarantine.objects.filter(
+        organization=organization, channel="email", address="jack@example.com"
+    ).exists()
+    event.refresh_from_db()
+    assert event.status == "processed"  # its one final status stays
+    # The event's timeline tells it (the address masked), and so does the delivery's page.
+    step = timeline.event_timeline(event)["steps"][-1]
+    assert step["step"] == "providerEvent" and step["kind"] == "hardBounce" and step["quarantined"] is True
+    assert step["provider"] == "Postmark" and "jack@example.com" not in str(step)
+    client.force_login(member(organization=organization, role=MARKETERS))
+    page = client.get(reverse("admin:transactional_delivery_change", args=[delivery.pk])).content.decode()
+    assert "Hard bounce" in page and "address quarantined" in page
+    # The next event to that address is not sent.
+    assert send(cart_configuration).status == "ignored"
+    assert len(postmark.sent) == 1
+
+
+def test_a_spam_complaint_quarantines_the_address(client, organization, cart_configuration, postmark):
+    delivery = send(cart_configuration, email="Jill@Example.com").deliveries.get()
+    assert (
+        post(
+            client, spam_complaint(message_id=delivery.provider_message_id, email="Jill@Example.com")
+        ).status_code
+        == 200
+    )
+    (row,) = delivery.provider_events.all()
+    assert row.kind == "complaint" and row.quarantined
+    assert Quarantine.objects.filter(organization=organization, address="jill@example.com").exists()
+
+
+def test_a_soft_bounce_is_recorded_without_quarantine(client, organization, cart_configuration, postmark):
+    delivery = send(cart_configuration).deliveries.get()
+    post(client, bounce(message_id=delivery.provider_message_id, email="jack@example.com", kind="SoftBounce"))
+    (row,) = delivery.provider_events.all()
+    assert row.kind == "softBounce" and not row.quarantined
+    assert not Quarantine.objects.exists()
+
+
+def test_the_same_provider_event_twice_is_recorded_once(client, cart_configuration, postmark):
+    delivery = send(cart_configuration).deliveries.get()
+    payload = bounce(message_id=delivery.provider_message_id, email="jack@example.com")
+    assert post(client, payload).status_code == 200
+    assert post(client, payload).status_code == 200  # the provider is told it arrived: no more retries
+    assert delivery.provider_events.count() == 1
+    # Another event of the same message (another id) is another row.
+    post(client, spam_complaint(message_id=delivery.provider_message_id, email="jack@example.com"))
+    assert delivery.provider_events.count() == 2
+
+
+@pytest.mark.parametrize("credentials", ["postmark:wrong", "someone:else"])
+def test_a_webhook_with_bad_credentials_is_rejected_and_records_nothing(
+    client, cart_configuration, postmark, credentials
+):
+    delivery = send(cart_configuration).deliveries.get()
+    answer = post(
+        client,
+        bounce(message_id=delivery.provider_message_id, email="jack@example.com"),
+        credentials=credentials,
+    )
+    assert answer.status_code == 400
+    answer = client.post(
+        WEBHOOK,
+        data=json.dumps(bounce(message_id=delivery.provider_message_id, email="jack@example.com")),
+        content_type="application/json",
+    )
+    assert answer.status_code == 400
+    assert not ProviderEvent.objects.exists() and not Quarantine.objects.exists()
+
+
+def test_without_a_webhook_secret_the_webhooks_are_off(client, cart_configuration, postmark, settings):
+    settings.ANYMAIL = {k: v for k, v in settings.ANYMAIL.items() if k != "WEBHOOK_SECRET"}
+    delivery = send(cart_configuration).deliveries.get()
+    answer = post(client, bounce(message_id=delivery.provider_message_id, email="jack@example.com"))
+    assert answer.status_code == 404
+    assert not ProviderEvent.objects.exists() and not Quarantine.objects.exists()
+
+
+def test_a_bounce_of_an_unknown_message_records_nothing(client, cart_configuration, postmark):
+    send(cart_configuration)
+    assert post(client, bounce(message_id="not-ours", email="jack@example.com")).status_code == 200
+    assert not ProviderEvent.objects.exists() and not Quarantine.objects.exists()
+
+
+def test_a_late_bounce_is_notified_as_message_bounced_once(
+    client, organization, cart_configuration, postmark, settings
+):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    endpoint = WebhookEndpoint(
+        organization=organization, url="http://127.0.0.1:9/hooks", bounces=True, final_statuses=False
+    )
+    webhooks.create_endpoint(endpoint=endpoint)
+    event = send(cart_configuration)
+    delivery = event.deliveries.get()
+    post(client, bounce(message_id=delivery.provider_message_id, email="jack@example.com"))
+    post(client, spam_complaint(message_id=delivery.provider_message_id, email="jack@example.com"))
+    webhooks.store_notifications()
+    (notification,) = WebhookNotification.objects.filter(endpoint=endpoint, kind="message.bounced")
+    data = notification.payload["data"]
+    assert data["PKey"] == event.pkey and data["bounceType"] == "hard" and data["channel"] == "email"
+    assert notification.source_id == delivery.pk
+    assert Delivery.objects.get(pk=delivery.pk).outcome == "sent"
