@@ -19,6 +19,8 @@ class FakePostmark:
 
     def __init__(self, port: int = 0) -> None:
         self.sent: list[dict[str, Any]] = []
+        # An answer of Postmark's other than OK, by recipient: (HTTP status, ErrorCode, Message).
+        self.refusals: dict[str, tuple[int, int, str]] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,6 +28,10 @@ class FakePostmark:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 if self.headers.get("X-Postmark-Server-Token") != TOKEN:
                     self._answer(401, {"ErrorCode": 10, "Message": "Bad or missing Server API token"})
+                    return
+                refusal = fake.refusals.get(body.get("To", ""))
+                if refusal is not None:
+                    self._answer(refusal[0], {"ErrorCode": refusal[1], "Message": refusal[2]})
                     return
                 message_id = str(uuid.uuid4())
                 fake.sent.append({**body, "MessageID": message_id})

@@ -89,19 +89,21 @@ def provider_message_id(message: Any) -> str:
     return str(message.extra_headers["Message-ID"])
 
 
-def classify_provider_error(error: Exception) -> tuple[str, str] | None:
-    """(outcome, provider answer) for an anymail error; None for another exception."""
+def classify_provider_error(error: Exception) -> SendResult | None:
+    """What an anymail error means for the send; None for another exception."""
     from anymail.exceptions import AnymailError, AnymailRecipientsRefused
 
     if isinstance(error, AnymailRecipientsRefused):
-        return PERMANENT, f"refused by the provider: {error.__class__.__name__}"
+        return SendResult(PERMANENT, provider_response=f"refused by the provider: {str(error)[:500]}")
     if isinstance(error, AnymailError):
         status = getattr(error, "status_code", None)
         # A 4xx other than authentication and throttling is this message's, for good; the rest
         # (a 5xx, no answer, our credentials refused, too many requests) may pass later.
+        answer = f"{status or ''} {str(error)[:500]}".strip()
         if status is not None and 400 <= status < 500 and status not in (401, 403, 408, 429):
-            return PERMANENT, f"{status} {str(error)[:500]}"
-        return TEMPORARY, f"{status or ''} {str(error)[:500]}".strip()
+            # The message's fault (the address stays usable).
+            return SendResult(PERMANENT, provider_response=answer, quarantines=False)
+        return SendResult(TEMPORARY, provider_response=answer)
     return None
 
 
@@ -212,7 +214,10 @@ class DjangoMailBackend:
                 return SendResult(outcome, provider_response=answer)
             except Exception as error:
                 self.close()
-                outcome, answer = classify_provider_error(error) or classify_smtp_error(error)
+                refused = classify_provider_error(error)
+                if refused is not None:
+                    return refused
+                outcome, answer = classify_smtp_error(error)
                 return SendResult(outcome, provider_response=answer)
         raise AssertionError("unreachable")
 

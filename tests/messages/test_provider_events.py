@@ -98,6 +98,30 @@ def test_a_provider_refusing_our_credentials_is_a_temporary_failure(cart_configu
     assert delivery.outcome == "temporaryFailure" and "401" in delivery.provider_response
 
 
+def test_an_inactive_recipient_is_a_permanent_failure_that_quarantines(
+    organization, cart_configuration, postmark
+):
+    postmark.refusals["gone@example.com"] = (
+        422,
+        406,
+        "You tried to send to a recipient that has been marked as inactive.\n"
+        "Found inactive addresses: gone@example.com.\n"
+        "Inactive recipients are ones that have generated a hard bounce or a spam complaint. ",
+    )
+    event = send(cart_configuration, email="gone@example.com")
+    assert event.status == "deliveryFailed"
+    assert event.deliveries.get().outcome == "permanentFailure"
+    assert Quarantine.objects.filter(organization=organization, address="gone@example.com").exists()
+
+
+def test_a_message_the_provider_finds_invalid_fails_without_quarantine(cart_configuration, postmark):
+    postmark.refusals["jack@example.com"] = (422, 300, "Invalid email request")
+    event = send(cart_configuration)
+    assert event.status == "deliveryFailed"
+    assert "422" in event.deliveries.get().provider_response
+    assert not Quarantine.objects.exists()
+
+
 def test_a_late_hard_bounce_quarantines_the_address_and_shows_on_the_delivery(
     client, organization, cart_configuration, postmark
 ):
