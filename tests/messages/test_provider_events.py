@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import json
 
 import pytest
 from django.core import mail
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -234,3 +236,17 @@ def test_a_late_bounce_is_notified_as_message_bounced_once(
     assert data["PKey"] == event.pkey and data["bounceType"] == "hard" and data["channel"] == "email"
     assert notification.source_id == delivery.pk
     assert Delivery.objects.get(pk=delivery.pk).outcome == "sent"
+
+
+def test_a_persons_export_carries_the_providers_events_and_forget_erases_them(
+    client, cart_configuration, postmark
+):
+    delivery = send(cart_configuration).deliveries.get()
+    post(client, bounce(message_id=delivery.provider_message_id, email="jack@example.com"))
+    out = io.StringIO()
+    call_command("export_person", "geometrixx", "jack@example.com", stdout=out)
+    (exported,) = json.loads(out.getvalue())["deliveries"]
+    (told,) = exported["providerEvents"]
+    assert told["kind"] == "hardBounce" and told["provider"] == "Postmark" and told["quarantined"] is True
+    call_command("forget", "geometrixx", "jack@example.com", stdout=io.StringIO())
+    assert not ProviderEvent.objects.exists()
