@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import io
 import json
 
@@ -250,3 +252,58 @@ def test_a_persons_export_carries_the_providers_events_and_forget_erases_them(
     assert told["kind"] == "hardBounce" and told["provider"] == "Postmark" and told["quarantined"] is True
     call_command("forget", "geometrixx", "jack@example.com", stdout=io.StringIO())
     assert not ProviderEvent.objects.exists()
+
+
+MAILGUN_KEY = "mailgun-webhook-signing-key"
+
+
+def mailgun_event(event_data: dict, *, key: str = MAILGUN_KEY, token: str = "a" * 50) -> dict:
+    """Mailgun's webhook body: the event, and its signature block (HMAC-SHA256 of timestamp + token)."""
+    timestamp = "1796594400"
+    signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+    return {
+        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "event-data": event_data,
+    }
+
+
+def mailgun_failed(message_id: str, recipient: str) -> dict:
+    """Mailgun's permanent failure (a hard bounce), as its documentation shows it."""
+    return {
+        "event": "failed",
+        "id": "G9Bn5sl1TC6nu79C8C0bwg",
+        "timestamp": 1796594400.0,
+        "severity": "permanent",
+        "reason": "bounce",
+        "recipient": recipient,
+        "delivery-status": {
+            "code": 550,
+            "message": "5.1.1 The email account that you tried to reach does not exist.",
+            "description": "",
+        },
+        "message": {"headers": {"to": recipient, "message-id": message_id, "subject": "Your cart"}},
+    }
+
+
+def test_mailguns_signed_bounce_quarantines_and_a_bad_signature_is_rejected(
+    client, organization, cart_configuration, postmark, settings
+):
+    settings.ANYMAIL = {**settings.ANYMAIL, "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY}
+    delivery = send(cart_configuration).deliveries.get()
+    # As Mailgun's API answers a send: its id in angle brackets (its webhooks send it without).
+    Delivery.objects.filter(pk=delivery.pk).update(provider_message_id="<20261129.1@mg.example.com>")
+    url = "/anymail/mailgun/tracking/"
+    forged = mailgun_event(mailgun_failed("20261129.1@mg.example.com", "jack@example.com"), key="not-the-key")
+    answer = client.post(
+        url, data=json.dumps(forged), content_type="application/json", HTTP_AUTHORIZATION=basic(SECRET)
+    )
+    assert answer.status_code == 400 and not ProviderEvent.objects.exists()
+    signed = mailgun_event(mailgun_failed("20261129.1@mg.example.com", "jack@example.com"))
+    for _ in range(2):  # Mailgun retries: the signature's token is its event's id
+        answer = client.post(
+            url, data=json.dumps(signed), content_type="application/json", HTTP_AUTHORIZATION=basic(SECRET)
+        )
+        assert answer.status_code == 200
+    (row,) = delivery.provider_events.all()
+    assert row.provider == "Mailgun" and row.kind == "hardBounce" and "does not exist" in row.description
+    assert Quarantine.objects.filter(organization=organization, address="jack@example.com").exists()
