@@ -307,3 +307,13 @@ def test_mailguns_signed_bounce_quarantines_and_a_bad_signature_is_rejected(
     (row,) = delivery.provider_events.all()
     assert row.provider == "Mailgun" and row.kind == "hardBounce" and "does not exist" in row.description
     assert Quarantine.objects.filter(organization=organization, address="jack@example.com").exists()
+
+
+def test_the_deploy_check_warns_of_a_provider_without_webhook_secret(settings):
+    from campaign.checks import production_settings
+
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": TOKEN}
+    assert "campaign.W004" in [problem.id for problem in production_settings(None)]
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": TOKEN, "WEBHOOK_SECRET": SECRET}
+    assert "campaign.W004" not in [problem.id for problem in production_settings(None)]
