@@ -89,6 +89,14 @@ def provider_message_id(message: Any) -> str:
     return str(message.extra_headers["Message-ID"])
 
 
+def accepted(message: Any) -> str:
+    """The provider's answer to a send it took: SMTP's 250, or anymail's status (e.g. `queued`)."""
+    status = getattr(message, "anymail_status", None)
+    if status is not None and status.status:
+        return f"accepted by the provider: {', '.join(sorted(status.status))}"
+    return "250 accepted"
+
+
 def classify_provider_error(error: Exception) -> SendResult | None:
     """What an anymail error means for the send; None for another exception."""
     from anymail.exceptions import AnymailError, AnymailRecipientsRefused
@@ -204,7 +212,9 @@ class DjangoMailBackend:
                 connection = self._connection()
                 connection.send_messages([message])
                 return SendResult(
-                    SENT, provider_message_id=provider_message_id(message), provider_response="250 accepted"
+                    SENT,
+                    provider_message_id=provider_message_id(message),
+                    provider_response=accepted(message),
                 )
             except smtplib.SMTPServerDisconnected as error:
                 self.close()

@@ -80,6 +80,7 @@ def test_an_email_sent_through_postmark_keeps_postmarks_message_id(cart_configur
     assert sent["To"] == "jack@example.com" and "your cart is waiting" in sent["Subject"]
     delivery = event.deliveries.get()
     assert delivery.outcome == "sent" and delivery.provider_message_id == sent["MessageID"]
+    assert delivery.provider_response == "accepted by the provider: sent"
 
 
 def test_anymails_test_backend_sets_the_message_id_too(cart_configuration, settings):
