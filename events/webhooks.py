@@ -252,14 +252,15 @@ def _late_bounces(organizations: list[int], since: dt.datetime) -> Iterator[Sour
             f"delivery__{EVENT_OF_DELIVERY}configuration__name",
             f"delivery__{EVENT_OF_DELIVERY}pkey",
             "kind",
+            "description",
         )
     )
-    for pk, organization_id, at, name, pkey, kind in rows.iterator(chunk_size=CHUNK):
+    for pk, organization_id, at, name, pkey, kind, description in rows.iterator(chunk_size=CHUNK):
         data = {
             **_event_data(name, pkey),
             "channel": "email",
             "bounceType": "complaint" if kind == ProviderEvent.Kind.COMPLAINT else "hard",
-            "reason": "",
+            "reason": _codes(description),
         }
         yield Source(pk, organization_id, at, data)
 

@@ -237,6 +237,7 @@ def test_a_late_bounce_is_notified_as_message_bounced_once(
     (notification,) = WebhookNotification.objects.filter(endpoint=endpoint, kind="message.bounced")
     data = notification.payload["data"]
     assert data["PKey"] == event.pkey and data["bounceType"] == "hard" and data["channel"] == "email"
+    assert data["reason"] == "550 5.1.1"  # the codes of Postmark's details, not its text
     assert notification.source_id == delivery.pk
     assert Delivery.objects.get(pk=delivery.pk).outcome == "sent"
 
