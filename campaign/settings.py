@@ -181,9 +181,12 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 # An email service provider through django-anymail: EMAIL_BACKEND=anymail.backends.postmark.EmailBackend
 # (any backend anymail has) and its settings as ANYMAIL_<NAME> variables, e.g. ANYMAIL_POSTMARK_SERVER_TOKEN,
-# ANYMAIL_WEBHOOK_SECRET=user:password (the tracking webhooks under /anymail/ answer 404 without it).
-ANYMAIL = {
-    name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")
+# ANYMAIL_WEBHOOK_SECRET=user:password (the tracking webhooks under /anymail/ answer 404 without it);
+# "true"/"false" become booleans (IGNORE_RECIPIENT_STATUS...).
+ANYMAIL: dict[str, object] = {
+    name.removeprefix("ANYMAIL_"): {"true": True, "false": False}.get(value.strip().lower(), value)
+    for name, value in os.environ.items()
+    if name.startswith("ANYMAIL_")
 }
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
 

@@ -11,6 +11,10 @@ import hashlib
 import hmac
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -319,3 +323,30 @@ def test_the_deploy_check_warns_of_a_provider_without_webhook_secret(settings):
     assert "campaign.W004" in [problem.id for problem in production_settings(None)]
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": TOKEN, "WEBHOOK_SECRET": SECRET}
     assert "campaign.W004" not in [problem.id for problem in production_settings(None)]
+
+
+def test_the_provider_and_its_settings_come_from_the_environment(tmp_path):
+    show = (
+        "import json, django; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([s.EMAIL_BACKEND, s.ANYMAIL]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMAIL_", "ANYMAIL_", "DATABASE_URL"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="campaign.settings",
+        VAR_DIR=str(tmp_path),
+        EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
+        ANYMAIL_POSTMARK_SERVER_TOKEN="token",
+        ANYMAIL_WEBHOOK_SECRET="user:pass",
+        ANYMAIL_IGNORE_RECIPIENT_STATUS="false",
+    )
+    root = Path(__file__).resolve().parents[2]
+    output = subprocess.run(
+        [sys.executable, "-c", show], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    backend, anymail = json.loads(output.stdout)
+    assert backend == "anymail.backends.postmark.EmailBackend"
+    assert anymail == {
+        "POSTMARK_SERVER_TOKEN": "token",
+        "WEBHOOK_SECRET": "user:pass",
+        "IGNORE_RECIPIENT_STATUS": False,
+    }
