@@ -12,12 +12,16 @@ an AnymailTrackingEvent, sent as its `tracking` signal; `record` is connected to
 * The event's status does not change: it already has its one final status (`processed`, the provider
   accepted the email); the bounce is on its delivery, in its timeline, and a `message.bounced`
   notification goes to the organization's webhooks (events.webhooks).
+* An event about a message this house does not know is dropped (200), unless it is less than
+  NOT_YET_RECORDED old: then the delivery may not be recorded yet (the worker records it with the
+  attempt's end), and the answer is 503, so the provider sends it again later.
 * Opens and clicks are this house's own (messages.tracking): a provider's are not recorded.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import functools
 import hashlib
 import logging
@@ -27,6 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 
 from messages import services
 from messages.models import Delivery, ProviderEvent
@@ -47,6 +52,12 @@ SIMPLE_KINDS = {
     "unsubscribed": Kind.UNSUBSCRIBED,
 }
 DESCRIPTION_MAX = 1000
+# An event about an unknown message this recent may be about a send whose delivery is not recorded yet.
+NOT_YET_RECORDED = dt.timedelta(minutes=10)
+
+
+class NotYetRecorded(Exception):
+    """A provider event about a message sent moments ago whose delivery is not recorded yet."""
 
 
 def kind_of(event: Any) -> str:
@@ -87,6 +98,10 @@ def record(*, esp_name: str, event: Any) -> ProviderEvent | None:
         .first()
     )
     if delivery is None:
+        if event.timestamp is not None and timezone.now() - event.timestamp < NOT_YET_RECORDED:
+            # Sent a moment ago: the worker records the delivery with its attempt's end, and a fast
+            # provider may tell first. Answered 503 so that the provider sends it again later.
+            raise NotYetRecorded(str(event.message_id))
         logger.info("provider event for an unknown message", extra={"provider": esp_name})
         return None
     kind = kind_of(event)
@@ -130,7 +145,10 @@ def _guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             settings, "ANYMAIL_WEBHOOK_SECRET", None
         ):
             return JsonResponse({"error": "provider webhooks are off: no ANYMAIL_WEBHOOK_SECRET"}, status=404)
-        return view(request, *args, **kwargs)
+        try:
+            return view(request, *args, **kwargs)
+        except NotYetRecorded:
+            return JsonResponse({"error": "unknown message yet: send it again later"}, status=503)
 
     return guarded
 

@@ -221,8 +221,21 @@ def test_without_a_webhook_secret_the_webhooks_are_off(client, cart_configuratio
 
 def test_a_bounce_of_an_unknown_message_records_nothing(client, cart_configuration, postmark):
     send(cart_configuration)
-    assert post(client, bounce(message_id="not-ours", email="jack@example.com")).status_code == 200
+    old = {**bounce(message_id="not-ours", email="jack@example.com"), "BouncedAt": "2026-01-05T16:33:54Z"}
+    assert post(client, old).status_code == 200  # not ours: the provider need not send it again
     assert not ProviderEvent.objects.exists() and not Quarantine.objects.exists()
+
+
+def test_a_bounce_faster_than_the_deliverys_record_is_asked_again(client, cart_configuration, postmark):
+    """The worker records a delivery with its attempt's end: a provider may tell of it before."""
+    now = timezone.now().isoformat().replace("+00:00", "Z")
+    payload = {**bounce(message_id="sent-a-moment-ago", email="jack@example.com"), "BouncedAt": now}
+    assert post(client, payload).status_code == 503
+    assert not ProviderEvent.objects.exists()
+    delivery = send(cart_configuration).deliveries.get()
+    Delivery.objects.filter(pk=delivery.pk).update(provider_message_id="sent-a-moment-ago")
+    assert post(client, payload).status_code == 200  # the provider's next try
+    assert delivery.provider_events.get().kind == "hardBounce"
 
 
 def test_a_late_bounce_is_notified_as_message_bounced_once(
