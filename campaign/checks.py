@@ -40,4 +40,15 @@ def production_settings(app_configs, **kwargs):
                 id="campaign.W003",
             )
         )
+    anymail = getattr(settings, "ANYMAIL", None) or {}
+    if settings.EMAIL_BACKEND.startswith("anymail.") and not anymail.get("WEBHOOK_SECRET"):
+        problems.append(
+            Warning(
+                "Email goes through a provider (anymail) but ANYMAIL_WEBHOOK_SECRET is not set: its "
+                "webhooks under /anymail/ answer 404, so its bounces and complaints are not received.",
+                hint="Set ANYMAIL_WEBHOOK_SECRET=user:long-random-password and put it in the provider's "
+                "webhook URL (README: Email through a provider).",
+                id="campaign.W004",
+            )
+        )
     return problems

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "anymail",
     "campaign",
     "events",
     "messages.apps.TransactionalConfig",
@@ -178,6 +179,15 @@ elif env.str("EMAIL_HOST", default="") or env.str("EMAIL_PORT", default=""):
 else:
     EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="campaign.email_files.EmailBackend")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# An email service provider through django-anymail: EMAIL_BACKEND=anymail.backends.postmark.EmailBackend
+# (any backend anymail has) and its settings as ANYMAIL_<NAME> variables, e.g. ANYMAIL_POSTMARK_SERVER_TOKEN,
+# ANYMAIL_WEBHOOK_SECRET=user:password (the tracking webhooks under /anymail/ answer 404 without it);
+# "true"/"false" become booleans (IGNORE_RECIPIENT_STATUS...).
+ANYMAIL: dict[str, object] = {
+    name.removeprefix("ANYMAIL_"): {"true": True, "false": False}.get(value.strip().lower(), value)
+    for name, value in os.environ.items()
+    if name.startswith("ANYMAIL_")
+}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
 
 # --- Several providers per channel: failover and rate limits (messages/providers.py) ----------

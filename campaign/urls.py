@@ -10,7 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from campaign import ims, views
 from campaign.metrics import metrics_view
 from events import admin_reports
-from messages import twilio_views
+from messages import provider_events, twilio_views
 from messages import views as message_views
 
 urlpatterns = [
@@ -32,6 +32,8 @@ urlpatterns = [
     path("s/<str:code>", message_views.tracking_short_link, name="tracking-short"),
     path("webhooks/twilio/status", twilio_views.twilio_status, name="twilio-status"),
     path("webhooks/twilio/inbound", twilio_views.twilio_inbound, name="twilio-inbound"),
+    # An email service provider's tracking webhooks (django-anymail), e.g. /anymail/postmark/tracking/.
+    path("anymail/", include((provider_events.webhook_urlpatterns(), "anymail"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("events.api.urls")),

@@ -131,10 +131,22 @@ def export_person(*, organization: Organization, email: str) -> dict[str, Any]:
             "providerMessageId": delivery.provider_message_id,
             "providerResponse": delivery.provider_response,
             "content": delivery.content,
+            # What the email service provider said later (a bounce, a complaint: messages.provider_events).
+            "providerEvents": [
+                {
+                    "kind": row.kind,
+                    "provider": row.provider,
+                    "at": row.occurred_at or row.created_at,
+                    "description": row.description,
+                    "quarantined": row.quarantined,
+                }
+                for row in delivery.provider_events.all()
+            ],
         }
         for delivery in rows.deliveries.select_related("message__configuration")
+        .prefetch_related("provider_events")
         .order_by("created_at", "id")
-        .iterator()
+        .iterator(chunk_size=2000)
     ]
     hits = TrackingHit.objects.filter(delivery__in=rows.deliveries.values("pk")).select_related("delivery")
     tracking = [

@@ -15,7 +15,9 @@ Steps, in order:
 * `delivery`: a send, with the provider's answer (`outcome`, `providerResponse`, `durationMs`,
   `messageId`: the Message-ID);
 * `attempt`: an attempt's end: which worker, when it started, how long it took;
-* `opened` / `clicked`: a tracking hit (a click names its link by index, not its URL).
+* `opened` / `clicked`: a tracking hit (a click names its link by index, not its URL);
+* `providerEvent`: what the email service provider said later by webhook (a bounce, a complaint...:
+  `kind`, `quarantined`, the provider's `description` with its addresses masked).
 
 At most MAX_STEPS steps; `truncated` says when there were more.
 """
@@ -30,7 +32,7 @@ from typing import Any
 from campaign.privacy import mask_addresses
 from events import reasons
 from events.models import Event, EventStatusChange
-from messages.models import Delivery, TrackingHit
+from messages.models import Delivery, ProviderEvent, TrackingHit
 
 MAX_STEPS = 500
 S = Event.Status
@@ -71,6 +73,11 @@ def event_timeline(event: Event, *, max_steps: int = MAX_STEPS) -> dict[str, Any
         TrackingHit.objects.filter(delivery__in=[d.pk for d in deliveries])
         .order_by("created_at", "id")
         .only("kind", "link_index", "first", "automated", "created_at", "delivery_id")[: max_steps + 1]
+    )
+    provider_events = list(
+        ProviderEvent.objects.filter(delivery__in=[d.pk for d in deliveries])
+        .order_by("created_at", "id")
+        .only("kind", "provider", "quarantined", "description", "occurred_at", "created_at")[: max_steps + 1]
     )
     steps: list[dict[str, Any]] = [
         {
@@ -120,11 +127,24 @@ def event_timeline(event: Event, *, max_steps: int = MAX_STEPS) -> dict[str, Any
         if hit.kind == TrackingHit.Kind.CLICK:
             step["link"] = hit.link_index
         steps.append(step)
+    for provider_event in provider_events:
+        steps.append(
+            {
+                "step": "providerEvent",
+                "at": timestamp(provider_event.created_at),
+                "occurredAt": timestamp(provider_event.occurred_at) if provider_event.occurred_at else None,
+                "provider": provider_event.provider,
+                "kind": provider_event.kind,
+                "quarantined": provider_event.quarantined,
+                "description": mask_addresses(provider_event.description),
+            }
+        )
     truncated = (
         len(steps) > max_steps
         or len(history) > max_steps
         or len(deliveries) > max_steps
         or len(hits) > max_steps
+        or len(provider_events) > max_steps
     )
     return {
         "PKey": event.pkey,

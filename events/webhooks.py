@@ -55,7 +55,7 @@ from events.models import (
     WebhookNotification,
     format_event_id,
 )
-from messages.models import Delivery, TrackingHit
+from messages.models import Delivery, ProviderEvent, TrackingHit
 
 Kind = WebhookNotification.Kind
 State = WebhookNotification.State
@@ -232,6 +232,35 @@ def _bounces(organizations: list[int], since: dt.datetime) -> Iterator[Source]:
             "channel": channel,
             "bounceType": "hard",
             "reason": _codes(response),
+        }
+        yield Source(pk, organization_id, at, data)
+    yield from _late_bounces(organizations, since)
+
+
+def _late_bounces(organizations: list[int], since: dt.datetime) -> Iterator[Source]:
+    """A hard bounce or a complaint an email service provider reported by webhook after the send
+    (messages.provider_events): keyed by its delivery like a bounce at the send, so a delivery is
+    notified once (its first hard bounce or complaint; the provider's repeats are not)."""
+    rows = (
+        ProviderEvent.objects.filter(organization_id__in=organizations, created_at__gte=since)
+        .filter(quarantined=True, delivery__is_proof=False, delivery__event_link__isnull=False)
+        .order_by()
+        .values_list(
+            "delivery_id",
+            "organization_id",
+            "created_at",
+            f"delivery__{EVENT_OF_DELIVERY}configuration__name",
+            f"delivery__{EVENT_OF_DELIVERY}pkey",
+            "kind",
+            "description",
+        )
+    )
+    for pk, organization_id, at, name, pkey, kind, description in rows.iterator(chunk_size=CHUNK):
+        data = {
+            **_event_data(name, pkey),
+            "channel": "email",
+            "bounceType": "complaint" if kind == ProviderEvent.Kind.COMPLAINT else "hard",
+            "reason": _codes(description),
         }
         yield Source(pk, organization_id, at, data)
 

@@ -636,6 +636,7 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
                 ]
             },
         ),
+        ("What the provider said later", {"fields": ["provider_event_list"]}),
         ("What was sent", {"fields": ["sent_content"]}),
     ]
     change_list_template = CSV_EXPORT_CHANGE_LIST
@@ -660,7 +661,13 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
         return super().get_queryset(request).defer("content")
 
     def get_readonly_fields(self, request, obj=None):
-        return [*(f.name for f in Delivery._meta.fields), "event", "sent_content", "receipts"]
+        return [
+            *(f.name for f in Delivery._meta.fields),
+            "event",
+            "sent_content",
+            "receipts",
+            "provider_event_list",
+        ]
 
     @admin.display(description="Delivery receipts")
     def receipts(self, delivery: Delivery) -> str:
@@ -678,6 +685,27 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
         if not rows:
             return "-"
         return format_html_join(mark_safe("<br>"), "{} {}: {}{}", rows)
+
+    @admin.display(description="Provider events")
+    def provider_event_list(self, delivery: Delivery) -> str:
+        """The provider's webhooks about this delivery (messages.provider_events): bounces, complaints..."""
+        rows = list(delivery.provider_events.order_by("created_at", "id"))
+        if not rows:
+            return "None (a bounce or a complaint the provider reports later shows here)"
+        return format_html_join(
+            "",
+            "<p class='provider-event'><strong>{}</strong> {} ({}){}: {}</p>",
+            (
+                (
+                    row.get_kind_display(),
+                    (row.occurred_at or row.created_at).isoformat(timespec="seconds"),
+                    row.provider,
+                    ", address quarantined" if row.quarantined else "",
+                    row.description or "-",
+                )
+                for row in rows
+            ),
+        )
 
     @admin.display(description="Event")
     def event(self, delivery: Delivery) -> object:

@@ -15,3 +15,8 @@ class TransactionalConfig(AppConfig):
         from messages.checks import providers_settings
 
         register(providers_settings)
+        from anymail.signals import tracking
+
+        from messages import provider_events
+
+        tracking.connect(provider_events.on_tracking, dispatch_uid="messages.provider_events")

@@ -178,17 +178,62 @@ class Delivery(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "deliveries"
-        indexes = [models.Index(fields=["organization", "-created_at"])]
         constraints = [
             models.UniqueConstraint(
                 fields=["tracking_id"],
                 condition=~models.Q(tracking_id=""),
                 name="delivery_unique_tracking_id",
-            )
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"]),
+            # A provider's webhook (a late bounce) finds its delivery by the provider's message id.
+            models.Index(
+                fields=["provider_message_id"],
+                condition=~models.Q(provider_message_id=""),
+                name="delivery_provider_message_id",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.recipient}: {self.outcome}"
+
+
+class ProviderEvent(models.Model):
+    """What an email service provider said later about a delivery, by webhook (messages.provider_events):
+    a bounce, a complaint, a deferral... one row per provider event, deduplicated by the provider's
+    event id (providers send the same one more than once)."""
+
+    class Kind(models.TextChoices):
+        HARD_BOUNCE = "hardBounce", "Hard bounce"
+        SOFT_BOUNCE = "softBounce", "Soft bounce"
+        COMPLAINT = "complaint", "Spam complaint"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+        DELIVERED = "delivered", "Delivered"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        OTHER = "other", "Other"
+
+    organization = models.ForeignKey("campaign.Organization", on_delete=models.CASCADE, related_name="+")
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="provider_events")
+    provider = models.CharField(max_length=40)  # anymail's ESP name: "Postmark", "Mailgun"...
+    # The provider's event id; one derived from the event's content when the provider gives none.
+    provider_event_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    occurred_at = models.DateTimeField(null=True, blank=True)  # when the provider says it happened
+    description = models.CharField(max_length=1000, blank=True)
+    quarantined = models.BooleanField(default=False)  # whether it quarantined the address
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["organization", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "provider_event_id"], name="provider_event_unique_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of delivery {self.delivery_id}"
 
 
 class TrackingHit(models.Model):

@@ -75,8 +75,44 @@ IN_PROCESS_BACKENDS = frozenset(
         "django.core.mail.backends.dummy.EmailBackend",
         "django.core.mail.backends.filebased.EmailBackend",
         "campaign.email_files.EmailBackend",
+        "anymail.backends.test.EmailBackend",
     }
 )
+
+
+def provider_message_id(message: Any) -> str:
+    """The id an email service provider gave the message (anymail's `anymail_status`, joined to its
+    later bounces and complaints: messages.provider_events); else the Message-ID header (SMTP)."""
+    status = getattr(message, "anymail_status", None)
+    if status is not None and status.message_id is not None:
+        return str(status.message_id)
+    return str(message.extra_headers["Message-ID"])
+
+
+def accepted(message: Any) -> str:
+    """The provider's answer to a send it took: SMTP's 250, or anymail's status (e.g. `queued`)."""
+    status = getattr(message, "anymail_status", None)
+    if status is not None and status.status:
+        return f"accepted by the provider: {', '.join(sorted(status.status))}"
+    return "250 accepted"
+
+
+def classify_provider_error(error: Exception) -> SendResult | None:
+    """What an anymail error means for the send; None for another exception."""
+    from anymail.exceptions import AnymailError, AnymailRecipientsRefused
+
+    if isinstance(error, AnymailRecipientsRefused):
+        return SendResult(PERMANENT, provider_response=f"refused by the provider: {str(error)[:500]}")
+    if isinstance(error, AnymailError):
+        status = getattr(error, "status_code", None)
+        # A 4xx other than authentication and throttling is this message's, for good; the rest
+        # (a 5xx, no answer, our credentials refused, too many requests) may pass later.
+        answer = f"{status or ''} {str(error)[:500]}".strip()
+        if status is not None and 400 <= status < 500 and status not in (401, 403, 408, 429):
+            # The message's fault (the address stays usable).
+            return SendResult(PERMANENT, provider_response=answer, quarantines=False)
+        return SendResult(TEMPORARY, provider_response=answer)
+    return None
 
 
 class _ShortHeadersAsWritten(Compat32):
@@ -192,8 +228,8 @@ class DjangoMailBackend:
                 connection.send_messages([message])
                 return SendResult(
                     SENT,
-                    provider_message_id=message.extra_headers["Message-ID"],
-                    provider_response="250 accepted",
+                    provider_message_id=provider_message_id(message),
+                    provider_response=accepted(message),
                 )
             except smtplib.SMTPServerDisconnected as error:
                 self.close()
@@ -203,6 +239,9 @@ class DjangoMailBackend:
                 return SendResult(outcome, provider_response=answer, provider_fault=True)
             except Exception as error:
                 self.close()
+                refused = classify_provider_error(error)
+                if refused is not None:
+                    return refused
                 outcome, answer = classify_smtp_error(error)
                 return SendResult(outcome, provider_response=answer, provider_fault=is_provider_fault(error))
         raise AssertionError("unreachable")
