@@ -240,13 +240,13 @@ def run_pgbench(args, ids: dict, clients: int, duration: float) -> dict:
     columns = (
         "pkey, organization_id, configuration_id, email, mobile_phone, push_platform, registration_token,"
         " application, ctx, status, attempts, next_attempt_at, enqueued_at, last_error, request_fingerprint,"
-        " created_at, updated_at"
+        " created_at, updated_at, sensitive_ctx"
     )
     ctx = json.dumps(event_body("pgbench")["ctx"])
     script.write_text(
         f"INSERT INTO events_event ({columns}) VALUES (md5(random()::text || clock_timestamp()::text),"
         f" {ids['organization_id']}, {ids['configuration_id']}, 'jack@example.com', '', '', '', '',"
-        f" '{ctx}'::jsonb, 'pending', 0, now(), now(), '', '', now(), now());\n"
+        f" '{ctx}'::jsonb, 'pending', 0, now(), now(), '', '', now(), now(), '');\n"
     )
     pgbench = shutil.which("pgbench") or next(
         iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None
