@@ -7,7 +7,6 @@ import copy
 
 import pytest
 
-from events import selectors
 from messages import draft_try, lifecycle
 from tests.events.test_enrichment import CART, accept, cart, catalogue, items  # noqa: F401
 from tests.factories import ProfileFactory
@@ -41,9 +40,3 @@ def test_an_event_a_required_join_leaves_unsent_is_skipped_with_why(organization
     accept(configuration, {"firstName": "Jack", "items": items("SKU-404")})
     (event,) = lifecycle.event_side().recent_events(configuration.message, 5)
     assert "has no row 'SKU-404'" in event.skipped
-
-
-def test_ctx_for_display_is_the_events_data_for_now(organization, catalogue):  # noqa: F811
-    configuration = cart(organization)
-    event = accept(configuration, {"firstName": "Jack"})
-    assert selectors.ctx_for_display(event) == event.ctx
