@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.validators import EmailValidator
+from django.utils.module_loading import import_string
 
 from campaign import addresses, bounds, senders
 from campaign.models import Organization, Profile
@@ -32,6 +33,7 @@ from messages.channels import (
     RecipientKey,
     RenderedMessage,
     SendResult,
+    checked_options,
 )
 
 TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
@@ -356,7 +358,12 @@ class EmailChannel(Channel):
         return DjangoMailBackend()
 
     def provider_backend(self, path: str, options: dict[str, Any]) -> ChannelBackend:
-        return DjangoMailBackend(path or "django.core.mail.backends.smtp.EmailBackend", options)
+        """A Django email backend's dotted path (SMTP by default) and its keyword arguments: the
+        path imported and the options checked now (Django's backends take any keyword, so only a
+        backend of narrower arguments refuses one here), the connection opened at the first send."""
+        path = path or "django.core.mail.backends.smtp.EmailBackend"
+        checked_options(import_string(path), path, options)
+        return DjangoMailBackend(path, options)
 
 
 EMAIL = EmailChannel()
