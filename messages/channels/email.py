@@ -101,7 +101,7 @@ def accepted(message: Any) -> str:
 
 def classify_provider_error(error: Exception) -> SendResult | None:
     """What an anymail error means for the send; None for another exception."""
-    from anymail.exceptions import AnymailError, AnymailRecipientsRefused
+    from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 
     if isinstance(error, AnymailRecipientsRefused):
         return SendResult(PERMANENT, provider_response=f"refused by the provider: {str(error)[:500]}")
@@ -113,7 +113,11 @@ def classify_provider_error(error: Exception) -> SendResult | None:
         if status is not None and 400 <= status < 500 and status not in (401, 403, 408, 429):
             # The message's fault (the address stays usable).
             return SendResult(PERMANENT, provider_response=answer, quarantines=False)
-        return SendResult(TEMPORARY, provider_response=answer)
+        # An API that did not answer or answered so is the provider's fault (messages.providers:
+        # the next provider is tried); an error raised before the call (an invalid address...) is not.
+        return SendResult(
+            TEMPORARY, provider_response=answer, provider_fault=isinstance(error, AnymailAPIError)
+        )
     return None
 
 
