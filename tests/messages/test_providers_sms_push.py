@@ -223,12 +223,10 @@ def test_two_smpp_providers_keep_two_binds_and_one_account_keeps_one(settings, s
         assert backend.send(RenderedMessage(parts={"text": "Hi"}), Recipient(NUMBER)).sent
     assert [(b.system_id, b.password) for b in smsc.binds] == [(b"acme", b"a"), (b"other", b"b")]
     assert [p.source_addr for p in smsc.submitted] == [b"Acme", b"Settings", b"Settings", b"Acme"]
-    readers = [smpp_backend.connection(b.parameters()).reader for b in (first, second)]
-    smpp_backend.reset_connection()  # closes both
-    for reader in readers:
-        assert reader is not None
-        reader.join(5)
-        assert not reader.is_alive()
+    smpp_backend.reset_connection()  # forgets both binds: the next sends bind again
+    for backend in (first, second):
+        assert backend.send(RenderedMessage(parts={"text": "Hi"}), Recipient(NUMBER)).sent
+    assert [b.system_id for b in smsc.binds] == [b"acme", b"other", b"acme", b"other"]
 
 
 def test_the_gateway_backends_take_their_url_and_token(settings):
@@ -346,3 +344,42 @@ def test_a_file_backend_takes_no_options_and_a_good_list_passes_the_check(settin
     ]
     with pytest.raises(SystemCheckError, match="takes no option 'url' \\(its options: none\\)"):
         call_command("check")
+
+
+def test_a_provider_list_that_is_no_list_is_named(settings):
+    settings.PUSH_PROVIDERS = {"name": "main"}
+    with pytest.raises(SystemCheckError, match="PUSH_PROVIDERS: must be a list"):
+        call_command("check")
+
+
+def test_sms_providers_from_the_environment_reach_the_check(tmp_path):
+    """As an operator sets it: JSON in the environment; a wrong option stops `manage.py check`."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_PROVIDERS") and k != "DATABASE_URL"}
+    env.update(DJANGO_SETTINGS_MODULE="campaign.settings", VAR_DIR=str(tmp_path))
+    good = [smpp_provider("operator", 2775, rate_limit=50)]
+    bad = [
+        {
+            "name": "twilio",
+            "backend": "messages.channels.twilio_sms.TwilioSmsBackend",
+            "options": {"from": "+1"},
+        }
+    ]
+    checks = [
+        subprocess.run(
+            [sys.executable, "manage.py", "check"],
+            cwd=root,
+            env={**env, "SMS_PROVIDERS": json.dumps(providers)},
+            capture_output=True,
+            text=True,
+        )
+        for providers in (good, bad)
+    ]
+    assert checks[0].returncode == 0, checks[0].stderr
+    assert checks[1].returncode != 0
+    assert "SMS_PROVIDERS: 'twilio': " in checks[1].stderr and "takes no option 'from'" in checks[1].stderr
