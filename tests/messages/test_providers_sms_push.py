@@ -103,7 +103,7 @@ def push_event(organization) -> Event:
 # --- failover ----------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_an_sms_goes_out_through_the_second_smsc_when_the_first_does_not_listen(
     settings, providers_redis, smscs, organization
 ):
