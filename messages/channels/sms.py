@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-
 from campaign import addresses, senders
 from campaign.models import Organization, Profile
 from messages.channels import (
@@ -19,6 +17,8 @@ from messages.channels import (
     RecipientKey,
     RenderedMessage,
     SendResult,
+    backend_option,
+    setting_or,
 )
 from messages.channels.http import FileOutbox, post_json
 
@@ -28,13 +28,20 @@ def sms_payload(rendered: RenderedMessage, recipient: Recipient) -> dict[str, st
 
 
 class HttpSmsBackend:
-    """POSTs `{"to", "from", "text"}` to SMS_GATEWAY_URL with SMS_GATEWAY_TOKEN as a bearer token."""
+    """POSTs `{"to", "from", "text"}` to `url` with `token` as a bearer token (default: the
+    SMS_GATEWAY_URL and SMS_GATEWAY_TOKEN settings)."""
 
     waits_on_network = True  # one request per send, nothing shared: safe on several threads
 
+    def __init__(self, *, url: str | None = None, token: str | None = None) -> None:
+        self.url = backend_option("HttpSmsBackend", "url", url, str)
+        self.token = backend_option("HttpSmsBackend", "token", token, str)
+
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         return post_json(
-            settings.SMS_GATEWAY_URL, sms_payload(rendered, recipient), token=settings.SMS_GATEWAY_TOKEN
+            setting_or(self.url, "SMS_GATEWAY_URL"),
+            sms_payload(rendered, recipient),
+            token=setting_or(self.token, "SMS_GATEWAY_TOKEN"),
         )
 
 
