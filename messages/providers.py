@@ -11,7 +11,9 @@ channel sends through its single backend as before.
   such a fault is tried at once on the next usable provider; every attempt is recorded on the
   delivery (`SendResult.attempts`: provider, outcome, answer) and the delivery names the provider
   that answered last. When every provider is set aside, the first one is tried anyway (a cool-down
-  is a preference, not an outage of the channel).
+  is a preference, not an outage of the channel). No further provider is tried once the claim's
+  deadline (`send_deadline`) has passed: the fault stands and the event is retried later, so a chain
+  of slow providers never outlives the claim's lease.
 * Rate limit: at most `rate_limit` sends start in any window of one second, across every process
   and machine sharing the Redis server (a sliding log in a Lua script, Redis's own clock). A send
   over the limit waits for a slot, up to the deadline of its claim (`send_deadline`): one that
@@ -276,10 +278,15 @@ class FailoverBackend:
         except Exception:  # the shared state unreachable: the providers in their order
             logger.warning("%s: the providers' shared state is unreachable", self.channel, exc_info=True)
             order = self.providers
+        deadline = _deadline.get()
         for provider in order:
+            if attempts and deadline is not None and time.monotonic() > deadline:
+                # No time left in the claim for another provider's send: the last fault stands
+                # (retried later) rather than a send that could outlive the lease.
+                break
             key = self.key(provider)
             try:
-                slot = wait_for_slot(key, provider.rate_limit, deadline=_deadline.get())
+                slot = wait_for_slot(key, provider.rate_limit, deadline=deadline)
             except Exception as error:  # no slot can be counted: never send beyond the limit
                 logger.warning("%s: the rate limit's store is unreachable", key, exc_info=True)
                 result = SendResult(
