@@ -66,7 +66,9 @@ def person_rows(*, organization: Organization, email: str) -> PersonRows:
         recipients | Q(event_link__event__in=events.values("pk")), organization=organization
     )
     quarantined = [email.lower()] + ([profile.mobile_phone] if profile and profile.mobile_phone else [])
-    quarantine = Quarantine.objects.filter(organization=organization, address__in=quarantined)
+    quarantine = Quarantine.objects.filter(
+        organization=organization, address_digest__in=[Quarantine.digest_of(a) for a in quarantined]
+    )
     return PersonRows(email, profile, events, deliveries, quarantine)
 
 
