@@ -104,6 +104,7 @@ def export_person(*, organization: Organization, email: str) -> dict[str, Any]:
                 "from": change.from_status,
                 "to": change.to_status,
                 "reason": change.reason,
+                "code": change.code or None,  # the stable reason code (events.reasons)
                 "at": change.created_at,
             }
         )

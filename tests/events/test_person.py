@@ -67,9 +67,9 @@ def test_export_person_prints_everything_kept_about_them(organization, people):
     assert data["organization"] == "geometrixx" and data["profile"]["firstName"] == "Jane"
     assert {e["PKey"] for e in data["events"]} == {e.pkey for e in people["mine"]}
     first = next(e for e in data["events"] if e["PKey"] == people["mine"][0].pkey)
-    assert first["ctx"]["firstName"] == "Jane" and [h["to"] for h in first["history"]] == [
-        "processing",
-        "processed",
+    assert first["ctx"]["firstName"] == "Jane" and [(h["to"], h["code"]) for h in first["history"]] == [
+        ("processing", "claimed"),
+        ("processed", "sent"),
     ]
     assert len(data["deliveries"]) == 2
     assert all(d["content"]["subject"].endswith("your cart is waiting") for d in data["deliveries"])
