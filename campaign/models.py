@@ -297,6 +297,9 @@ class ProofRecipient(models.Model):
         self.value = value
 
 
+QUARANTINE_ADDRESS_MAX_LENGTH = 4096  # events.models.Event.registration_token
+
+
 class Quarantine(models.Model):
     class Channel(models.TextChoices):
         EMAIL = "email", "Email"
@@ -305,7 +308,10 @@ class Quarantine(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="quarantines")
     channel = models.CharField(max_length=8, choices=Channel.choices)
-    address = models.CharField(max_length=512)
+    # As long as any address a channel takes: a push registration token (events.Event's column).
+    address = models.CharField(max_length=QUARANTINE_ADDRESS_MAX_LENGTH)
+    # What the uniqueness and the lookups use: a PostgreSQL btree entry holds ~2700 bytes, not 4096.
+    address_digest = models.CharField(max_length=64, editable=False)
     reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -313,12 +319,35 @@ class Quarantine(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "channel", "address"], name="quarantine_unique_address"
+                fields=["organization", "channel", "address_digest"],
+                name="quarantine_unique_address",
+                violation_error_message="This address is already quarantined: an entry already exists.",
             )
         ]
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.address}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.address_digest = self.digest_of(self.address)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "address" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "address_digest"}
+        super().save(*args, **kwargs)
+
+    @staticmethod
+    def digest_of(address: str) -> str:
+        """The key an address is found by, whatever its case (the quarantine ignores case)."""
+        return hashlib.sha256(address.lower().encode()).hexdigest()
+
+    def clean(self) -> None:
+        self.address_digest = self.digest_of(self.address or "")
+
+    def validate_constraints(self, exclude=None) -> None:
+        # A form has no digest field: the address it has stands for it, so the duplicate is a form error.
+        if exclude and "address" not in exclude:
+            exclude = set(exclude) - {"address_digest"}
+        super().validate_constraints(exclude)
 
 
 class CacheGeneration(models.Model):

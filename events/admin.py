@@ -695,6 +695,7 @@ STEP_LABELS = {
     "attempt": "Attempt",
     "opened": "Opened",
     "clicked": "Clicked",
+    "providerEvent": "Provider",
 }
 
 
@@ -725,6 +726,12 @@ def _detail(step: dict[str, Any]) -> str:
         parts.append("first" if step["first"] else "again")
         if step["automated"]:
             parts.append("automated (scanner or prefetch)")
+    elif kind == "providerEvent":
+        parts.append(f"{step['kind']} ({step['provider']})")
+        if step["description"]:
+            parts.append(step["description"][:300])
+        if step["quarantined"]:
+            parts.append("address quarantined")
     if "attempt" in step and kind != "attempt":
         parts.append(f"attempt {step['attempt']}")
     elif kind == "attempt":

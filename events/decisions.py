@@ -111,13 +111,17 @@ def retry_delay(attempt: int) -> float:
     return base * (1 + 0.5 * random.random())
 
 
-def retry_or_fail(event: Event, error: str, *, not_before: float | None = None) -> Decision:
+def retry_or_fail(
+    event: Event, error: str, *, not_before: float | None = None, code: str | None = None
+) -> Decision:
     """A temporary failure: try again later, unless the attempts or the expiration run out first;
-    `not_before`: seconds the server asked to wait (Retry-After), the backoff's least delay."""
+    `not_before`: seconds the server asked to wait (Retry-After), the backoff's least delay; `code`:
+    the cause's own reason code for the retry and the final failure (a provider's, by default)."""
     attempts = event.attempts  # read after the claim, which counted this attempt
     if attempts >= settings.EVENT_MAX_ATTEMPTS:
         reason = f"{attempts} attempts failed; last: {error}"
-        return Decision(Outcome(S.DELIVERY_FAILED, reason, reasons.PROVIDER_UNAVAILABLE), last_error=error)
+        failed = code or reasons.PROVIDER_UNAVAILABLE
+        return Decision(Outcome(S.DELIVERY_FAILED, reason, failed), last_error=error)
     delay = retry_delay(attempts)
     if not_before is not None:
         delay = max(delay, not_before)
@@ -126,7 +130,7 @@ def retry_or_fail(event: Event, error: str, *, not_before: float | None = None) 
         reason = f"expires before the next attempt; last error: {error}"
         return Decision(Outcome(S.TOO_OLD, reason, reasons.EXPIRES_BEFORE_RETRY), last_error=error)
     return Decision(
-        Outcome(S.PENDING, f"attempt {attempts} failed, retrying: {error}", reasons.RETRY_SCHEDULED),
+        Outcome(S.PENDING, f"attempt {attempts} failed, retrying: {error}", code or reasons.RETRY_SCHEDULED),
         last_error=error,
         retry_at=next_attempt_at,
     )

@@ -3,13 +3,15 @@ as JSON (`export_person`) or erased (`forget`, the profiles' admin action).
 
 A person's rows: their profile; the events sent to the address or reconciled with the profile (and,
 if the profile has a mobile phone, the events sent to it); the deliveries to the address or phone
-or of those events, proofs included; the opens and clicks of those deliveries (they go with them).
+or of those events, proofs included; the opens and clicks of those deliveries and what their
+providers said later (messages.provider_history: they go with them).
 The quarantine keeps the address (an address that failed for good must not be sent to again): the
 export shows it, `forget` leaves it. Rollups are counts without any address: they keep them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +24,12 @@ from django.utils import timezone
 from campaign.models import Organization, Profile, Quarantine
 from events import rollups
 from events.models import Event, EventStatusChange
-from messages.models import Delivery, TrackingHit
+from messages.models import Delivery, SmsReceipt, TrackingHit
+from messages.provider_history import provider_history
 
 EMAIL_MAX_LENGTH = 254
+CHUNK = 2000
+REPORTS_PER_DELIVERY = 100  # what providers said later about one delivery: far more than any sends
 
 
 class PersonError(ValueError):
@@ -66,7 +71,9 @@ def person_rows(*, organization: Organization, email: str) -> PersonRows:
         recipients | Q(event_link__event__in=events.values("pk")), organization=organization
     )
     quarantined = [email.lower()] + ([profile.mobile_phone] if profile and profile.mobile_phone else [])
-    quarantine = Quarantine.objects.filter(organization=organization, address__in=quarantined)
+    quarantine = Quarantine.objects.filter(
+        organization=organization, address_digest__in=[Quarantine.digest_of(a) for a in quarantined]
+    )
     return PersonRows(email, profile, events, deliveries, quarantine)
 
 
@@ -89,6 +96,17 @@ def _profile_data(profile: Profile) -> dict[str, Any]:
     }
 
 
+def _chunks(rows: Iterator[Delivery], size: int) -> Iterator[list[Delivery]]:
+    chunk: list[Delivery] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def export_person(*, organization: Organization, email: str) -> dict[str, Any]:
     """Everything kept about the person, as JSON-ready values (dates as datetimes)."""
     rows = person_rows(organization=organization, email=email)
@@ -102,6 +120,7 @@ def export_person(*, organization: Organization, email: str) -> dict[str, Any]:
                 "from": change.from_status,
                 "to": change.to_status,
                 "reason": change.reason,
+                "code": change.code or None,  # the stable reason code (events.reasons)
                 "at": change.created_at,
             }
         )
@@ -120,34 +139,38 @@ def export_person(*, organization: Organization, email: str) -> dict[str, Any]:
         }
         for event in rows.events.select_related("configuration").order_by("created_at", "id").iterator()
     ]
-    deliveries = [
-        {
-            "created": delivery.created_at,
-            "eventId": delivery.message.configuration.event_id,
-            "channel": delivery.channel,
-            "recipient": delivery.recipient,
-            "outcome": delivery.outcome,
-            "proof": delivery.is_proof,
-            "providerMessageId": delivery.provider_message_id,
-            "providerResponse": delivery.provider_response,
-            "content": delivery.content,
-            # What the email service provider said later (a bounce, a complaint: messages.provider_events).
-            "providerEvents": [
+    deliveries: list[dict[str, Any]] = []
+    chosen = rows.deliveries.select_related("message__configuration").order_by("created_at", "id")
+    for chunk in _chunks(chosen.iterator(chunk_size=CHUNK), CHUNK):
+        # What the providers said later: an email provider's webhooks, an SMS provider's receipts.
+        told: dict[int, list[dict[str, Any]]] = {}
+        for report in provider_history(chunk, limit=REPORTS_PER_DELIVERY * len(chunk)).reports:
+            told.setdefault(report.delivery_id, []).append(
                 {
-                    "kind": row.kind,
-                    "provider": row.provider,
-                    "at": row.occurred_at or row.created_at,
-                    "description": row.description,
-                    "quarantined": row.quarantined,
+                    "kind": report.kind,
+                    "provider": report.provider,
+                    "at": report.occurred_at or report.received_at,
+                    "description": report.description,
+                    "quarantined": report.quarantined,
+                    "status": report.status or None,
+                    "errorCode": report.error_code or None,
                 }
-                for row in delivery.provider_events.all()
-            ],
-        }
-        for delivery in rows.deliveries.select_related("message__configuration")
-        .prefetch_related("provider_events")
-        .order_by("created_at", "id")
-        .iterator(chunk_size=2000)
-    ]
+            )
+        deliveries += [
+            {
+                "created": delivery.created_at,
+                "eventId": delivery.message.configuration.event_id,
+                "channel": delivery.channel,
+                "recipient": delivery.recipient,
+                "outcome": delivery.outcome,
+                "proof": delivery.is_proof,
+                "providerMessageId": delivery.provider_message_id,
+                "providerResponse": delivery.provider_response,
+                "content": delivery.content,
+                "providerEvents": told.get(delivery.pk, []),
+            }
+            for delivery in chunk
+        ]
     hits = TrackingHit.objects.filter(delivery__in=rows.deliveries.values("pk")).select_related("delivery")
     tracking = [
         {
@@ -189,6 +212,14 @@ def forget_person(*, organization: Organization, email: str) -> dict[str, int]:
         # The reports keep the counts (no address in them) of what goes: first, while the events'
         # deliveries, opens and clicks are still there to be counted.
         rollups.retire(rows.events.values_list("pk", flat=True))
+        # An SMS receipt that came before its delivery was written is joined to it by message id only.
+        message_ids = rows.deliveries.filter(channel="sms").exclude(provider_message_id="")
+        count(
+            SmsReceipt.objects.filter(
+                delivery__isnull=True,
+                message_id__in=list(message_ids.values_list("provider_message_id", flat=True)),
+            ).delete()
+        )
         # Deliveries next: their query reads the events (through their links).
         count(Delivery.objects.filter(pk__in=list(rows.deliveries.values_list("pk", flat=True))).delete())
         count(rows.events.delete())

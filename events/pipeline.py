@@ -698,7 +698,11 @@ def _prepare(
         return Decision(Outcome(S.TOO_OLD, "expired before it could be sent", reasons.EXPIRED))
     if getattr(event, "sensitive_unreadable", False):  # a machine without the key: another may have it
         logger.error("event %s: its sensitive values open with no key of ENCRYPTION_KEYS", event.pkey)
-        return retry_or_fail(event, "its sensitive values open with no key of ENCRYPTION_KEYS")
+        return retry_or_fail(
+            event,
+            "its sensitive values open with no key of ENCRYPTION_KEYS",
+            code=reasons.SENSITIVE_KEY_MISSING,
+        )
     if event.attempts > 1 and selectors.sent_by_earlier_attempt(event):
         # An earlier attempt sent it but died before recording the status: never send twice.
         return Decision(Outcome(S.PROCESSED, "sent by an earlier attempt", reasons.SENT_BY_EARLIER_ATTEMPT))

@@ -36,6 +36,7 @@ PROVIDER_REJECTED = "providerRejected"  # providerRejected:<status>
 PROVIDER_UNAVAILABLE = "providerUnavailable"
 RETRY_SCHEDULED = "retryScheduled"
 RATE_LIMITED = "rateLimited"
+SENSITIVE_KEY_MISSING = "sensitiveKeyMissing"
 
 # code -> (the status it leads to, what it means). The README's "Reason codes" table says the same.
 CODES: dict[str, tuple[str, str]] = {
@@ -75,6 +76,12 @@ CODES: dict[str, tuple[str, str]] = {
     RATE_LIMITED: (
         "pending",
         "no slot of the provider's rate limit before its claim ended: handed back, attempt not counted",
+    ),
+    SENSITIVE_KEY_MISSING: (
+        "pending",
+        "the worker has no key of ENCRYPTION_KEYS that opens the event's sensitive values: retried like "
+        "a temporary failure (another worker may have the key); `deliveryFailed` with this code once "
+        "the attempts run out",
     ),
 }
 

@@ -235,11 +235,12 @@ class QuarantineLookup:
             if address and address.lower() not in self.checked.get(key, ()):
                 unread.setdefault(key, set()).add(address.lower())
         for (organization_id, channel), addresses_read in unread.items():
+            by_digest = {Quarantine.digest_of(address): address for address in addresses_read}
             found = Quarantine.objects.filter(
-                organization_id=organization_id, channel=channel, address__in=addresses_read
-            ).values_list("address", flat=True)
+                organization_id=organization_id, channel=channel, address_digest__in=by_digest
+            ).values_list("address_digest", flat=True)
             self.checked.setdefault((organization_id, channel), set()).update(addresses_read)
-            self.quarantined.setdefault((organization_id, channel), set()).update(found)
+            self.quarantined.setdefault((organization_id, channel), set()).update(by_digest[d] for d in found)
 
     def add(self, *, organization_id: int, channel: str, address: str) -> None:
         """An address this batch just quarantined (a permanent failure): the next events see it."""
@@ -252,7 +253,7 @@ class QuarantineLookup:
         if address in self.checked.get(key, ()):
             return address in self.quarantined[key]
         return Quarantine.objects.filter(
-            organization_id=organization_id, channel=channel, address=address
+            organization_id=organization_id, channel=channel, address_digest=Quarantine.digest_of(address)
         ).exists()
 
 

@@ -16,8 +16,10 @@ Steps, in order:
   `messageId`: the Message-ID);
 * `attempt`: an attempt's end: which worker, when it started, how long it took;
 * `opened` / `clicked`: a tracking hit (a click names its link by index, not its URL);
-* `providerEvent`: what the email service provider said later by webhook (a bounce, a complaint...:
-  `kind`, `quarantined`, the provider's `description` with its addresses masked).
+* `providerEvent`: what the provider said later (messages.provider_history): an email service
+  provider's webhook (a bounce, a complaint...) or an SMS provider's delivery receipt: `kind`,
+  `quarantined`, the provider's `description` with its addresses masked, and a receipt's own
+  `status` and `errorCode`.
 
 At most MAX_STEPS steps; `truncated` says when there were more.
 """
@@ -32,7 +34,8 @@ from typing import Any
 from campaign.privacy import mask_addresses
 from events import reasons
 from events.models import Event, EventStatusChange
-from messages.models import Delivery, ProviderEvent, TrackingHit
+from messages.models import Delivery, TrackingHit
+from messages.provider_history import provider_history
 
 MAX_STEPS = 500
 S = Event.Status
@@ -60,6 +63,7 @@ def event_timeline(event: Event, *, max_steps: int = MAX_STEPS) -> dict[str, Any
         Delivery.objects.filter(event_link__event_id=event.pk)
         .order_by("created_at", "id")
         .only(
+            "channel",
             "outcome",
             "provider_message_id",
             "provider_response",
@@ -74,11 +78,7 @@ def event_timeline(event: Event, *, max_steps: int = MAX_STEPS) -> dict[str, Any
         .order_by("created_at", "id")
         .only("kind", "link_index", "first", "automated", "created_at", "delivery_id")[: max_steps + 1]
     )
-    provider_events = list(
-        ProviderEvent.objects.filter(delivery__in=[d.pk for d in deliveries])
-        .order_by("created_at", "id")
-        .only("kind", "provider", "quarantined", "description", "occurred_at", "created_at")[: max_steps + 1]
-    )
+    provider_reports = provider_history(deliveries[:max_steps], limit=max_steps)
     steps: list[dict[str, Any]] = [
         {
             "step": "received",
@@ -127,16 +127,18 @@ def event_timeline(event: Event, *, max_steps: int = MAX_STEPS) -> dict[str, Any
         if hit.kind == TrackingHit.Kind.CLICK:
             step["link"] = hit.link_index
         steps.append(step)
-    for provider_event in provider_events:
+    for report in provider_reports.reports:
         steps.append(
             {
                 "step": "providerEvent",
-                "at": timestamp(provider_event.created_at),
-                "occurredAt": timestamp(provider_event.occurred_at) if provider_event.occurred_at else None,
-                "provider": provider_event.provider,
-                "kind": provider_event.kind,
-                "quarantined": provider_event.quarantined,
-                "description": mask_addresses(provider_event.description),
+                "at": timestamp(report.received_at),
+                "occurredAt": timestamp(report.occurred_at) if report.occurred_at else None,
+                "provider": report.provider,
+                "kind": report.kind,
+                "quarantined": report.quarantined,
+                "description": mask_addresses(report.description),
+                "status": report.status or None,
+                "errorCode": report.error_code or None,
             }
         )
     truncated = (
@@ -144,7 +146,7 @@ def event_timeline(event: Event, *, max_steps: int = MAX_STEPS) -> dict[str, Any
         or len(history) > max_steps
         or len(deliveries) > max_steps
         or len(hits) > max_steps
-        or len(provider_events) > max_steps
+        or provider_reports.truncated
     )
     return {
         "PKey": event.pkey,

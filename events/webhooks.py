@@ -39,7 +39,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from campaign import encryption
@@ -48,6 +48,7 @@ from events import webhook_http
 from events.models import (
     FINAL_STATUSES,
     Event,
+    EventStatusChange,
     Unsubscription,
     WebhookAttempt,
     WebhookCursor,
@@ -198,14 +199,20 @@ def _event_data(name: str, pkey: str) -> dict[str, Any]:
 
 
 def _statuses(organizations: list[int], since: dt.datetime) -> Iterator[Source]:
+    # The reason code of the move to the final status: written in the same transaction as the status.
+    move = EventStatusChange.objects.filter(event_id=OuterRef("pk"), to_status=OuterRef("status"))
     rows = (
         Event.objects.filter(updated_at__gte=since, status__in=list(FINAL_STATUSES))
         .filter(organization_id__in=organizations)
         .order_by()
-        .values_list("pk", "organization_id", "updated_at", "configuration__name", "pkey", "status")
+        .annotate(reason_code=Subquery(move.order_by("-created_at", "-id").values("code")[:1]))
+        .values_list(
+            "pk", "organization_id", "updated_at", "configuration__name", "pkey", "status", "reason_code"
+        )
     )
-    for pk, organization_id, at, name, pkey, status in rows.iterator(chunk_size=CHUNK):
-        yield Source(pk, organization_id, at, {**_event_data(name, pkey), "status": status})
+    for pk, organization_id, at, name, pkey, status, code in rows.iterator(chunk_size=CHUNK):
+        data = {**_event_data(name, pkey), "status": status, "reasonCode": code or None}
+        yield Source(pk, organization_id, at, data)
 
 
 EVENT_OF_DELIVERY = "event_link__event__"

@@ -17,7 +17,6 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html, format_html_join
-from django.utils.safestring import mark_safe
 
 from campaign import senders
 from campaign.admin import (
@@ -27,7 +26,7 @@ from campaign.admin import (
     PeriodFilter,
     organization_of,
 )
-from messages import admin_views, lifecycle, services, sms_replies, tracking
+from messages import admin_views, lifecycle, services, tracking
 from messages.channels import Channel
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError, event_side
@@ -38,6 +37,7 @@ from messages.models import (
     TrackingHit,
     TransactionalMessage,
 )
+from messages.provider_history import provider_history
 from messages.rendering import chosen_variant
 
 SENDER_FIELDS = ["from_name", "from_address", "reply_to"]
@@ -632,11 +632,10 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
                     "provider_response",
                     "duration_ms",
                     "attempts",
-                    "receipts",
                 ]
             },
         ),
-        ("What the provider said later", {"fields": ["provider_event_list"]}),
+        ("What the provider said later", {"fields": ["provider_history_list"]}),
         ("What was sent", {"fields": ["sent_content"]}),
     ]
     change_list_template = CSV_EXPORT_CHANGE_LIST
@@ -665,45 +664,28 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
             *(f.name for f in Delivery._meta.fields),
             "event",
             "sent_content",
-            "receipts",
-            "provider_event_list",
+            "provider_history_list",
         ]
 
-    @admin.display(description="Delivery receipts")
-    def receipts(self, delivery: Delivery) -> str:
-        """What the SMS provider reported after the send (SMPP receipts, Twilio status callbacks)."""
-        receipts = sms_replies.receipts_of(delivery).order_by("received_at", "id")[:50]
-        rows = [
-            (
-                timezone.localtime(r.received_at).strftime("%Y-%m-%d %H:%M:%S"),
-                r.provider,
-                r.status,
-                f" (error {r.error_code})" if r.error_code else "",
-            )
-            for r in receipts
-        ]
-        if not rows:
-            return "-"
-        return format_html_join(mark_safe("<br>"), "{} {}: {}{}", rows)
-
-    @admin.display(description="Provider events")
-    def provider_event_list(self, delivery: Delivery) -> str:
-        """The provider's webhooks about this delivery (messages.provider_events): bounces, complaints..."""
-        rows = list(delivery.provider_events.order_by("created_at", "id"))
-        if not rows:
-            return "None (a bounce or a complaint the provider reports later shows here)"
+    @admin.display(description="Provider reports")
+    def provider_history_list(self, delivery: Delivery) -> str:
+        """What the provider said after the send, oldest first (messages.provider_history): an email
+        provider's webhooks (bounces, complaints...) and an SMS provider's delivery receipts."""
+        history = provider_history([delivery], limit=50)
+        if not history.reports:
+            return "None (a bounce, a complaint or a delivery receipt the provider reports later shows here)"
         return format_html_join(
             "",
             "<p class='provider-event'><strong>{}</strong> {} ({}){}: {}</p>",
             (
                 (
-                    row.get_kind_display(),
-                    (row.occurred_at or row.created_at).isoformat(timespec="seconds"),
-                    row.provider,
-                    ", address quarantined" if row.quarantined else "",
-                    row.description or "-",
+                    report.kind_label,
+                    f"{timezone.localtime(report.occurred_at or report.received_at):%Y-%m-%d %H:%M:%S}",
+                    report.provider,
+                    ", address quarantined" if report.quarantined else "",
+                    report.description or "-",
                 )
-                for row in rows
+                for report in history.reports
             ),
         )
 

@@ -355,6 +355,12 @@ class SmsReceipt(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        constraints = [
+            # A provider repeating a receipt (concurrently, too) keeps one row: sms_replies.record_receipt.
+            models.UniqueConstraint(
+                fields=["provider", "message_id", "status", "error_code"], name="sms_receipt_unique"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider} {self.message_id}: {self.status}"

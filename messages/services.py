@@ -456,8 +456,8 @@ def quarantine(*, organization_id: int, channel: str, address: str, reason: str)
     Quarantine.objects.get_or_create(
         organization_id=organization_id,
         channel=channel,
-        address=address.lower(),
-        defaults={"reason": reason[:500]},
+        address_digest=Quarantine.digest_of(address),
+        defaults={"address": address.lower(), "reason": reason[:500]},
     )
 
 

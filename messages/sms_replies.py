@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -33,25 +34,27 @@ def record_receipt(
 ) -> SmsReceipt:
     """Keep a provider's receipt, joined to the SMS delivery with that provider message id if any.
     The same receipt again (an SMSC repeating a deliver_sm whose answer it missed, Twilio repeating a
-    callback) is kept once."""
-    same = SmsReceipt.objects.filter(
-        provider=provider[:16], message_id=message_id[:128], status=status[:32], error_code=error_code[:32]
-    ).first()
-    if same is not None:
-        return same
+    callback) is kept once, even when both copies arrive at once: the unique constraint decides, and
+    the copy that loses answers with the row that won."""
+    same = {
+        "provider": provider[:16],
+        "message_id": message_id[:128],
+        "status": status[:32],
+        "error_code": error_code[:32],
+    }
+    kept = SmsReceipt.objects.filter(**same).first()
+    if kept is not None:
+        return kept
     delivery = (
         Delivery.objects.filter(channel="sms", provider_message_id=message_id).order_by("-id").first()
         if message_id
         else None
     )
-    return SmsReceipt.objects.create(
-        provider=provider[:16],
-        message_id=message_id[:128],
-        delivery=delivery,
-        status=status[:32],
-        error_code=error_code[:32],
-        raw=raw[:RAW_MAX_CHARS],
-    )
+    try:
+        with transaction.atomic():  # a savepoint when called inside a transaction
+            return SmsReceipt.objects.create(**same, delivery=delivery, raw=raw[:RAW_MAX_CHARS])
+    except IntegrityError:
+        return SmsReceipt.objects.get(**same)
 
 
 def receipts_of(delivery: Delivery) -> QuerySet[SmsReceipt]:

@@ -14,10 +14,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from campaign import services as campaign_services
-from campaign.models import ApiCredential, Organization, Profile, hash_secret
+from campaign.models import ApiCredential, Organization, Profile, Quarantine, hash_secret
 from events import pipeline
 from events.models import Event, EventConfiguration
-from messages.models import Delivery, MessageVersion, TransactionalMessage
+from events.selectors import QuarantineLookup
+from messages.models import Delivery, MessageVersion, SmsReceipt, TransactionalMessage
 
 # The leaf migration of each of our apps in the previous release (`git show 7c29340 --stat`).
 PREVIOUS_RELEASE = [
@@ -297,3 +298,61 @@ def test_a_single_opt_out_becomes_one_of_every_channel_and_organizations_get_a_d
     from events.models import Typology
 
     assert Typology.objects.get(organization_id=organization.pk).is_default
+
+
+BEFORE_QUARANTINE_DIGESTS = [("campaign", "0009_custom_resources")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_quarantined_addresses_keep_being_found_and_entries_differing_in_case_become_one():
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(BEFORE_QUARANTINE_DIGESTS)
+    try:
+        executor.loader.build_graph()
+        apps = executor.loader.project_state(BEFORE_QUARANTINE_DIGESTS).apps
+        organization = apps.get_model("campaign", "Organization").objects.create(slug="acme", name="Acme")
+        Quarantine_ = apps.get_model("campaign", "Quarantine")
+        for address in ("bounced@example.com", "Bounced@Example.com", "+33612345678"):
+            Quarantine_.objects.create(organization=organization, channel="email", address=address)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+    assert sorted(Quarantine.objects.values_list("address", flat=True)) == [
+        "+33612345678",
+        "bounced@example.com",
+    ]
+    found = QuarantineLookup()
+    assert found(organization_id=organization.pk, channel="email", address="BOUNCED@example.com")
+    assert not found(organization_id=organization.pk, channel="email", address="other@example.com")
+
+
+BEFORE_SMS_RECEIPTS_UNIQUE = [("transactional", "0014_provider_events")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_duplicate_sms_receipts_become_one_that_keeps_the_delivery_a_copy_found():
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(BEFORE_SMS_RECEIPTS_UNIQUE)
+    try:
+        executor.loader.build_graph()
+        apps = executor.loader.project_state(BEFORE_SMS_RECEIPTS_UNIQUE).apps
+        organization = apps.get_model("campaign", "Organization").objects.create(slug="acme", name="Acme")
+        message = apps.get_model("transactional", "TransactionalMessage").objects.create(channel="sms")
+        delivery = apps.get_model("transactional", "Delivery").objects.create(
+            organization=organization, message=message, channel="sms", recipient="+33612345678"
+        )
+        Receipt = apps.get_model("transactional", "SmsReceipt")
+        same = {"provider": "smpp", "message_id": "m1", "status": "DELIVRD", "error_code": "000"}
+        first = Receipt.objects.create(**same, raw="first")
+        Receipt.objects.create(**same, raw="copy", delivery=delivery)
+        Receipt.objects.create(**same, raw="copy again")
+        other = Receipt.objects.create(**{**same, "status": "UNDELIV"})
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+    assert sorted(SmsReceipt.objects.values_list("pk", "raw", "delivery_id")) == [
+        (first.pk, "first", delivery.pk),
+        (other.pk, "", None),
+    ]

@@ -170,7 +170,10 @@ TIMELINE: dict[str, Any] = {
                         "nullable": True,
                         "description": "providerEvent: when the provider says it happened",
                     },
-                    "provider": {"type": "string", "description": "providerEvent: e.g. Postmark, Mailgun"},
+                    "provider": {
+                        "type": "string",
+                        "description": "providerEvent: e.g. Postmark, Mailgun, twilio, smpp",
+                    },
                     "kind": {
                         "type": "string",
                         "enum": [
@@ -192,6 +195,17 @@ TIMELINE: dict[str, Any] = {
                     "description": {
                         "type": "string",
                         "description": "providerEvent: the provider's words, addresses masked",
+                    },
+                    "status": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "providerEvent: an SMS receipt's status as the provider says it "
+                        "(DELIVRD, undelivered...); null for an email provider's event",
+                    },
+                    "errorCode": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "providerEvent: an SMS receipt's error code, if any",
                     },
                 },
             },

@@ -5,14 +5,13 @@ static token, and a file backend for development."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
 from django.conf import settings
 
 from campaign import bounds
-from campaign.models import Profile, Quarantine
+from campaign.models import Profile
 from messages.channels import (
     Channel,
     Part,
@@ -29,7 +28,6 @@ from messages.channels.http import FileOutbox, post_json
 
 PUSH_PLATFORMS = {"gcm": "gcm", "fcm": "gcm", "apns": "apns"}
 REGISTRATION_TOKEN_MAX_LENGTH, APPLICATION_MAX_LENGTH = 4096, 255  # events.models.Event's columns
-QUARANTINE_ADDRESS_MAX_LENGTH = Quarantine._meta.get_field("address").max_length or 0
 
 
 def fcm_payload(
@@ -87,11 +85,7 @@ class FcmPushBackend:
         )
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
-        result = self.client.send(fcm_payload(rendered, recipient))
-        if result.quarantines and len(recipient.address) > QUARANTINE_ADDRESS_MAX_LENGTH:
-            # Longer than a quarantine entry holds (and than any token FCM issues): failed, not kept.
-            result = dataclasses.replace(result, quarantines=False)
-        return result
+        return self.client.send(fcm_payload(rendered, recipient))
 
 
 class HttpPushBackend:

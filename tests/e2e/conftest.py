@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from campaign import services as campaign_services
-from tests.e2e.stack import Process, flush_broker, http, stack_environment, start_web, start_worker
+from tests.e2e.stack import Process, stack_processes_for, token_headers
 from tests.factories import OrganizationFactory
 from tests.smtp import Mailbox, SmtpServer, free_port
 
@@ -22,22 +21,7 @@ class Stack:
     worker: Process
 
     def token_headers(self, organization) -> dict[str, str]:
-        issued = campaign_services.create_api_credential(organization=organization)
-        status, answer = http(
-            "POST",
-            f"{self.base_url}/ims/token/v3",
-            form={
-                "grant_type": "client_credentials",
-                "client_id": issued.credential.api_key,
-                "client_secret": issued.client_secret,
-            },
-        )
-        assert status == 200, answer
-        return {
-            "Authorization": f"Bearer {answer['access_token']}",
-            "X-Api-Key": issued.credential.api_key,
-            "Cache-Control": "no-cache",
-        }
+        return token_headers(self.base_url, organization)
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +34,13 @@ def smtp():
 def stack_processes(django_db_setup, django_db_blocker, smtp, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("stack")
     port = free_port()  # known before the processes start: their PUBLIC_URL (tracking links)
-    with django_db_blocker.unblock():
-        env = stack_environment(smtp_port=smtp.port, var_dir=log_dir, PUBLIC_URL=f"http://127.0.0.1:{port}")
-    flush_broker()
-    web, base_url = start_web(env, log_dir, port=port)
-    worker = start_worker(env, log_dir)
-    yield env, log_dir, base_url, web, worker
-    worker.stop()
-    web.stop()
+    yield from stack_processes_for(
+        django_db_blocker,
+        smtp_port=smtp.port,
+        log_dir=log_dir,
+        web_port=port,
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
+    )
 
 
 @pytest.fixture

@@ -1,5 +1,9 @@
 """The real stack for end-to-end tests: gunicorn and a Celery worker (with beat) as subprocesses,
-Redis as the broker, the test database shared, and an SMTP server on loopback."""
+Redis as the broker, the test database shared, and an SMTP server on loopback.
+
+Two ways the tests start it: `stack_processes_for` (one web server, one worker with beat: the
+module-scoped processes of conftest.py's `stack`, a module overriding settings of its own) and
+`cluster` (the production layout: web servers, workers, one beat, as on several machines)."""
 
 from __future__ import annotations
 
@@ -14,10 +18,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.db import connection
 
+from campaign import services as campaign_services
 from tests.smtp import free_port
 from tests.tools import missing_tool
 
@@ -221,3 +230,101 @@ def http(method: str, url: str, *, body=None, headers=None, form=None) -> tuple[
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
+
+
+def token_headers(base_url: str, organization: Any) -> dict[str, str]:
+    """The API's headers for a new credential of the organization: its key and an access token
+    asked of the stack's own token endpoint (as an integration does)."""
+    issued = campaign_services.create_api_credential(organization=organization)
+    status, answer = http(
+        "POST",
+        f"{base_url}/ims/token/v3",
+        form={
+            "grant_type": "client_credentials",
+            "client_id": issued.credential.api_key,
+            "client_secret": issued.client_secret,
+        },
+    )
+    assert status == 200, answer
+    return {
+        "Authorization": f"Bearer {answer['access_token']}",
+        "X-Api-Key": issued.credential.api_key,
+        "Cache-Control": "no-cache",
+    }
+
+
+StackProcesses = tuple[dict[str, str], Path, str, Process, Process]
+
+
+def stack_processes_for(
+    django_db_blocker: Any, *, smtp_port: int, log_dir: Path, web_port: int | None = None, **overrides: str
+) -> Iterator[StackProcesses]:
+    """The body of a module-scoped `stack_processes` fixture (conftest.py's, or a module's own with
+    settings `overrides`): a web server (on `web_port` when the settings must name it beforehand)
+    and a worker with beat; yields (env, log_dir, base_url, web, worker), stops both at the end.
+    Use as `yield from stack_processes_for(...)`."""
+    with django_db_blocker.unblock():
+        env = stack_environment(smtp_port=smtp_port, var_dir=log_dir, **overrides)
+    flush_broker()
+    web, base_url = start_web(env, log_dir, port=web_port)
+    try:
+        worker = start_worker(env, log_dir)
+        try:
+            yield env, log_dir, base_url, web, worker
+        finally:
+            worker.stop()
+    finally:
+        web.stop()
+
+
+@dataclass
+class Cluster:
+    """Processes of the production layout, on this machine."""
+
+    env: dict[str, str]
+    webs: list[Process]
+    bases: list[str]  # each web server's base URL, in the order of `webs`
+    workers: list[Process]
+    beat: Process
+
+    @property
+    def base(self) -> str:
+        return self.bases[0]
+
+    def logs(self) -> dict[str, str]:
+        """Every process's whole log, by its name."""
+        return {p.name: p.output(tail=None) for p in [*self.webs, *self.workers, self.beat]}
+
+
+@contextmanager
+def cluster(
+    log_dir: Path,
+    *,
+    smtp_port: int,
+    webs: Sequence[str] = ("web",),
+    workers: Sequence[str] = ("worker-a", "worker-b"),
+    **overrides: str,
+) -> Iterator[Cluster]:
+    """Web servers and workers as on several machines, sharing the test database and this
+    session's Redis, and a single beat (the sweep) started once every worker is ready, so that
+    every worker takes part from the first event. Every process stops at the end, whatever happened."""
+    env = stack_environment(smtp_port=smtp_port, var_dir=log_dir, **overrides)
+    flush_broker()
+    started: list[Process] = []
+    try:
+        bases = []
+        for name in webs:
+            web, base = start_web(env, log_dir, name)
+            started.append(web)
+            bases.append(base)
+        for name in workers:
+            started.append(start_worker(env, log_dir, name, beat=False))
+        running = started[len(webs) :]
+        for worker in running:
+            wait_until(lambda w=worker: " ready." in w.output(), timeout=60, what=worker.name, process=worker)
+        beat = start_beat(env, log_dir)
+        started.append(beat)
+        yield Cluster(env=env, webs=started[: len(webs)], bases=bases, workers=running, beat=beat)
+    finally:
+        for process in started:
+            process.stop()

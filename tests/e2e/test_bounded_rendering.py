@@ -12,7 +12,7 @@ from django.utils import timezone
 from events.models import Event
 from messages.models import MessageVersion, TransactionalMessage
 from tests.conftest import CART_EVENT, SEED_BODY, publish_events
-from tests.e2e.stack import flush_broker, stack_environment, start_web, start_worker
+from tests.e2e.stack import stack_processes_for
 from tests.e2e.test_event_flow import final_status, post_event
 
 pytestmark = [pytest.mark.e2e]
@@ -32,14 +32,7 @@ BOUNDS = {
 def stack_processes(django_db_setup, django_db_blocker, smtp, tmp_path_factory):
     """The stack of conftest.py, with short bounds of rendering and a one-second soft time limit."""
     log_dir = tmp_path_factory.mktemp("bounded")
-    with django_db_blocker.unblock():
-        env = stack_environment(smtp_port=smtp.port, var_dir=log_dir, **BOUNDS)
-    flush_broker()
-    web, base_url = start_web(env, log_dir)
-    worker = start_worker(env, log_dir)
-    yield env, log_dir, base_url, web, worker
-    worker.stop()
-    web.stop()
+    yield from stack_processes_for(django_db_blocker, smtp_port=smtp.port, log_dir=log_dir, **BOUNDS)
 
 
 def force_live_content(configuration, **parts) -> None:

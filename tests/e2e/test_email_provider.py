@@ -16,7 +16,7 @@ from django.utils import timezone
 from campaign.models import Quarantine
 from messages.models import Delivery, ProviderEvent
 from tests.conftest import CART_EVENT, CART_URL, SEED_BODY, publish_events
-from tests.e2e.stack import flush_broker, http, stack_environment, start_web, start_worker
+from tests.e2e.stack import http, stack_processes_for
 from tests.e2e.test_event_flow import final_status, post_event
 from tests.postmark import TOKEN, FakePostmark, bounce
 
@@ -42,14 +42,7 @@ def stack_processes(django_db_setup, django_db_blocker, smtp, postmark, tmp_path
         "ANYMAIL_POSTMARK_API_URL": postmark.url,
         "ANYMAIL_WEBHOOK_SECRET": SECRET,
     }
-    with django_db_blocker.unblock():
-        env = stack_environment(smtp_port=smtp.port, var_dir=log_dir, **provider)
-    flush_broker()
-    web, base_url = start_web(env, log_dir)
-    worker = start_worker(env, log_dir)
-    yield env, log_dir, base_url, web, worker
-    worker.stop()
-    web.stop()
+    yield from stack_processes_for(django_db_blocker, smtp_port=smtp.port, log_dir=log_dir, **provider)
 
 
 def webhook(base_url: str, payload: dict, credentials: str) -> int:

@@ -11,18 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from campaign import services
 from events.models import Event, FatigueRule
 from tests.conftest import publish_events
-from tests.e2e.stack import (
-    flush_broker,
-    http,
-    stack_environment,
-    start_beat,
-    start_web,
-    start_worker,
-    wait_until,
-)
+from tests.e2e.stack import cluster, http, token_headers, wait_until
 from tests.e2e.test_typology import WELCOME, WELCOME_URL, stored_reason
 from tests.factories import OrganizationFactory, ProfileFactory
 from tests.smtp import SmtpServer
@@ -39,71 +30,34 @@ def test_a_burst_of_50_events_for_one_profile_with_a_cap_of_3_sends_exactly_3_wi
     publish_events(organization, copy.deepcopy(WELCOME))
     FatigueRule.objects.create(organization=organization, name="Three a day", max_messages=3, period_hours=24)
     ProfileFactory(organization=organization, email="jane@example.com")
-    issued = services.create_api_credential(organization=organization)
-    with SmtpServer() as smtp:
-        # Small claims, so that both workers take events of the burst.
-        env = stack_environment(
-            smtp_port=smtp.port, var_dir=tmp_path, EVENT_LEASE_SECONDS="30", EVENT_CLAIM_BATCH="4"
+    # Small claims, so that both workers take events of the burst.
+    with (
+        SmtpServer() as smtp,
+        cluster(tmp_path, smtp_port=smtp.port, EVENT_LEASE_SECONDS="30", EVENT_CLAIM_BATCH="4") as machines,
+    ):
+        base, headers = machines.base, token_headers(machines.base, organization)
+
+        def post(n: int) -> str:
+            body = {"ctx": {"email": "jane@example.com", "plan": f"plan {n}"}}
+            code, reply = http("POST", f"{base}{WELCOME_URL}", body=body, headers=headers)
+            assert code == 201, reply
+            return reply["PKey"]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            pkeys = list(pool.map(post, range(50)))
+        wait_until(
+            lambda: Event.objects.filter(pkey__in=pkeys, status__in=["processed", "ignored"]).count() == 50,
+            timeout=120,
+            what="50 decided events",
+            interval=0.5,
         )
-        flush_broker()
-        processes = []
-        try:
-            web, base = start_web(env, tmp_path, "web")
-            processes.append(web)
-            workers = [
-                start_worker(env, tmp_path, "worker-a", beat=False),
-                start_worker(env, tmp_path, "worker-b", beat=False),
-            ]
-            processes += workers
-            for worker in workers:
-                wait_until(
-                    lambda w=worker: " ready." in w.output(),
-                    timeout=60,
-                    what=f"{worker.name}",
-                    process=worker,
-                )
-            processes.append(start_beat(env, tmp_path))
-            status, answer = http(
-                "POST",
-                f"{base}/ims/token/v3",
-                form={
-                    "grant_type": "client_credentials",
-                    "client_id": issued.credential.api_key,
-                    "client_secret": issued.client_secret,
-                },
-            )
-            assert status == 200
-            headers = {
-                "Authorization": f"Bearer {answer['access_token']}",
-                "X-Api-Key": issued.credential.api_key,
-            }
-
-            def post(n: int) -> str:
-                body = {"ctx": {"email": "jane@example.com", "plan": f"plan {n}"}}
-                code, reply = http("POST", f"{base}{WELCOME_URL}", body=body, headers=headers)
-                assert code == 201, reply
-                return reply["PKey"]
-
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                pkeys = list(pool.map(post, range(50)))
-            wait_until(
-                lambda: (
-                    Event.objects.filter(pkey__in=pkeys, status__in=["processed", "ignored"]).count() == 50
-                ),
-                timeout=120,
-                what="50 decided events",
-                interval=0.5,
-            )
-            events = Event.objects.filter(pkey__in=pkeys)
-            assert events.filter(status="processed").count() == 3
-            assert events.filter(status="ignored").count() == 47
-            reasons = {stored_reason(e.pkey) for e in events.filter(status="ignored")}
-            assert reasons == {"fatigue: Three a day"}
-            # Every event decided means every send recorded: what reached the server is all there is.
-            assert len(smtp.mailbox.messages) == 3
-            # Both workers decided events of the burst.
-            for worker in workers:
-                assert re.search(r"-> (processed|ignored)", worker.output(tail=None)), worker.name
-        finally:
-            for process in processes:
-                process.stop()
+        events = Event.objects.filter(pkey__in=pkeys)
+        assert events.filter(status="processed").count() == 3
+        assert events.filter(status="ignored").count() == 47
+        reasons = {stored_reason(e.pkey) for e in events.filter(status="ignored")}
+        assert reasons == {"fatigue: Three a day"}
+        # Every event decided means every send recorded: what reached the server is all there is.
+        assert len(smtp.mailbox.messages) == 3
+        # Both workers decided events of the burst.
+        for worker in machines.workers:
+            assert re.search(r"-> (processed|ignored)", worker.output(tail=None)), worker.name

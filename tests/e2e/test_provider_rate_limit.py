@@ -15,20 +15,10 @@ import redis
 from django.db import connection
 from django.utils import timezone
 
-from campaign import services
 from events.models import Event
 from messages.models import Delivery
 from tests.conftest import CART_EVENT, CART_URL, SEED_BODY, publish_events
-from tests.e2e.stack import (
-    flush_broker,
-    http,
-    redis_url,
-    stack_environment,
-    start_beat,
-    start_web,
-    start_worker,
-    wait_until,
-)
+from tests.e2e.stack import cluster, http, redis_url, token_headers, wait_until
 from tests.factories import OrganizationFactory
 from tests.smtp import SmtpServer
 
@@ -44,51 +34,22 @@ RATE_LIMIT_DB = 8  # this test's own database of the test session's Redis server
 def test_200_emails_at_20_per_second_across_two_workers_take_at_least_9_seconds(tmp_path):
     organization = OrganizationFactory(slug="geometrixx")
     publish_events(organization, copy.deepcopy(CART_EVENT))
-    issued = services.create_api_credential(organization=organization)
     limiter_url = redis_url().rsplit("/", 1)[0] + f"/{RATE_LIMIT_DB}"
     redis.Redis.from_url(limiter_url).flushdb()  # our own database of our own server
     with SmtpServer() as smtp:
         providers = [
             {"name": "limited", "options": {"host": "127.0.0.1", "port": smtp.port}, "rate_limit": 20},
         ]
-        env = stack_environment(
+        with cluster(
+            tmp_path,
             smtp_port=smtp.port,
-            var_dir=tmp_path,
             EVENT_LEASE_SECONDS="60",
             EVENT_CLAIM_BATCH="10",
             EMAIL_TIMEOUT="5",
             EMAIL_PROVIDERS=json.dumps(providers),
             PROVIDERS_REDIS_URL=limiter_url,
-        )
-        flush_broker()
-        processes = []
-        try:
-            web, base = start_web(env, tmp_path, "web")
-            processes.append(web)
-            workers = [
-                start_worker(env, tmp_path, "worker-a", beat=False),
-                start_worker(env, tmp_path, "worker-b", beat=False),
-            ]
-            processes += workers
-            for worker in workers:
-                wait_until(
-                    lambda w=worker: " ready." in w.output(), timeout=60, what=worker.name, process=worker
-                )
-            processes.append(start_beat(env, tmp_path))
-            status, answer = http(
-                "POST",
-                f"{base}/ims/token/v3",
-                form={
-                    "grant_type": "client_credentials",
-                    "client_id": issued.credential.api_key,
-                    "client_secret": issued.client_secret,
-                },
-            )
-            assert status == 200
-            headers = {
-                "Authorization": f"Bearer {answer['access_token']}",
-                "X-Api-Key": issued.credential.api_key,
-            }
+        ) as machines:
+            base, headers = machines.base, token_headers(machines.base, organization)
             expiration = (timezone.now() + dt.timedelta(days=1)).isoformat()
 
             def post(n: int) -> str:
@@ -122,8 +83,5 @@ def test_200_emails_at_20_per_second_across_two_workers_take_at_least_9_seconds(
             deliveries = Delivery.objects.filter(event_link__event__pkey__in=pkeys)
             assert set(deliveries.values_list("provider", flat=True)) == {"limited"}
             # Both workers sent some of them.
-            for worker in workers:
+            for worker in machines.workers:
                 assert "-> processed" in worker.output(tail=None), worker.name
-        finally:
-            for process in processes:
-                process.stop()

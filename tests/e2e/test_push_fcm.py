@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import publish_events
-from tests.e2e.stack import flush_broker, stack_environment, start_web, start_worker
+from tests.e2e.stack import stack_processes_for
 from tests.e2e.test_event_flow import final_status, post_event
 from tests.fcm import PROJECT, FakeGoogle, fcm_error
 
@@ -38,14 +38,7 @@ def stack_processes(django_db_setup, django_db_blocker, smtp, google, tmp_path_f
         "FCM_SERVICE_ACCOUNT_JSON": json.dumps(google.service_account),
         "FCM_BASE_URL": google.base_url,
     }
-    with django_db_blocker.unblock():
-        env = stack_environment(smtp_port=smtp.port, var_dir=log_dir, **fcm)
-    flush_broker()
-    web, base_url = start_web(env, log_dir)
-    worker = start_worker(env, log_dir)
-    yield env, log_dir, base_url, web, worker
-    worker.stop()
-    web.stop()
+    yield from stack_processes_for(django_db_blocker, smtp_port=smtp.port, log_dir=log_dir, **fcm)
 
 
 def test_the_worker_sends_a_push_to_fcm_and_ignores_a_dead_token_afterwards(stack, geometrixx, google):

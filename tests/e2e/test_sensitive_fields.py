@@ -17,7 +17,7 @@ from django.utils import timezone
 from campaign.resources import import_resource_csv
 from events.models import Event
 from tests.conftest import publish_events
-from tests.e2e.stack import flush_broker, http, stack_environment, start_web, start_worker, wait_until
+from tests.e2e.stack import http, stack_processes_for, wait_until
 from tests.smtp import free_port
 
 pytestmark = [pytest.mark.e2e]
@@ -59,21 +59,16 @@ def stack_processes(django_db_setup, django_db_blocker, smtp, tmp_path_factory):
     """The stack of tests/e2e/conftest.py, its logs in JSON at DEBUG, and keys of its own."""
     log_dir = tmp_path_factory.mktemp("sensitive-stack")
     port = free_port()
-    with django_db_blocker.unblock():
-        env = stack_environment(
-            smtp_port=smtp.port,
-            var_dir=log_dir,
-            PUBLIC_URL=f"http://127.0.0.1:{port}",
-            LOG_FORMAT="json",
-            LOG_LEVEL="DEBUG",
-            ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        )
-    flush_broker()
-    web, base_url = start_web(env, log_dir, port=port)
-    worker = start_worker(env, log_dir)
-    yield env, log_dir, base_url, web, worker
-    worker.stop()
-    web.stop()
+    yield from stack_processes_for(
+        django_db_blocker,
+        smtp_port=smtp.port,
+        log_dir=log_dir,
+        web_port=port,
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
+        LOG_FORMAT="json",
+        LOG_LEVEL="DEBUG",
+        ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+    )
 
 
 def final_status(stack, headers, pkey) -> str:

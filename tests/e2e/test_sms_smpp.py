@@ -10,7 +10,7 @@ from campaign.models import Quarantine
 from messages.models import Delivery
 from messages.sms_replies import receipts_of
 from tests.conftest import publish_events
-from tests.e2e.stack import flush_broker, stack_environment, start_web, start_worker, wait_until
+from tests.e2e.stack import stack_processes_for, wait_until
 from tests.e2e.test_event_flow import final_status, post_event
 from tests.factories import ProfileFactory
 from tests.smpp import FakeSmsc
@@ -45,14 +45,7 @@ def stack_processes(django_db_setup, django_db_blocker, smtp, smsc, tmp_path_fac
         "SMPP_PASSWORD": "secret",
         "SMPP_SOURCE_ADDR": "Acme",
     }
-    with django_db_blocker.unblock():
-        env = stack_environment(smtp_port=smtp.port, var_dir=log_dir, **smpp)
-    flush_broker()
-    web, base_url = start_web(env, log_dir)
-    worker = start_worker(env, log_dir)
-    yield env, log_dir, base_url, web, worker
-    worker.stop()
-    web.stop()
+    yield from stack_processes_for(django_db_blocker, smtp_port=smtp.port, log_dir=log_dir, **smpp)
 
 
 def test_the_worker_sends_a_long_sms_over_smpp_records_its_receipt_and_a_stop(stack, geometrixx, smsc):

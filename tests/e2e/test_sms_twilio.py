@@ -14,7 +14,7 @@ from campaign.models import Quarantine
 from messages.models import Delivery, SmsReceipt
 from messages.sms_replies import receipts_of
 from tests.conftest import publish_events
-from tests.e2e.stack import flush_broker, stack_environment, start_web, start_worker
+from tests.e2e.stack import stack_processes_for
 from tests.e2e.test_event_flow import final_status, post_event
 from tests.factories import ProfileFactory
 from tests.smtp import free_port
@@ -51,14 +51,9 @@ def stack_processes(django_db_setup, django_db_blocker, smtp, twilio, tmp_path_f
         "TWILIO_BASE_URL": twilio.url,
         "TWILIO_WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}",
     }
-    with django_db_blocker.unblock():
-        env = stack_environment(smtp_port=smtp.port, var_dir=log_dir, **settings)
-    flush_broker()
-    web, base_url = start_web(env, log_dir, port=port)
-    worker = start_worker(env, log_dir)
-    yield env, log_dir, base_url, web, worker
-    worker.stop()
-    web.stop()
+    yield from stack_processes_for(
+        django_db_blocker, smtp_port=smtp.port, log_dir=log_dir, web_port=port, **settings
+    )
 
 
 def post_form(url: str, form: dict, *, token: str = TOKEN) -> int:

@@ -16,6 +16,7 @@ from events import pipeline
 from events.models import Event
 from events.schema import validate_event
 from events.services import ingest
+from messages import sms_replies
 from tests.conftest import seed_body
 
 pytestmark = pytest.mark.django_db
@@ -87,3 +88,23 @@ def test_another_organizations_event_page_is_not_found(client, marketer, other_o
     client.force_login(marketer)
     response = client.get(reverse("admin:events_event_change", args=[event.pk]))
     assert response.status_code in (302, 404)
+
+
+def test_an_sms_receipt_shows_on_the_events_page(client, marketer, organization, settings, tmp_path):
+    from tests.conftest import publish_events
+
+    settings.CHANNEL_OUTBOX_DIR = str(tmp_path)
+    (otp,) = publish_events(
+        organization,
+        {"name": "otp", "channel": "sms", "fields": [{"name": "code", "type": "text"}],
+         "message": {"text": "Your code: {{ ctx.code }}"}},
+    )  # fmt: skip
+    body = {"mobilePhone": "+33612345678", "ctx": {"code": "4242"}}
+    event, _ = ingest(configuration=otp, validated=validate_event(otp.published_schema, body))
+    assert pipeline.process(event.pk) == "processed"
+    message_id = event.deliveries.get().provider_message_id
+    sms_replies.record_receipt(
+        provider="twilio", message_id=message_id, status="undelivered", error_code="30005"
+    )
+    client.force_login(marketer)
+    assert timeline_rows(client, event)[-1] == ("Provider", "failed (twilio) · undelivered (error 30005)")

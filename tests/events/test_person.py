@@ -18,7 +18,8 @@ from events import pipeline
 from events.models import Event, EventStatusChange
 from events.schema import validate_event
 from events.services import ingest
-from messages.models import Delivery
+from messages import sms_replies
+from messages.models import Delivery, SmsReceipt
 from tests.cli import assert_bad_input
 from tests.conftest import CART_EVENT, publish_events, seed_body
 from tests.factories import ProfileFactory
@@ -67,9 +68,9 @@ def test_export_person_prints_everything_kept_about_them(organization, people):
     assert data["organization"] == "geometrixx" and data["profile"]["firstName"] == "Jane"
     assert {e["PKey"] for e in data["events"]} == {e.pkey for e in people["mine"]}
     first = next(e for e in data["events"] if e["PKey"] == people["mine"][0].pkey)
-    assert first["ctx"]["firstName"] == "Jane" and [h["to"] for h in first["history"]] == [
-        "processing",
-        "processed",
+    assert first["ctx"]["firstName"] == "Jane" and [(h["to"], h["code"]) for h in first["history"]] == [
+        ("processing", "claimed"),
+        ("processed", "sent"),
     ]
     assert len(data["deliveries"]) == 2
     assert all(d["content"]["subject"].endswith("your cart is waiting") for d in data["deliveries"])
@@ -198,3 +199,34 @@ def test_forgetting_a_person_keeps_the_reports_counts(organization, people, sett
     RollupProgress.objects.update(last_run_at=None)
     rollups.refresh()
     assert totals() == before
+
+
+def test_export_shows_an_sms_receipt_with_its_code_and_forget_erases_it(organization, cart_configuration):
+    """The receipts of the person's SMS deliveries, also one that came before its delivery was written."""
+    jane = ProfileFactory(
+        organization=organization, email="jane.doe@example.com", mobile_phone="+33612345678"
+    )
+
+    def sms(message_id: str) -> Delivery:
+        return Delivery.objects.create(
+            organization=organization,
+            message=cart_configuration.message,
+            channel="sms",
+            recipient=jane.mobile_phone,
+            outcome="sent",
+            provider_message_id=message_id,
+        )
+
+    joined = sms("SM1")
+    sms_replies.record_receipt(provider="twilio", message_id="SM1", status="undelivered", error_code="30005")
+    sms_replies.record_receipt(provider="twilio", message_id="SM2", status="delivered")  # before its delivery
+    sms("SM2")
+    exported = json.loads(run("export_person", "geometrixx", JANE))["deliveries"]
+    told = {d["providerMessageId"]: d["providerEvents"] for d in exported}
+    assert [(t["kind"], t["provider"], t["status"], t["errorCode"]) for t in told["SM1"]] == [
+        ("failed", "twilio", "undelivered", "30005")
+    ]
+    assert [t["status"] for t in told["SM2"]] == ["delivered"]
+    assert joined.sms_receipts.count() == 1
+    run("forget", "geometrixx", JANE)
+    assert not SmsReceipt.objects.exists() and not Delivery.objects.exists()

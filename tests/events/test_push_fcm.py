@@ -121,8 +121,17 @@ def test_quota_exceeded_without_retry_after_backs_off_as_usual(fake, shipped, se
     assert before + dt.timedelta(seconds=1) <= event.next_attempt_at <= before + dt.timedelta(seconds=60)
 
 
-def test_a_dead_token_longer_than_a_quarantine_entry_fails_its_event_and_is_not_kept(fake, shipped):
-    long_token = "t" * 600  # the API takes up to 4096 characters; a quarantine entry holds 512
+def test_a_dead_token_of_4000_characters_is_quarantined_and_its_next_event_ignored(
+    fake, shipped, organization
+):
+    dead, alive = "d" * 3999 + "1", "d" * 3999 + "2"  # the API takes up to 4096; beyond a btree entry
     fake.answers.append(fcm_error(404, "UNREGISTERED", "Requested entity was not found."))
-    assert pipeline.process(push(shipped, long_token).pk) == "deliveryFailed"
-    assert not Quarantine.objects.exists()
+    assert pipeline.process(push(shipped, dead).pk) == "deliveryFailed"
+    entry = Quarantine.objects.get(organization=organization, channel="push")
+    assert entry.address == dead
+
+    later = push(shipped, dead)
+    assert pipeline.process(later.pk) == "ignored"
+    assert "quarantined" in later.status_changes.last().reason
+    assert pipeline.process(push(shipped, alive).pk) == "processed"  # one character apart: not quarantined
+    assert [send["body"]["message"]["token"] for send in fake.sends] == [dead, alive]

@@ -387,8 +387,16 @@ def test_a_worker_without_the_key_retries_then_fails_and_sends_nothing(card_conf
     settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     event = accept(card_configuration, body())
     settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
-    settings.EVENT_MAX_ATTEMPTS = 1
+    settings.EVENT_MAX_ATTEMPTS = 2
+    assert pipeline.process(event.pk) == "pending"
+    Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
     assert pipeline.process(event.pk) == "deliveryFailed"
     event.refresh_from_db()
     assert "open with no key of ENCRYPTION_KEYS" in event.last_error
+    moves = list(event.status_changes.order_by("created_at", "id").values_list("to_status", "code"))
+    assert moves[1:] == [
+        ("pending", "sensitiveKeyMissing"),
+        ("processing", "claimed"),
+        ("deliveryFailed", "sensitiveKeyMissing"),
+    ]
     assert mail.outbox == []

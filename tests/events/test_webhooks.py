@@ -19,6 +19,7 @@ from tests.webhook_receiver import Receiver, verify
 pytestmark = pytest.mark.django_db
 S = Event.Status
 State = WebhookNotification.State
+CODE_OF = {S.PROCESSED: "sent", S.DELIVERY_FAILED: "providerRejected:5.1.1"}
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +42,7 @@ def final_event(configuration, status: str = S.PROCESSED) -> Event:
         next_attempt_at=timezone.now(),
     )
     assert transition(event.pk, to=S.PROCESSING, sources=[S.PENDING])
-    assert transition(event.pk, to=status, sources=[S.PROCESSING], reason="done")
+    assert transition(event.pk, to=status, sources=[S.PROCESSING], reason="done", code=CODE_OF[status])
     return Event.objects.get(pk=event.pk)
 
 
@@ -114,8 +115,10 @@ def test_a_final_status_recorded_with_no_webhook_code_running_gets_its_notificat
         "eventId": "EVTcartAbandonment",
         "PKey": processed.pkey,
         "status": "processed",
+        "reasonCode": "sent",
     }
     assert stored[failed.pk].payload["data"]["status"] == "deliveryFailed"
+    assert stored[failed.pk].payload["data"]["reasonCode"] == "providerRejected:5.1.1"
 
 
 def test_scanning_again_stores_nothing_twice_and_keeps_the_id(organization):
@@ -163,7 +166,12 @@ def test_the_receiver_gets_a_signed_notification_it_verifies(organization):
         [got] = receiver.received
     assert verify(secret=secret, headers=got.headers, body=got.body)
     assert not verify(secret=webhooks.new_secret(), headers=got.headers, body=got.body)
-    assert got.payload["data"] == {"eventId": "EVTcart", "PKey": event.pkey, "status": "processed"}
+    assert got.payload["data"] == {
+        "eventId": "EVTcart",
+        "PKey": event.pkey,
+        "status": "processed",
+        "reasonCode": "sent",
+    }
     notification = WebhookNotification.objects.get()
     assert got.webhook_id == notification.webhook_id and notification.state == State.DELIVERED
     [attempt] = WebhookAttempt.objects.filter(endpoint=endpoint)
@@ -305,6 +313,28 @@ def test_a_hard_bounce_is_notified_from_its_delivery(cart_configuration, organiz
     assert bounce["PKey"] == bounced.pkey and bounce["bounceType"] == "hard" and bounce["channel"] == "email"
     assert bounce["reason"] == "550 5.1.1"  # the server's codes, not its text (it names the address)
     assert list(kinds_stored()) == ["message.bounced"]
+
+
+def test_a_status_notification_carries_the_code_of_the_move_it_reports(
+    cart_configuration, organization, smtp_email, settings
+):
+    """The code of the move to the final status, not of an earlier one (a retry, a claim)."""
+    from campaign.models import Quarantine
+    from events import pipeline
+    from tests.events.test_rollups import accept
+
+    settings.EVENT_RETRY_DELAY_SECONDS = 1
+    endpoint_for(organization, "http://127.0.0.1:9/hooks")
+    Quarantine.objects.create(organization=organization, channel="email", address="blocked@example.com")
+    ignored = accept(cart_configuration, email="blocked@example.com")
+    retried = accept(cart_configuration, email="flaky-webhook@example.com")
+    assert pipeline.process(ignored.pk) == "ignored"
+    assert pipeline.process(retried.pk) == "pending"
+    Event.objects.filter(pk=retried.pk).update(next_attempt_at=timezone.now())
+    assert pipeline.process(retried.pk) == "processed"
+    webhooks.store_notifications()
+    codes = {data["PKey"]: (data["status"], data["reasonCode"]) for data in kinds_stored()["event.status"]}
+    assert codes == {ignored.pkey: ("ignored", "quarantined"), retried.pkey: ("processed", "sent")}
 
 
 def test_opens_and_clicks_are_notified_from_the_tracking_hits(organization, smtp_email, client, settings):

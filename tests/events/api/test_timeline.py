@@ -9,6 +9,7 @@ import pytest
 
 from events import pipeline
 from events.models import Event
+from messages import sms_replies
 from tests.conftest import CART_URL, api_client_for, publish_events, seed_body
 
 pytestmark = pytest.mark.django_db
@@ -97,3 +98,25 @@ def test_the_openapi_document_describes_the_timeline(api, cart_configuration):
     timeline = document["components"]["schemas"]["Timeline"]
     assert timeline["properties"]["steps"]["maxItems"] == 500
     assert "truncated" in timeline["properties"]
+
+
+def test_an_sms_receipt_is_a_provider_event_step_of_the_timeline(api, organization, settings, tmp_path):
+    settings.CHANNEL_OUTBOX_DIR = str(tmp_path)
+    (otp,) = publish_events(
+        organization,
+        {"name": "otp", "channel": "sms", "fields": [{"name": "code", "type": "text"}],
+         "message": {"text": "Your code: {{ ctx.code }}"}},
+    )  # fmt: skip
+    url = "/geometrixx/campaign/mcgeometrixx/EVTotp"
+    body = {"mobilePhone": "+33612345678", "ctx": {"code": "4242"}}
+    pkey = api.post(url, data=json.dumps(body), content_type="application/json").json()["PKey"]
+    event = Event.objects.get(pkey=pkey)
+    assert pipeline.process(event.pk) == "processed"
+    message_id = event.deliveries.get().provider_message_id
+    sms_replies.record_receipt(provider="smpp", message_id=message_id, status="DELIVRD", error_code="000")
+    told = api.get(f"{url}/{pkey}/timeline").json()
+    assert [s["step"] for s in told["steps"]][-2:] == ["statusChanged", "providerEvent"]
+    receipt = told["steps"][-1]
+    assert receipt["kind"] == "delivered" and receipt["provider"] == "smpp"
+    assert receipt["status"] == "DELIVRD" and receipt["errorCode"] == "000"
+    assert receipt["quarantined"] is False and receipt["description"] == "DELIVRD (error 000)"

@@ -174,8 +174,8 @@ def test_the_delivery_page_shows_its_receipts(client, twilio, delivery, marketer
     )
     client.force_login(marketer)
     html = client.get(reverse("admin:transactional_delivery_change", args=[delivery.pk])).content.decode()
-    assert "Delivery receipts" in html
-    assert "twilio: sent" in html and "twilio: undelivered (error 30005)" in html
+    assert "What the provider said later" in html
+    assert "(twilio): sent" in html and "(twilio): undelivered (error 30005)" in html
 
 
 def test_over_long_webhook_fields_are_bounded(client, twilio, delivery):
