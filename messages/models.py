@@ -378,7 +378,9 @@ class OrganizationProvider(models.Model):
         "campaign.Organization", on_delete=models.CASCADE, related_name="message_providers"
     )
     channel = models.CharField(max_length=8, choices=channel_choices, editable=False)
-    name = models.SlugField(max_length=64, help_text="Shown on each delivery it sends (letters, digits, - and _).")
+    name = models.SlugField(
+        max_length=64, help_text="Shown on each delivery it sends (letters, digits, - and _)."
+    )
     position = models.PositiveSmallIntegerField(
         default=0,
         validators=[MaxValueValidator(PROVIDER_POSITION_MAX)],

@@ -310,7 +310,9 @@ KINDS: dict[str, Kind] = {
             "Amazon SES",
             "email",
             (
-                Field("region_name", "Region", help="e.g. eu-west-1; empty: the machine's AWS configuration."),
+                Field(
+                    "region_name", "Region", help="e.g. eu-west-1; empty: the machine's AWS configuration."
+                ),
                 Field("aws_access_key_id", "Access key id", help="Empty: the machine's AWS credentials."),
                 Field("aws_secret_access_key", "Secret access key", secret=True),
                 Field("endpoint_url", "Endpoint URL", "url", help="Empty: AWS's own."),
@@ -337,7 +339,12 @@ KINDS: dict[str, Kind] = {
                 Field("system_id", "System id", required=True),
                 Field("password", "Password", secret=True),
                 Field("system_type", "System type"),
-                Field("source_addr", "Default sender", "sender", help="When neither message nor organization names one."),
+                Field(
+                    "source_addr",
+                    "Default sender",
+                    "sender",
+                    help="When neither message nor organization names one.",
+                ),
                 _timeout(),
             ),
             _keywords,
@@ -350,7 +357,12 @@ KINDS: dict[str, Kind] = {
             (
                 Field("account_sid", "Account SID", required=True),
                 Field("auth_token", "Auth token", required=True, secret=True),
-                Field("from_", "Default sender", "sender", help="When neither message nor organization names one."),
+                Field(
+                    "from_",
+                    "Default sender",
+                    "sender",
+                    help="When neither message nor organization names one.",
+                ),
                 Field("messaging_service_sid", "Messaging service SID"),
                 Field("base_url", "API base URL", "url", default="https://api.twilio.com"),
                 _timeout(),
@@ -422,13 +434,15 @@ def check_options(kind: Kind, values: Mapping[str, Any]) -> Checked:
     for item in kind.options:
         try:
             checked.options[item.name] = item.check(values.get(item.name))
-        except FieldProblem as problem:
-            checked.problems[item.name] = str(problem)
+        except FieldProblem as refused:
+            checked.problems[item.name] = str(refused)
     if kind.requires:
         try:
             __import__(kind.requires)
         except ImportError:
-            checked.problems.setdefault("", f"{kind.label} needs the Python package {kind.requires} installed.")
+            checked.problems.setdefault(
+                "", f"{kind.label} needs the Python package {kind.requires} installed."
+            )
     for item in kind.options:
         value = checked.options.get(item.name)
         if item.name in checked.problems or not value:
@@ -439,7 +453,9 @@ def check_options(kind: Kind, values: Mapping[str, Any]) -> Checked:
         elif item.type == "url":
             parts = urllib.parse.urlsplit(value)
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            problem = network.reachable_host_problem(parts.hostname or "", port, allow_private=allow_private())
+            problem = network.reachable_host_problem(
+                parts.hostname or "", port, allow_private=allow_private()
+            )
         else:
             continue
         if problem:
