@@ -27,11 +27,18 @@ def clear_name(kind: Kind, item: Field) -> str:
     return f"{form_name(kind, item)}{SEPARATOR}clear"
 
 
+class SecretTextarea(forms.Textarea):
+    """A textarea that never shows its value back (a service account's key), even on a form error."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 def _form_field(item: Field) -> forms.Field:
     help_text = item.help
     if item.secret:
         widget: forms.Widget = (
-            forms.Textarea(attrs={"rows": 4, "autocomplete": "off"})
+            SecretTextarea(attrs={"rows": 4, "autocomplete": "off"})
             if item.type == "service_account"
             else forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
         )
