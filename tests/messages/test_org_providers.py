@@ -411,3 +411,50 @@ def test_administrators_have_the_provider_permissions(organization):
         user.has_perm(f"transactional.{action}_organizationprovider")
         for action in ("view", "add", "change", "delete")
     )
+
+
+# --- an organization's own email service provider, and its webhooks ----------------------------
+
+
+def test_an_organizations_postmark_sends_with_its_token_and_its_bounce_is_kept_once(
+    client, cart_configuration, settings
+):
+    """The organization's own Postmark account (its server token, encrypted) sends its email; the
+    provider's bounce, sent twice, is recorded once on that organization's delivery and quarantines
+    the address there only."""
+    import base64
+    import json
+
+    from campaign.models import Quarantine
+    from messages.models import ProviderEvent
+    from tests.postmark import TOKEN, FakePostmark, bounce
+
+    secret = "postmark:a-long-webhook-secret"
+    settings.ANYMAIL = {"WEBHOOK_SECRET": secret}  # the installation has no Postmark token of its own
+    with FakePostmark() as fake:
+        provider = OrganizationProvider(
+            organization=cart_configuration.organization,
+            name="postmark",
+            kind="postmark",
+            options={"api_url": fake.url},
+        )
+        org_providers.save(provider, secrets={"server_token": TOKEN})
+        delivery = send_cart(cart_configuration, "jack@example.com")
+        (sent,) = fake.sent
+    assert delivery.outcome == "sent" and delivery.provider == "postmark"
+    assert delivery.provider_message_id == sent["MessageID"]
+    payload = bounce(message_id=sent["MessageID"], email="jack@example.com")
+    auth = "Basic " + base64.b64encode(secret.encode()).decode()
+    for _ in range(2):
+        response = client.post(
+            "/anymail/postmark/tracking/",
+            json.dumps(payload),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=auth,
+        )
+        assert response.status_code == 200
+    (event,) = ProviderEvent.objects.all()
+    assert event.organization == cart_configuration.organization and event.delivery == delivery
+    assert list(Quarantine.objects.values_list("organization_id", "address")) == [
+        (cart_configuration.organization.pk, "jack@example.com")
+    ]
