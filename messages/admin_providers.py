@@ -9,6 +9,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from campaign.admin import OrganizationScopedAdmin, organization_of
 from messages import org_providers
@@ -178,6 +180,11 @@ class OrganizationProviderAdmin(OrganizationScopedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["kind", "channel", "updated_at"] if obj is not None else []
+
+    @method_decorator(sensitive_post_parameters())
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Every POSTed value hidden from error reports (the secrets are among them).
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_fieldsets(self, request, obj=None):
         main = ["name", "kind", "position", "rate_limit", "enabled"]

@@ -458,3 +458,45 @@ def test_an_organizations_postmark_sends_with_its_token_and_its_bounce_is_kept_o
     assert list(Quarantine.objects.values_list("organization_id", "address")) == [
         (cart_configuration.organization.pk, "jack@example.com")
     ]
+
+
+# --- the organization's SMS sender --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sender", ["+33612345678", "12345", "ACME", "Acme Shop", "A", "ACME-2026"])
+def test_an_sms_sender_is_a_number_a_short_code_or_up_to_11_gsm_characters(organization, sender):
+    organization.sms_sender = sender
+    organization.full_clean()
+
+
+@pytest.mark.parametrize(
+    ("sender", "reason"),
+    [
+        ("Acme Shop 2026", "not an SMS sender"),  # 14 characters
+        ("Açme", "not an SMS sender"),  # not in the GSM basic set
+        ("12", "not an SMS sender"),  # too short for a short code, no letter
+        ("123456789", "not an SMS sender"),  # too long for a short code, no letter
+        ("+1", "is not a phone number"),
+        ("+33 6 12 34 56 78", "Write the sender as it is sent: +33612345678"),
+        ("AC\nME", "not an SMS sender"),
+    ],
+)
+def test_a_bad_sms_sender_is_refused_with_its_reason(organization, sender, reason):
+    from django.core.exceptions import ValidationError
+
+    organization.sms_sender = sender
+    with pytest.raises(ValidationError) as refused:
+        organization.full_clean()
+    assert reason in " ".join(refused.value.message_dict["sms_sender"])
+
+
+def test_an_administrator_sets_the_sms_sender_in_the_admin(client, administrator, organization):
+    client.force_login(administrator)
+    change = reverse("admin:campaign_organization_change", args=[organization.pk])
+    page = client.get(change)
+    form = {k: v for k, v in page.context["adminform"].form.initial.items() if v is not None}
+    response = client.post(change, {**form, "sms_sender": "Acme Shop 2026"})
+    assert response.status_code == 200 and "sms_sender" in response.context["adminform"].form.errors
+    assert client.post(change, {**form, "sms_sender": "ACME"}).status_code == 302
+    organization.refresh_from_db()
+    assert organization.sms_sender == "ACME"
