@@ -43,6 +43,15 @@ class Field:
     secret: bool = False
     default: Any = None
     help: str = ""
+    high: float | None = None  # a number's upper bound, when tighter than its type's
+
+    @property
+    def empty(self) -> Any:
+        """What the backend is given when the field is empty: never None, which would make a
+        backend read the installation's setting (its credentials, sent to this provider's host)."""
+        if self.default is not None:
+            return self.default
+        return False if self.type == "bool" else ""
 
     def check(self, value: Any) -> Any:
         """The value as kept (an option) or used (a secret); FieldProblem otherwise."""
@@ -51,7 +60,10 @@ class Field:
                 raise FieldProblem("This field is required.")
             return self.default if self.default is not None else ("" if self.type != "bool" else False)
         check = _CHECKS.get(self.type, _text)
-        return check(value, secret=self.secret)
+        checked = check(value, secret=self.secret)
+        if self.high is not None and checked > self.high:
+            raise FieldProblem(f"At most {self.high:g}.")
+        return checked
 
 
 def allow_private() -> bool:
@@ -197,42 +209,51 @@ class Kind:
 # --- building a backend ------------------------------------------------------------------------
 
 
+def every_field(kind: Kind, options: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """Every field of the kind with a value (its empty value when unset): a backend given None
+    would read the installation's setting instead."""
+    given = {**options, **secrets}
+    return {
+        item.name: item.empty if given.get(item.name) in (None, "") else given[item.name]
+        for item in kind.fields
+    }
+
+
 def _email(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    """An anymail backend: its required credentials are the organization's (the form requires
+    them); an empty optional field (an API URL) is the provider's default."""
     from messages.channels.email import DjangoMailBackend
 
-    kwargs = {k: v for k, v in {**options, **secrets}.items() if v not in ("", None)}
+    kwargs = {k: v for k, v in every_field(kind, options, secrets).items() if v not in ("", None)}
     return DjangoMailBackend(kind.backend, kwargs)
 
 
 def _smtp(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
     from messages.channels.email import DjangoMailBackend
 
-    kwargs = {
-        "host": options["host"],
-        "port": options["port"],
-        "username": options.get("username", ""),
-        "password": secrets.get("password", ""),
-        "use_tls": bool(options.get("use_tls")),
-        "use_ssl": bool(options.get("use_ssl")),
-        "timeout": options.get("timeout") or settings.EMAIL_TIMEOUT,
-    }
+    kwargs = every_field(kind, options, secrets)
+    # Never the installation's client certificate (EMAIL_SSL_CERTFILE...) toward this host.
+    kwargs.update(ssl_keyfile="", ssl_certfile="")
     return DjangoMailBackend(kind.backend, kwargs)
 
 
 def _amazon_ses(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
     from messages.channels.email import DjangoMailBackend
 
-    session = {"region_name": options.get("region_name") or None}
-    if options.get("aws_access_key_id"):
-        session["aws_access_key_id"] = options["aws_access_key_id"]
-        session["aws_secret_access_key"] = secrets.get("aws_secret_access_key", "")
+    # The organization's own keys, always (the form requires them): never the machine's AWS
+    # credentials toward an endpoint the organization chose.
+    session = {
+        "region_name": options.get("region_name") or None,
+        "aws_access_key_id": options.get("aws_access_key_id", ""),
+        "aws_secret_access_key": secrets.get("aws_secret_access_key", ""),
+    }
     client = {"endpoint_url": options["endpoint_url"]} if options.get("endpoint_url") else {}
     return DjangoMailBackend(kind.backend, {"session_params": session, "client_params": client})
 
 
 def _keywords(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
     """A channel backend taking its fields as keyword arguments (messages.channels.*)."""
-    return import_string(kind.backend)(**options, **secrets)
+    return import_string(kind.backend)(**every_field(kind, options, secrets))
 
 
 def twilio_callback_url(provider_id: int, route: str = "status") -> str:
@@ -246,12 +267,24 @@ def twilio_callback_url(provider_id: int, route: str = "status") -> str:
 
 def _twilio(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
     return import_string(kind.backend)(
-        **options, **secrets, status_callback_url=twilio_callback_url(context.provider_id)
+        **every_field(kind, options, secrets), status_callback_url=twilio_callback_url(context.provider_id)
     )
 
 
-def _timeout(default: float = 10.0) -> Field:
-    return Field("timeout", "Timeout (seconds)", "seconds", default=default, help="0.1 to 120 seconds.")
+def _fcm(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    # Never the installation's service account file (FCM_SERVICE_ACCOUNT_FILE).
+    return import_string(kind.backend)(**every_field(kind, options, secrets), service_account_file="")
+
+
+def _timeout(default: float = 10.0, high: float = TIMEOUT_BOUNDS[1]) -> Field:
+    return Field(
+        "timeout",
+        "Timeout (seconds)",
+        "seconds",
+        default=default,
+        help=f"0.1 to {high:g} seconds.",
+        high=high,
+    )
 
 
 def _api_url(help: str = "Empty: the provider's own.") -> Field:
@@ -365,7 +398,7 @@ KINDS: dict[str, Kind] = {
                 ),
                 Field("messaging_service_sid", "Messaging service SID"),
                 Field("base_url", "API base URL", "url", default="https://api.twilio.com"),
-                _timeout(),
+                _timeout(high=60.0),
             ),
             _twilio,
             backend="messages.channels.twilio_sms.TwilioSmsBackend",
@@ -392,9 +425,9 @@ KINDS: dict[str, Kind] = {
                 ),
                 Field("project_id", "Project id", help="Empty: the service account's project_id."),
                 Field("base_url", "FCM base URL", "url", default="https://fcm.googleapis.com"),
-                _timeout(),
+                _timeout(high=60.0),
             ),
-            _keywords,
+            _fcm,
             backend="messages.channels.push.FcmPushBackend",
         ),
         Kind(

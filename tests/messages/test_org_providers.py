@@ -500,3 +500,15 @@ def test_an_administrator_sets_the_sms_sender_in_the_admin(client, administrator
     assert client.post(change, {**form, "sms_sender": "ACME"}).status_code == 302
     organization.refresh_from_db()
     assert organization.sms_sender == "ACME"
+
+
+def test_an_organizations_smtp_never_carries_the_installations_credentials(organization, settings):
+    from django.core.mail import get_connection
+
+    settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "installation", "installation-password"
+    settings.EMAIL_SSL_CERTFILE = "/etc/ssl/installation.pem"
+    smtp_provider(organization, 2525)  # no user name, no password
+    (provider,) = backend_for("email", organization.pk).providers
+    connection = get_connection(provider.backend.backend_path, **provider.backend.options)
+    assert (connection.host, connection.port) == ("127.0.0.1", 2525)
+    assert (connection.username, connection.password, connection.ssl_certfile) == ("", "", "")
