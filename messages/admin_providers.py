@@ -115,7 +115,7 @@ class OrganizationProviderBaseForm(forms.ModelForm):
         return KINDS.get(key) if key else None
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         kind = self.chosen_kind()
         if kind is None:
             return cleaned

@@ -398,12 +398,17 @@ def compose(
 
 
 def send(
-    *, channel: str, rendered: RenderedMessage, recipient: Recipient, organization_id: int | None = None
+    *,
+    channel: str,
+    rendered: RenderedMessage,
+    recipient: Recipient,
+    organization_id: int | None = None,
+    check: bool = False,
 ) -> SendResult:
-    """Send through the organization's providers of the channel (else the settings'), as
-    `sends_wait_on_network` found them just before on the task's thread: a send may run on a
-    sender thread, which reads no database."""
-    return backend_for(channel, organization_id, check=False).send(rendered, recipient)
+    """Send through the organization's providers of the channel (else the settings'): as
+    `sends_wait_on_network` found them just before on the task's thread (a send may run on a
+    sender thread, which reads no database), or looked up again (`check`: a proof, on its request)."""
+    return backend_for(channel, organization_id, check=check).send(rendered, recipient)
 
 
 def sends_wait_on_network(channel: str, organization_id: int | None = None) -> bool:
@@ -712,7 +717,14 @@ def send_proof(
     deliveries = []
     for recipient, rendered in ready:
         started = time.monotonic()
-        result = send(channel=of_channel.name, rendered=rendered, recipient=recipient)
+        # A proof leaves the way the organization's messages do (its own providers, if any).
+        result = send(
+            channel=of_channel.name,
+            rendered=rendered,
+            recipient=recipient,
+            organization_id=organization.pk,
+            check=True,
+        )
         delivery = delivery_row(
             message=message,
             version=None,
