@@ -9,7 +9,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
 from campaign.admin import OrganizationScopedAdmin, organization_of
@@ -153,6 +158,14 @@ class OrganizationProviderBaseForm(forms.ModelForm):
         return cleaned
 
 
+class SendTestForm(forms.Form):
+    recipient = forms.CharField(
+        max_length=500,
+        help_text="An email address, phone number or push token of a test profile or of the proof "
+        "allow-list.",
+    )
+
+
 OrganizationProviderForm = type(
     "OrganizationProviderForm", (OrganizationProviderBaseForm,), {**_kind_fields(), "__module__": __name__}
 )
@@ -170,6 +183,7 @@ class OrganizationProviderAdmin(OrganizationScopedAdmin):
         "enabled",
         "secrets_shown",
         "updated_at",
+        "test_link",
     ]
     list_filter = ["channel", "kind", "enabled"]
     ordering = ["channel", "position", "id"]
@@ -179,7 +193,7 @@ class OrganizationProviderAdmin(OrganizationScopedAdmin):
         js = ["campaign/provider_form.js"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["kind", "channel", "updated_at"] if obj is not None else []
+        return ["kind", "channel", "updated_at", "test_link"] if obj is not None else []
 
     @method_decorator(sensitive_post_parameters())
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
@@ -189,7 +203,7 @@ class OrganizationProviderAdmin(OrganizationScopedAdmin):
     def get_fieldsets(self, request, obj=None):
         main = ["name", "kind", "position", "rate_limit", "enabled"]
         if obj is not None:
-            main = ["name", "kind", "channel", "position", "rate_limit", "enabled", "updated_at"]
+            main = ["name", "kind", "channel", "position", "rate_limit", "enabled", "updated_at", "test_link"]
         if request.user.is_superuser:
             main = ["organization", *main]
         kinds = [KINDS[obj.kind]] if obj is not None and obj.kind in KINDS else list(KINDS.values())
@@ -207,6 +221,52 @@ class OrganizationProviderAdmin(OrganizationScopedAdmin):
                 )
             )
         return fieldsets
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/test/",
+                self.admin_site.admin_view(self.test_view),
+                name="transactional_organizationprovider_test",
+            ),
+            *super().get_urls(),
+        ]
+
+    def test_view(self, request, object_id):
+        """Send a test: one message through this provider alone, to a proof recipient."""
+        provider = self.get_object(request, object_id)  # scoped to the caller's organization
+        if provider is None:
+            raise Http404("No such provider.")
+        if not self.has_change_permission(request, provider):
+            raise PermissionDenied
+        form = SendTestForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = org_providers.send_test(
+                    provider=provider, typed=form.cleaned_data["recipient"], user_id=request.user.pk
+                )
+            except org_providers.TestRefused as refused:
+                form.add_error("recipient", str(refused))
+        return TemplateResponse(
+            request,
+            "admin/transactional/organizationprovider/send_test.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": provider,
+                "title": f"Send a test through {provider.name}",
+                "form": form,
+                "result": result,
+            },
+        )
+
+    @admin.display(description="Test")
+    def test_link(self, provider: OrganizationProvider) -> str:
+        if provider.pk is None:
+            return "—"
+        url = reverse("admin:transactional_organizationprovider_test", args=[provider.pk])
+        return format_html('<a class="send-test-link" href="{}">Send a test</a>', url)
 
     @admin.display(description="Secrets")
     def secrets_shown(self, provider: OrganizationProvider) -> str:

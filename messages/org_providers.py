@@ -192,3 +192,55 @@ def forget() -> None:
     """Drop this process's backends of organizations (tests; backend_for.cache_clear)."""
     with _lock:
         _entries.clear()
+
+
+# --- a test send ---------------------------------------------------------------------------------
+
+
+class TestRefused(Exception):
+    """A test send refused (a recipient off the proof allow-list, too many this minute, the
+    provider's secrets unreadable), with a reason a person can act on."""
+
+
+def send_test(*, provider: OrganizationProvider, typed: str, user_id: int | None) -> SendResult:
+    """One message through this provider alone (no failover, no rate limit), to a recipient a proof
+    could go to (a test profile's address or the proof allow-list, campaign.senders), counted as a
+    proof: an administrator checks the credentials before the provider takes real traffic."""
+    from campaign import senders
+    from messages.channels import channel as channel_of
+
+    of_channel = channel_of(provider.channel)
+    organization = provider.organization
+    try:
+        address = of_channel.proof_address(senders.bounded_proof_recipient(typed))
+    except senders.ProofRefused as error:
+        raise TestRefused(str(error)) from None
+    if not of_channel.proof_allowed(organization=organization, address=address):
+        raise TestRefused(f"'{address[:80]}' is neither a test profile's nor on the proof allow-list")
+    try:
+        senders.count_proofs(organization=organization, user_id=user_id, recipients=1)
+    except senders.ProofRefused as error:
+        raise TestRefused(str(error)) from None
+    try:
+        kind = kind_of(provider.kind)
+        backend = kind.build(
+            kind, dict(provider.options or {}), secrets_of(provider), BuildContext(provider.pk)
+        )
+    except encryption.InvalidToken:
+        raise TestRefused("its secrets cannot be decrypted (ENCRYPTION_KEYS): type them again") from None
+    text = f"A test of the provider '{provider.name}' of {organization.name or organization.slug}."
+    rendered = RenderedMessage(
+        parts={
+            part: ("Test message" if part in ("subject", "title") else text)
+            for part in of_channel.content_keys
+        },
+        from_name=of_channel.default_sender_name(organization),
+        from_address=organization.sender_address,
+        data={"test": "true"},
+    )
+    try:
+        return backend.send(rendered, Recipient(address=address))
+    finally:
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()

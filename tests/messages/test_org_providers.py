@@ -512,3 +512,40 @@ def test_an_organizations_smtp_never_carries_the_installations_credentials(organ
     connection = get_connection(provider.backend.backend_path, **provider.backend.options)
     assert (connection.host, connection.port) == ("127.0.0.1", 2525)
     assert (connection.username, connection.password, connection.ssl_certfile) == ("", "", "")
+
+
+# --- send a test -------------------------------------------------------------------------------
+
+
+def test_send_a_test_goes_through_this_provider_to_a_proof_recipient_only(
+    client, administrator, organization, other_organization
+):
+    from campaign.models import ProofRecipient
+
+    ProofRecipient.objects.create(organization=organization, kind="email", value="qa@example.com")
+    client.force_login(administrator)
+    with SmtpServer() as own:
+        provider = smtp_provider(organization, own.port, password="")
+        test_url = reverse("admin:transactional_organizationprovider_test", args=[provider.pk])
+        assert "Send a test" in client.get(LIST).content.decode()
+        refused = client.post(test_url, {"recipient": "stranger@example.com"})
+        assert refused.status_code == 200 and "neither a test profile" in refused.content.decode()
+        page = client.post(test_url, {"recipient": "qa@example.com"}).content.decode()
+        (received,) = own.mailbox.wait_for(1)
+    assert 'id="send-test-result" class="success"' in page and "250 accepted" in page
+    assert received.recipients == ["qa@example.com"] and received.subject == "Test message"
+    theirs = smtp_provider(other_organization, 2525, name="theirs")
+    other_url = reverse("admin:transactional_organizationprovider_test", args=[theirs.pk])
+    assert client.post(other_url, {"recipient": "qa@example.com"}).status_code == 404
+
+
+def test_a_failing_test_send_shows_the_providers_answer(client, administrator, organization):
+    from campaign.models import ProofRecipient
+    from tests.smtp import free_port
+
+    ProofRecipient.objects.create(organization=organization, kind="email", value="qa@example.com")
+    provider = smtp_provider(organization, free_port())  # nothing listens there
+    client.force_login(administrator)
+    test_url = reverse("admin:transactional_organizationprovider_test", args=[provider.pk])
+    page = client.post(test_url, {"recipient": "qa@example.com"}).content.decode()
+    assert 'class="errornote"' in page and "temporaryFailure" in page and "Connection" in page
