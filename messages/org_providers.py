@@ -26,9 +26,10 @@ from typing import Any
 
 from django.db import transaction
 
-from campaign import encryption, generations
+from campaign import encryption, generations, senders
 from messages import providers
 from messages.channels import ChannelBackend, Recipient, RenderedMessage, SendResult
+from messages.channels import channel as channel_of
 from messages.models import OrganizationProvider
 from messages.provider_kinds import BuildContext, kind_of
 
@@ -206,9 +207,6 @@ def send_test(*, provider: OrganizationProvider, typed: str, user_id: int | None
     """One message through this provider alone (no failover, no rate limit), to a recipient a proof
     could go to (a test profile's address or the proof allow-list, campaign.senders), counted as a
     proof: an administrator checks the credentials before the provider takes real traffic."""
-    from campaign import senders
-    from messages.channels import channel as channel_of
-
     of_channel = channel_of(provider.channel)
     organization = provider.organization
     try:
