@@ -192,10 +192,13 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
 
 # --- Several providers per channel: failover and rate limits (messages/providers.py) ----------
 # <CHANNEL>_PROVIDERS (JSON in the environment): providers tried in order, each
-# {"name", "backend" (dotted path; email: a Django email backend, SMTP by default), "options"
-# (the backend's keyword arguments), "rate_limit" (messages per second, 0: none)}. Empty: the
-# single-provider settings above.
+# {"name", "backend" (dotted path; email: a Django email backend, SMTP by default; SMS and push:
+# a backend class of messages.channels, SMS_BACKEND / PUSH_BACKEND by default), "options" (the
+# backend's keyword arguments; each unset one: its setting below), "rate_limit" (messages per
+# second, 0: none)}. Empty: the single-provider settings. `manage.py check` names a wrong entry.
 EMAIL_PROVIDERS = env.json("EMAIL_PROVIDERS", default=[])
+SMS_PROVIDERS = env.json("SMS_PROVIDERS", default=[])
+PUSH_PROVIDERS = env.json("PUSH_PROVIDERS", default=[])
 # A provider failing for its own reason this many sends in a row is set aside this long.
 PROVIDER_FAILURES_BEFORE_COOLDOWN = env.int("PROVIDER_FAILURES_BEFORE_COOLDOWN", default=3)
 PROVIDER_COOLDOWN_SECONDS = env.float("PROVIDER_COOLDOWN_SECONDS", default=60.0)

@@ -11,7 +11,9 @@ channel sends through its single backend as before.
   such a fault is tried at once on the next usable provider; every attempt is recorded on the
   delivery (`SendResult.attempts`: provider, outcome, answer) and the delivery names the provider
   that answered last. When every provider is set aside, the first one is tried anyway (a cool-down
-  is a preference, not an outage of the channel).
+  is a preference, not an outage of the channel). No further provider is tried once the claim's
+  deadline (`send_deadline`) has passed: the fault stands and the event is retried later, so a chain
+  of slow providers never outlives the claim's lease.
 * Rate limit: at most `rate_limit` sends start in any window of one second, across every process
   and machine sharing the Redis server (a sliding log in a Lua script, Redis's own clock). A send
   over the limit waits for a slot, up to the deadline of its claim (`send_deadline`): one that
@@ -36,8 +38,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
-from messages.channels import ChannelBackend, Recipient, RenderedMessage, SendResult, waits_on_network
+from messages.channels import (
+    Channel,
+    ChannelBackend,
+    Recipient,
+    RenderedMessage,
+    SendResult,
+    waits_on_network,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -271,10 +281,15 @@ class FailoverBackend:
         except Exception:  # the shared state unreachable: the providers in their order
             logger.warning("%s: the providers' shared state is unreachable", self.channel, exc_info=True)
             order = self.providers
+        deadline = _deadline.get()
         for provider in order:
+            if attempts and deadline is not None and time.monotonic() > deadline:
+                # No time left in the claim for another provider's send: the last fault stands
+                # (retried later) rather than a send that could outlive the lease.
+                break
             key = self.key(provider)
             try:
-                slot = wait_for_slot(key, provider.rate_limit, deadline=_deadline.get())
+                slot = wait_for_slot(key, provider.rate_limit, deadline=deadline)
             except Exception as error:  # no slot can be counted: never send beyond the limit
                 logger.warning("%s: the rate limit's store is unreachable", key, exc_info=True)
                 result = SendResult(
@@ -314,20 +329,49 @@ def _attempt(provider: Provider, result: SendResult) -> dict[str, Any]:
     return {"provider": provider.name, "outcome": result.outcome, "response": result.provider_response[:500]}
 
 
+ENTRY_KEYS = ("name", "backend", "options", "rate_limit")
+
+
 def configured(channel: str) -> list[dict[str, Any]]:
-    """The channel's list of providers from its setting (`<CHANNEL>_PROVIDERS`), checked."""
-    entries = getattr(settings, f"{channel.upper()}_PROVIDERS", None) or []
+    """The channel's list of providers from its setting (`<CHANNEL>_PROVIDERS`), its shape checked
+    (ValueError naming the setting and the provider); `build` checks each backend and its options."""
+    setting = f"{channel.upper()}_PROVIDERS"
+    entries = getattr(settings, setting, None) or []
+    if not isinstance(entries, list | tuple):
+        raise ValueError(f"{setting}: must be a list of providers (a JSON array)")
     names: set[str] = set()
     for entry in entries:
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or not name or len(name) > 64:
-            raise ValueError(f"{channel.upper()}_PROVIDERS: each provider needs a name (1 to 64 characters)")
+            raise ValueError(f"{setting}: each provider needs a name (1 to 64 characters)")
         if name in names:
-            raise ValueError(f"{channel.upper()}_PROVIDERS: the name '{name}' is used twice")
+            raise ValueError(f"{setting}: the name '{name}' is used twice")
         names.add(name)
-        rate = entry.get("rate_limit", 0) or 0
-        if not isinstance(rate, int | float) or rate < 0 or rate > 100_000:
+        unknown = sorted(set(entry) - set(ENTRY_KEYS))
+        if unknown:  # a misspelt rate_limit would silently mean no limit
             raise ValueError(
-                f"{channel.upper()}_PROVIDERS: '{name}': rate_limit must be 0 to 100000 per second"
+                f"{setting}: '{name}': unknown key {', '.join(repr(k) for k in unknown)} "
+                f"(a provider has {', '.join(ENTRY_KEYS)})"
             )
+        rate = entry.get("rate_limit", 0) or 0
+        if not isinstance(rate, int | float) or isinstance(rate, bool) or rate < 0 or rate > 100_000:
+            raise ValueError(f"{setting}: '{name}': rate_limit must be 0 to 100000 per second")
+        if not isinstance(entry.get("backend") or "", str):
+            raise ValueError(f"{setting}: '{name}': backend must be a dotted path (a string)")
+        if not isinstance(entry.get("options") or {}, dict):
+            raise ValueError(f"{setting}: '{name}': options must be an object (keyword arguments)")
     return list(entries)
+
+
+def build(channel: Channel, entry: dict[str, Any]) -> ChannelBackend:
+    """One provider's backend, built with its options; ImproperlyConfigured naming the setting and
+    the provider for a backend path that is no class, an option the backend does not take or a
+    wrong value (`manage.py check` reports it: messages.checks), never a TypeError in a worker."""
+    where = f"{channel.name.upper()}_PROVIDERS: '{entry.get('name')}'"
+    path = entry.get("backend") or ""
+    try:
+        return channel.provider_backend(path, dict(entry.get("options") or {}))
+    except ImportError as error:
+        raise ImproperlyConfigured(f"{where}: the backend '{path}' cannot be imported: {error}") from None
+    except (ImproperlyConfigured, TypeError, ValueError) as error:
+        raise ImproperlyConfigured(f"{where}: {error}") from None

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import inspect
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from campaign import bounds, senders
@@ -87,6 +89,80 @@ class ChannelBackend(Protocol):
 def waits_on_network(backend: ChannelBackend) -> bool:
     """Whether the backend's sends wait on a server (an attribute a backend may declare; default no)."""
     return bool(getattr(backend, "waits_on_network", False))
+
+
+# --- A backend's options (its keyword arguments: a provider's `options` in <CHANNEL>_PROVIDERS) ---
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def backend_option(
+    backend: str,
+    name: str,
+    value: Any,
+    kind: Any,  # str, int, float, bool, or a union such as str | dict
+    *,
+    low: float | None = None,
+    high: float | None = None,
+) -> Any:
+    """A backend's keyword argument checked (its type, its bounds): None stays None (the setting's
+    value, read when used); a wrong one is ImproperlyConfigured naming the option, never its value
+    (it may be a secret)."""
+    if value is None:
+        return None
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        wanted = _KIND_NAMES.get(kind, str(kind).replace(" | ", " or "))
+        raise ImproperlyConfigured(
+            f"{backend}: the option '{name}' must be {wanted}, not {type(value).__name__}"
+        )
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ImproperlyConfigured(f"{backend}: the option '{name}' must be from {low:g} to {high:g}")
+    return value
+
+
+def setting_or(value: Any, setting: str) -> Any:
+    """A backend's option as given, else (None) its setting's current value."""
+    return getattr(settings, setting) if value is None else value
+
+
+def unknown_options(target: Callable[..., Any], options: Mapping[str, Any]) -> list[str]:
+    """The options a backend class (or function) does not take as keyword arguments."""
+    parameters = inspect.signature(target).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return []
+    names = {
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+    return sorted(set(options) - names)
+
+
+def taken_options(target: Callable[..., Any]) -> list[str]:
+    """The keyword arguments a backend takes (named in the error of an unknown one)."""
+    return [
+        p.name
+        for p in inspect.signature(target).parameters.values()
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+
+
+def checked_options(target: Callable[..., Any], path: str, options: Mapping[str, Any]) -> None:
+    """ImproperlyConfigured when a provider's options name one its backend does not take."""
+    unknown = unknown_options(target, options)
+    if unknown:
+        taken = taken_options(target)
+        raise ImproperlyConfigured(
+            f"{path} takes no option {', '.join(repr(u) for u in unknown)} "
+            f"(its options: {', '.join(taken) if taken else 'none'})"
+        )
 
 
 class RecipientError(Exception):
@@ -290,7 +366,7 @@ class Channel:
             [
                 providers.Provider(
                     name=entry["name"],
-                    backend=self.provider_backend(entry.get("backend", ""), dict(entry.get("options") or {})),
+                    backend=providers.build(self, entry),
                     rate_limit=float(entry.get("rate_limit", 0) or 0),
                 )
                 for entry in entries
@@ -302,8 +378,13 @@ class Channel:
         return import_string(getattr(settings, self.backend_setting))()
 
     def provider_backend(self, path: str, options: dict[str, Any]) -> ChannelBackend:
-        """The backend of one provider of a list: its class's dotted path, built with its options."""
-        return import_string(path or getattr(settings, self.backend_setting))(**options)
+        """The backend of one provider of a list: its class's dotted path (default: the channel's
+        backend setting), built with its options; ImproperlyConfigured for an option it does not
+        take or a wrong value (ImportError for a path that is no class)."""
+        path = path or getattr(settings, self.backend_setting)
+        backend_class = import_string(path)
+        checked_options(backend_class, path, options)
+        return backend_class(**options)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<Channel {self.name}>"

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.validators import EmailValidator
+from django.utils.module_loading import import_string
 
 from campaign import addresses, bounds, senders
 from campaign.models import Organization, Profile
@@ -32,6 +33,7 @@ from messages.channels import (
     RecipientKey,
     RenderedMessage,
     SendResult,
+    checked_options,
 )
 
 TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
@@ -99,7 +101,7 @@ def accepted(message: Any) -> str:
 
 def classify_provider_error(error: Exception) -> SendResult | None:
     """What an anymail error means for the send; None for another exception."""
-    from anymail.exceptions import AnymailError, AnymailRecipientsRefused
+    from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 
     if isinstance(error, AnymailRecipientsRefused):
         return SendResult(PERMANENT, provider_response=f"refused by the provider: {str(error)[:500]}")
@@ -111,7 +113,11 @@ def classify_provider_error(error: Exception) -> SendResult | None:
         if status is not None and 400 <= status < 500 and status not in (401, 403, 408, 429):
             # The message's fault (the address stays usable).
             return SendResult(PERMANENT, provider_response=answer, quarantines=False)
-        return SendResult(TEMPORARY, provider_response=answer)
+        # An API that did not answer or answered so is the provider's fault (messages.providers:
+        # the next provider is tried); an error raised before the call (an invalid address...) is not.
+        return SendResult(
+            TEMPORARY, provider_response=answer, provider_fault=isinstance(error, AnymailAPIError)
+        )
     return None
 
 
@@ -356,7 +362,12 @@ class EmailChannel(Channel):
         return DjangoMailBackend()
 
     def provider_backend(self, path: str, options: dict[str, Any]) -> ChannelBackend:
-        return DjangoMailBackend(path or "django.core.mail.backends.smtp.EmailBackend", options)
+        """A Django email backend's dotted path (SMTP by default) and its keyword arguments: the
+        path imported and the options checked now (Django's backends take any keyword, so only a
+        backend of narrower arguments refuses one here), the connection opened at the first send."""
+        path = path or "django.core.mail.backends.smtp.EmailBackend"
+        checked_options(import_string(path), path, options)
+        return DjangoMailBackend(path, options)
 
 
 EMAIL = EmailChannel()

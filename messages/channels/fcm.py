@@ -11,6 +11,9 @@ and FCM's answer classified the way the pipeline decides (sent, temporary, perma
 * 401: the access token is refreshed once and the send tried once more; a second 401 (or a 403:
   the service account may not send) is temporary: the operator fixes the credentials, retries go.
 
+Every temporary failure above is the provider's fault (messages.providers: the next provider of
+PUSH_PROVIDERS is tried); a dead token or a wrong message is not.
+
 Every request is bounded by FCM_TIMEOUT_SECONDS (the token exchange too). The backend is shared by
 the worker's sender threads: the token is refreshed under a lock, each thread has its own session.
 """
@@ -42,22 +45,26 @@ RETRIED_CODES = {"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"}
 MAX_ANSWER_BYTES = 65536  # FCM's answers are small; more is not read
 
 
-def service_account_info() -> dict[str, Any]:
-    """The service account's JSON: FCM_SERVICE_ACCOUNT_JSON (its content) or FCM_SERVICE_ACCOUNT_FILE."""
-    content = settings.FCM_SERVICE_ACCOUNT_JSON
-    if not content and settings.FCM_SERVICE_ACCOUNT_FILE:
+def service_account_info(content: str | dict[str, Any], path: str = "") -> dict[str, Any]:
+    """The service account's JSON: `content` (its text, or the object), else the file at `path`
+    (FCM_SERVICE_ACCOUNT_JSON, FCM_SERVICE_ACCOUNT_FILE by default: FcmPushBackend)."""
+    if not content and path:
         try:
-            content = Path(settings.FCM_SERVICE_ACCOUNT_FILE).read_text()
+            content = Path(path).read_text()
         except OSError as error:
             raise ImproperlyConfigured(f"FCM_SERVICE_ACCOUNT_FILE cannot be read: {error}") from None
     if not content:
         raise ImproperlyConfigured(
-            "the FCM backend needs FCM_SERVICE_ACCOUNT_JSON or FCM_SERVICE_ACCOUNT_FILE"
+            "the FCM backend needs FCM_SERVICE_ACCOUNT_JSON or FCM_SERVICE_ACCOUNT_FILE "
+            "(a provider's service_account_json or service_account_file)"
         )
-    try:
-        info = json.loads(content)
-    except ValueError:
-        raise ImproperlyConfigured("the FCM service account is not JSON") from None
+    if isinstance(content, dict):
+        info: Any = content
+    else:
+        try:
+            info = json.loads(content)
+        except ValueError:
+            raise ImproperlyConfigured("the FCM service account is not JSON") from None
     if not isinstance(info, dict) or info.get("type") != "service_account":
         raise ImproperlyConfigured("the FCM credentials are not a service account's JSON")
     return info
@@ -132,27 +139,40 @@ def classify(status: int, body: str, headers: Any, now: dt.datetime) -> SendResu
         return SendResult(PERMANENT, provider_response=f"the registration token is dead: {response}")
     if status == 429 or status >= 500 or codes & RETRIED_CODES:
         return SendResult(
-            TEMPORARY, provider_response=response, retry_after=retry_after(headers.get("Retry-After"), now)
+            TEMPORARY,
+            provider_response=response,
+            retry_after=retry_after(headers.get("Retry-After"), now),
+            provider_fault=True,
         )
     if status in (401, 403):
-        return SendResult(TEMPORARY, provider_response=f"FCM refused the credentials: {response}")
+        return SendResult(
+            TEMPORARY, provider_response=f"FCM refused the credentials: {response}", provider_fault=True
+        )
     return SendResult(PERMANENT, provider_response=response, quarantines=False)
 
 
 class FcmClient:
     """One Firebase project's sender: its credentials (refreshed when due) and the messages:send URL."""
 
-    def __init__(self) -> None:
-        info = service_account_info()
+    def __init__(
+        self,
+        *,
+        service_account_json: str | dict[str, Any],
+        service_account_file: str,
+        project_id: str,
+        base_url: str,
+        timeout: float,
+    ) -> None:
+        info = service_account_info(service_account_json, service_account_file)
         try:
             self.credentials = service_account.Credentials.from_service_account_info(info, scopes=[FCM_SCOPE])
         except (ValueError, KeyError) as error:
             raise ImproperlyConfigured(f"the FCM service account is incomplete: {error}") from None
-        project = settings.FCM_PROJECT_ID or info.get("project_id") or ""
+        project = project_id or info.get("project_id") or ""
         if not project:
             raise ImproperlyConfigured("no FCM project: set FCM_PROJECT_ID or use a JSON with project_id")
-        self.url = f"{settings.FCM_BASE_URL.rstrip('/')}/v1/projects/{project}/messages:send"
-        self.timeout = float(settings.FCM_TIMEOUT_SECONDS)
+        self.url = f"{base_url.rstrip('/')}/v1/projects/{project}/messages:send"
+        self.timeout = float(timeout)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._token_request = _BoundedRequest(self.timeout)  # used under the lock only
@@ -192,12 +212,18 @@ class FcmClient:
             if status == 401:  # expired or revoked early: a new token, one more try
                 status, body, headers = self._post(payload, self.access_token(refused=token))
         except auth_exceptions.GoogleAuthError as error:
-            return SendResult(TEMPORARY, provider_response=f"no FCM access token: {str(error)[:400]}")
+            return SendResult(
+                TEMPORARY, provider_response=f"no FCM access token: {str(error)[:400]}", provider_fault=True
+            )
         except (
             requests.RequestException,
             urllib3.exceptions.HTTPError,
             OSError,
         ) as error:  # the body's read too
-            return SendResult(TEMPORARY, provider_response=f"{error.__class__.__name__}: {str(error)[:400]}")
+            return SendResult(
+                TEMPORARY,
+                provider_response=f"{error.__class__.__name__}: {str(error)[:400]}",
+                provider_fault=True,
+            )
         now = dt.datetime.now(dt.UTC)
         return classify(status, body, headers, now)

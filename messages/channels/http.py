@@ -18,7 +18,8 @@ TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
 
 
 def post_json(url: str, payload: dict[str, Any], *, token: str = "", timeout: float = 10.0) -> SendResult:
-    """POST a JSON payload: 2xx sent; 429/5xx and network errors temporary; other 4xx permanent."""
+    """POST a JSON payload: 2xx sent; 401/403/429/5xx and network errors temporary (the gateway's
+    fault); other 4xx permanent."""
     request = urllib.request.Request(
         url,
         data=json.dumps(payload).encode(),
@@ -42,10 +43,14 @@ def post_json(url: str, payload: dict[str, Any], *, token: str = "", timeout: fl
             )
     except urllib.error.HTTPError as error:
         body = error.read(2048).decode(errors="replace")
-        outcome = TEMPORARY if error.code == 429 or error.code >= 500 else PERMANENT
-        return SendResult(outcome, provider_response=f"{error.code} {body[:500]}")
+        # 429, 5xx and a refused token (401, 403: the operator fixes it) are the gateway's: retried,
+        # and counted toward its cool-down (messages.providers); another 4xx is the message's.
+        fault = error.code in (401, 403, 429) or error.code >= 500
+        outcome = TEMPORARY if fault else PERMANENT
+        return SendResult(outcome, provider_response=f"{error.code} {body[:500]}", provider_fault=fault)
     except (urllib.error.URLError, OSError) as error:
-        return SendResult(TEMPORARY, provider_response=f"{error.__class__.__name__}: {error}")
+        answer = f"{error.__class__.__name__}: {error}"
+        return SendResult(TEMPORARY, provider_response=answer, provider_fault=True)
 
 
 class FileOutbox:

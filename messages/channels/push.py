@@ -21,6 +21,8 @@ from messages.channels import (
     RecipientKey,
     RenderedMessage,
     SendResult,
+    backend_option,
+    setting_or,
 )
 from messages.channels.fcm import FcmClient, ttl_seconds
 from messages.channels.http import FileOutbox, post_json
@@ -54,12 +56,35 @@ def fcm_payload(
 
 class FcmPushBackend:
     """Firebase Cloud Messaging HTTP v1 with a service account (messages.channels.fcm): the
-    production backend. The credentials are read when the worker first sends a push."""
+    production backend, built when the worker first sends a push. Each option (a provider's
+    `options` in PUSH_PROVIDERS) defaults to its FCM_* setting; `service_account_json` may be the
+    key's JSON text or, in PUSH_PROVIDERS, the JSON object itself."""
 
     waits_on_network = True  # thread-safe: the token is refreshed under a lock
 
-    def __init__(self) -> None:
-        self.client = FcmClient()
+    def __init__(
+        self,
+        *,
+        service_account_json: str | dict[str, Any] | None = None,
+        service_account_file: str | None = None,
+        project_id: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        name = "FcmPushBackend"
+        content = backend_option(name, "service_account_json", service_account_json, str | dict)
+        path = backend_option(name, "service_account_file", service_account_file, str)
+        if content is None and path is None:
+            content, path = settings.FCM_SERVICE_ACCOUNT_JSON, settings.FCM_SERVICE_ACCOUNT_FILE
+        self.client = FcmClient(
+            service_account_json=content or "",
+            service_account_file=path or "",
+            project_id=setting_or(backend_option(name, "project_id", project_id, str), "FCM_PROJECT_ID"),
+            base_url=setting_or(backend_option(name, "base_url", base_url, str), "FCM_BASE_URL"),
+            timeout=setting_or(
+                backend_option(name, "timeout", timeout, float, low=0.1, high=60), "FCM_TIMEOUT_SECONDS"
+            ),
+        )
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         result = self.client.send(fcm_payload(rendered, recipient))
@@ -70,14 +95,21 @@ class FcmPushBackend:
 
 
 class HttpPushBackend:
-    """POSTs the FCM v1 payload to PUSH_GATEWAY_URL with the static PUSH_GATEWAY_TOKEN: a gateway of
-    your own, or a fake for development (no real Firebase project takes a static token)."""
+    """POSTs the FCM v1 payload to `url` with the static bearer `token` (default: PUSH_GATEWAY_URL,
+    PUSH_GATEWAY_TOKEN): a gateway of your own, or a fake for development (no real Firebase project
+    takes a static token)."""
 
     waits_on_network = True  # one request per send, nothing shared: safe on several threads
 
+    def __init__(self, *, url: str | None = None, token: str | None = None) -> None:
+        self.url = backend_option("HttpPushBackend", "url", url, str)
+        self.token = backend_option("HttpPushBackend", "token", token, str)
+
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         return post_json(
-            settings.PUSH_GATEWAY_URL, fcm_payload(rendered, recipient), token=settings.PUSH_GATEWAY_TOKEN
+            setting_or(self.url, "PUSH_GATEWAY_URL"),
+            fcm_payload(rendered, recipient),
+            token=setting_or(self.token, "PUSH_GATEWAY_TOKEN"),
         )
 
 

@@ -1,5 +1,6 @@
-"""SMS over SMPP 3.4 (smpplib): one transceiver bind per worker process, shared by the worker's
-sender threads, bound again after a lost connection.
+"""SMS over SMPP 3.4 (smpplib): one transceiver bind per worker process and SMSC account (host,
+port, credentials: two providers of SMS_PROVIDERS keep two binds), shared by the worker's sender
+threads, bound again after a lost connection.
 
 * The text goes as GSM-7 when every character allows it (messages.channels.sms: the editor's count),
   else as UCS-2 (data_coding 8). Longer than one SMS (160 / 70 characters), it is cut into parts of
@@ -12,7 +13,8 @@ sender threads, bound again after a lost connection.
   by sequence number), a `deliver_sm` receipt (esm_class 0x04) is recorded on its delivery, any
   other `deliver_sm` is a reply (a STOP opts out: messages.sms_replies).
 
-A lost connection, a timeout, a throttled or busy SMSC: temporary failure (retried). An invalid
+A lost connection, a refused bind, a timeout, a throttled or busy SMSC: temporary failure
+(retried), and the provider's fault (messages.providers: the next provider is tried). An invalid
 destination address: permanent, the number quarantined. Any other refusal: permanent, the number
 stays usable.
 """
@@ -27,7 +29,7 @@ import re
 import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, NamedTuple
 
 import smpplib.client
 import smpplib.consts
@@ -36,7 +38,7 @@ import smpplib.smpp
 from django.conf import settings
 from django.db import close_old_connections
 
-from messages.channels import Recipient, RenderedMessage, SendResult
+from messages.channels import Recipient, RenderedMessage, SendResult, backend_option, setting_or
 from messages.channels.sms import GSM7_EXTENSION, sms_length
 
 logger = logging.getLogger(__name__)
@@ -341,53 +343,105 @@ class SmppConnection:
             raise
 
 
-_connection: SmppConnection | None = None
+class BindParameters(NamedTuple):
+    """What makes one bind: two providers (or organizations) with the same keep one bind."""
+
+    host: str
+    port: int
+    system_id: str
+    password: str
+    system_type: str
+    timeout: float
+
+
+def settings_parameters() -> BindParameters:
+    return BindParameters(
+        host=settings.SMPP_HOST,
+        port=settings.SMPP_PORT,
+        system_id=settings.SMPP_SYSTEM_ID,
+        password=settings.SMPP_PASSWORD,
+        system_type=settings.SMPP_SYSTEM_TYPE,
+        timeout=settings.SMPP_TIMEOUT_SECONDS,
+    )
+
+
+_connections: dict[BindParameters, SmppConnection] = {}
 _connection_lock = threading.Lock()
 
 
-def connection() -> SmppConnection:
-    """This process's bind (a forked worker child makes its own: the parent's socket is not shared)."""
-    global _connection
+def connection(parameters: BindParameters | None = None) -> SmppConnection:
+    """This process's bind for these parameters (default: the SMPP_* settings'); one per distinct
+    parameters (a forked worker child makes its own: the parent's sockets are not shared)."""
+    parameters = parameters or settings_parameters()
     with _connection_lock:
-        if _connection is None:
-            _connection = SmppConnection(
-                host=settings.SMPP_HOST,
-                port=settings.SMPP_PORT,
-                system_id=settings.SMPP_SYSTEM_ID,
-                password=settings.SMPP_PASSWORD,
-                system_type=settings.SMPP_SYSTEM_TYPE,
-                timeout=settings.SMPP_TIMEOUT_SECONDS,
-            )
-        return _connection
+        found = _connections.get(parameters)
+        if found is None:
+            found = _connections[parameters] = SmppConnection(**parameters._asdict())
+        return found
 
 
 def _forget_in_child() -> None:
-    """A forked child never uses its parent's bind (one socket, one reader: the parent's)."""
-    global _connection, _connection_lock
-    _connection, _connection_lock = None, threading.Lock()
+    """A forked child never uses its parent's binds (one socket, one reader each: the parent's)."""
+    global _connections, _connection_lock
+    _connections, _connection_lock = {}, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def reset_connection() -> None:
-    """Close this process's bind (tests; a worker process's end)."""
-    global _connection
+    """Close every bind of this process (tests; a worker process's end)."""
     with _connection_lock:
-        current, _connection = _connection, None
-    if current is not None:
-        current.close()
+        current = list(_connections.values())
+        _connections.clear()
+    for bind in current:
+        bind.close()
 
 
 class SmppSmsBackend:
+    """SMPP through one SMSC account. Each option (a provider's `options` in SMS_PROVIDERS) defaults
+    to its SMPP_* setting, read when the bind is made; `source_addr` is the sender of a message
+    whose organization names none (SMPP_SOURCE_ADDR)."""
+
     waits_on_network = True  # the bind is shared by the sender threads, each waits on its answers
+
+    def __init__(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        system_id: str | None = None,
+        password: str | None = None,
+        system_type: str | None = None,
+        source_addr: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        name = "SmppSmsBackend"
+        self.host = backend_option(name, "host", host, str)
+        self.port = backend_option(name, "port", port, int, low=1, high=65535)
+        self.system_id = backend_option(name, "system_id", system_id, str)
+        self.password = backend_option(name, "password", password, str)
+        self.system_type = backend_option(name, "system_type", system_type, str)
+        self.source_addr = backend_option(name, "source_addr", source_addr, str)
+        self.timeout = backend_option(name, "timeout", timeout, float, low=0.1, high=120)
+
+    def parameters(self) -> BindParameters:
+        return BindParameters(
+            host=setting_or(self.host, "SMPP_HOST"),
+            port=setting_or(self.port, "SMPP_PORT"),
+            system_id=setting_or(self.system_id, "SMPP_SYSTEM_ID"),
+            password=setting_or(self.password, "SMPP_PASSWORD"),
+            system_type=setting_or(self.system_type, "SMPP_SYSTEM_TYPE"),
+            timeout=setting_or(self.timeout, "SMPP_TIMEOUT_SECONDS"),
+        )
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         text = rendered.parts.get("text", "")
         encoding, texts = split_text(text)
-        bind = connection()
+        bind = connection(self.parameters())
+        sender = rendered.from_name or setting_or(self.source_addr, "SMPP_SOURCE_ADDR")
         common: dict[str, Any] = {
-            **address_fields(rendered.from_name or settings.SMPP_SOURCE_ADDR, "source_addr"),
+            **address_fields(sender, "source_addr"),
             **address_fields(recipient.address, "dest_addr"),
             "data_coding": DATA_CODING[encoding],
             "registered_delivery": 1,
@@ -416,17 +470,23 @@ class SmppSmsBackend:
             smpplib.exceptions.PDUError,
             OSError,
         ) as error:
-            return SendResult(TEMPORARY, provider_response=f"SMPP: {error or type(error).__name__}"[:500])
+            # No bind (refused, dropped, a refused login: bind_transceiver's error), the SMSC's fault.
+            return SendResult(
+                TEMPORARY,
+                provider_response=f"SMPP: {error or type(error).__name__}"[:500],
+                provider_fault=True,
+            )
         except FutureTimeout:
-            return SendResult(TEMPORARY, provider_response="SMPP: no submit_sm_resp in time")
+            answer = "SMPP: no submit_sm_resp in time"
+            return SendResult(TEMPORARY, provider_response=answer, provider_fault=True)
         refused = next((a for a in answers if a.status != smpplib.consts.SMPP_ESME_ROK), None)
         ids = [_text(a.message_id) for a in answers]
         if refused is not None:
             status = int(refused.status)
             description = smpplib.consts.DESCRIPTIONS.get(status, "unknown status")
             response = f"SMPP status {status:#04x}: {description}"
-            if status in RETRIED_STATUSES:
-                return SendResult(TEMPORARY, provider_response=response)
+            if status in RETRIED_STATUSES:  # throttled, queue full, system error: the SMSC's state
+                return SendResult(TEMPORARY, provider_response=response, provider_fault=True)
             return SendResult(
                 PERMANENT, provider_response=response, quarantines=status in QUARANTINING_STATUSES
             )

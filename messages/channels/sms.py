@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-
 from campaign import addresses, senders
 from campaign.models import Organization, Profile
 from messages.channels import (
@@ -19,6 +17,8 @@ from messages.channels import (
     RecipientKey,
     RenderedMessage,
     SendResult,
+    backend_option,
+    setting_or,
 )
 from messages.channels.http import FileOutbox, post_json
 
@@ -28,13 +28,20 @@ def sms_payload(rendered: RenderedMessage, recipient: Recipient) -> dict[str, st
 
 
 class HttpSmsBackend:
-    """POSTs `{"to", "from", "text"}` to SMS_GATEWAY_URL with SMS_GATEWAY_TOKEN as a bearer token."""
+    """POSTs `{"to", "from", "text"}` to `url` with `token` as a bearer token (default: the
+    SMS_GATEWAY_URL and SMS_GATEWAY_TOKEN settings)."""
 
     waits_on_network = True  # one request per send, nothing shared: safe on several threads
 
+    def __init__(self, *, url: str | None = None, token: str | None = None) -> None:
+        self.url = backend_option("HttpSmsBackend", "url", url, str)
+        self.token = backend_option("HttpSmsBackend", "token", token, str)
+
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         return post_json(
-            settings.SMS_GATEWAY_URL, sms_payload(rendered, recipient), token=settings.SMS_GATEWAY_TOKEN
+            setting_or(self.url, "SMS_GATEWAY_URL"),
+            sms_payload(rendered, recipient),
+            token=setting_or(self.token, "SMS_GATEWAY_TOKEN"),
         )
 
 
@@ -114,6 +121,11 @@ class SmsChannel(Channel):
     # Click tracking through short signed links, only for a message that opts in (messages.tracking).
     tracked_part = "text"
     short_links = True
+
+    def default_sender_name(self, organization: Organization) -> str:
+        """The organization's SMS sender, not its name (an email From name, rarely a valid SMS
+        sender); empty: the provider's default (TWILIO_FROM, SMPP_SOURCE_ADDR...)."""
+        return organization.sms_sender
 
     def recipient_from_body(self, body: Any, *, required: bool) -> dict[str, str]:
         value = body.get("mobilePhone")

@@ -3,8 +3,9 @@ TWILIO_BASE_URL (a test's loopback fake), with a status callback to /webhooks/tw
 TWILIO_WEBHOOK_BASE_URL is set, and the event's expiration as ValidityPeriod (seconds, 1 to 36000).
 
 Twilio's answer classified: 429 and 5xx, network errors, 401/403 (the operator fixes the
-credentials): temporary. A refused `To` (21211 invalid number, 21610 the recipient replied STOP,
-21614 not a mobile): permanent, the number quarantined. Any other 4xx: permanent, the number usable.
+credentials): temporary, and the provider's fault (messages.providers: the next provider is tried).
+A refused `To` (21211 invalid number, 21610 the recipient replied STOP, 21614 not a mobile):
+permanent, the number quarantined. Any other 4xx: permanent, the number usable.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from messages.channels import Recipient, RenderedMessage, SendResult
+from messages.channels import Recipient, RenderedMessage, SendResult, backend_option, setting_or
 
 TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
 QUARANTINING_CODES = {21211, 21610, 21614}
@@ -29,20 +30,20 @@ VALIDITY_MAX_SECONDS = 36000
 _local = threading.local()
 
 
-def client() -> Client:
-    """This thread's client (a requests session each: the sender threads share none)."""
-    key = (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_BASE_URL)
-    if getattr(_local, "key", None) != key:
-        if not settings.TWILIO_ACCOUNT_SID or not settings.TWILIO_AUTH_TOKEN:
-            raise ImproperlyConfigured("the Twilio backend needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
-        made = Client(
-            settings.TWILIO_ACCOUNT_SID,
-            settings.TWILIO_AUTH_TOKEN,
-            http_client=TwilioHttpClient(timeout=settings.TWILIO_TIMEOUT_SECONDS),
-        )
-        made.api.base_url = settings.TWILIO_BASE_URL.rstrip("/")
-        _local.key, _local.client = key, made
-    return _local.client  # type: ignore[no-any-return]
+def client(account_sid: str, auth_token: str, base_url: str, timeout: float) -> Client:
+    """This thread's client for these credentials (a requests session each: the sender threads
+    share none, and two Twilio accounts never share one)."""
+    key = (account_sid, auth_token, base_url, timeout)
+    clients: dict[tuple[str, str, str, float], Client] = getattr(_local, "clients", None) or {}
+    _local.clients = clients
+    found = clients.get(key)
+    if found is None:
+        if not account_sid or not auth_token:
+            raise ImproperlyConfigured("the Twilio backend needs an account SID and an auth token")
+        found = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
+        found.api.base_url = base_url.rstrip("/")
+        clients[key] = found
+    return found
 
 
 def validity_seconds(expires_at: dt.datetime | None) -> int | None:
@@ -53,33 +54,73 @@ def validity_seconds(expires_at: dt.datetime | None) -> int | None:
 
 
 class TwilioSmsBackend:
+    """One Twilio account. Each option (a provider's `options` in SMS_PROVIDERS) defaults to its
+    TWILIO_* setting, read at each send: `from_` is the sender of a message whose organization
+    names none; `status_callback_url` defaults to TWILIO_WEBHOOK_BASE_URL + /webhooks/twilio/status
+    when that is set ("": no status callback)."""
+
     waits_on_network = True  # one client per thread
+
+    def __init__(
+        self,
+        *,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        from_: str | None = None,
+        messaging_service_sid: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        status_callback_url: str | None = None,
+    ) -> None:
+        name = "TwilioSmsBackend"
+        self.account_sid = backend_option(name, "account_sid", account_sid, str)
+        self.auth_token = backend_option(name, "auth_token", auth_token, str)
+        self.from_ = backend_option(name, "from_", from_, str)
+        self.messaging_service_sid = backend_option(name, "messaging_service_sid", messaging_service_sid, str)
+        self.base_url = backend_option(name, "base_url", base_url, str)
+        self.timeout = backend_option(name, "timeout", timeout, float, low=0.1, high=60)
+        self.status_callback_url = backend_option(name, "status_callback_url", status_callback_url, str)
+
+    def client(self) -> Client:
+        return client(
+            setting_or(self.account_sid, "TWILIO_ACCOUNT_SID"),
+            setting_or(self.auth_token, "TWILIO_AUTH_TOKEN"),
+            setting_or(self.base_url, "TWILIO_BASE_URL"),
+            setting_or(self.timeout, "TWILIO_TIMEOUT_SECONDS"),
+        )
+
+    def callback_url(self) -> str:
+        if self.status_callback_url is not None:
+            return str(self.status_callback_url)
+        if settings.TWILIO_WEBHOOK_BASE_URL:
+            return str(settings.TWILIO_WEBHOOK_BASE_URL).rstrip("/") + reverse("twilio-status")
+        return ""
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         fields: dict[str, object] = {"to": recipient.address, "body": rendered.parts.get("text", "")}
-        sender = rendered.from_name or settings.TWILIO_FROM
-        if settings.TWILIO_MESSAGING_SERVICE_SID and not rendered.from_name:
-            fields["messaging_service_sid"] = settings.TWILIO_MESSAGING_SERVICE_SID
+        sender = rendered.from_name or setting_or(self.from_, "TWILIO_FROM")
+        service = setting_or(self.messaging_service_sid, "TWILIO_MESSAGING_SERVICE_SID")
+        if service and not rendered.from_name:
+            fields["messaging_service_sid"] = service
         else:
             fields["from_"] = sender
-        if settings.TWILIO_WEBHOOK_BASE_URL:
-            fields["status_callback"] = settings.TWILIO_WEBHOOK_BASE_URL.rstrip("/") + reverse(
-                "twilio-status"
-            )
+        callback = self.callback_url()
+        if callback:
+            fields["status_callback"] = callback
         validity = validity_seconds(rendered.expires_at)
         if validity is not None:
             fields["validity_period"] = validity
         try:
-            message = client().messages.create(**fields)  # type: ignore[arg-type]
+            message = self.client().messages.create(**fields)  # type: ignore[arg-type]
         except TwilioRestException as error:
             response = f"Twilio {error.status} ({error.code}): {error.msg}"[:500]
             if error.status == 429 or error.status >= 500 or error.status in (401, 403):
-                return SendResult(TEMPORARY, provider_response=response)
+                return SendResult(TEMPORARY, provider_response=response, provider_fault=True)
             return SendResult(
                 PERMANENT, provider_response=response, quarantines=error.code in QUARANTINING_CODES
             )
         except (TwilioException, OSError) as error:
-            return SendResult(TEMPORARY, provider_response=f"Twilio: {error}"[:500])
+            return SendResult(TEMPORARY, provider_response=f"Twilio: {error}"[:500], provider_fault=True)
         return SendResult(
             SENT, provider_message_id=message.sid or "", provider_response=f"Twilio {message.status}"
         )

@@ -166,6 +166,24 @@ def test_every_provider_set_aside_still_tries_the_first(providers_redis, setting
     assert [a["provider"] for a in result.attempts] == ["a"]
 
 
+def test_a_fault_after_the_claims_deadline_tries_no_other_provider(providers_redis, settings):
+    """A failover that would start a send the claim's lease may not cover stops: the fault stands
+    (retried later) and the next provider is not tried."""
+    settings.PROVIDER_FAILURES_BEFORE_COOLDOWN = 5
+    down = SendResult("temporaryFailure", provider_response="timed out", provider_fault=True)
+    first, second = _Failing(down), _Failing(SendResult("sent"))
+    backend = providers.FailoverBackend(
+        "email", [providers.Provider("a", first), providers.Provider("b", second)]
+    )
+    with providers.send_deadline(time.monotonic() - 1):
+        result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
+    assert result.outcome == "temporaryFailure" and [a["provider"] for a in result.attempts] == ["a"]
+    assert second.calls == 0
+    with providers.send_deadline(time.monotonic() + 30):
+        result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
+    assert result.sent and [a["provider"] for a in result.attempts] == ["a", "b"]
+
+
 # --- failover of email between two SMTP servers ------------------------------------------------
 
 

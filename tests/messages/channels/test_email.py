@@ -1,4 +1,5 @@
-"""The email channel's own bytes: written faster than Django's default, and the same email."""
+"""The email channel: its own bytes (written faster than Django's default, and the same email), and
+how an email service provider's failures are classified."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import random
 import string
 from email._policybase import compat32
 
+import pytest
+import requests
 from django.core.mail import EmailMultiAlternatives
 
 from messages.channels.email import SHORT_HEADERS_AS_WRITTEN, PreparedEmail
@@ -69,3 +72,34 @@ def test_a_prepared_email_is_the_same_email_with_a_boundary_of_its_own():
         ]
         assert parsed.get_boundary() not in "".join(part.get_content() for part in parsed.iter_parts())
     assert ours[0].get_boundary() != ours[1].get_boundary()
+
+
+@pytest.mark.parametrize(
+    "status, outcome, fault",
+    [
+        (None, "temporaryFailure", True),  # no answer
+        (503, "temporaryFailure", True),
+        (401, "temporaryFailure", True),  # our credentials refused
+        (429, "temporaryFailure", True),
+        (422, "permanentFailure", False),  # the message's fault
+    ],
+)
+def test_an_email_service_providers_api_failure_is_classified(status, outcome, fault):
+    from anymail.exceptions import AnymailAPIError
+
+    from messages.channels.email import classify_provider_error
+
+    response = requests.Response()  # as anymail's backends raise it: the ESP's answer attached
+    response.status_code, response.reason, response._content = status, "refused", b"{}"
+    error = AnymailAPIError("refused", status_code=status, response=response if status else None)
+    result = classify_provider_error(error)
+    assert result is not None and result.outcome == outcome and result.provider_fault is fault
+
+
+def test_an_address_anymail_refuses_before_any_call_is_no_fault_of_the_provider():
+    from anymail.exceptions import AnymailInvalidAddress, AnymailRecipientsRefused
+
+    from messages.channels.email import classify_provider_error
+
+    assert not classify_provider_error(AnymailInvalidAddress("not an address")).provider_fault
+    assert not classify_provider_error(AnymailRecipientsRefused()).provider_fault
