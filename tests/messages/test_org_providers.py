@@ -549,3 +549,20 @@ def test_a_failing_test_send_shows_the_providers_answer(client, administrator, o
     test_url = reverse("admin:transactional_organizationprovider_test", args=[provider.pk])
     page = client.post(test_url, {"recipient": "qa@example.com"}).content.decode()
     assert 'class="errornote"' in page and "temporaryFailure" in page and "Connection" in page
+
+
+def test_providers_whose_secrets_no_key_opens_hold_the_send_back(organization, settings, caplog):
+    """A key dropped before the rotation ran: the organization's email waits (a temporary failure)
+    rather than leaving through the installation's provider, and nothing logged names the secret."""
+    from cryptography.fernet import Fernet
+
+    from messages.channels import Recipient, RenderedMessage
+
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    smtp_provider(organization, 2525, password=PASSWORD)
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    backend = backend_for("email", organization.pk)
+    assert isinstance(backend, org_providers.Unbuildable)
+    result = backend.send(RenderedMessage(parts={"subject": "s", "text": "t"}), Recipient("a@example.com"))
+    assert result.outcome == "temporaryFailure" and "cannot be built" in result.provider_response
+    assert "InvalidToken" in caplog.text and PASSWORD not in caplog.text
