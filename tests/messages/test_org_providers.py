@@ -566,3 +566,14 @@ def test_providers_whose_secrets_no_key_opens_hold_the_send_back(organization, s
     result = backend.send(RenderedMessage(parts={"subject": "s", "text": "t"}), Recipient("a@example.com"))
     assert result.outcome == "temporaryFailure" and "cannot be built" in result.provider_response
     assert "InvalidToken" in caplog.text and PASSWORD not in caplog.text
+
+
+def test_a_superuser_adds_a_provider_for_any_organization(admin_client, other_organization):
+    assert admin_client.get(ADD).status_code == 200
+    response = admin_client.post(ADD, smtp_form(2525, organization=str(other_organization.pk)))
+    assert response.status_code == 302
+    provider = OrganizationProvider.objects.get()
+    assert provider.organization == other_organization
+    assert org_providers.secrets_of(provider) == {"password": PASSWORD}
+    change = reverse("admin:transactional_organizationprovider_change", args=[provider.pk])
+    assert PASSWORD not in admin_client.get(change).content.decode()
