@@ -84,3 +84,25 @@ def phone_number(value: str) -> str:
     if not acceptable(number):
         raise ValueError(f"'{value}' is not a valid phone number (E.164, e.g. +33612345678)")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# The GSM 03.38 basic character set an alphanumeric SMS sender may use (letters, digits, space and
+# a few signs carriers accept); 11 characters at most (the TP-OA field holds 11 GSM-7 characters).
+_GSM_SENDER = re.compile(r"^[A-Za-z0-9 .\-_&+!?'@#%()*/:;<=>,]{1,11}$")
+SHORT_CODE = re.compile(r"^[0-9]{3,8}$")
+
+
+def sms_sender(value: str) -> str:
+    """An SMS sender as it is sent: an E.164 number, a short code of 3 to 8 digits, or an
+    alphanumeric sender of 1 to 11 GSM characters with at least one letter; ValueError otherwise."""
+    value = value.strip()
+    if value.startswith("+"):
+        return phone_number(value)
+    if SHORT_CODE.match(value):
+        return value
+    if _GSM_SENDER.match(value) and any(c.isalpha() for c in value) and value == value.strip():
+        return value
+    raise ValueError(
+        f"'{value[:40]}' is not an SMS sender: an E.164 number (+33612345678), a short code of 3 to 8 "
+        "digits, or 1 to 11 letters, digits, spaces or basic signs with at least one letter"
+    )

@@ -45,6 +45,17 @@ def validate_time_zone(name: str) -> None:
         raise ValidationError(f"'{name}' is not a time zone name (e.g. Europe/Paris, America/New_York).")
 
 
+def validate_sms_sender(value: str) -> None:
+    if not value:
+        return
+    try:
+        normalised = addresses.sms_sender(value)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+    if normalised != value:
+        raise ValidationError(f"Write the sender as it is sent: {normalised}.")
+
+
 class Organization(models.Model):
     slug = models.CharField(
         "organization id",
@@ -55,6 +66,16 @@ class Organization(models.Model):
     name = models.CharField(max_length=200, blank=True)
     sender_name = models.CharField(max_length=200, blank=True, help_text="Default From name (brand).")
     sender_address = models.EmailField(blank=True, help_text="Default From address.")
+    sms_sender = models.CharField(
+        "SMS sender",
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",  # code of the previous release, which knows no such column, still inserts
+        validators=[validate_sms_sender],
+        help_text="The sender of this organization's SMS when a message names none: an E.164 number "
+        "(+33612345678), a short code (12345) or 1 to 11 letters and digits (ACME). Empty: the provider's.",
+    )
     time_zone = models.CharField(
         max_length=64,
         blank=True,

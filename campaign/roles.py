@@ -33,6 +33,7 @@ ROLE_PERMISSIONS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         ("events", "configurationstatuschange"): ("view",),
         ("events", "webhookendpoint"): ("view", "add", "change", "delete"),
         ("events", "webhooknotification"): ("view",),
+        ("transactional", "organizationprovider"): ("view", "add", "change", "delete"),
     },
     MARKETERS: {
         ("transactional", "transactionalmessage"): ("view", "change"),

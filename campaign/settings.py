@@ -202,6 +202,10 @@ PUSH_PROVIDERS = env.json("PUSH_PROVIDERS", default=[])
 # A provider failing for its own reason this many sends in a row is set aside this long.
 PROVIDER_FAILURES_BEFORE_COOLDOWN = env.int("PROVIDER_FAILURES_BEFORE_COOLDOWN", default=3)
 PROVIDER_COOLDOWN_SECONDS = env.float("PROVIDER_COOLDOWN_SECONDS", default=60.0)
+# An organization's own providers (admin, messages.models.OrganizationProvider): hosts and URLs that
+# resolve to private, loopback or link-local addresses, and http:// URLs, are refused unless this is on
+# (development, tests).
+PROVIDER_ALLOW_PRIVATE_TARGETS = env.bool("PROVIDER_ALLOW_PRIVATE_TARGETS", default=False)
 # Where the failure counts, cool-downs and rate windows are shared by every worker process and
 # machine: REDIS_URL, else the Celery broker when it is Redis; none: per process (one worker only).
 PROVIDERS_REDIS_URL = env.str("PROVIDERS_REDIS_URL", default="") or env.str("REDIS_URL", default="")

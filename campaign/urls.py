@@ -32,6 +32,17 @@ urlpatterns = [
     path("s/<str:code>", message_views.tracking_short_link, name="tracking-short"),
     path("webhooks/twilio/status", twilio_views.twilio_status, name="twilio-status"),
     path("webhooks/twilio/inbound", twilio_views.twilio_inbound, name="twilio-inbound"),
+    # An organization's own Twilio provider (messages.models.OrganizationProvider), signed with its token.
+    path(
+        "webhooks/twilio/<int:provider_id>/status",
+        twilio_views.provider_status,
+        name="twilio-provider-status",
+    ),
+    path(
+        "webhooks/twilio/<int:provider_id>/inbound",
+        twilio_views.provider_inbound,
+        name="twilio-provider-inbound",
+    ),
     # An email service provider's tracking webhooks (django-anymail), e.g. /anymail/postmark/tracking/.
     path("anymail/", include((provider_events.webhook_urlpatterns(), "anymail"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -275,7 +275,7 @@ class _Batch:
     def _send(self, send: _Send) -> None:
         while self.in_flight >= self.capacity:
             self._make_room()
-        if message_services.sends_wait_on_network(send.channel):
+        if message_services.sends_wait_on_network(send.channel, send.event.organization_id):
             future = sending.submit(self.capacity, _render_and_send, send)
             self.sending[future] = send
             future.add_done_callback(self.finished.put)
@@ -611,7 +611,12 @@ def _render_and_send(send: _Send) -> Decision:
         return Decision(outcome, profile=profile, message_version=send.version)
     started = time.monotonic()
     with providers.send_deadline(_send_deadline(send.claim.lease)):
-        result = message_services.send(channel=send.channel, rendered=rendered, recipient=send.recipient)
+        result = message_services.send(
+            channel=send.channel,
+            rendered=rendered,
+            recipient=send.recipient,
+            organization_id=send.event.organization_id,
+        )
     return _sent_decision(send, rendered, result, int((time.monotonic() - started) * 1000), displayed)
 
 

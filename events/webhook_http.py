@@ -8,7 +8,6 @@ followed (a 3xx is a failed attempt), and only the status line and headers of th
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import socket
 import ssl
 import time
@@ -17,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
+
+from campaign.network import refused_address
 
 
 class TargetRefused(Exception):
@@ -48,14 +49,6 @@ def parse(url: str) -> urllib.parse.SplitResult:
     if parts.username or parts.password:
         raise TargetRefused("The URL must not hold a user name or password.")
     return parts
-
-
-def refused_address(address: str) -> bool:
-    """True for an address outside the public internet (loopback, private, link-local...)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
 
 
 def resolve(host: str, port: int) -> list[str]:

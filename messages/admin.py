@@ -726,3 +726,6 @@ class DeliveryAdmin(CsvExportMixin, OrganizationScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+from messages import admin_providers  # noqa: E402, F401  - registers the organizations' providers

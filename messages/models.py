@@ -6,11 +6,16 @@ Nothing here points at the events app: an event configuration declares its messa
 deliveries it caused (`event.deliveries`), each relation in the app above, pointing down."""
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from messages.channels import channel as channel_of
 from messages.channels import channel_choices
+from messages.provider_kinds import kind_choices
+
+PROVIDER_POSITION_MAX = 999
+PROVIDER_RATE_LIMIT_MAX = 100_000  # as messages.providers.configured bounds a setting's
 
 
 class TransactionalMessage(models.Model):
@@ -364,3 +369,50 @@ class SmsReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.message_id}: {self.status}"
+
+
+class OrganizationProvider(models.Model):
+    """One provider of an organization for one channel (messages.org_providers): its enabled
+    providers of a channel, in `position` order, send that organization's messages with failover
+    and their rate limits; an organization with none uses the settings' (EMAIL_PROVIDERS...).
+
+    The kind is one of a fixed list (messages.provider_kinds), never a dotted path. `options` are
+    the kind's non-secret fields; its secrets (passwords, tokens, keys) are one JSON object encrypted
+    with campaign.encryption, never shown back."""
+
+    organization = models.ForeignKey(
+        "campaign.Organization", on_delete=models.CASCADE, related_name="message_providers"
+    )
+    channel = models.CharField(max_length=8, choices=channel_choices, editable=False)
+    name = models.SlugField(
+        max_length=64, help_text="Shown on each delivery it sends (letters, digits, - and _)."
+    )
+    position = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(PROVIDER_POSITION_MAX)],
+        help_text="The order of failover: the lowest is tried first.",
+    )
+    kind = models.CharField(max_length=32, choices=kind_choices)
+    options = models.JSONField(default=dict, blank=True, editable=False)
+    secrets_encrypted = models.TextField(blank=True, default="", editable=False)
+    rate_limit = models.FloatField(
+        "rate limit",
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(PROVIDER_RATE_LIMIT_MAX)],
+        help_text="Messages per second at most, shared by every worker (0: none).",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization", "channel", "position", "id"]
+        verbose_name = "provider"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "channel", "name"], name="organization_provider_unique_name"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.channel})"

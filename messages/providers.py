@@ -73,6 +73,9 @@ class Provider:
     name: str
     backend: ChannelBackend
     rate_limit: float = 0.0  # messages per second; 0: no limit
+    # Its key in the shared state (default: its name); an organization's provider has its row's
+    # (messages.org_providers), so two organizations' providers of one name are two limits.
+    key: str = ""
 
 
 # --- the shared state ---------------------------------------------------------------------------
@@ -259,7 +262,7 @@ class FailoverBackend:
         return any(waits_on_network(p.backend) for p in self.providers)
 
     def key(self, provider: Provider) -> str:
-        return f"{self.channel}:{provider.name}"
+        return f"{self.channel}:{provider.key or provider.name}"
 
     def order(self) -> list[Provider]:
         """The providers to try, in order: those not set aside, then (if none is) the first."""

@@ -386,7 +386,7 @@ def compose(
             parts = {**parts, of_channel.tracked_part: tracked.html}
     return RenderedMessage(
         parts=parts,
-        from_name=sender.get("name") or organization.sender_name or organization.name,
+        from_name=sender.get("name") or of_channel.default_sender_name(organization),
         from_address=sender.get("address") or organization.sender_address,
         reply_to=str(content.get("replyTo") or ""),
         headers=headers,
@@ -397,14 +397,26 @@ def compose(
     )
 
 
-def send(*, channel: str, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
-    return backend_for(channel).send(rendered, recipient)
+def send(
+    *,
+    channel: str,
+    rendered: RenderedMessage,
+    recipient: Recipient,
+    organization_id: int | None = None,
+    check: bool = False,
+) -> SendResult:
+    """Send through the organization's providers of the channel (else the settings'): as
+    `sends_wait_on_network` found them just before on the task's thread (a send may run on a
+    sender thread, which reads no database), or looked up again (`check`: a proof, on its request)."""
+    return backend_for(channel, organization_id, check=check).send(rendered, recipient)
 
 
-def sends_wait_on_network(channel: str) -> bool:
-    """Whether a send of this channel waits on a server (SMTP, a gateway), so that several may
-    run at once on threads; sends that stay in the process (tests, files) run where they are asked."""
-    return waits_on_network(backend_for(channel))
+def sends_wait_on_network(channel: str, organization_id: int | None = None) -> bool:
+    """Whether a send of this channel (for this organization) waits on a server (SMTP, a gateway),
+    so that several may run at once on threads; sends that stay in the process (tests, files) run
+    where they are asked. It also brings the organization's backend up to date (its providers'
+    changes), which `send` then uses."""
+    return waits_on_network(backend_for(channel, organization_id))
 
 
 def delivery_row(
@@ -705,7 +717,14 @@ def send_proof(
     deliveries = []
     for recipient, rendered in ready:
         started = time.monotonic()
-        result = send(channel=of_channel.name, rendered=rendered, recipient=recipient)
+        # A proof leaves the way the organization's messages do (its own providers, if any).
+        result = send(
+            channel=of_channel.name,
+            rendered=rendered,
+            recipient=recipient,
+            organization_id=organization.pk,
+            check=True,
+        )
         delivery = delivery_row(
             message=message,
             version=None,

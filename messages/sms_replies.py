@@ -74,9 +74,10 @@ def is_stop(text: str) -> bool:
     return first.strip(".!") in STOP_KEYWORDS
 
 
-def reply_received(*, sender: str, text: str) -> bool:
+def reply_received(*, sender: str, text: str, organization_id: int | None = None) -> bool:
     """A recipient's reply: a STOP opts the profile(s) with that number out of SMS and quarantines
-    the number, in the organization that last sent it an SMS. Whether it did."""
+    the number, in the organization that last sent it an SMS (or the one given: a reply that came
+    through an organization's own provider). Whether it did."""
     if not is_stop(text):
         return False
     try:
@@ -84,7 +85,7 @@ def reply_received(*, sender: str, text: str) -> bool:
     except ValueError:
         logger.info("SMS reply from an unusable number ignored", extra={"sender": sender[:64]})
         return False
-    latest = (
+    latest = organization_id or (
         Delivery.objects.filter(channel="sms", recipient=number, is_proof=False)
         .order_by("-id")
         .values_list("organization_id", flat=True)

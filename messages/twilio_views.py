@@ -11,35 +11,47 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
-from messages import sms_replies
+from campaign import encryption
+from messages import org_providers, sms_replies
+from messages.models import OrganizationProvider
 
 FORM_VALUE_MAX_CHARS = 2000  # Twilio's fields are short; an inbound body at most 1600 characters
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-def signed(request: HttpRequest) -> bool:
-    """Whether Twilio signed this request: over TWILIO_WEBHOOK_BASE_URL + path (the URL Twilio was
-    given) when set, else over the URL as the request reached us."""
+def signed(request: HttpRequest, auth_token: str | None = None) -> bool:
+    """Whether Twilio signed this request with the auth token (default TWILIO_AUTH_TOKEN; an
+    organization's Twilio provider's on its own routes): over TWILIO_WEBHOOK_BASE_URL + path (the
+    URL Twilio was given) when set, else over the URL as the request reached us."""
+    token = settings.TWILIO_AUTH_TOKEN if auth_token is None else auth_token
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not settings.TWILIO_AUTH_TOKEN:
+    if not signature or not token:
         return False
     if settings.TWILIO_WEBHOOK_BASE_URL:
         url = settings.TWILIO_WEBHOOK_BASE_URL.rstrip("/") + request.get_full_path()
     else:
         url = request.build_absolute_uri()
     form = {key: request.POST.get(key, "") for key in request.POST}
-    return bool(RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, form, signature))
+    return bool(RequestValidator(token).validate(url, form, signature))
 
 
 def _field(request: HttpRequest, name: str) -> str:
     return str(request.POST.get(name, ""))[:FORM_VALUE_MAX_CHARS]
 
 
+def _refused() -> HttpResponse:
+    return HttpResponse("Invalid Twilio signature", status=403, content_type="text/plain")
+
+
 @csrf_exempt
 @require_POST
 def twilio_status(request: HttpRequest) -> HttpResponse:
     if not signed(request):
-        return HttpResponse("Invalid Twilio signature", status=403, content_type="text/plain")
+        return _refused()
+    return _status(request)
+
+
+def _status(request: HttpRequest) -> HttpResponse:
     sid, status = _field(request, "MessageSid"), _field(request, "MessageStatus")
     if not sid or not status:
         return HttpResponse(
@@ -56,6 +68,42 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
 @require_POST
 def twilio_inbound(request: HttpRequest) -> HttpResponse:
     if not signed(request):
-        return HttpResponse("Invalid Twilio signature", status=403, content_type="text/plain")
+        return _refused()
     sms_replies.reply_received(sender=_field(request, "From"), text=_field(request, "Body"))
+    return HttpResponse(EMPTY_TWIML, content_type="text/xml")
+
+
+def _provider_token(provider_id: int) -> tuple[int, str] | None:
+    """(organization id, auth token) of an organization's Twilio provider; None when there is no
+    such provider or its token cannot be read (the request is then refused like a bad signature)."""
+    provider = OrganizationProvider.objects.filter(pk=provider_id, kind="twilio").first()
+    if provider is None:
+        return None
+    try:
+        token = org_providers.secrets_of(provider).get("auth_token", "")
+    except encryption.InvalidToken:
+        return None
+    return (provider.organization_id, token) if token else None
+
+
+@csrf_exempt
+@require_POST
+def provider_status(request: HttpRequest, provider_id: int) -> HttpResponse:
+    """The status callback of an organization's Twilio provider, signed with ITS auth token."""
+    found = _provider_token(provider_id)
+    if found is None or not signed(request, found[1]):
+        return _refused()
+    return _status(request)
+
+
+@csrf_exempt
+@require_POST
+def provider_inbound(request: HttpRequest, provider_id: int) -> HttpResponse:
+    """An inbound SMS to an organization's Twilio number: a STOP opts out in THAT organization."""
+    found = _provider_token(provider_id)
+    if found is None or not signed(request, found[1]):
+        return _refused()
+    sms_replies.reply_received(
+        sender=_field(request, "From"), text=_field(request, "Body"), organization_id=found[0]
+    )
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")

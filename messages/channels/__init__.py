@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -288,6 +289,10 @@ class Channel:
         """What the editor's live preview shows besides the parts, as JSON: nothing by default."""
         return {}
 
+    def default_sender_name(self, organization: Organization) -> str:
+        """The sender name of a message that names none: the organization's brand (a From name)."""
+        return organization.sender_name or organization.name
+
     # --- recipients ----------------------------------------------------------------------------
 
     def recipient_from_body(self, body: Mapping[str, Any], *, required: bool) -> dict[str, str]:
@@ -423,12 +428,24 @@ def channel_choices() -> list[tuple[str, str]]:
 
 
 class _CachedBackends:
-    """One backend instance per process and channel, so connections are reused across sends."""
+    """One backend instance per process and channel (and per organization with providers of its
+    own: messages.org_providers), so connections are reused across sends."""
 
     def __init__(self) -> None:
         self._backends: dict[str, ChannelBackend] = {}
 
-    def __call__(self, name: str) -> ChannelBackend:
+    def __call__(
+        self, name: str, organization_id: int | None = None, *, check: bool = True
+    ) -> ChannelBackend:
+        """The backend of a channel: the organization's own providers if it has any enabled, else
+        the settings'. `check=False`: no database read when this process knows the organization's
+        (a sender thread; see org_providers.backend_of)."""
+        if organization_id is not None:
+            from messages import org_providers
+
+            own = org_providers.backend_of(name, organization_id, check=check)
+            if own is not None:
+                return own
         backend = self._backends.get(name)
         if backend is None:
             backend = self._backends[name] = channel(name).backend()
@@ -436,6 +453,8 @@ class _CachedBackends:
 
     def cache_clear(self) -> None:
         self._backends.clear()
+        if "messages.org_providers" in sys.modules:
+            sys.modules["messages.org_providers"].forget()
 
 
 backend_for = _CachedBackends()

@@ -122,6 +122,11 @@ class SmsChannel(Channel):
     tracked_part = "text"
     short_links = True
 
+    def default_sender_name(self, organization: Organization) -> str:
+        """The organization's SMS sender, not its name (an email From name, rarely a valid SMS
+        sender); empty: the provider's default (TWILIO_FROM, SMPP_SOURCE_ADDR...)."""
+        return organization.sms_sender
+
     def recipient_from_body(self, body: Any, *, required: bool) -> dict[str, str]:
         value = body.get("mobilePhone")
         if value is None and not required:

@@ -72,6 +72,8 @@ def post_form(url: str, form: dict, *, token: str = TOKEN) -> int:
 
 
 def test_the_worker_sends_through_twilio_and_its_callbacks_are_recorded(stack, geometrixx, twilio):
+    geometrixx.sms_sender = "Geometrixx"
+    geometrixx.save()
     publish_events(geometrixx, dict(CODE))
     profile = ProfileFactory(organization=geometrixx, mobile_phone=NUMBER)
     headers = stack.token_headers(geometrixx)

@@ -303,6 +303,8 @@ def test_a_template_that_fails_at_render_time_fails_delivery(cart_configuration)
 
 def test_sms_and_push_go_through_their_backends(organization, settings, tmp_path):
     settings.CHANNEL_OUTBOX_DIR = str(tmp_path)
+    organization.sms_sender = "GEOMETRIXX"  # an SMS goes from the organization's SMS sender
+    organization.save()
     sms, push = publish_events(
         organization,
         {
@@ -325,7 +327,7 @@ def test_sms_and_push_go_through_their_backends(organization, settings, tmp_path
     import json
 
     sms_file = json.loads(next((tmp_path / "sms").iterdir()).read_text())
-    assert sms_file == {"to": "+33612345678", "from": "Geometrixx", "text": "Your code: 4242"}
+    assert sms_file == {"to": "+33612345678", "from": "GEOMETRIXX", "text": "Your code: 4242"}
     push_file = json.loads(next((tmp_path / "push").iterdir()).read_text())
     assert push_file["message"]["token"] == "tok-1"
     assert push_file["message"]["notification"] == {"title": "Shipped", "body": "Order A1 is on its way"}

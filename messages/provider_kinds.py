@@ -1,0 +1,503 @@
+"""The kinds of provider an organization may set up in the admin (messages.models.OrganizationProvider):
+a fixed list in code, each naming its channel, the backend it builds and the fields it takes. A
+user picks a kind, never a dotted path: what the product imports and where it connects is decided
+here, and every field has its type and bounds.
+
+A field is an option (kept in clear in the row's JSON) or a secret (a password, a token, a service
+account's key: kept encrypted, messages.org_providers). Hosts and URLs are refused when they resolve
+to a private, loopback or link-local address, and URLs must be https, unless
+PROVIDER_ALLOW_PRIVATE_TARGETS is on (development, tests).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils.module_loading import import_string
+
+from campaign import addresses, network
+from messages.channels import ChannelBackend
+
+URL_MAX_LENGTH = 500
+TEXT_MAX_LENGTH = 200
+SECRET_MAX_LENGTH = 20_000  # a service account's JSON is about 2,400 characters
+TIMEOUT_BOUNDS = (0.1, 120.0)
+
+
+class FieldProblem(ValueError):
+    """A field's value refused, with a reason a person can act on (never the value of a secret)."""
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # the backend's keyword argument (or the kind's own name for it)
+    label: str
+    type: str = "text"  # text, host, port, url, bool, seconds, sender, service_account
+    required: bool = False
+    secret: bool = False
+    default: Any = None
+    help: str = ""
+    high: float | None = None  # a number's upper bound, when tighter than its type's
+
+    @property
+    def empty(self) -> Any:
+        """What the backend is given when the field is empty: never None, which would make a
+        backend read the installation's setting (its credentials, sent to this provider's host)."""
+        if self.default is not None:
+            return self.default
+        return False if self.type == "bool" else ""
+
+    def check(self, value: Any) -> Any:
+        """The value as kept (an option) or used (a secret); FieldProblem otherwise."""
+        if value in (None, ""):
+            if self.required:
+                raise FieldProblem("This field is required.")
+            return self.default if self.default is not None else ("" if self.type != "bool" else False)
+        check = _CHECKS.get(self.type, _text)
+        checked = check(value, secret=self.secret)
+        if self.high is not None and checked > self.high:
+            raise FieldProblem(f"At most {self.high:g}.")
+        return checked
+
+
+def allow_private() -> bool:
+    return bool(getattr(settings, "PROVIDER_ALLOW_PRIVATE_TARGETS", False))
+
+
+def _text(value: Any, *, secret: bool = False) -> str:
+    text = str(value).strip()
+    limit = SECRET_MAX_LENGTH if secret else TEXT_MAX_LENGTH
+    if len(text) > limit:
+        raise FieldProblem(f"At most {limit} characters.")
+    if any(ord(c) < 32 for c in text):
+        raise FieldProblem("No control characters (line breaks, tabs).")
+    return text
+
+
+def _port(value: Any, *, secret: bool = False) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise FieldProblem("A port is a number from 1 to 65535.") from None
+    if not 1 <= port <= 65535:
+        raise FieldProblem("A port is a number from 1 to 65535.")
+    return port
+
+
+def _host(value: Any, *, secret: bool = False) -> str:
+    host = str(value).strip()
+    problem = network.host_name_problem(host)
+    if problem:
+        raise FieldProblem(problem)
+    return host
+
+
+def _url(value: Any, *, secret: bool = False) -> str:
+    url = str(value).strip()
+    if len(url) > URL_MAX_LENGTH:
+        raise FieldProblem(f"At most {URL_MAX_LENGTH} characters.")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as error:
+        raise FieldProblem(f"Not a URL: {error}.") from None
+    schemes = ("https", "http") if allow_private() else ("https",)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise FieldProblem("The URL must start with https:// and name a host.")
+    if parts.username or parts.password:
+        raise FieldProblem("The URL must not hold a user name or password (use the kind's secret fields).")
+    return url
+
+
+def _bool(value: Any, *, secret: bool = False) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise FieldProblem("Yes or no.")
+
+
+def _seconds(value: Any, *, secret: bool = False) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise FieldProblem("A number of seconds.") from None
+    low, high = TIMEOUT_BOUNDS
+    if not low <= seconds <= high:
+        raise FieldProblem(f"From {low} to {high:g} seconds.")
+    return seconds
+
+
+def _sender(value: Any, *, secret: bool = False) -> str:
+    try:
+        return addresses.sms_sender(str(value))
+    except ValueError as error:
+        raise FieldProblem(str(error)) from None
+
+
+SERVICE_ACCOUNT_KEYS = ("client_email", "private_key", "token_uri")
+
+
+def _service_account(value: Any, *, secret: bool = False) -> str:
+    """A Firebase service account's JSON key: parsed, of type service_account, with its keys."""
+    text = str(value).strip()
+    if len(text) > SECRET_MAX_LENGTH:
+        raise FieldProblem(f"At most {SECRET_MAX_LENGTH} characters.")
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        # The position only: the message of a JSON error quotes nothing of the document.
+        raise FieldProblem(f"Not JSON (line {error.lineno}, column {error.colno}).") from None
+    if not isinstance(parsed, dict) or parsed.get("type") != "service_account":
+        raise FieldProblem('Not a service account\'s JSON key (its "type" must be "service_account").')
+    missing = [key for key in SERVICE_ACCOUNT_KEYS if not isinstance(parsed.get(key), str) or not parsed[key]]
+    if missing:
+        raise FieldProblem(f"The service account's JSON key has no {', '.join(missing)}.")
+    try:
+        _url(parsed["token_uri"])
+    except FieldProblem as problem:
+        raise FieldProblem(f"Its token_uri: {problem}") from None
+    return text
+
+
+_CHECKS: dict[str, Callable[..., Any]] = {
+    "text": _text,
+    "host": _host,
+    "port": _port,
+    "url": _url,
+    "bool": _bool,
+    "seconds": _seconds,
+    "sender": _sender,
+    "service_account": _service_account,
+}
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a kind's backend needs besides its fields: the provider's row id (Twilio's callback
+    URL names it)."""
+
+    provider_id: int
+
+
+@dataclass(frozen=True)
+class Kind:
+    key: str
+    label: str
+    channel: str
+    fields: tuple[Field, ...]
+    build: Callable[[Kind, dict[str, Any], dict[str, str], BuildContext], ChannelBackend]
+    backend: str = ""  # the Django email backend (email kinds) or the channel backend class
+    requires: str = ""  # a module the kind needs installed
+
+    @property
+    def options(self) -> tuple[Field, ...]:
+        return tuple(f for f in self.fields if not f.secret)
+
+    @property
+    def secrets(self) -> tuple[Field, ...]:
+        return tuple(f for f in self.fields if f.secret)
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+
+# --- building a backend ------------------------------------------------------------------------
+
+
+def every_field(kind: Kind, options: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """Every field of the kind with a value (its empty value when unset): a backend given None
+    would read the installation's setting instead."""
+    given = {**options, **secrets}
+    return {
+        item.name: item.empty if given.get(item.name) in (None, "") else given[item.name]
+        for item in kind.fields
+    }
+
+
+def _email(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    """An anymail backend: its required credentials are the organization's (the form requires
+    them); an empty optional field (an API URL) is the provider's default."""
+    from messages.channels.email import DjangoMailBackend
+
+    kwargs = {k: v for k, v in every_field(kind, options, secrets).items() if v not in ("", None)}
+    return DjangoMailBackend(kind.backend, kwargs)
+
+
+def _smtp(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    from messages.channels.email import DjangoMailBackend
+
+    kwargs = every_field(kind, options, secrets)
+    # Never the installation's client certificate (EMAIL_SSL_CERTFILE...) toward this host.
+    kwargs.update(ssl_keyfile="", ssl_certfile="")
+    return DjangoMailBackend(kind.backend, kwargs)
+
+
+def _amazon_ses(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    from messages.channels.email import DjangoMailBackend
+
+    # The organization's own keys, always (the form requires them): never the machine's AWS
+    # credentials toward an endpoint the organization chose.
+    session = {
+        "region_name": options.get("region_name") or None,
+        "aws_access_key_id": options.get("aws_access_key_id", ""),
+        "aws_secret_access_key": secrets.get("aws_secret_access_key", ""),
+    }
+    client = {"endpoint_url": options["endpoint_url"]} if options.get("endpoint_url") else {}
+    return DjangoMailBackend(kind.backend, {"session_params": session, "client_params": client})
+
+
+def _keywords(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    """A channel backend taking its fields as keyword arguments (messages.channels.*)."""
+    return import_string(kind.backend)(**every_field(kind, options, secrets))
+
+
+def twilio_callback_url(provider_id: int, route: str = "status") -> str:
+    """Where Twilio reports an organization's SMS (its own route, checked with its own token):
+    TWILIO_WEBHOOK_BASE_URL (else PUBLIC_URL) + the route; "" when neither is set."""
+    base = settings.TWILIO_WEBHOOK_BASE_URL or getattr(settings, "PUBLIC_URL", "")
+    if not base:
+        return ""
+    return base.rstrip("/") + reverse(f"twilio-provider-{route}", args=[provider_id])
+
+
+def _twilio(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    return import_string(kind.backend)(
+        **every_field(kind, options, secrets), status_callback_url=twilio_callback_url(context.provider_id)
+    )
+
+
+def _fcm(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    # Never the installation's service account file (FCM_SERVICE_ACCOUNT_FILE).
+    return import_string(kind.backend)(**every_field(kind, options, secrets), service_account_file="")
+
+
+def _timeout(default: float = 10.0, high: float = TIMEOUT_BOUNDS[1]) -> Field:
+    return Field(
+        "timeout",
+        "Timeout (seconds)",
+        "seconds",
+        default=default,
+        help=f"0.1 to {high:g} seconds.",
+        high=high,
+    )
+
+
+def _api_url(help: str = "Empty: the provider's own.") -> Field:
+    return Field("api_url", "API URL", "url", help=help)
+
+
+KINDS: dict[str, Kind] = {
+    kind.key: kind
+    for kind in (
+        Kind(
+            "smtp",
+            "SMTP",
+            "email",
+            (
+                Field("host", "Host", "host", required=True),
+                Field("port", "Port", "port", default=587),
+                Field("username", "User name"),
+                Field("password", "Password", secret=True),
+                Field("use_tls", "STARTTLS", "bool", default=False),
+                Field("use_ssl", "TLS from the start (SMTPS)", "bool", default=False),
+                _timeout(),
+            ),
+            _smtp,
+            backend="django.core.mail.backends.smtp.EmailBackend",
+        ),
+        Kind(
+            "postmark",
+            "Postmark",
+            "email",
+            (Field("server_token", "Server token", required=True, secret=True), _api_url()),
+            _email,
+            backend="anymail.backends.postmark.EmailBackend",
+        ),
+        Kind(
+            "mailgun",
+            "Mailgun",
+            "email",
+            (
+                Field("api_key", "API key", required=True, secret=True),
+                Field("sender_domain", "Sender domain", "host", help="Empty: the From address's domain."),
+                _api_url("Empty: https://api.mailgun.net/v3/ (EU: https://api.eu.mailgun.net/v3/)."),
+            ),
+            _email,
+            backend="anymail.backends.mailgun.EmailBackend",
+        ),
+        Kind(
+            "sendgrid",
+            "SendGrid",
+            "email",
+            (Field("api_key", "API key", required=True, secret=True), _api_url()),
+            _email,
+            backend="anymail.backends.sendgrid.EmailBackend",
+        ),
+        Kind(
+            "amazon_ses",
+            "Amazon SES",
+            "email",
+            (
+                Field(
+                    "region_name", "Region", help="e.g. eu-west-1; empty: the machine's AWS configuration."
+                ),
+                Field("aws_access_key_id", "Access key id", help="Empty: the machine's AWS credentials."),
+                Field("aws_secret_access_key", "Secret access key", secret=True),
+                Field("endpoint_url", "Endpoint URL", "url", help="Empty: AWS's own."),
+            ),
+            _amazon_ses,
+            backend="anymail.backends.amazon_ses.EmailBackend",
+            requires="boto3",
+        ),
+        Kind(
+            "brevo",
+            "Brevo",
+            "email",
+            (Field("api_key", "API key", required=True, secret=True), _api_url()),
+            _email,
+            backend="anymail.backends.brevo.EmailBackend",
+        ),
+        Kind(
+            "smpp",
+            "SMPP",
+            "sms",
+            (
+                Field("host", "Host", "host", required=True),
+                Field("port", "Port", "port", default=2775),
+                Field("system_id", "System id", required=True),
+                Field("password", "Password", secret=True),
+                Field("system_type", "System type"),
+                Field(
+                    "source_addr",
+                    "Default sender",
+                    "sender",
+                    help="When neither message nor organization names one.",
+                ),
+                _timeout(),
+            ),
+            _keywords,
+            backend="messages.channels.smpp.SmppSmsBackend",
+        ),
+        Kind(
+            "twilio",
+            "Twilio",
+            "sms",
+            (
+                Field("account_sid", "Account SID", required=True),
+                Field("auth_token", "Auth token", required=True, secret=True),
+                Field(
+                    "from_",
+                    "Default sender",
+                    "sender",
+                    help="When neither message nor organization names one.",
+                ),
+                Field("messaging_service_sid", "Messaging service SID"),
+                Field("base_url", "API base URL", "url", default="https://api.twilio.com"),
+                _timeout(high=60.0),
+            ),
+            _twilio,
+            backend="messages.channels.twilio_sms.TwilioSmsBackend",
+        ),
+        Kind(
+            "http_sms",
+            "JSON gateway (SMS)",
+            "sms",
+            (Field("url", "Gateway URL", "url", required=True), Field("token", "Bearer token", secret=True)),
+            _keywords,
+            backend="messages.channels.sms.HttpSmsBackend",
+        ),
+        Kind(
+            "fcm",
+            "Firebase Cloud Messaging v1",
+            "push",
+            (
+                Field(
+                    "service_account_json",
+                    "Service account JSON key",
+                    "service_account",
+                    required=True,
+                    secret=True,
+                ),
+                Field("project_id", "Project id", help="Empty: the service account's project_id."),
+                Field("base_url", "FCM base URL", "url", default="https://fcm.googleapis.com"),
+                _timeout(high=60.0),
+            ),
+            _fcm,
+            backend="messages.channels.push.FcmPushBackend",
+        ),
+        Kind(
+            "http_push",
+            "JSON gateway (push)",
+            "push",
+            (Field("url", "Gateway URL", "url", required=True), Field("token", "Bearer token", secret=True)),
+            _keywords,
+            backend="messages.channels.push.HttpPushBackend",
+        ),
+    )
+}
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    """Model field choices (a callable: a new kind changes no migration)."""
+    return [(kind.key, f"{kind.label} ({kind.channel})") for kind in KINDS.values()]
+
+
+def kind_of(key: str) -> Kind:
+    try:
+        return KINDS[key]
+    except KeyError:
+        raise KeyError(f"unknown provider kind '{key[:40]}'") from None
+
+
+@dataclass
+class Checked:
+    options: dict[str, Any] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)  # field name: reason
+
+
+def check_options(kind: Kind, values: Mapping[str, Any]) -> Checked:
+    """A kind's options checked one by one, then the places they name (hosts resolved, private
+    addresses refused unless PROVIDER_ALLOW_PRIVATE_TARGETS)."""
+    checked = Checked()
+    for item in kind.options:
+        try:
+            checked.options[item.name] = item.check(values.get(item.name))
+        except FieldProblem as refused:
+            checked.problems[item.name] = str(refused)
+    if kind.requires:
+        try:
+            __import__(kind.requires)
+        except ImportError:
+            checked.problems.setdefault(
+                "", f"{kind.label} needs the Python package {kind.requires} installed."
+            )
+    for item in kind.options:
+        value = checked.options.get(item.name)
+        if item.name in checked.problems or not value:
+            continue
+        if item.type == "host":
+            port = checked.options.get("port") or 443
+            problem = network.reachable_host_problem(value, int(port), allow_private=allow_private())
+        elif item.type == "url":
+            parts = urllib.parse.urlsplit(value)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            problem = network.reachable_host_problem(
+                parts.hostname or "", port, allow_private=allow_private()
+            )
+        else:
+            continue
+        if problem:
+            checked.problems[item.name] = problem
+    if checked.options.get("use_tls") and checked.options.get("use_ssl"):
+        checked.problems["use_ssl"] = "Choose STARTTLS or TLS from the start, not both."
+    return checked
+
+
+def check_secret(item: Field, value: str) -> str:
+    """A secret as typed, checked (FieldProblem says why without quoting it)."""
+    return str(item.check(value))
