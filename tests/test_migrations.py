@@ -300,7 +300,7 @@ def test_a_single_opt_out_becomes_one_of_every_channel_and_organizations_get_a_d
     assert Typology.objects.get(organization_id=organization.pk).is_default
 
 
-BEFORE_QUARANTINE_DIGESTS = [("campaign", "0009_custom_resources")]
+BEFORE_QUARANTINE_DIGESTS = [("campaign", "0010_organization_sms_sender")]
 
 
 @pytest.mark.django_db(transaction=True)

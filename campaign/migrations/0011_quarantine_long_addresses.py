@@ -21,7 +21,7 @@ def fill_digests(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("campaign", "0009_custom_resources")]
+    dependencies = [("campaign", "0010_organization_sms_sender")]
 
     operations = [
         migrations.RemoveConstraint(model_name="quarantine", name="quarantine_unique_address"),

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('campaign', '0010_organization_sms_sender'),
-        ('transactional', '0014_provider_events'),
+        ('transactional', '0015_sms_receipt_unique'),
     ]
 
     operations = [
