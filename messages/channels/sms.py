@@ -20,7 +20,7 @@ from messages.channels import (
     backend_option,
     setting_or,
 )
-from messages.channels.http import FileOutbox, post_json
+from messages.channels.http import GATEWAY_TIMEOUT, FileOutbox, post_json
 
 
 def sms_payload(rendered: RenderedMessage, recipient: Recipient) -> dict[str, str]:
@@ -32,6 +32,7 @@ class HttpSmsBackend:
     SMS_GATEWAY_URL and SMS_GATEWAY_TOKEN settings)."""
 
     waits_on_network = True  # one request per send, nothing shared: safe on several threads
+    max_send_seconds = GATEWAY_TIMEOUT + 1  # one request
 
     def __init__(self, *, url: str | None = None, token: str | None = None) -> None:
         self.url = backend_option("HttpSmsBackend", "url", url, str)

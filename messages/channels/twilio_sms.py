@@ -22,6 +22,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_option, setting_or
+from messages.channels.http import written_then_lost
 
 TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
 QUARANTINING_CODES = {21211, 21610, 21614}
@@ -89,6 +90,15 @@ class TwilioSmsBackend:
             setting_or(self.timeout, "TWILIO_TIMEOUT_SECONDS"),
         )
 
+    @staticmethod
+    def send_seconds(timeout: float) -> float:
+        """One request (the twilio client retries none)."""
+        return float(timeout) + 1
+
+    @property
+    def max_send_seconds(self) -> float:
+        return self.send_seconds(setting_or(self.timeout, "TWILIO_TIMEOUT_SECONDS"))
+
     def callback_url(self) -> str:
         if self.status_callback_url is not None:
             return str(self.status_callback_url)
@@ -120,7 +130,12 @@ class TwilioSmsBackend:
                 PERMANENT, provider_response=response, quarantines=error.code in QUARANTINING_CODES
             )
         except (TwilioException, OSError) as error:
-            return SendResult(TEMPORARY, provider_response=f"Twilio: {error}"[:500], provider_fault=True)
+            return SendResult(
+                TEMPORARY,
+                provider_response=f"Twilio: {error}"[:500],
+                provider_fault=True,
+                outcome_unknown=written_then_lost(error),  # the request written, the answer lost
+            )
         return SendResult(
             SENT, provider_message_id=message.sid or "", provider_response=f"Twilio {message.status}"
         )
