@@ -345,3 +345,18 @@ def test_which_smtp_failures_are_the_providers(error, fault):
     from messages.channels.email import is_provider_fault
 
     assert is_provider_fault(error) is fault
+
+
+def test_a_settings_provider_whose_send_could_outlive_a_claim_is_warned_of(settings):
+    from messages.checks import providers_settings
+
+    settings.EVENT_LEASE_SECONDS, settings.RENDER_TIMEOUT_SECONDS = 60, 2  # 53 s for a send
+    smpp = "messages.channels.smpp.SmppSmsBackend"
+    settings.SMS_PROVIDERS = [
+        {"name": "quick", "backend": smpp, "options": {"host": "127.0.0.1", "timeout": 10}},
+        {"name": "slow", "backend": smpp, "options": {"host": "127.0.0.1", "timeout": 20}},
+    ]
+    (warning,) = [m for m in providers_settings() if m.id == "transactional.W010"]
+    assert "SMS_PROVIDERS: 'slow'" in warning.msg and "61 s" in warning.msg and "53 s" in warning.msg
+    settings.EVENT_LEASE_SECONDS = 120
+    assert not [m for m in providers_settings() if m.id == "transactional.W010"]
