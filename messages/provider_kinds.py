@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from campaign import addresses, network
-from messages.channels import ChannelBackend
+from messages.channels import ChannelBackend, send_bound_problem
 
 URL_MAX_LENGTH = 500
 TEXT_MAX_LENGTH = 200
@@ -247,7 +247,9 @@ def _amazon_ses(kind: Kind, options: dict[str, Any], secrets: dict[str, str], co
         "aws_access_key_id": options.get("aws_access_key_id", ""),
         "aws_secret_access_key": secrets.get("aws_secret_access_key", ""),
     }
-    client = {"endpoint_url": options["endpoint_url"]} if options.get("endpoint_url") else {}
+    client: dict[str, Any] = {"endpoint_url": options["endpoint_url"]} if options.get("endpoint_url") else {}
+    # boto3's own timeouts (60 s) and retries (5 attempts) would outlive an event's claim.
+    client["config"] = {"connect_timeout": 10, "read_timeout": 10, "retries": {"total_max_attempts": 2}}
     return DjangoMailBackend(kind.backend, {"session_params": session, "client_params": client})
 
 
@@ -495,6 +497,11 @@ def check_options(kind: Kind, values: Mapping[str, Any]) -> Checked:
             checked.problems[item.name] = problem
     if checked.options.get("use_tls") and checked.options.get("use_ssl"):
         checked.problems["use_ssl"] = "Choose STARTTLS or TLS from the start, not both."
+    if checked.options.get("timeout") and "timeout" not in checked.problems and kind.backend:
+        # One send within what an event's claim leaves (messages.channels.send_budget).
+        problem = send_bound_problem(kind.backend, float(checked.options["timeout"]))
+        if problem:
+            checked.problems["timeout"] = problem
     return checked
 
 

@@ -127,6 +127,23 @@ def send_budget() -> float:
     return max(lease - render - RECORD_MARGIN_SECONDS, 1.0)
 
 
+def send_bound_problem(backend_path: str, timeout: float) -> str:
+    """Why a provider's timeout is too long for an event's claim ("" when it fits): one send could
+    take longer than `send_budget` (an organization's provider form names the highest that fits)."""
+    longest = longest_send(backend_path, timeout)
+    budget = send_budget()
+    if longest is None or longest <= budget:
+        return ""
+    one, two = longest_send(backend_path, 1.0) or 0.0, longest_send(backend_path, 2.0) or 0.0
+    per_second = max(two - one, 0.000001)  # every bound grows linearly with the timeout
+    highest = int((budget - (one - per_second)) / per_second * 10) / 10
+    allowed = f"at most {highest:g} seconds" if highest >= 0.1 else "raise EVENT_LEASE_SECONDS"
+    return (
+        f"One send could take up to {longest:.0f} s with this timeout, more than the {budget:.0f} s "
+        f"a worker's claim on an event leaves for it: {allowed}."
+    )
+
+
 def longest_send(backend_path: str, timeout: float) -> float | None:
     """The longest one send of a backend class (or Django email backend) given this timeout: its
     `send_seconds(timeout)`; None when the class declares no bound of its own."""
