@@ -141,16 +141,24 @@ def part_length_problems(*, channel: str, content: dict[str, Any]) -> list[Conte
 
 
 def content_sender_problems(message: TransactionalMessage, content: dict[str, Any]) -> dict[str, str]:
-    """{"from"/"replyTo": why} for the content's senders outside the organization's sender domains:
-    checked again on every publication, since a domain may be withdrawn after the draft was saved."""
+    """{"from"/"replyTo"/"from.name": why} for the content's senders outside the organization's
+    sender domains (checked again on every publication, since a domain may be withdrawn after the
+    draft was saved), and a sender name its channel refuses (an SMS sender: `sender_name`)."""
     sender = content.get("from") or {}
     configuration = message.configuration
-    return senders.sender_problems(
+    of_channel = channel_of(configuration.channel)
+    problems = senders.sender_problems(
         organization=configuration.organization,
         from_address=str(sender.get("address") or ""),
         reply_to=str(content.get("replyTo") or ""),
-        uses_default_sender=channel_of(configuration.channel).uses_default_sender,
+        uses_default_sender=of_channel.uses_default_sender,
     )
+    if of_channel.sender_name_label:
+        try:
+            of_channel.sender_name(str(sender.get("name") or ""))
+        except ValueError as error:
+            problems["from.name"] = f"{of_channel.sender_name_label}: {error}"
+    return problems
 
 
 def snapshot_draft(*, message: TransactionalMessage, user: Any = None) -> MessageVersion:

@@ -358,6 +358,11 @@ class Channel:
         """The sender name of a message that names none: the organization's brand (a From name)."""
         return organization.sender_name or organization.name
 
+    def sender_name(self, name: str) -> str:
+        """A message's own sender name as it is sent, checked (ValueError says why): any text by
+        default (an email's From name); "" stays "" (the organization's default)."""
+        return name
+
     # --- recipients ----------------------------------------------------------------------------
 
     def recipient_from_body(self, body: Mapping[str, Any], *, required: bool) -> dict[str, str]:

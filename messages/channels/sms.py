@@ -128,6 +128,11 @@ class SmsChannel(Channel):
         sender); empty: the provider's default (TWILIO_FROM, SMPP_SOURCE_ADDR...)."""
         return organization.sms_sender
 
+    def sender_name(self, name: str) -> str:
+        """The organization's SMS sender rule (campaign.addresses.sms_sender): an E.164 number, a
+        short code, or 1 to 11 GSM characters; an SMSC would cut a longer one silently."""
+        return addresses.sms_sender(name) if name.strip() else ""
+
     def recipient_from_body(self, body: Any, *, required: bool) -> dict[str, str]:
         value = body.get("mobilePhone")
         if value is None and not required:
