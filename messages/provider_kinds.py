@@ -260,11 +260,11 @@ def _keywords(kind: Kind, options: dict[str, Any], secrets: dict[str, str], cont
 
 def twilio_callback_url(provider_id: int, route: str = "status") -> str:
     """Where Twilio reports an organization's SMS (its own route, checked with its own token):
-    TWILIO_WEBHOOK_BASE_URL (else PUBLIC_URL) + the route; "" when neither is set."""
-    base = settings.TWILIO_WEBHOOK_BASE_URL or getattr(settings, "PUBLIC_URL", "")
-    if not base:
-        return ""
-    return base.rstrip("/") + reverse(f"twilio-provider-{route}", args=[provider_id])
+    the Twilio webhook base (twilio_sms.twilio_webhook_base) + the route; "" without a base."""
+    from messages.channels.twilio_sms import twilio_webhook_base
+
+    base = twilio_webhook_base()
+    return base + reverse(f"twilio-provider-{route}", args=[provider_id]) if base else ""
 
 
 def _twilio(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):

@@ -47,6 +47,15 @@ def client(account_sid: str, auth_token: str, base_url: str, timeout: float) -> 
     return found
 
 
+def twilio_webhook_base() -> str:
+    """This site as Twilio reaches it, the one base of every Twilio URL: the status callbacks a
+    send asks for (the settings' and each organization's provider's) and the URL a webhook's
+    signature is checked over. TWILIO_WEBHOOK_BASE_URL, else PUBLIC_URL; "" when neither is set
+    (no status callback is asked for; a signature is checked over the URL as it reached us)."""
+    base = str(settings.TWILIO_WEBHOOK_BASE_URL or getattr(settings, "PUBLIC_URL", "") or "")
+    return base.rstrip("/")
+
+
 def validity_seconds(expires_at: dt.datetime | None) -> int | None:
     if expires_at is None:
         return None
@@ -57,8 +66,8 @@ def validity_seconds(expires_at: dt.datetime | None) -> int | None:
 class TwilioSmsBackend:
     """One Twilio account. Each option (a provider's `options` in SMS_PROVIDERS) defaults to its
     TWILIO_* setting, read at each send: `from_` is the sender of a message whose organization
-    names none; `status_callback_url` defaults to TWILIO_WEBHOOK_BASE_URL + /webhooks/twilio/status
-    when that is set ("": no status callback)."""
+    names none; `status_callback_url` defaults to `twilio_webhook_base()` + /webhooks/twilio/status
+    when a base is set ("": no status callback)."""
 
     waits_on_network = True  # one client per thread
 
@@ -102,9 +111,8 @@ class TwilioSmsBackend:
     def callback_url(self) -> str:
         if self.status_callback_url is not None:
             return str(self.status_callback_url)
-        if settings.TWILIO_WEBHOOK_BASE_URL:
-            return str(settings.TWILIO_WEBHOOK_BASE_URL).rstrip("/") + reverse("twilio-status")
-        return ""
+        base = twilio_webhook_base()
+        return base + reverse("twilio-status") if base else ""
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         fields: dict[str, object] = {"to": recipient.address, "body": rendered.parts.get("text", "")}

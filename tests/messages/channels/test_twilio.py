@@ -119,6 +119,25 @@ def test_a_signed_status_callback_is_recorded_on_the_delivery(client, twilio, de
     assert receipt.delivery == delivery
 
 
+def test_without_a_twilio_base_the_public_url_is_the_one_base_of_callbacks_and_signatures(
+    client, settings, twilio, delivery
+):
+    """The callback a send asks for, an organization's provider's and the URL a signature is checked
+    over share one base (twilio_webhook_base): Twilio signs the URL it was given."""
+    from messages.channels.twilio_sms import twilio_webhook_base
+    from messages.provider_kinds import twilio_callback_url
+
+    settings.TWILIO_WEBHOOK_BASE_URL, settings.PUBLIC_URL = "", "https://campaign.example.com/"
+    assert twilio_webhook_base() == "https://campaign.example.com"
+    assert TwilioSmsBackend().callback_url() == "https://campaign.example.com/webhooks/twilio/status"
+    assert twilio_callback_url(7).startswith("https://campaign.example.com/webhooks/twilio/7/")
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered", "To": NUMBER}
+    assert post_signed(client, "twilio-status", form).status_code == 204  # signed over PUBLIC_URL
+    settings.PUBLIC_URL = ""
+    assert TwilioSmsBackend().callback_url() == ""  # no base: no status callback asked for
+    assert post_signed(client, "twilio-status", form).status_code == 403  # checked over testserver
+
+
 @pytest.mark.parametrize("signature", ["", "bm90IHRoZSBzaWduYXR1cmU=", "wrong-token"])
 def test_an_unsigned_or_badly_signed_status_callback_is_refused(client, twilio, delivery, signature):
     form = {"MessageSid": "SM1", "MessageStatus": "delivered"}
