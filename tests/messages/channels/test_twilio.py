@@ -84,7 +84,19 @@ def test_twilio_errors_are_classified(twilio, status, code, outcome, quarantines
 
 def test_an_unreachable_twilio_is_a_temporary_failure(twilio):
     twilio.stop()
-    assert send().outcome == "temporaryFailure"
+    result = send()
+    assert result.outcome == "temporaryFailure" and not result.outcome_unknown  # safe to fail over
+
+
+def test_a_twilio_that_takes_the_request_and_never_answers_is_an_unknown_outcome(settings, twilio):
+    import socket
+
+    settings.TWILIO_TIMEOUT_SECONDS = 0.5
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        settings.TWILIO_BASE_URL = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = send()
+    assert result.outcome == "temporaryFailure" and result.provider_fault and result.outcome_unknown
+    assert TwilioSmsBackend().max_send_seconds == 0.5 + 1
 
 
 # --- webhooks ----------------------------------------------------------------------------------
