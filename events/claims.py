@@ -25,6 +25,8 @@ from events import reasons
 from events.models import Event
 from events.statements import claim_sql
 from events.transitions import check_move, transition, transition_many
+from messages import services as message_services
+from messages.channels import channel_names, legacy_send_seconds
 
 S = Event.Status
 T = TypeVar("T")
@@ -78,9 +80,6 @@ def lease_is_ample(lease: dt.datetime, *, now: dt.datetime, send_seconds: float 
 def longest_send() -> float:
     """The longest one send of any channel can take (its settings' backend), for a batch's events
     whose channel is not known yet; each event's own is checked again just before its send."""
-    from messages import services as message_services
-    from messages.channels import channel_names, legacy_send_seconds
-
     try:
         return max((message_services.longest_send(name) for name in channel_names()), default=0.0)
     except Exception:  # noqa: BLE001 - a backend that cannot be built fails at its send, not here
