@@ -242,10 +242,28 @@ def every_field(kind: Kind, options: Mapping[str, Any], secrets: Mapping[str, st
     """Every field of the kind with a value (its empty value when unset): a backend given None
     would read the installation's setting instead."""
     given = {**options, **secrets}
-    return {
+    values = {
         item.name: item.empty if given.get(item.name) in (None, "") else given[item.name]
         for item in kind.fields
     }
+    refuse_unofficial(kind, values)
+    return values
+
+
+def refuse_unofficial(kind: Kind, values: Mapping[str, Any]) -> None:
+    """ImproperlyConfigured when a well-known service's URL is not its own (a row saved before the
+    rule, or PROVIDER_ALLOW_PRIVATE_TARGETS turned off since): its sends wait, see the admin."""
+    for item in kind.fields:
+        value = values.get(item.name)
+        if not value or not isinstance(value, str):
+            continue
+        try:
+            if item.official:
+                official_problem(value, item.official)
+            elif item.type == "service_account":
+                _service_account(value)
+        except FieldProblem as problem:
+            raise ImproperlyConfigured(f"{item.label}: {problem}") from None
 
 
 # What anymail reads from the installation's settings (ANYMAIL_*, <ESP>_*) when a keyword is not

@@ -433,3 +433,18 @@ def test_send_a_test_of_an_unbuildable_provider_is_refused_not_a_500(client, adm
     url = reverse("admin:transactional_organizationprovider_test", args=[provider.pk])
     page = client.post(url, {"recipient": "qa@example.com"})
     assert page.status_code == 200 and "cannot be built" in page.content.decode()
+
+
+def test_a_row_saved_before_the_rules_holds_its_sends_back(organization):
+    """Saved when any https URL was accepted: not built, its organization's sends wait (see the admin)."""
+    OrganizationProvider.objects.create(
+        organization=organization,
+        name="twilio",
+        kind="twilio",
+        channel="sms",
+        options={"account_sid": "AC" + "1" * 32, "base_url": "https://twilio.attacker.example"},
+    )
+    backend = backend_for("sms", organization.pk)
+    assert isinstance(backend, org_providers.Unbuildable)
+    result = backend.send(SMS, Recipient("+33612345678"))
+    assert result.outcome == "temporaryFailure" and "cannot be built" in result.provider_response
