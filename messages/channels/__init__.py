@@ -127,14 +127,16 @@ def send_budget() -> float:
     return max(lease - render - RECORD_MARGIN_SECONDS, 1.0)
 
 
-def send_bound_problem(backend_path: str, timeout: float) -> str:
+def send_bound_problem(backend_path: str, timeout: float, options: dict[str, Any] | None = None) -> str:
     """Why a provider's timeout is too long for an event's claim ("" when it fits): one send could
-    take longer than `send_budget` (an organization's provider form names the highest that fits)."""
-    longest = longest_send(backend_path, timeout)
+    take longer than `send_budget` (an organization's provider form names the highest that fits).
+    `options`: a Django email backend's other options (their timeouts set to this one)."""
+    longest = longest_send(backend_path, timeout, options)
     budget = send_budget()
     if longest is None or longest <= budget:
         return ""
-    one, two = longest_send(backend_path, 1.0) or 0.0, longest_send(backend_path, 2.0) or 0.0
+    one = longest_send(backend_path, 1.0, options) or 0.0
+    two = longest_send(backend_path, 2.0, options) or 0.0
     per_second = max(two - one, 0.000001)  # every bound grows linearly with the timeout
     highest = int((budget - (one - per_second)) / per_second * 10) / 10
     allowed = f"at most {highest:g} seconds" if highest >= 0.1 else "raise EVENT_LEASE_SECONDS"
@@ -144,16 +146,25 @@ def send_bound_problem(backend_path: str, timeout: float) -> str:
     )
 
 
-def longest_send(backend_path: str, timeout: float) -> float | None:
+def longest_send(backend_path: str, timeout: float, options: dict[str, Any] | None = None) -> float | None:
     """The longest one send of a backend class (or Django email backend) given this timeout: its
-    `send_seconds(timeout)`; None when the class declares no bound of its own."""
+    `send_seconds(timeout)`, else a Django email backend's bound (`options`: its other options, an
+    Amazon SES client config whose timeouts become this one)."""
     from messages.channels.email import django_send_seconds
 
-    target = import_string(backend_path)
+    try:
+        target = import_string(backend_path)
+    except Exception:  # noqa: BLE001 - an email backend whose package is missing: its bound is known
+        target = None
     bound = getattr(target, "send_seconds", None)
     if callable(bound):
         return float(bound(timeout))
-    return django_send_seconds(backend_path, {"timeout": timeout})
+    given: dict[str, Any] = {**(options or {}), "timeout": timeout}
+    config = (given.get("client_params") or {}).get("config")
+    if isinstance(config, dict):
+        config = {**config, "connect_timeout": timeout, "read_timeout": timeout}
+        given["client_params"] = {**given["client_params"], "config": config}
+    return django_send_seconds(backend_path, given)
 
 
 # --- A backend's options (its keyword arguments: a provider's `options` in <CHANNEL>_PROVIDERS) ---

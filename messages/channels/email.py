@@ -19,10 +19,11 @@ import inscriptis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends import smtp as smtp_backend
 from django.core.validators import EmailValidator
 from django.utils.module_loading import import_string
 
-from campaign import addresses, bounds, senders
+from campaign import addresses, bounds, network, senders
 from campaign.models import Organization, Profile
 from messages.channels import (
     Channel,
@@ -165,25 +166,22 @@ def django_send_seconds(path: str, options: dict[str, Any]) -> float:
     """The longest one send through a Django email backend can take: nothing to wait for in the
     process; SMTP about four exchanges (MAIL, RCPT, DATA, the message) of its timeout each, and a
     margin; an anymail API one request of its timeout (REQUESTS_TIMEOUT, 30 s by default); Amazon
-    SES each of boto3's attempts (its config's read timeout, 60 s and 5 attempts by default)."""
+    SES each of boto3's attempts (its config's read timeout, 60 s and 5 attempts by default), each
+    request counted as one timeout as everywhere (connecting is quick or fails at once)."""
     if path in IN_PROCESS_BACKENDS:
         return 1.0
     anymail = dict(getattr(settings, "ANYMAIL", None) or {})
     if path.startswith("anymail.backends.amazon_ses"):
         client = options.get("client_params") or anymail.get("AMAZON_SES_CLIENT_PARAMS") or {}
         config = client.get("config") or {}
-        read = getattr(config, "read_timeout", None) or (
-            config.get("read_timeout") if isinstance(config, dict) else None
-        )
-        connect = getattr(config, "connect_timeout", None) or (
-            config.get("connect_timeout") if isinstance(config, dict) else None
-        )
-        retries = getattr(config, "retries", None) or (
-            config.get("retries") if isinstance(config, dict) else None
-        )
-        retries = retries or {}
+
+        def setting(name: str) -> Any:  # a botocore Config or its dict
+            return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+
+        read = setting("read_timeout")
+        retries = setting("retries") or {}
         attempts = retries.get("total_max_attempts") or (retries.get("max_attempts", 4) + 1)
-        return float(attempts) * (float(read or 60) + float(connect or 60)) + float(attempts)
+        return float(attempts) * float(read or 60) + float(attempts)  # and the retries' sleeps
     if path.startswith("anymail."):
         timeout = options.get("timeout") or anymail.get("REQUESTS_TIMEOUT") or 30
         seconds = sum(timeout) if isinstance(timeout, list | tuple) else float(timeout)
@@ -440,3 +438,33 @@ class EmailChannel(Channel):
 
 
 EMAIL = EmailChannel()
+
+
+def _may_reach_private() -> bool:
+    return bool(getattr(settings, "PROVIDER_ALLOW_PRIVATE_TARGETS", False))
+
+
+class _PinnedSMTP(smtplib.SMTP):
+    """SMTP to the host's address resolved and checked at connect time (no private address unless
+    PROVIDER_ALLOW_PRIVATE_TARGETS); STARTTLS still checks the certificate against the host name."""
+
+    def _get_socket(self, host: str, port: int, timeout: Any) -> socket.socket:
+        return network.pinned_socket(host, port, allow_private=_may_reach_private(), timeout=timeout)
+
+
+class _PinnedSMTP_SSL(smtplib.SMTP_SSL):  # noqa: N801 - smtplib's name
+    """SMTPS, as _PinnedSMTP: the TLS connection made to the checked address, for the host name."""
+
+    def _get_socket(self, host: str, port: int, timeout: Any) -> socket.socket:
+        raw = network.pinned_socket(host, port, allow_private=_may_reach_private(), timeout=timeout)
+        return self.context.wrap_socket(raw, server_hostname=self._host)  # type: ignore[attr-defined]
+
+
+class OrganizationSmtpBackend(smtp_backend.EmailBackend):
+    """Django's SMTP backend for an organization's SMTP provider: its host resolved and checked at
+    each (re)connection, the connection made to the address checked (a DNS rebinding after the form
+    was saved reaches nothing private)."""
+
+    @property
+    def connection_class(self):  # type: ignore[override]
+        return _PinnedSMTP_SSL if self.use_ssl else _PinnedSMTP
