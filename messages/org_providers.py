@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
 
 from campaign import encryption, generations, senders
 from messages import providers
 from messages.channels import ChannelBackend, Recipient, RenderedMessage, SendResult
 from messages.channels import channel as channel_of
-from messages.models import OrganizationProvider
+from messages.models import Delivery, OrganizationProvider
 from messages.provider_kinds import BuildContext, kind_of
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,16 @@ def reencrypt_secrets() -> int:
 def rate_key(provider: OrganizationProvider) -> str:
     """The provider's key in the shared state (rate window, failures, cool-down): its row's."""
     return f"org{provider.organization_id}:{provider.pk}"
+
+
+def without_own_providers(deliveries: QuerySet[Delivery], channel: str) -> QuerySet[Delivery]:
+    """The deliveries of organizations that send this channel through the installation's providers
+    (no enabled provider of their own): what an installation's provider (its receipts, replies,
+    webhooks authenticated with the installation's secrets) may speak about."""
+    own = OrganizationProvider.objects.filter(
+        organization_id=OuterRef("organization_id"), channel=channel, enabled=True
+    )
+    return deliveries.exclude(Exists(own))
 
 
 def build(channel: str, rows: list[OrganizationProvider]) -> ChannelBackend:
