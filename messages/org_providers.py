@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -128,7 +129,12 @@ def build(channel: str, rows: list[OrganizationProvider]) -> ChannelBackend:
     built = []
     for row in rows:
         kind = kind_of(row.kind)
-        backend = kind.build(kind, dict(row.options or {}), secrets_of(row), BuildContext(provider_id=row.pk))
+        backend = kind.build(
+            kind,
+            dict(row.options or {}),
+            secrets_of(row),
+            BuildContext(provider_id=row.pk, organization_id=row.organization_id, provider_name=row.name),
+        )
         built.append(
             providers.Provider(name=row.name, backend=backend, rate_limit=row.rate_limit, key=rate_key(row))
         )
@@ -197,13 +203,42 @@ def backend_of(channel: str, organization_id: int, *, check: bool = True) -> Cha
             backend = Unbuildable(error.__class__.__name__)
     with _lock:
         _entries[key] = _Entry(generation, fingerprint, backend)
+    if channel == "sms" and (entry is None or entry.backend is not backend):
+        _close_old_binds(organization_id, backend)
     return backend
+
+
+def _close_old_binds(organization_id: int, backend: ChannelBackend | None) -> None:
+    """The organization's SMPP binds its providers no longer use are closed (a provider deleted,
+    disabled, or its host, account or name changed): no bind nor reader thread of a gone provider
+    stays for the rest of the process, and no receipt arrives any more on a bind nobody sends on."""
+    from messages.channels import smpp
+
+    keep = [
+        provider.backend.bind_key()
+        for provider in getattr(backend, "providers", ())
+        if isinstance(provider.backend, smpp.SmppSmsBackend)
+    ]
+    closed = smpp.close_binds_of(organization_id, keep=keep)
+    if closed:
+        logger.info(
+            "Closed %s SMPP bind(s) of organization %s: its providers changed", closed, organization_id
+        )
 
 
 def forget() -> None:
     """Drop this process's backends of organizations (tests; backend_for.cache_clear)."""
     with _lock:
         _entries.clear()
+
+
+def _forget_in_child() -> None:
+    """A forked child builds its own backends (their clients and binds are the parent's)."""
+    global _entries, _lock
+    _entries, _lock = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 # --- a test send ---------------------------------------------------------------------------------

@@ -182,6 +182,8 @@ class BuildContext:
     URL names it)."""
 
     provider_id: int
+    organization_id: int | None = None  # None: read from the provider's row when needed
+    provider_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,22 @@ def _twilio(kind: Kind, options: dict[str, Any], secrets: dict[str, str], contex
     return import_string(kind.backend)(
         **every_field(kind, options, secrets), status_callback_url=twilio_callback_url(context.provider_id)
     )
+
+
+def _smpp(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    """An SMPP bind of the organization's own: what arrives on it (receipts, STOP) is its."""
+    from messages.channels.smpp import BindOwner
+    from messages.models import OrganizationProvider
+    from messages.sms_replies import provider_key
+
+    organization_id, name = context.organization_id, context.provider_name
+    if organization_id is None:
+        row = (
+            OrganizationProvider.objects.filter(pk=context.provider_id).only("organization_id", "name").get()
+        )
+        organization_id, name = row.organization_id, row.name
+    owner = BindOwner(organization_id, provider_key("smpp", organization_id, context.provider_id), name)
+    return import_string(kind.backend)(**every_field(kind, options, secrets), owner=owner)
 
 
 def _fcm(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
@@ -380,7 +398,7 @@ KINDS: dict[str, Kind] = {
                 ),
                 _timeout(),
             ),
-            _keywords,
+            _smpp,
             backend="messages.channels.smpp.SmppSmsBackend",
         ),
         Kind(
