@@ -226,7 +226,11 @@ def _email(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context
     them); an empty optional field (an API URL) is the provider's default."""
     from messages.channels.email import DjangoMailBackend
 
-    kwargs = {k: v for k, v in every_field(kind, options, secrets).items() if v not in ("", None)}
+    kwargs = {
+        k: v
+        for k, v in every_field(kind, options, secrets).items()
+        if v not in ("", None) and k not in WEBHOOK_FIELDS  # the webhooks' (provider_events), not the send's
+    }
     return DjangoMailBackend(kind.backend, kwargs)
 
 
@@ -309,6 +313,20 @@ def _api_url(help: str = "Empty: the provider's own.") -> Field:
     return Field("api_url", "API URL", "url", help=help)
 
 
+# An ESP's tracking webhooks for an organization's own account (messages.provider_events).
+WEBHOOK_FIELDS = frozenset({"webhook_secret", "webhook_signing_key"})
+
+
+def _webhook_secret() -> Field:
+    return Field(
+        "webhook_secret",
+        "Webhook secret (user:password)",
+        secret=True,
+        help="The basic auth of its tracking webhook URL: "
+        "https://user:password@<this host>/anymail/provider/<id>/<kind>/tracking/ (see README).",
+    )
+
+
 KINDS: dict[str, Kind] = {
     kind.key: kind
     for kind in (
@@ -332,7 +350,11 @@ KINDS: dict[str, Kind] = {
             "postmark",
             "Postmark",
             "email",
-            (Field("server_token", "Server token", required=True, secret=True), _api_url()),
+            (
+                Field("server_token", "Server token", required=True, secret=True),
+                _api_url(),
+                _webhook_secret(),
+            ),
             _email,
             backend="anymail.backends.postmark.EmailBackend",
         ),
@@ -344,6 +366,13 @@ KINDS: dict[str, Kind] = {
                 Field("api_key", "API key", required=True, secret=True),
                 Field("sender_domain", "Sender domain", "host", help="Empty: the From address's domain."),
                 _api_url("Empty: https://api.mailgun.net/v3/ (EU: https://api.eu.mailgun.net/v3/)."),
+                _webhook_secret(),
+                Field(
+                    "webhook_signing_key",
+                    "Webhook signing key",
+                    secret=True,
+                    help="Mailgun's HTTP webhook signing key (its tracking webhook needs it).",
+                ),
             ),
             _email,
             backend="anymail.backends.mailgun.EmailBackend",
@@ -352,7 +381,7 @@ KINDS: dict[str, Kind] = {
             "sendgrid",
             "SendGrid",
             "email",
-            (Field("api_key", "API key", required=True, secret=True), _api_url()),
+            (Field("api_key", "API key", required=True, secret=True), _api_url(), _webhook_secret()),
             _email,
             backend="anymail.backends.sendgrid.EmailBackend",
         ),
@@ -367,6 +396,7 @@ KINDS: dict[str, Kind] = {
                 Field("aws_access_key_id", "Access key id", help="Empty: the machine's AWS credentials."),
                 Field("aws_secret_access_key", "Secret access key", secret=True),
                 Field("endpoint_url", "Endpoint URL", "url", help="Empty: AWS's own."),
+                _webhook_secret(),
             ),
             _amazon_ses,
             backend="anymail.backends.amazon_ses.EmailBackend",
@@ -376,7 +406,7 @@ KINDS: dict[str, Kind] = {
             "brevo",
             "Brevo",
             "email",
-            (Field("api_key", "API key", required=True, secret=True), _api_url()),
+            (Field("api_key", "API key", required=True, secret=True), _api_url(), _webhook_secret()),
             _email,
             backend="anymail.backends.brevo.EmailBackend",
         ),
