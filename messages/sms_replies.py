@@ -90,6 +90,16 @@ def record_receipt(
         )
 
 
+def of_another_organization(organization_id: int, message_id: str) -> bool:
+    """Whether this globally unique message id (a Twilio SID) is a delivery of another organization
+    and none of this one: a callback on this organization's route about it is not its to record."""
+    found = Delivery.objects.filter(channel="sms", provider_message_id=message_id)
+    return (
+        found.exclude(organization_id=organization_id).exists()
+        and not found.filter(organization_id=organization_id).exists()
+    )
+
+
 def unjoined_match(organization_id: int, message_ids: list[str]) -> Q:
     """The receipts not joined yet (arrived before their delivery was written) with these message
     ids that may be this organization's: its own, or the installation's whose owner is not known."""

@@ -64,6 +64,8 @@ def _status(request: HttpRequest, provider: OrganizationProvider | None = None) 
         )
     raw = "&".join(f"{k}={_field(request, k)}" for k in sorted(request.POST))
     organization_id = provider.organization_id if provider is not None else None
+    if organization_id is not None and sms_replies.of_another_organization(organization_id, sid):
+        return HttpResponse(status=204)  # another organization's message: nothing of it written here
     sms_replies.record_receipt(
         provider=sms_replies.provider_key("twilio", organization_id, provider.pk if provider else None),
         message_id=sid,
