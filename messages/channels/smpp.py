@@ -1,6 +1,9 @@
-"""SMS over SMPP 3.4 (smpplib): one transceiver bind per worker process and SMSC account (host,
-port, credentials: two providers of SMS_PROVIDERS keep two binds), shared by the worker's sender
-threads, bound again after a lost connection.
+"""SMS over SMPP 3.4 (smpplib): one transceiver bind per worker process, owner and SMSC account
+(host, port, credentials: two providers of SMS_PROVIDERS keep two binds), shared by the worker's
+sender threads, bound again after a lost connection. The owner (BindOwner) is the installation or an
+organization's provider: binds of two owners are never shared, and what arrives on a bind (a
+receipt, a STOP) is its owner's (messages.sms_replies). A changed provider's binds are closed
+(close_binds_of, from messages.org_providers).
 
 * The text goes as GSM-7 when every character allows it (messages.channels.sms: the editor's count),
   else as UCS-2 (data_coding 8). Longer than one SMS (160 / 70 characters), it is cut into parts of
