@@ -286,8 +286,13 @@ def _smpp(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context:
     organization_id, name = context.organization_id, context.provider_name
     if organization_id is None:
         row = (
-            OrganizationProvider.objects.filter(pk=context.provider_id).only("organization_id", "name").get()
+            OrganizationProvider.objects.filter(pk=context.provider_id)
+            .only("organization_id", "name")
+            .first()
         )
+        if row is None:  # not saved yet (a form's check): a bind of its own all the same
+            owner = BindOwner(None, f"smpp:provider{context.provider_id}")
+            return import_string(kind.backend)(**every_field(kind, options, secrets), owner=owner)
         organization_id, name = row.organization_id, row.name
     owner = BindOwner(organization_id, provider_key("smpp", organization_id, context.provider_id), name)
     return import_string(kind.backend)(**every_field(kind, options, secrets), owner=owner)
