@@ -117,34 +117,37 @@ def provider_history(deliveries: Sequence[Delivery], *, limit: int = HISTORY_MAX
             )[: limit + 1]
         )
     truncated = len(events) > limit or len(receipts) > limit
-    reports = [
-        ProviderReport(
-            delivery_id=row.delivery_id,
-            source="webhook",
-            provider=row.provider,
-            kind=row.kind,
-            status="",
-            error_code="",
-            quarantined=row.quarantined,
-            description=row.description,
-            occurred_at=row.occurred_at,
-            received_at=row.created_at,
-        )
-        for row in events[:limit]
-    ] + [
-        ProviderReport(
-            delivery_id=row.delivery_id or _unjoined_delivery(by_message_id, row),
-            source="smsReceipt",
-            provider=row.provider,
-            kind=receipt_kind(row.status),
-            status=row.status,
-            error_code=row.error_code,
-            quarantined=False,
-            description=f"{row.status} (error {row.error_code})" if row.error_code else row.status,
-            occurred_at=None,
-            received_at=row.received_at,
-        )
-        for row in receipts[:limit]
-    ]
+    reports = (
+        [
+            ProviderReport(
+                delivery_id=row.delivery_id,
+                source="webhook",
+                provider=row.provider,
+                kind=row.kind,
+                status="",
+                error_code="",
+                quarantined=row.quarantined,
+                description=row.description,
+                occurred_at=row.occurred_at,
+                received_at=row.created_at,
+            )
+            for row in events[:limit]
+        ]
+        + [
+            ProviderReport(
+                delivery_id=row.delivery_id or _unjoined_delivery(by_message_id, row),
+                source="smsReceipt",
+                provider=row.provider.split(":", 1)[0],  # the kind ("smpp"), not its owner's key
+                kind=receipt_kind(row.status),
+                status=row.status,
+                error_code=row.error_code,
+                quarantined=False,
+                description=f"{row.status} (error {row.error_code})" if row.error_code else row.status,
+                occurred_at=None,
+                received_at=row.received_at,
+            )
+            for row in receipts[:limit]
+        ]
+    )
     reports.sort(key=lambda r: r.received_at)
     return ProviderHistory(reports, truncated)

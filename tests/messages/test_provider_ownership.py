@@ -122,6 +122,10 @@ def test_one_message_id_from_two_organizations_smscs_is_two_receipts_each_on_its
     assert (my_receipt.delivery, my_receipt.organization) == (my_delivery, organization)
     assert (their_receipt.delivery, their_receipt.organization) == (their_delivery, other_organization)
     assert my_receipt.provider != their_receipt.provider
+    # What the organization reads (its timeline, its delivery's page): the provider's kind.
+    assert [(r.delivery_id, r.provider) for r in provider_history([my_delivery]).reports] == [
+        (my_delivery.pk, "smpp")
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
