@@ -347,3 +347,17 @@ def test_another_organizations_unjoined_receipt_is_neither_shown_nor_forgotten(
     assert not Delivery.objects.filter(pk=mine.pk).exists()
     assert not SmsReceipt.objects.filter(pk=unknown.pk).exists()
     assert SmsReceipt.objects.filter(organization=other_organization).exists()
+
+
+def test_a_forked_child_keeps_none_of_its_parents_backends_nor_twilio_clients(monkeypatch):
+    import os
+
+    twilio_sms.client("AC1", "token", "https://api.twilio.com", 5.0)
+    monkeypatch.setitem(org_providers._entries, ("sms", 1), org_providers._Entry(1, (), None))
+    pid = os.fork()
+    if pid == 0:  # the child: answers by its exit code, touching nothing of the parent's
+        clean = not org_providers._entries and not getattr(twilio_sms._local, "clients", None)
+        os._exit(0 if clean else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert org_providers._entries and twilio_sms._local.clients  # the parent keeps its own
