@@ -361,3 +361,34 @@ def test_a_forked_child_keeps_none_of_its_parents_backends_nor_twilio_clients(mo
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert org_providers._entries and twilio_sms._local.clients  # the parent keeps its own
+
+
+def test_a_mailgun_providers_route_checks_its_own_signing_key(
+    client, settings, cart_configuration, organization
+):
+    from tests.messages.test_provider_events import mailgun_event, mailgun_failed
+
+    settings.ANYMAIL = {
+        "WEBHOOK_SECRET": INSTALLATION_SECRET,
+        "MAILGUN_WEBHOOK_SIGNING_KEY": "installation-key",
+    }
+    provider = esp_provider(
+        organization, {"webhook_secret": "mine:secret", "webhook_signing_key": "its-own-key"}, kind="mailgun"
+    )
+    delivery = email_delivery(cart_configuration, organization)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        provider_message_id="<20261129.1@mg.example.com>", provider="mailgun"
+    )
+    failed = mailgun_failed("20261129.1@mg.example.com", "jack@example.com")
+
+    def post(key: str) -> int:
+        body = json.dumps(mailgun_event(failed, key=key))
+        auth = basic("mine:secret")
+        return client.post(
+            route(provider, "mailgun"), body, content_type="application/json", HTTP_AUTHORIZATION=auth
+        ).status_code
+
+    assert post("installation-key") == 400
+    assert not ProviderEvent.objects.exists()
+    assert post("its-own-key") == 200
+    assert ProviderEvent.objects.get().delivery == delivery
