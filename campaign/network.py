@@ -1,14 +1,18 @@
 """Where the product may connect on a user's word: the addresses outside the public internet
 (loopback, private, link-local, shared, multicast, reserved) that a URL or host typed in the admin
 must not reach unless a setting allows it (webhooks: WEBHOOK_ALLOW_PRIVATE_TARGETS; providers:
-PROVIDER_ALLOW_PRIVATE_TARGETS). Pure functions every app may use (events.webhook_http,
-messages.provider_kinds)."""
+PROVIDER_ALLOW_PRIVATE_TARGETS). Functions every app may use (events.webhook_http,
+messages.provider_kinds, messages.channels): a host checked when typed, and checked again at each
+connection, which is then made to the very address checked (no second lookup that a DNS rebinding
+could answer differently)."""
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import re
 import socket
+import ssl
 
 # A host name (labels of letters, digits and '-') or an IPv4/IPv6 literal; 253 characters at most.
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -49,8 +53,74 @@ def reachable_host_problem(host: str, port: int, *, allow_private: bool) -> str:
     addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
     if not addresses:
         return f"The host {host} does not resolve."
+    if not allow_private and any(refused_address(a) for a in addresses):
+        # Never the address: a form naming what an internal name resolves to is a DNS oracle.
+        return f"The host {host} resolves to a private, loopback or link-local address."
+    return ""
+
+
+class HostRefused(OSError):
+    """A host the product may not connect to now (does not resolve, or resolves to an address
+    refused): an OSError, so a backend treats it as the network failure it is."""
+
+    def __init__(self, message: str, *, address: str = "") -> None:
+        super().__init__(message)
+        self.address = address  # the refused address (for the operator's own logs; never a form)
+
+
+def checked_addresses(
+    host: str, port: int, *, allow_private: bool, family: int = socket.AF_UNSPEC
+) -> list[str]:
+    """The host's addresses (of `family`), every one allowed; HostRefused otherwise (at connect time)."""
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), port, family, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise HostRefused(f"The host {host} does not resolve ({error}).") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    if not addresses:
+        raise HostRefused(f"The host {host} does not resolve.")
     if not allow_private:
         private = [a for a in addresses if refused_address(a)]
         if private:
-            return f"The host {host} resolves to {private[0]}, a private, loopback or link-local address."
-    return ""
+            raise HostRefused(
+                f"The host {host} resolves to a private, loopback or link-local address.", address=private[0]
+            )
+    return addresses
+
+
+def pinned_socket(host: str, port: int, *, allow_private: bool, timeout: float | None) -> socket.socket:
+    """A TCP connection to the host's first checked address (resolved and checked now)."""
+    address = checked_addresses(host, port, allow_private=allow_private)[0]
+    return socket.create_connection((address, port), timeout)
+
+
+class PinnedHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection to an address checked beforehand (`address`), the Host header naming `host`."""
+
+    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """As PinnedHTTPConnection, over TLS: the certificate checked against the host name."""
+
+    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def pinned_connection(
+    scheme: str, host: str, port: int, *, allow_private: bool, timeout: float
+) -> http.client.HTTPConnection:
+    """An HTTP(S) connection to `host`, resolved and checked now, made to the address checked."""
+    address = checked_addresses(host, port, allow_private=allow_private)[0]
+    kind = PinnedHTTPSConnection if scheme == "https" else PinnedHTTPConnection
+    return kind(host, port, address=address, timeout=timeout)

@@ -8,8 +8,8 @@ followed (a 3xx is a failed attempt), and only the status line and headers of th
 from __future__ import annotations
 
 import http.client
-import socket
-import ssl
+import socket  # noqa: F401 - tests patch webhook_http.socket.getaddrinfo (the module's, shared)
+import ssl  # noqa: F401 - tests patch webhook_http.ssl.create_default_context (shared)
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from campaign.network import refused_address
+from campaign import network
+from campaign.network import refused_address  # noqa: F401 - part of this module's interface
 
 
 class TargetRefused(Exception):
@@ -54,19 +55,13 @@ def parse(url: str) -> urllib.parse.SplitResult:
 def resolve(host: str, port: int) -> list[str]:
     """The host's addresses, every one of them allowed; TargetRefused otherwise."""
     try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
-        raise TargetRefused(f"The host {host} does not resolve ({error}).") from None
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
-    if not addresses:
-        raise TargetRefused(f"The host {host} does not resolve.")
-    if not settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
-        private = [a for a in addresses if refused_address(a)]
-        if private:
+        return network.checked_addresses(host, port, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_TARGETS)
+    except network.HostRefused as refused:
+        if refused.address:  # the endpoint's own administrator is told which (as before)
             raise TargetRefused(
-                f"The host {host} resolves to {private[0]}, a private, loopback or link-local address."
-            )
-    return addresses
+                f"The host {host} resolves to {refused.address}, a private, loopback or link-local address."
+            ) from None
+        raise TargetRefused(str(refused)) from None
 
 
 def check(url: str) -> None:
@@ -77,26 +72,6 @@ def check(url: str) -> None:
 
 def _port(parts: urllib.parse.SplitResult) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
-
-
-class _PinnedHTTP(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
-
-
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self.address = address
-
-    def connect(self) -> None:
-        raw = socket.create_connection((self.address, self.port), self.timeout)
-        # The certificate is checked against the host name, the connection made to the checked address.
-        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 def post(url: str, *, body: bytes, headers: Mapping[str, str]) -> Answer:
@@ -112,7 +87,7 @@ def post(url: str, *, body: bytes, headers: Mapping[str, str]) -> Answer:
         address = resolve(host, port)[0]
     except TargetRefused as refused:
         return Answer(None, took(), f"refused: {refused}")
-    kind = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
+    kind = network.PinnedHTTPSConnection if parts.scheme == "https" else network.PinnedHTTPConnection
     connection = kind(host, port, address=address, timeout=settings.WEBHOOK_TIMEOUT_SECONDS)
     path = parts.path or "/"
     if parts.query:

@@ -17,10 +17,20 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
+from campaign import encryption
 from campaign.admin import OrganizationScopedAdmin, organization_of
 from messages import org_providers
 from messages.models import OrganizationProvider
-from messages.provider_kinds import KINDS, Field, FieldProblem, Kind, check_options, check_secret
+from messages.provider_kinds import (
+    KINDS,
+    Field,
+    FieldProblem,
+    Kind,
+    build_problem,
+    check_options,
+    check_secret,
+    smtp_problem,
+)
 
 SEPARATOR = "__"
 
@@ -134,9 +144,7 @@ class OrganizationProviderBaseForm(forms.ModelForm):
         self.checked_options = checked.options
         try:
             stored = org_providers.secrets_of(self.instance) if self.instance.pk else {}
-        except Exception:  # a key rotated away: what is typed now replaces it
-            stored = {}
-        if self.instance.pk and self.instance.kind != kind.key:
+        except encryption.InvalidToken:  # a key rotated away: what is typed now replaces it
             stored = {}
         secrets: dict[str, str] = {}
         for item in kind.secrets:
@@ -155,6 +163,15 @@ class OrganizationProviderBaseForm(forms.ModelForm):
                 self.add_error(form_name(kind, item), "This field is required.")
             secrets[item.name] = value
         self.checked_secrets = secrets
+        if kind.key == "smtp" and not checked.problems:
+            in_clear = smtp_problem(checked.options, secrets)
+            if in_clear:
+                self.add_error(form_name(kind, kind.field("use_tls")), in_clear)
+        if not self.errors:
+            # Built now (no network): what would make every send fail is a form error instead.
+            unbuildable = build_problem(kind, checked.options, secrets, provider_id=self.instance.pk or 0)
+            if unbuildable:
+                self.add_error(None, unbuildable)
         return cleaned
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
@@ -272,6 +273,8 @@ def send_test(*, provider: OrganizationProvider, typed: str, user_id: int | None
         )
     except encryption.InvalidToken:
         raise TestRefused("its secrets cannot be decrypted (ENCRYPTION_KEYS): type them again") from None
+    except ImproperlyConfigured as error:  # saved before a check existed, or a setting changed since
+        raise TestRefused(f"it cannot be built ({str(error)[:200]}): correct it in its form") from None
     text = f"A test of the provider '{provider.name}' of {organization.name or organization.slug}."
     rendered = RenderedMessage(
         parts={

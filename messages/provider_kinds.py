@@ -6,18 +6,24 @@ here, and every field has its type and bounds.
 A field is an option (kept in clear in the row's JSON) or a secret (a password, a token, a service
 account's key: kept encrypted, messages.org_providers). Hosts and URLs are refused when they resolve
 to a private, loopback or link-local address, and URLs must be https, unless
-PROVIDER_ALLOW_PRIVATE_TARGETS is on (development, tests).
+PROVIDER_ALLOW_PRIVATE_TARGETS is on (development, tests). A well-known service's URL (Twilio's,
+FCM's, Google's token endpoint, an email API's, Amazon SES's endpoint) must be the service's own
+(`Field.official`) unless that setting is on: a tenant never points the product's credentials, nor
+its requests, at a host of its choosing. A host an organization types (SMTP, SMPP, a JSON gateway)
+is checked again at each connection, made to the very address checked (campaign.network).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.urls import reverse
 from django.utils.module_loading import import_string
 
@@ -38,12 +44,14 @@ class FieldProblem(ValueError):
 class Field:
     name: str  # the backend's keyword argument (or the kind's own name for it)
     label: str
-    type: str = "text"  # text, host, port, url, bool, seconds, sender, service_account
+    type: str = "text"  # text, host, domain, port, url, bool, seconds, sender, service_account
     required: bool = False
     secret: bool = False
     default: Any = None
     help: str = ""
     high: float | None = None  # a number's upper bound, when tighter than its type's
+    # A URL's official forms (full-match patterns): another is refused unless PROVIDER_ALLOW_PRIVATE_TARGETS.
+    official: tuple[str, ...] = ()
 
     @property
     def empty(self) -> Any:
@@ -58,12 +66,21 @@ class Field:
         if value in (None, ""):
             if self.required:
                 raise FieldProblem("This field is required.")
-            return self.default if self.default is not None else ("" if self.type != "bool" else False)
+            return self.empty
         check = _CHECKS.get(self.type, _text)
         checked = check(value, secret=self.secret)
         if self.high is not None and checked > self.high:
             raise FieldProblem(f"At most {self.high:g}.")
+        if self.official:
+            official_problem(checked, self.official)
         return checked
+
+
+def official_problem(url: str, patterns: tuple[str, ...]) -> None:
+    """FieldProblem unless `url` is one of the service's own (or PROVIDER_ALLOW_PRIVATE_TARGETS is on)."""
+    if allow_private() or any(re.fullmatch(pattern, url) for pattern in patterns):
+        return
+    raise FieldProblem("Only the service's own URL is accepted (see below), or leave it empty.")
 
 
 def allow_private() -> bool:
@@ -78,6 +95,14 @@ def _text(value: Any, *, secret: bool = False) -> str:
     if any(ord(c) < 32 for c in text):
         raise FieldProblem("No control characters (line breaks, tabs).")
     return text
+
+
+def _domain(value: Any, *, secret: bool = False) -> str:
+    """A domain name (normalised, never resolved: a sender domain may have only MX records)."""
+    try:
+        return addresses.normalise_domain(str(value))
+    except ValidationError as error:
+        raise FieldProblem(" ".join(error.messages)) from None
 
 
 def _port(value: Any, *, secret: bool = False) -> int:
@@ -140,6 +165,7 @@ def _sender(value: Any, *, secret: bool = False) -> str:
 
 
 SERVICE_ACCOUNT_KEYS = ("client_email", "private_key", "token_uri")
+GOOGLE_TOKEN_URIS = (r"https://oauth2\.googleapis\.com/token",)
 
 
 def _service_account(value: Any, *, secret: bool = False) -> str:
@@ -152,13 +178,15 @@ def _service_account(value: Any, *, secret: bool = False) -> str:
     except json.JSONDecodeError as error:
         # The position only: the message of a JSON error quotes nothing of the document.
         raise FieldProblem(f"Not JSON (line {error.lineno}, column {error.colno}).") from None
+    except RecursionError:  # "[" * 10000: nested deeper than the parser goes
+        raise FieldProblem("Not a service account's JSON key (nested too deeply).") from None
     if not isinstance(parsed, dict) or parsed.get("type") != "service_account":
         raise FieldProblem('Not a service account\'s JSON key (its "type" must be "service_account").')
     missing = [key for key in SERVICE_ACCOUNT_KEYS if not isinstance(parsed.get(key), str) or not parsed[key]]
     if missing:
         raise FieldProblem(f"The service account's JSON key has no {', '.join(missing)}.")
     try:
-        _url(parsed["token_uri"])
+        official_problem(_url(parsed["token_uri"]), GOOGLE_TOKEN_URIS)
     except FieldProblem as problem:
         raise FieldProblem(f"Its token_uri: {problem}") from None
     return text
@@ -167,6 +195,7 @@ def _service_account(value: Any, *, secret: bool = False) -> str:
 _CHECKS: dict[str, Callable[..., Any]] = {
     "text": _text,
     "host": _host,
+    "domain": _domain,
     "port": _port,
     "url": _url,
     "bool": _bool,
@@ -193,7 +222,7 @@ class Kind:
     channel: str
     fields: tuple[Field, ...]
     build: Callable[[Kind, dict[str, Any], dict[str, str], BuildContext], ChannelBackend]
-    backend: str = ""  # the Django email backend (email kinds) or the channel backend class
+    backend: str = ""  # the Django email backend (email kinds), the channel backend class (or payload)
     requires: str = ""  # a module the kind needs installed
 
     @property
@@ -215,51 +244,143 @@ def every_field(kind: Kind, options: Mapping[str, Any], secrets: Mapping[str, st
     """Every field of the kind with a value (its empty value when unset): a backend given None
     would read the installation's setting instead."""
     given = {**options, **secrets}
-    return {
+    values = {
         item.name: item.empty if given.get(item.name) in (None, "") else given[item.name]
         for item in kind.fields
     }
+    refuse_unofficial(kind, values)
+    return values
+
+
+def refuse_unofficial(kind: Kind, values: Mapping[str, Any]) -> None:
+    """ImproperlyConfigured when a well-known service's URL is not its own (a row saved before the
+    rule, or PROVIDER_ALLOW_PRIVATE_TARGETS turned off since): its sends wait, see the admin."""
+    for item in kind.fields:
+        value = values.get(item.name)
+        if not value or not isinstance(value, str):
+            continue
+        try:
+            if item.official:
+                official_problem(value, item.official)
+            elif item.type == "service_account":
+                _service_account(value)
+        except FieldProblem as problem:
+            raise ImproperlyConfigured(f"{item.label}: {problem}") from None
+
+
+# What anymail reads from the installation's settings (ANYMAIL_*, <ESP>_*) when a keyword is not
+# given: given explicitly, so no setting of the installation (its sender domain, its API URL, its
+# debug logging of requests) applies to an organization's provider.
+_ANYMAIL_FIXED: dict[str, Any] = {
+    "ignore_unsupported_features": False,
+    "ignore_recipient_status": False,
+    "debug_api_requests": False,
+    "send_defaults": {},
+    "requests_timeout": 30,
+}
+_ANYMAIL_OF_KIND: dict[str, dict[str, Any]] = {
+    "postmark": {"message_stream": None, "use_bulk_api": False, "generate_message_id": False},
+    "mailgun": {"sender_domain": None},
+    "sendgrid": {"generate_message_id": True, "merge_field_format": None},
+    "brevo": {},
+    "amazon_ses": {"configuration_set_name": None, "message_tag_name": None},
+}
+
+
+def anymail_options(kind: Kind, options: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """Every keyword an anymail backend of this kind reads, with the organization's value or an
+    explicit default (its API URL: the service's own)."""
+    kwargs: dict[str, Any] = {**_ANYMAIL_FIXED, **_ANYMAIL_OF_KIND.get(kind.key, {})}
+    for name, value in every_field(kind, options, secrets).items():
+        if value not in ("", None) and name not in WEBHOOK_FIELDS:  # the webhooks' (provider_events)
+            kwargs[name] = value
+    return kwargs
 
 
 def _email(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
-    """An anymail backend: its required credentials are the organization's (the form requires
-    them); an empty optional field (an API URL) is the provider's default."""
+    """An anymail backend: the organization's credentials, every other keyword explicit."""
     from messages.channels.email import DjangoMailBackend
 
-    kwargs = {
-        k: v
-        for k, v in every_field(kind, options, secrets).items()
-        if v not in ("", None) and k not in WEBHOOK_FIELDS  # the webhooks' (provider_events), not the send's
-    }
-    return DjangoMailBackend(kind.backend, kwargs)
+    return DjangoMailBackend(kind.backend, anymail_options(kind, options, secrets))
+
+
+def smtp_problem(options: Mapping[str, Any], secrets: Mapping[str, str]) -> str:
+    """Why these SMTP settings may not be used ("" when they may): a password sent in clear."""
+    if allow_private():
+        return ""
+    if (options.get("username") or secrets.get("password")) and not (
+        options.get("use_tls") or options.get("use_ssl")
+    ):
+        return "A user name or password is sent only over TLS: tick STARTTLS or TLS from the start."
+    return ""
 
 
 def _smtp(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
     from messages.channels.email import DjangoMailBackend
 
+    problem = smtp_problem(options, secrets)
+    if problem:
+        raise ImproperlyConfigured(problem)
     kwargs = every_field(kind, options, secrets)
     # Never the installation's client certificate (EMAIL_SSL_CERTFILE...) toward this host.
     kwargs.update(ssl_keyfile="", ssl_certfile="")
     return DjangoMailBackend(kind.backend, kwargs)
 
 
+SES_ENDPOINTS = (r"https://email\.[a-z]{2}(-[a-z]+)+-[0-9]\.amazonaws\.com/?",)
+SES_MAX_ATTEMPTS = 2  # botocore's total attempts (the pipeline retries the message later)
+
+
+def ses_params(options: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """anymail's session and client parameters of an organization's Amazon SES: its own keys,
+    always (ImproperlyConfigured without them: boto3 would otherwise use the machine's AWS
+    credentials, toward an endpoint the organization may have chosen), and bounded requests."""
+    key_id = str(options.get("aws_access_key_id") or "")
+    secret = str(secrets.get("aws_secret_access_key") or "")
+    if not key_id or not secret:
+        raise ImproperlyConfigured("Amazon SES needs the organization's access key id and secret access key.")
+    endpoint = str(options.get("endpoint_url") or "")
+    if endpoint:
+        try:
+            official_problem(endpoint, SES_ENDPOINTS)
+        except FieldProblem as problem:
+            raise ImproperlyConfigured(f"Amazon SES endpoint: {problem}") from None
+    timeout = float(options.get("timeout") or 10.0)
+    client: dict[str, Any] = {
+        "config": {
+            "connect_timeout": timeout,
+            "read_timeout": timeout,
+            "retries": {"max_attempts": SES_MAX_ATTEMPTS, "mode": "standard"},
+        }
+    }
+    if endpoint:
+        client["endpoint_url"] = endpoint
+    session = {
+        "region_name": options.get("region_name") or None,
+        "aws_access_key_id": key_id,
+        "aws_secret_access_key": secret,
+    }
+    return {"session_params": session, "client_params": client}
+
+
 def _amazon_ses(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
     from messages.channels.email import DjangoMailBackend
 
-    # The organization's own keys, always (the form requires them): never the machine's AWS
-    # credentials toward an endpoint the organization chose.
-    session = {
-        "region_name": options.get("region_name") or None,
-        "aws_access_key_id": options.get("aws_access_key_id", ""),
-        "aws_secret_access_key": secrets.get("aws_secret_access_key", ""),
-    }
-    client = {"endpoint_url": options["endpoint_url"]} if options.get("endpoint_url") else {}
-    return DjangoMailBackend(kind.backend, {"session_params": session, "client_params": client})
+    params = ses_params(options, secrets)  # before anything else: no keys, no backend
+    return DjangoMailBackend(kind.backend, {**_ANYMAIL_FIXED, **_ANYMAIL_OF_KIND["amazon_ses"], **params})
 
 
 def _keywords(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
     """A channel backend taking its fields as keyword arguments (messages.channels.*)."""
     return import_string(kind.backend)(**every_field(kind, options, secrets))
+
+
+def _json_gateway(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    """A JSON gateway of the organization: its URL's host checked at each request (OrganizationGateway)."""
+    from messages.channels.http import OrganizationGateway
+
+    given = every_field(kind, options, secrets)
+    return OrganizationGateway(url=given["url"], token=given["token"], payload=import_string(kind.backend))
 
 
 def twilio_callback_url(provider_id: int, route: str = "status") -> str:
@@ -314,8 +435,17 @@ def _timeout(default: float = 10.0, high: float = TIMEOUT_BOUNDS[1]) -> Field:
     )
 
 
-def _api_url(help: str = "Empty: the provider's own.") -> Field:
-    return Field("api_url", "API URL", "url", help=help)
+def _api_url(*official: str) -> Field:
+    """An email API's URL: the service's own (the first is the default)."""
+    shown = " or ".join(url.replace("\\", "").replace("/?", "/") for url in official)
+    return Field(
+        "api_url",
+        "API URL",
+        "url",
+        default=official[0].replace("\\", "").replace("/?", "/"),
+        help=f"The service's own: {shown}.",
+        official=official,
+    )
 
 
 # An ESP's tracking webhooks for an organization's own account (messages.provider_events).
@@ -344,12 +474,12 @@ KINDS: dict[str, Kind] = {
                 Field("port", "Port", "port", default=587),
                 Field("username", "User name"),
                 Field("password", "Password", secret=True),
-                Field("use_tls", "STARTTLS", "bool", default=False),
+                Field("use_tls", "STARTTLS", "bool", default=True),
                 Field("use_ssl", "TLS from the start (SMTPS)", "bool", default=False),
                 _timeout(),
             ),
             _smtp,
-            backend="django.core.mail.backends.smtp.EmailBackend",
+            backend="messages.channels.email.OrganizationSmtpBackend",
         ),
         Kind(
             "postmark",
@@ -357,7 +487,7 @@ KINDS: dict[str, Kind] = {
             "email",
             (
                 Field("server_token", "Server token", required=True, secret=True),
-                _api_url(),
+                _api_url(r"https://api\.postmarkapp\.com/?"),
                 _webhook_secret(),
             ),
             _email,
@@ -369,8 +499,8 @@ KINDS: dict[str, Kind] = {
             "email",
             (
                 Field("api_key", "API key", required=True, secret=True),
-                Field("sender_domain", "Sender domain", "host", help="Empty: the From address's domain."),
-                _api_url("Empty: https://api.mailgun.net/v3/ (EU: https://api.eu.mailgun.net/v3/)."),
+                Field("sender_domain", "Sender domain", "domain", help="Empty: the From address's domain."),
+                _api_url(r"https://api\.mailgun\.net/v3/?", r"https://api\.eu\.mailgun\.net/v3/?"),
                 _webhook_secret(),
                 Field(
                     "webhook_signing_key",
@@ -386,7 +516,11 @@ KINDS: dict[str, Kind] = {
             "sendgrid",
             "SendGrid",
             "email",
-            (Field("api_key", "API key", required=True, secret=True), _api_url(), _webhook_secret()),
+            (
+                Field("api_key", "API key", required=True, secret=True),
+                _api_url(r"https://api\.sendgrid\.com/v3/?"),
+                _webhook_secret(),
+            ),
             _email,
             backend="anymail.backends.sendgrid.EmailBackend",
         ),
@@ -398,9 +532,16 @@ KINDS: dict[str, Kind] = {
                 Field(
                     "region_name", "Region", help="e.g. eu-west-1; empty: the machine's AWS configuration."
                 ),
-                Field("aws_access_key_id", "Access key id", help="Empty: the machine's AWS credentials."),
-                Field("aws_secret_access_key", "Secret access key", secret=True),
-                Field("endpoint_url", "Endpoint URL", "url", help="Empty: AWS's own."),
+                Field("aws_access_key_id", "Access key id", required=True),
+                Field("aws_secret_access_key", "Secret access key", required=True, secret=True),
+                Field(
+                    "endpoint_url",
+                    "Endpoint URL",
+                    "url",
+                    help="Empty: the region's. Else https://email.<region>.amazonaws.com only.",
+                    official=SES_ENDPOINTS,
+                ),
+                _timeout(high=60.0),
                 _webhook_secret(),
             ),
             _amazon_ses,
@@ -411,7 +552,11 @@ KINDS: dict[str, Kind] = {
             "brevo",
             "Brevo",
             "email",
-            (Field("api_key", "API key", required=True, secret=True), _api_url(), _webhook_secret()),
+            (
+                Field("api_key", "API key", required=True, secret=True),
+                _api_url(r"https://api\.brevo\.com/v3/?"),
+                _webhook_secret(),
+            ),
             _email,
             backend="anymail.backends.brevo.EmailBackend",
         ),
@@ -450,7 +595,14 @@ KINDS: dict[str, Kind] = {
                     help="When neither message nor organization names one.",
                 ),
                 Field("messaging_service_sid", "Messaging service SID"),
-                Field("base_url", "API base URL", "url", default="https://api.twilio.com"),
+                Field(
+                    "base_url",
+                    "API base URL",
+                    "url",
+                    default="https://api.twilio.com",
+                    help="Twilio's own: https://api.twilio.com.",
+                    official=(r"https://api\.twilio\.com/?",),
+                ),
                 _timeout(high=60.0),
             ),
             _twilio,
@@ -461,8 +613,8 @@ KINDS: dict[str, Kind] = {
             "JSON gateway (SMS)",
             "sms",
             (Field("url", "Gateway URL", "url", required=True), Field("token", "Bearer token", secret=True)),
-            _keywords,
-            backend="messages.channels.sms.HttpSmsBackend",
+            _json_gateway,
+            backend="messages.channels.sms.sms_payload",
         ),
         Kind(
             "fcm",
@@ -477,7 +629,14 @@ KINDS: dict[str, Kind] = {
                     secret=True,
                 ),
                 Field("project_id", "Project id", help="Empty: the service account's project_id."),
-                Field("base_url", "FCM base URL", "url", default="https://fcm.googleapis.com"),
+                Field(
+                    "base_url",
+                    "FCM base URL",
+                    "url",
+                    default="https://fcm.googleapis.com",
+                    help="Google's own: https://fcm.googleapis.com.",
+                    official=(r"https://fcm\.googleapis\.com/?",),
+                ),
                 _timeout(high=60.0),
             ),
             _fcm,
@@ -488,8 +647,8 @@ KINDS: dict[str, Kind] = {
             "JSON gateway (push)",
             "push",
             (Field("url", "Gateway URL", "url", required=True), Field("token", "Bearer token", secret=True)),
-            _keywords,
-            backend="messages.channels.push.HttpPushBackend",
+            _json_gateway,
+            backend="messages.channels.push.fcm_payload",
         ),
     )
 }
@@ -549,6 +708,21 @@ def check_options(kind: Kind, values: Mapping[str, Any]) -> Checked:
     if checked.options.get("use_tls") and checked.options.get("use_ssl"):
         checked.problems["use_ssl"] = "Choose STARTTLS or TLS from the start, not both."
     return checked
+
+
+def build_problem(kind: Kind, options: dict[str, Any], secrets: dict[str, str], *, provider_id: int) -> str:
+    """Why the kind's backend cannot be built from these values ("" when it can): building opens
+    no connection (a service account's key parsed, a project found, Amazon SES's keys present)."""
+    try:
+        backend = kind.build(kind, dict(options), dict(secrets), BuildContext(provider_id=provider_id))
+    except ImproperlyConfigured as error:
+        return str(error)[:300]
+    except ImportError:
+        return f"{kind.label} needs a Python package that is not installed."
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()
+    return ""
 
 
 def check_secret(item: Field, value: str) -> str:

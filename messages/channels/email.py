@@ -19,10 +19,11 @@ import inscriptis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends import smtp as smtp_backend
 from django.core.validators import EmailValidator
 from django.utils.module_loading import import_string
 
-from campaign import addresses, bounds, senders
+from campaign import addresses, bounds, network, senders
 from campaign.models import Organization, Profile
 from messages.channels import (
     Channel,
@@ -371,3 +372,33 @@ class EmailChannel(Channel):
 
 
 EMAIL = EmailChannel()
+
+
+def _may_reach_private() -> bool:
+    return bool(getattr(settings, "PROVIDER_ALLOW_PRIVATE_TARGETS", False))
+
+
+class _PinnedSMTP(smtplib.SMTP):
+    """SMTP to the host's address resolved and checked at connect time (no private address unless
+    PROVIDER_ALLOW_PRIVATE_TARGETS); STARTTLS still checks the certificate against the host name."""
+
+    def _get_socket(self, host: str, port: int, timeout: Any) -> socket.socket:
+        return network.pinned_socket(host, port, allow_private=_may_reach_private(), timeout=timeout)
+
+
+class _PinnedSMTP_SSL(smtplib.SMTP_SSL):  # noqa: N801 - smtplib's name
+    """SMTPS, as _PinnedSMTP: the TLS connection made to the checked address, for the host name."""
+
+    def _get_socket(self, host: str, port: int, timeout: Any) -> socket.socket:
+        raw = network.pinned_socket(host, port, allow_private=_may_reach_private(), timeout=timeout)
+        return self.context.wrap_socket(raw, server_hostname=self._host)  # type: ignore[attr-defined]
+
+
+class OrganizationSmtpBackend(smtp_backend.EmailBackend):
+    """Django's SMTP backend for an organization's SMTP provider: its host resolved and checked at
+    each (re)connection, the connection made to the address checked (a DNS rebinding after the form
+    was saved reaches nothing private)."""
+
+    @property
+    def connection_class(self):  # type: ignore[override]
+        return _PinnedSMTP_SSL if self.use_ssl else _PinnedSMTP

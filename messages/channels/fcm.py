@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -71,15 +72,36 @@ def service_account_info(content: str | dict[str, Any], path: str = "") -> dict[
 
 
 class _BoundedRequest(auth_requests.Request):
-    """google-auth's transport with our timeout on the token exchange (its own default is 120 s)."""
+    """google-auth's transport with our timeout on the token exchange (its own default is 120 s),
+    following no redirect (the signed assertion goes to the token URI only), and remembering the
+    last answer's status (a failed exchange is told by its status and error code, never its body)."""
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
         self._timeout = timeout
+        self.last_status: int | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["timeout"] = self._timeout
-        return super().__call__(*args, **kwargs)
+        kwargs["allow_redirects"] = False
+        self.last_status = None
+        response = super().__call__(*args, **kwargs)
+        self.last_status = response.status
+        return response
+
+
+_ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
+
+
+def token_failure(error: Exception, status: int | None) -> str:
+    """What a failed token exchange says: its HTTP status and OAuth error code (e.g. invalid_grant),
+    nothing of the answer's body (the token URI's host might echo what it was sent)."""
+    code = ""
+    for arg in getattr(error, "args", ())[1:2]:
+        if isinstance(arg, dict) and isinstance(arg.get("error"), str) and _ERROR_CODE.match(arg["error"]):
+            code = arg["error"]
+    shown = ", ".join(p for p in (f"HTTP {status}" if status else "", code) if p)
+    return f"no FCM access token: {error.__class__.__name__}" + (f" ({shown})" if shown else "")
 
 
 def ttl_seconds(expires_at: dt.datetime | None, now: dt.datetime) -> int | None:
@@ -213,7 +235,9 @@ class FcmClient:
                 status, body, headers = self._post(payload, self.access_token(refused=token))
         except auth_exceptions.GoogleAuthError as error:
             return SendResult(
-                TEMPORARY, provider_response=f"no FCM access token: {str(error)[:400]}", provider_fault=True
+                TEMPORARY,
+                provider_response=token_failure(error, self._token_request.last_status),
+                provider_fault=True,
             )
         except (
             requests.RequestException,

@@ -2,55 +2,111 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
-from messages.channels import SendResult
+from campaign import network
+from messages.channels import Recipient, RenderedMessage, SendResult
 
 TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
 
 
-def post_json(url: str, payload: dict[str, Any], *, token: str = "", timeout: float = 10.0) -> SendResult:
+def post_json(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    token: str = "",
+    timeout: float = 10.0,
+    allow_private: bool = True,
+) -> SendResult:
     """POST a JSON payload: 2xx sent; 401/403/429/5xx and network errors temporary (the gateway's
-    fault); other 4xx permanent."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            **({"Authorization": f"Bearer {token}"} if token else {}),
-        },
-    )
+    fault); other 4xx permanent. The host is resolved and checked now (`allow_private` False: an
+    organization's gateway, PROVIDER_ALLOW_PRIVATE_TARGETS off) and the POST made to the address
+    checked; a redirect is not followed (a failure naming only its status: the bearer token goes
+    nowhere else, and no other host's answer is kept)."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read(4096).decode(errors="replace")
-            message_id = ""
-            try:
-                answer = json.loads(body or "{}")
-                message_id = str(answer.get("id") or answer.get("name") or answer.get("message_id") or "")
-            except (ValueError, AttributeError):
-                pass
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http(s) URL")
+    except ValueError as error:
+        return SendResult(
+            TEMPORARY, provider_response=f"the gateway URL is unusable: {error}", provider_fault=True
+        )
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    headers = {
+        "Content-Type": "application/json",
+        **({"Authorization": f"Bearer {token}"} if token else {}),
+    }
+    connection: http.client.HTTPConnection | None = None
+    try:
+        connection = network.pinned_connection(
+            parts.scheme, parts.hostname, port, allow_private=allow_private, timeout=timeout
+        )
+        connection.request("POST", path, body=json.dumps(payload).encode(), headers=headers)
+        response = connection.getresponse()
+        status = response.status
+        if 300 <= status < 400:
             return SendResult(
-                SENT, provider_message_id=message_id, provider_response=f"{response.status} {body[:500]}"
+                TEMPORARY, provider_response=f"{status} redirect not followed", provider_fault=True
             )
-    except urllib.error.HTTPError as error:
-        body = error.read(2048).decode(errors="replace")
-        # 429, 5xx and a refused token (401, 403: the operator fixes it) are the gateway's: retried,
-        # and counted toward its cool-down (messages.providers); another 4xx is the message's.
-        fault = error.code in (401, 403, 429) or error.code >= 500
-        outcome = TEMPORARY if fault else PERMANENT
-        return SendResult(outcome, provider_response=f"{error.code} {body[:500]}", provider_fault=fault)
-    except (urllib.error.URLError, OSError) as error:
-        answer = f"{error.__class__.__name__}: {error}"
+        body = response.read(4096 if 200 <= status < 300 else 2048).decode(errors="replace")
+    except (OSError, http.client.HTTPException) as error:
+        answer = f"{error.__class__.__name__}: {error}"[:500]
         return SendResult(TEMPORARY, provider_response=answer, provider_fault=True)
+    finally:
+        if connection is not None:
+            connection.close()
+    if 200 <= status < 300:
+        message_id = ""
+        try:
+            answer = json.loads(body or "{}")
+            message_id = str(answer.get("id") or answer.get("name") or answer.get("message_id") or "")
+        except (ValueError, AttributeError):
+            pass
+        return SendResult(SENT, provider_message_id=message_id, provider_response=f"{status} {body[:500]}")
+    # 429, 5xx and a refused token (401, 403: the operator fixes it) are the gateway's: retried,
+    # and counted toward its cool-down (messages.providers); another 4xx is the message's.
+    fault = status in (401, 403, 429) or status >= 500
+    outcome = TEMPORARY if fault else PERMANENT
+    return SendResult(outcome, provider_response=f"{status} {body[:500]}", provider_fault=fault)
+
+
+class OrganizationGateway:
+    """An organization's JSON gateway (SMS or push): its host checked at each request (no private
+    address unless PROVIDER_ALLOW_PRIVATE_TARGETS), the POST made to the address checked."""
+
+    waits_on_network = True  # one request per send, nothing shared: safe on several threads
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        payload: Callable[[RenderedMessage, Recipient], dict[str, Any]],
+        timeout: float = 10.0,
+    ) -> None:
+        self.url, self.token, self.payload, self.timeout = url, token, payload, timeout
+
+    def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
+        allow = bool(getattr(settings, "PROVIDER_ALLOW_PRIVATE_TARGETS", False))
+        return post_json(
+            self.url,
+            self.payload(rendered, recipient),
+            token=self.token,
+            timeout=self.timeout,
+            allow_private=allow,
+        )
 
 
 class FileOutbox:

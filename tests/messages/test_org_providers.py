@@ -65,7 +65,7 @@ def smtp_provider(
         organization=organization,
         name=name,
         kind="smtp",
-        options={"host": "127.0.0.1", "port": port, "timeout": 5.0},
+        options={"host": "127.0.0.1", "port": port, "use_tls": False, "timeout": 5.0},
     )
     org_providers.save(provider, secrets={"password": password} if password else {})
     return provider
