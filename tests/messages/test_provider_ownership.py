@@ -392,3 +392,12 @@ def test_a_mailgun_providers_route_checks_its_own_signing_key(
     assert not ProviderEvent.objects.exists()
     assert post("its-own-key") == 200
     assert ProviderEvent.objects.get().delivery == delivery
+
+
+def test_the_webhook_secrets_are_never_given_to_the_sending_backend(organization):
+    provider = esp_provider(
+        organization, {"webhook_secret": "mine:secret", "webhook_signing_key": "its-own-key"}, kind="mailgun"
+    )
+    (built,) = org_providers.build("email", [provider]).providers
+    assert "api_key" in built.backend.options
+    assert not {"webhook_secret", "webhook_signing_key"} & set(built.backend.options)
