@@ -44,6 +44,12 @@ urlpatterns = [
         name="twilio-provider-inbound",
     ),
     # An email service provider's tracking webhooks (django-anymail), e.g. /anymail/postmark/tracking/.
+    # An organization's own ESP account's tracking webhook, with that provider's secrets.
+    path(
+        "anymail/provider/<int:provider_id>/<slug:esp>/tracking/",
+        provider_events.provider_tracking,
+        name="anymail-provider-tracking",
+    ),
     path("anymail/", include((provider_events.webhook_urlpatterns(), "anymail"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),

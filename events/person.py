@@ -24,6 +24,7 @@ from django.utils import timezone
 from campaign.models import Organization, Profile, Quarantine
 from events import rollups
 from events.models import Event, EventStatusChange
+from messages import sms_replies
 from messages.models import Delivery, SmsReceipt, TrackingHit
 from messages.provider_history import provider_history
 
@@ -212,12 +213,14 @@ def forget_person(*, organization: Organization, email: str) -> dict[str, int]:
         # The reports keep the counts (no address in them) of what goes: first, while the events'
         # deliveries, opens and clicks are still there to be counted.
         rollups.retire(rows.events.values_list("pk", flat=True))
-        # An SMS receipt that came before its delivery was written is joined to it by message id only.
+        # An SMS receipt that came before its delivery was written is joined to it by message id only
+        # (one of this organization, or of none known yet: never another organization's).
         message_ids = rows.deliveries.filter(channel="sms").exclude(provider_message_id="")
         count(
             SmsReceipt.objects.filter(
-                delivery__isnull=True,
-                message_id__in=list(message_ids.values_list("provider_message_id", flat=True)),
+                sms_replies.unjoined_match(
+                    organization.pk, list(message_ids.values_list("provider_message_id", flat=True))
+                )
             ).delete()
         )
         # Deliveries next: their query reads the events (through their links).

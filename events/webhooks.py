@@ -251,7 +251,7 @@ def _late_bounces(organizations: list[int], since: dt.datetime) -> Iterator[Sour
     rows = (
         ProviderEvent.objects.filter(organization_id__in=organizations, created_at__gte=since)
         .filter(quarantined=True, delivery__is_proof=False, delivery__event_link__isnull=False)
-        .order_by()
+        .order_by("created_at", "id")  # the first of a delivery's is the one notified
         .values_list(
             "delivery_id",
             "organization_id",

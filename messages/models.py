@@ -234,7 +234,11 @@ class ProviderEvent(models.Model):
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["organization", "created_at"])]
         constraints = [
-            models.UniqueConstraint(fields=["provider", "provider_event_id"], name="provider_event_unique_id")
+            # Per organization: another organization's ESP account (its own webhook route) cannot
+            # take an event id first and have the real event dropped as a repeat.
+            models.UniqueConstraint(
+                fields=["organization", "provider", "provider_event_id"], name="provider_event_unique_id_org"
+            )
         ]
 
     def __str__(self) -> str:
@@ -348,7 +352,14 @@ class SmsReceipt(models.Model):
     already written (a receipt may outrun the recording of its send: `delivery` stays empty then,
     and the delivery still finds it by `message_id`: messages.sms_replies.receipts_of)."""
 
-    provider = models.CharField(max_length=16)  # "smpp", "twilio"
+    # Which provider said it: "smpp", "twilio" for the installation's (SMPP_*, TWILIO_* settings), or
+    # an organization's provider's own key ("smpp:org5:12": messages.sms_replies.provider_key).
+    provider = models.CharField(max_length=64)
+    # Whose receipt it is: the owner of the provider it came through, or the organization of the
+    # delivery it was joined to; null: not known yet (an installation's receipt before its delivery).
+    organization = models.ForeignKey(
+        "campaign.Organization", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     message_id = models.CharField(max_length=128, db_index=True)
     delivery = models.ForeignKey(
         Delivery, on_delete=models.CASCADE, null=True, blank=True, related_name="sms_receipts"
@@ -362,9 +373,17 @@ class SmsReceipt(models.Model):
         ordering = ["-received_at", "-id"]
         constraints = [
             # A provider repeating a receipt (concurrently, too) keeps one row: sms_replies.record_receipt.
+            # Two SMSCs numbering their messages alike are two providers (two keys): two rows.
             models.UniqueConstraint(
-                fields=["provider", "message_id", "status", "error_code"], name="sms_receipt_unique"
-            )
+                fields=["organization", "provider", "message_id", "status", "error_code"],
+                condition=models.Q(organization__isnull=False),
+                name="sms_receipt_unique_org",
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "message_id", "status", "error_code"],
+                condition=models.Q(organization__isnull=True),
+                name="sms_receipt_unique_unknown",
+            ),
         ]
 
     def __str__(self) -> str:

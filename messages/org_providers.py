@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,12 +27,13 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
 
 from campaign import encryption, generations, senders
 from messages import providers
 from messages.channels import ChannelBackend, Recipient, RenderedMessage, SendResult
 from messages.channels import channel as channel_of
-from messages.models import OrganizationProvider
+from messages.models import Delivery, OrganizationProvider
 from messages.provider_kinds import BuildContext, kind_of
 
 logger = logging.getLogger(__name__)
@@ -113,12 +115,27 @@ def rate_key(provider: OrganizationProvider) -> str:
     return f"org{provider.organization_id}:{provider.pk}"
 
 
+def without_own_providers(deliveries: QuerySet[Delivery], channel: str) -> QuerySet[Delivery]:
+    """The deliveries of organizations that send this channel through the installation's providers
+    (no enabled provider of their own): what an installation's provider (its receipts, replies,
+    webhooks authenticated with the installation's secrets) may speak about."""
+    own = OrganizationProvider.objects.filter(
+        organization_id=OuterRef("organization_id"), channel=channel, enabled=True
+    )
+    return deliveries.exclude(Exists(own))
+
+
 def build(channel: str, rows: list[OrganizationProvider]) -> ChannelBackend:
     """The FailoverBackend of an organization's providers of one channel, in order."""
     built = []
     for row in rows:
         kind = kind_of(row.kind)
-        backend = kind.build(kind, dict(row.options or {}), secrets_of(row), BuildContext(provider_id=row.pk))
+        backend = kind.build(
+            kind,
+            dict(row.options or {}),
+            secrets_of(row),
+            BuildContext(provider_id=row.pk, organization_id=row.organization_id, provider_name=row.name),
+        )
         built.append(
             providers.Provider(name=row.name, backend=backend, rate_limit=row.rate_limit, key=rate_key(row))
         )
@@ -187,13 +204,42 @@ def backend_of(channel: str, organization_id: int, *, check: bool = True) -> Cha
             backend = Unbuildable(error.__class__.__name__)
     with _lock:
         _entries[key] = _Entry(generation, fingerprint, backend)
+    if channel == "sms" and (entry is None or entry.backend is not backend):
+        _close_old_binds(organization_id, backend)
     return backend
+
+
+def _close_old_binds(organization_id: int, backend: ChannelBackend | None) -> None:
+    """The organization's SMPP binds its providers no longer use are closed (a provider deleted,
+    disabled, or its host, account or name changed): no bind nor reader thread of a gone provider
+    stays for the rest of the process, and no receipt arrives any more on a bind nobody sends on."""
+    from messages.channels import smpp
+
+    keep = [
+        provider.backend.bind_key()
+        for provider in getattr(backend, "providers", ())
+        if isinstance(provider.backend, smpp.SmppSmsBackend)
+    ]
+    closed = smpp.close_binds_of(organization_id, keep=keep)
+    if closed:
+        logger.info(
+            "Closed %s SMPP bind(s) of organization %s: its providers changed", closed, organization_id
+        )
 
 
 def forget() -> None:
     """Drop this process's backends of organizations (tests; backend_for.cache_clear)."""
     with _lock:
         _entries.clear()
+
+
+def _forget_in_child() -> None:
+    """A forked child builds its own backends (their clients and binds are the parent's)."""
+    global _entries, _lock
+    _entries, _lock = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 # --- a test send ---------------------------------------------------------------------------------

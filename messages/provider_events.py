@@ -16,6 +16,14 @@ an AnymailTrackingEvent, sent as its `tracking` signal; `record` is connected to
   NOT_YET_RECORDED old: then the delivery may not be recorded yet (the worker records it with the
   attempt's end), and the answer is 503, so the provider sends it again later.
 * Opens and clicks are this house's own (messages.tracking): a provider's are not recorded.
+
+Whose event it is comes from the route it arrived on. The installation's routes (/anymail/<esp>/...,
+ANYMAIL's WEBHOOK_SECRET and signing keys) speak for the installation's ESP accounts: they join only
+the deliveries of organizations sending email through the installation's providers (no enabled email
+provider of their own). An organization's own ESP account posts to its provider's route
+(/anymail/provider/<provider id>/<esp>/tracking/), which runs anymail's tracking view for that ESP
+with THAT provider's webhook secret (basic auth) and signing key (its encrypted secrets, never the
+installation's), and joins only that organization's deliveries.
 """
 
 from __future__ import annotations
@@ -26,15 +34,20 @@ import functools
 import hashlib
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.views.decorators.csrf import csrf_exempt
 
-from messages import services
-from messages.models import Delivery, ProviderEvent
+from campaign import encryption
+from messages import org_providers, services
+from messages.models import Delivery, OrganizationProvider, ProviderEvent
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +67,30 @@ SIMPLE_KINDS = {
 DESCRIPTION_MAX = 1000
 # An event about an unknown message this recent may be about a send whose delivery is not recorded yet.
 NOT_YET_RECORDED = dt.timedelta(minutes=10)
+
+
+# anymail's tracking view of each ESP kind an organization may have (messages.provider_kinds), and
+# the secrets each needs besides the webhook secret (Mailgun signs its webhooks).
+TRACKING_VIEWS = {
+    "postmark": "anymail.webhooks.postmark.PostmarkTrackingWebhookView",
+    "mailgun": "anymail.webhooks.mailgun.MailgunTrackingWebhookView",
+    "sendgrid": "anymail.webhooks.sendgrid.SendGridTrackingWebhookView",
+    "amazon_ses": "anymail.webhooks.amazon_ses.AmazonSESTrackingWebhookView",
+    "brevo": "anymail.webhooks.brevo.BrevoTrackingWebhookView",
+}
+SIGNING_SECRETS = {"mailgun": ("webhook_signing_key",)}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """An organization's provider whose route an event arrived on."""
+
+    organization_id: int
+    provider_name: str  # the name its deliveries carry (Delivery.provider)
+
+
+# Set by `provider_tracking` while anymail's view runs (its `tracking` signal is sent synchronously).
+_scope: ContextVar[Scope | None] = ContextVar("provider_event_scope", default=None)
 
 
 class NotYetRecorded(Exception):
@@ -85,18 +122,20 @@ def describe(event: Any) -> str:
     return " | ".join(str(p) for p in parts if p)[:DESCRIPTION_MAX]
 
 
-def record(*, esp_name: str, event: Any) -> ProviderEvent | None:
+def record(*, esp_name: str, event: Any, scope: Scope | None = None) -> ProviderEvent | None:
     """Record a provider's tracking event on its delivery (and quarantine the address if it says the
-    mailbox is gone or its owner complained). None: nothing recorded (an open or a click, no delivery
-    with that message id, or the same event again)."""
+    mailbox is gone or its owner complained): a delivery of the scope's organization (an event of its
+    own provider), else of an organization sending through the installation's providers. None:
+    nothing recorded (an open or a click, no such delivery with that message id, the same event
+    again)."""
     if event.event_type in IGNORED_TYPES or not event.message_id:
         return None
-    delivery = (
-        Delivery.objects.filter(provider_message_id=str(event.message_id), channel="email")
-        .order_by("-id")
-        .only("pk", "organization_id", "recipient")
-        .first()
-    )
+    found = Delivery.objects.filter(provider_message_id=str(event.message_id), channel="email")
+    if scope is not None:
+        found = found.filter(organization_id=scope.organization_id, provider__in=[scope.provider_name, ""])
+    else:
+        found = org_providers.without_own_providers(found, "email")
+    delivery = found.order_by("-id").only("pk", "organization_id", "recipient").first()
     if delivery is None:
         if event.timestamp is not None and timezone.now() - event.timestamp < NOT_YET_RECORDED:
             # Sent a moment ago: the worker records the delivery with its attempt's end, and a fast
@@ -132,7 +171,7 @@ def record(*, esp_name: str, event: Any) -> ProviderEvent | None:
 
 def on_tracking(sender: Any, event: Any, esp_name: str, **kwargs: Any) -> None:
     """anymail's `tracking` signal receiver (connected in messages.apps)."""
-    record(esp_name=esp_name, event=event)
+    record(esp_name=esp_name, event=event, scope=_scope.get())
 
 
 def _guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -163,3 +202,39 @@ def webhook_urlpatterns() -> list[Any]:
         pattern.callback = _guarded(pattern.callback)
         patterns.append(pattern)
     return patterns
+
+
+def _off(reason: str) -> JsonResponse:
+    return JsonResponse({"error": f"this provider's webhooks are off: {reason}"}, status=404)
+
+
+@csrf_exempt
+def provider_tracking(request: HttpRequest, provider_id: int, esp: str) -> HttpResponse:
+    """The tracking webhook of an organization's own ESP account: anymail's view for that ESP, with
+    the provider's webhook secret (basic auth) and signing key only; 404 while they are not set
+    (never the installation's secrets in their place)."""
+    provider = OrganizationProvider.objects.filter(pk=provider_id, kind=esp, channel="email").first()
+    if provider is None or esp not in TRACKING_VIEWS:
+        return JsonResponse({"error": "no such email provider"}, status=404)
+    try:
+        secrets = org_providers.secrets_of(provider)
+    except encryption.InvalidToken:
+        return _off("its secrets cannot be decrypted (ENCRYPTION_KEYS)")
+    init: dict[str, Any] = {"webhook_secret": secrets.get("webhook_secret", "")}
+    for name in ("webhook_secret", *SIGNING_SECRETS.get(esp, ())):
+        if not secrets.get(name):
+            return _off(f"no {name.replace('_', ' ')} set (the provider's admin page)")
+        init[name] = secrets[name]
+    if esp == "amazon_ses":
+        # No request to a URL a tenant's message names: its SNS subscription is confirmed in AWS.
+        init["auto_confirm_sns_subscriptions"] = False
+    view = import_string(TRACKING_VIEWS[esp])(**init)
+    view.setup(request)
+    token = _scope.set(Scope(provider.organization_id, provider.name))
+    try:
+        response: HttpResponse = view.dispatch(request)
+        return response
+    except NotYetRecorded:
+        return JsonResponse({"error": "unknown message yet: send it again later"}, status=503)
+    finally:
+        _scope.reset(token)

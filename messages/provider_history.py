@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
+from messages import sms_replies
 from messages.models import Delivery, ProviderEvent, SmsReceipt
 
 HISTORY_MAX = 500  # reports of each kind read at once (a timeline's bound)
@@ -65,6 +66,12 @@ def receipt_kind(status: str) -> str:
     return RECEIPT_KINDS.get(status.lower(), Kind.OTHER)
 
 
+def _unjoined_delivery(by_message_id: dict[tuple[int, str], int], row: SmsReceipt) -> int:
+    if row.organization_id is not None:
+        return by_message_id[(row.organization_id, row.message_id)]
+    return max(pk for (_org, message_id), pk in by_message_id.items() if message_id == row.message_id)
+
+
 def provider_history(deliveries: Sequence[Delivery], *, limit: int = HISTORY_MAX) -> ProviderHistory:
     """What the providers said later about these deliveries, oldest first: their email provider
     events and their SMS receipts (also those that arrived before their delivery was written, found
@@ -72,9 +79,10 @@ def provider_history(deliveries: Sequence[Delivery], *, limit: int = HISTORY_MAX
     if not deliveries:
         return ProviderHistory([], False)
     ids = [d.pk for d in deliveries]
-    # A receipt not joined yet belongs to the latest SMS delivery with its message id.
+    # A receipt not joined yet belongs to the latest SMS delivery with its message id (and its
+    # organization: receipts of two organizations' SMSCs may carry the same id).
     by_message_id = {
-        d.provider_message_id: d.pk
+        (d.organization_id, d.provider_message_id): d.pk
         for d in sorted(deliveries, key=lambda d: d.pk)
         if d.channel == "sms" and d.provider_message_id
     }
@@ -88,42 +96,58 @@ def provider_history(deliveries: Sequence[Delivery], *, limit: int = HISTORY_MAX
     receipts: list[SmsReceipt] = []
     if any(d.channel == "sms" for d in deliveries):
         match = Q(delivery__in=ids)
-        if by_message_id:
-            match |= Q(delivery__isnull=True, message_id__in=list(by_message_id))
+        # An unjoined receipt is of the delivery's organization (or of none known yet).
+        ids_by_organization: dict[int, list[str]] = {}
+        for d in deliveries:
+            if d.channel == "sms" and d.provider_message_id:
+                ids_by_organization.setdefault(d.organization_id, []).append(d.provider_message_id)
+        for organization_id, message_ids in ids_by_organization.items():
+            match |= sms_replies.unjoined_match(organization_id, message_ids)
         receipts = list(
             SmsReceipt.objects.filter(match)
             .order_by("received_at", "id")
-            .only("delivery_id", "provider", "message_id", "status", "error_code", "received_at")[: limit + 1]
+            .only(
+                "delivery_id",
+                "organization_id",
+                "provider",
+                "message_id",
+                "status",
+                "error_code",
+                "received_at",
+            )[: limit + 1]
         )
     truncated = len(events) > limit or len(receipts) > limit
-    reports = [
-        ProviderReport(
-            delivery_id=row.delivery_id,
-            source="webhook",
-            provider=row.provider,
-            kind=row.kind,
-            status="",
-            error_code="",
-            quarantined=row.quarantined,
-            description=row.description,
-            occurred_at=row.occurred_at,
-            received_at=row.created_at,
-        )
-        for row in events[:limit]
-    ] + [
-        ProviderReport(
-            delivery_id=row.delivery_id or by_message_id[row.message_id],
-            source="smsReceipt",
-            provider=row.provider,
-            kind=receipt_kind(row.status),
-            status=row.status,
-            error_code=row.error_code,
-            quarantined=False,
-            description=f"{row.status} (error {row.error_code})" if row.error_code else row.status,
-            occurred_at=None,
-            received_at=row.received_at,
-        )
-        for row in receipts[:limit]
-    ]
+    reports = (
+        [
+            ProviderReport(
+                delivery_id=row.delivery_id,
+                source="webhook",
+                provider=row.provider,
+                kind=row.kind,
+                status="",
+                error_code="",
+                quarantined=row.quarantined,
+                description=row.description,
+                occurred_at=row.occurred_at,
+                received_at=row.created_at,
+            )
+            for row in events[:limit]
+        ]
+        + [
+            ProviderReport(
+                delivery_id=row.delivery_id or _unjoined_delivery(by_message_id, row),
+                source="smsReceipt",
+                provider=row.provider.split(":", 1)[0],  # the kind ("smpp"), not its owner's key
+                kind=receipt_kind(row.status),
+                status=row.status,
+                error_code=row.error_code,
+                quarantined=False,
+                description=f"{row.status} (error {row.error_code})" if row.error_code else row.status,
+                occurred_at=None,
+                received_at=row.received_at,
+            )
+            for row in receipts[:limit]
+        ]
+    )
     reports.sort(key=lambda r: r.received_at)
     return ProviderHistory(reports, truncated)

@@ -211,6 +211,8 @@ class BuildContext:
     URL names it)."""
 
     provider_id: int
+    organization_id: int | None = None  # None: read from the provider's row when needed
+    provider_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -290,7 +292,7 @@ def anymail_options(kind: Kind, options: Mapping[str, Any], secrets: Mapping[str
     explicit default (its API URL: the service's own)."""
     kwargs: dict[str, Any] = {**_ANYMAIL_FIXED, **_ANYMAIL_OF_KIND.get(kind.key, {})}
     for name, value in every_field(kind, options, secrets).items():
-        if value not in ("", None):
+        if value not in ("", None) and name not in WEBHOOK_FIELDS:  # the webhooks' (provider_events)
             kwargs[name] = value
     return kwargs
 
@@ -398,6 +400,27 @@ def _twilio(kind: Kind, options: dict[str, Any], secrets: dict[str, str], contex
     )
 
 
+def _smpp(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
+    """An SMPP bind of the organization's own: what arrives on it (receipts, STOP) is its."""
+    from messages.channels.smpp import BindOwner
+    from messages.models import OrganizationProvider
+    from messages.sms_replies import provider_key
+
+    organization_id, name = context.organization_id, context.provider_name
+    if organization_id is None:
+        row = (
+            OrganizationProvider.objects.filter(pk=context.provider_id)
+            .only("organization_id", "name")
+            .first()
+        )
+        if row is None:  # not saved yet (a form's check): a bind of its own all the same
+            owner = BindOwner(None, f"smpp:provider{context.provider_id}")
+            return import_string(kind.backend)(**every_field(kind, options, secrets), owner=owner)
+        organization_id, name = row.organization_id, row.name
+    owner = BindOwner(organization_id, provider_key("smpp", organization_id, context.provider_id), name)
+    return import_string(kind.backend)(**every_field(kind, options, secrets), owner=owner)
+
+
 def _fcm(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
     # Never the installation's service account file (FCM_SERVICE_ACCOUNT_FILE).
     return import_string(kind.backend)(**every_field(kind, options, secrets), service_account_file="")
@@ -427,6 +450,20 @@ def _api_url(*official: str) -> Field:
     )
 
 
+# An ESP's tracking webhooks for an organization's own account (messages.provider_events).
+WEBHOOK_FIELDS = frozenset({"webhook_secret", "webhook_signing_key"})
+
+
+def _webhook_secret() -> Field:
+    return Field(
+        "webhook_secret",
+        "Webhook secret (user:password)",
+        secret=True,
+        help="The basic auth of its tracking webhook URL: "
+        "https://user:password@<this host>/anymail/provider/<id>/<kind>/tracking/ (see README).",
+    )
+
+
 KINDS: dict[str, Kind] = {
     kind.key: kind
     for kind in (
@@ -453,6 +490,7 @@ KINDS: dict[str, Kind] = {
             (
                 Field("server_token", "Server token", required=True, secret=True),
                 _api_url(r"https://api\.postmarkapp\.com/?"),
+                _webhook_secret(),
             ),
             _email,
             backend="anymail.backends.postmark.EmailBackend",
@@ -465,6 +503,13 @@ KINDS: dict[str, Kind] = {
                 Field("api_key", "API key", required=True, secret=True),
                 Field("sender_domain", "Sender domain", "domain", help="Empty: the From address's domain."),
                 _api_url(r"https://api\.mailgun\.net/v3/?", r"https://api\.eu\.mailgun\.net/v3/?"),
+                _webhook_secret(),
+                Field(
+                    "webhook_signing_key",
+                    "Webhook signing key",
+                    secret=True,
+                    help="Mailgun's HTTP webhook signing key (its tracking webhook needs it).",
+                ),
             ),
             _email,
             backend="anymail.backends.mailgun.EmailBackend",
@@ -476,6 +521,7 @@ KINDS: dict[str, Kind] = {
             (
                 Field("api_key", "API key", required=True, secret=True),
                 _api_url(r"https://api\.sendgrid\.com/v3/?"),
+                _webhook_secret(),
             ),
             _email,
             backend="anymail.backends.sendgrid.EmailBackend",
@@ -498,6 +544,7 @@ KINDS: dict[str, Kind] = {
                     official=SES_ENDPOINTS,
                 ),
                 _timeout(high=60.0),
+                _webhook_secret(),
             ),
             _amazon_ses,
             backend="anymail.backends.amazon_ses.EmailBackend",
@@ -510,6 +557,7 @@ KINDS: dict[str, Kind] = {
             (
                 Field("api_key", "API key", required=True, secret=True),
                 _api_url(r"https://api\.brevo\.com/v3/?"),
+                _webhook_secret(),
             ),
             _email,
             backend="anymail.backends.brevo.EmailBackend",
@@ -532,7 +580,7 @@ KINDS: dict[str, Kind] = {
                 ),
                 _timeout(),
             ),
-            _keywords,
+            _smpp,
             backend="messages.channels.smpp.SmppSmsBackend",
         ),
         Kind(

@@ -1,7 +1,12 @@
 """Twilio's webhooks: the status callback of a sent SMS (recorded on its delivery) and the inbound
 message webhook (a STOP opts out). Both are signed by Twilio (X-Twilio-Signature, HMAC-SHA1 of the
 URL and the form with the auth token, checked by twilio.request_validator); an unsigned or badly
-signed request is refused (403) and changes nothing."""
+signed request is refused (403) and changes nothing.
+
+The installation's routes (/webhooks/twilio/status|inbound, TWILIO_AUTH_TOKEN) speak about the
+organizations sending through the installation's Twilio account; an organization's provider's
+routes (/webhooks/twilio/<provider id>/...) only about that organization's deliveries and numbers:
+a status callback for another organization's message SID writes nothing of it."""
 
 from __future__ import annotations
 
@@ -52,15 +57,24 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     return _status(request)
 
 
-def _status(request: HttpRequest) -> HttpResponse:
+def _status(request: HttpRequest, provider: OrganizationProvider | None = None) -> HttpResponse:
     sid, status = _field(request, "MessageSid"), _field(request, "MessageStatus")
     if not sid or not status:
         return HttpResponse(
             "MessageSid and MessageStatus are required", status=400, content_type="text/plain"
         )
     raw = "&".join(f"{k}={_field(request, k)}" for k in sorted(request.POST))
+    organization_id = provider.organization_id if provider is not None else None
+    if organization_id is not None and sms_replies.of_another_organization(organization_id, sid):
+        return HttpResponse(status=204)  # another organization's message: nothing of it written here
     sms_replies.record_receipt(
-        provider="twilio", message_id=sid, status=status, error_code=_field(request, "ErrorCode"), raw=raw
+        provider=sms_replies.provider_key("twilio", organization_id, provider.pk if provider else None),
+        message_id=sid,
+        status=status,
+        error_code=_field(request, "ErrorCode"),
+        raw=raw,
+        organization_id=organization_id,
+        provider_name=provider.name if provider is not None else "",
     )
     return HttpResponse(status=204)
 
@@ -74,9 +88,9 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 
 
-def _provider_token(provider_id: int) -> tuple[int, str] | None:
-    """(organization id, auth token) of an organization's Twilio provider; None when there is no
-    such provider or its token cannot be read (the request is then refused like a bad signature)."""
+def _provider_token(provider_id: int) -> tuple[OrganizationProvider, str] | None:
+    """An organization's Twilio provider and its auth token; None when there is no such provider or
+    its token cannot be read (the request is then refused like a bad signature)."""
     provider = OrganizationProvider.objects.filter(pk=provider_id, kind="twilio").first()
     if provider is None:
         return None
@@ -84,17 +98,18 @@ def _provider_token(provider_id: int) -> tuple[int, str] | None:
         token = org_providers.secrets_of(provider).get("auth_token", "")
     except encryption.InvalidToken:
         return None
-    return (provider.organization_id, token) if token else None
+    return (provider, token) if token else None
 
 
 @csrf_exempt
 @require_POST
 def provider_status(request: HttpRequest, provider_id: int) -> HttpResponse:
-    """The status callback of an organization's Twilio provider, signed with ITS auth token."""
+    """The status callback of an organization's Twilio provider, signed with ITS auth token: joined
+    only to that organization's deliveries."""
     found = _provider_token(provider_id)
     if found is None or not signed(request, found[1]):
         return _refused()
-    return _status(request)
+    return _status(request, found[0])
 
 
 @csrf_exempt
@@ -105,6 +120,6 @@ def provider_inbound(request: HttpRequest, provider_id: int) -> HttpResponse:
     if found is None or not signed(request, found[1]):
         return _refused()
     sms_replies.reply_received(
-        sender=_field(request, "From"), text=_field(request, "Body"), organization_id=found[0]
+        sender=_field(request, "From"), text=_field(request, "Body"), organization_id=found[0].organization_id
     )
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")

@@ -51,6 +51,8 @@ class FakeSmsc:
         self.answered_submits: int | None = None  # answer only this many submit_sm (None: all)
         self.submitted: list[Any] = []  # submit_sm PDUs, as received
         self.binds: list[Any] = []
+        self.unbinds = 0  # unbind PDUs received
+        self.closed_connections = 0  # connections the client closed (or lost)
         self.deliver_answers: list[Any] = []  # deliver_sm_resp PDUs
         self.changed = threading.Condition()
         self._peer = _Peer()
@@ -98,10 +100,14 @@ class FakeSmsc:
                     elif pdu.command == "enquire_link":
                         self._answer(conn, "enquire_link_resp", pdu)
                     elif pdu.command == "unbind":
+                        self.unbinds += 1
                         self._answer(conn, "unbind_resp", pdu)
                     self.changed.notify_all()
         except (ConnectionError, OSError):
             conn.close()
+            with self.changed:
+                self.closed_connections += 1
+                self.changed.notify_all()
 
     def wait(self, predicate: Any, timeout: float = 10) -> None:
         with self.changed:

@@ -356,3 +356,40 @@ def test_duplicate_sms_receipts_become_one_that_keeps_the_delivery_a_copy_found(
         (first.pk, "first", delivery.pk),
         (other.pk, "", None),
     ]
+
+
+BEFORE_PROVIDER_DATA_PER_ORGANIZATION = [("transactional", "0016_organization_providers")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sms_receipts_take_their_deliverys_organization_and_repeats_are_still_kept_once():
+    from messages import sms_replies
+
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(BEFORE_PROVIDER_DATA_PER_ORGANIZATION)
+    try:
+        executor.loader.build_graph()
+        apps = executor.loader.project_state(BEFORE_PROVIDER_DATA_PER_ORGANIZATION).apps
+        organization = apps.get_model("campaign", "Organization").objects.create(slug="acme", name="Acme")
+        message = apps.get_model("transactional", "TransactionalMessage").objects.create(channel="sms")
+        delivery = apps.get_model("transactional", "Delivery").objects.create(
+            organization=organization,
+            message=message,
+            channel="sms",
+            recipient="+33612345678",
+            provider_message_id="m1",
+        )
+        Receipt = apps.get_model("transactional", "SmsReceipt")
+        joined = Receipt.objects.create(provider="smpp", message_id="m1", status="DELIVRD", delivery=delivery)
+        early = Receipt.objects.create(provider="twilio", message_id="SM2", status="sent")
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+    assert sorted(SmsReceipt.objects.values_list("pk", "organization_id")) == [
+        (joined.pk, organization.pk),
+        (early.pk, None),
+    ]
+    assert sms_replies.record_receipt(provider="smpp", message_id="m1", status="DELIVRD").pk == joined.pk
+    assert sms_replies.record_receipt(provider="twilio", message_id="SM2", status="sent").pk == early.pk
+    assert SmsReceipt.objects.count() == 2

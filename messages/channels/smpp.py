@@ -1,6 +1,9 @@
-"""SMS over SMPP 3.4 (smpplib): one transceiver bind per worker process and SMSC account (host,
-port, credentials: two providers of SMS_PROVIDERS keep two binds), shared by the worker's sender
-threads, bound again after a lost connection.
+"""SMS over SMPP 3.4 (smpplib): one transceiver bind per worker process, owner and SMSC account
+(host, port, credentials: two providers of SMS_PROVIDERS keep two binds), shared by the worker's
+sender threads, bound again after a lost connection. The owner (BindOwner) is the installation or an
+organization's provider: binds of two owners are never shared, and what arrives on a bind (a
+receipt, a STOP) is its owner's (messages.sms_replies). A changed provider's binds are closed
+(close_binds_of, from messages.org_providers).
 
 * The text goes as GSM-7 when every character allows it (messages.channels.sms: the editor's count),
   else as UCS-2 (data_coding 8). Longer than one SMS (160 / 70 characters), it is cut into parts of
@@ -29,6 +32,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, NamedTuple
@@ -208,6 +212,19 @@ def connect_address(host: str, port: int) -> str:
     return network.checked_addresses(host, port, allow_private=allow, family=socket.AF_INET)[0]
 
 
+class BindOwner(NamedTuple):
+    """Whose bind: an organization's provider (its organization, its receipts' provider key, the
+    name its deliveries carry), or the installation's (the SMPP_* settings and SMS_PROVIDERS). What
+    arrives on a bind (a receipt, a STOP) is its owner's: binds of two owners are never shared."""
+
+    organization_id: int | None = None
+    provider: str = "smpp"  # messages.sms_replies.provider_key
+    provider_name: str = ""
+
+
+INSTALLATION = BindOwner()
+
+
 class Unanswered(Exception):
     """A submit_sm went out and its answer did not come: the SMSC may have taken the message."""
 
@@ -216,13 +233,23 @@ class SmppConnection:
     """The process's bind: opened on the first send, opened again after it is lost."""
 
     def __init__(
-        self, *, host: str, port: int, system_id: str, password: str, system_type: str, timeout: float
+        self,
+        *,
+        host: str,
+        port: int,
+        system_id: str,
+        password: str,
+        system_type: str,
+        timeout: float,
+        owner: BindOwner = INSTALLATION,
     ) -> None:
+        self.owner = owner
         self.host, self.port = host, port
         self.system_id, self.password, self.system_type = system_id, password, system_type
         self.timeout = timeout
         self._bind_lock = threading.Lock()
         self._client: _Client | None = None
+        self._closed = False  # closed for good (close): a late send does not bind it again
         self.reader: threading.Thread | None = None  # the current bind's reader
         # sequence number -> (its answer to come, the answers of its message's parts)
         self._pending: dict[int, tuple[Future[Any], list[Future[Any]]]] = {}
@@ -237,6 +264,8 @@ class SmppConnection:
         with self._bind_lock:
             if self._client is not None:
                 return self._client
+            if self._closed:
+                raise smpplib.exceptions.ConnectionError("this bind was closed (its provider changed)")
             client = _Client(self.host, self.port, timeout=self.timeout)
             client.set_message_sent_handler(self._submit_answered)
             client.set_message_received_handler(self._delivered)
@@ -281,6 +310,7 @@ class SmppConnection:
     def close(self) -> None:
         with self._bind_lock:
             client, self._client = self._client, None
+            self._closed = True
         if client is not None:
             try:  # unbind, without waiting for its answer (the reader would take it)
                 client.send_pdu(smpplib.smpp.make_pdu("unbind", client=client))
@@ -316,7 +346,9 @@ class SmppConnection:
                 from messages import sms_replies
 
                 text = decode_short_message(pdu.short_message or b"", pdu.data_coding or 0)
-                sms_replies.reply_received(sender=_text(pdu.source_addr), text=text)
+                sms_replies.reply_received(
+                    sender=_text(pdu.source_addr), text=text, organization_id=self.owner.organization_id
+                )
         except Exception:
             logger.exception("SMPP deliver_sm not recorded")
             return smpplib.consts.SMPP_ESME_RSYSERR  # the SMSC delivers it again later
@@ -334,7 +366,9 @@ class SmppConnection:
         with self._pending_lock:
             first = self._first_part.get(message_id, message_id)
         sms_replies.record_receipt(
-            provider="smpp",
+            provider=self.owner.provider,
+            organization_id=self.owner.organization_id,
+            provider_name=self.owner.provider_name,
             message_id=first,
             status=status or "UNKNOWN",
             error_code=(match["err"] or "") if match else "",
@@ -401,19 +435,34 @@ def settings_parameters() -> BindParameters:
     )
 
 
-_connections: dict[BindParameters, SmppConnection] = {}
+BindKey = tuple[BindOwner, BindParameters]
+_connections: dict[BindKey, SmppConnection] = {}
 _connection_lock = threading.Lock()
 
 
-def connection(parameters: BindParameters | None = None) -> SmppConnection:
-    """This process's bind for these parameters (default: the SMPP_* settings'); one per distinct
-    parameters (a forked worker child makes its own: the parent's sockets are not shared)."""
+def connection(parameters: BindParameters | None = None, owner: BindOwner = INSTALLATION) -> SmppConnection:
+    """This process's bind for this owner and these parameters (default: the SMPP_* settings'); one
+    per distinct owner and parameters (a forked worker child makes its own: the parent's sockets are
+    not shared)."""
     parameters = parameters or settings_parameters()
     with _connection_lock:
-        found = _connections.get(parameters)
+        found = _connections.get((owner, parameters))
         if found is None:
-            found = _connections[parameters] = SmppConnection(**parameters._asdict())
+            found = _connections[(owner, parameters)] = SmppConnection(**parameters._asdict(), owner=owner)
         return found
+
+
+def close_binds_of(organization_id: int, *, keep: Iterable[BindKey] = ()) -> int:
+    """Close this process's binds of an organization's providers but those kept (its providers'
+    binds after a change: a deleted, disabled or edited provider's bind and reader thread do not
+    stay for the rest of the process). How many were closed."""
+    kept = set(keep)
+    with _connection_lock:
+        gone = [k for k in _connections if k[0].organization_id == organization_id and k not in kept]
+        closing = [_connections.pop(k) for k in gone]
+    for bind in closing:
+        bind.close()
+    return len(closing)
 
 
 def _forget_in_child() -> None:
@@ -451,8 +500,10 @@ class SmppSmsBackend:
         system_type: str | None = None,
         source_addr: str | None = None,
         timeout: float | None = None,
+        owner: BindOwner = INSTALLATION,
     ) -> None:
         name = "SmppSmsBackend"
+        self.owner = owner  # an organization's provider's: messages.provider_kinds
         self.host = backend_option(name, "host", host, str)
         self.port = backend_option(name, "port", port, int, low=1, high=65535)
         self.system_id = backend_option(name, "system_id", system_id, str)
@@ -480,10 +531,13 @@ class SmppSmsBackend:
             timeout=setting_or(self.timeout, "SMPP_TIMEOUT_SECONDS"),
         )
 
+    def bind_key(self) -> BindKey:
+        return (self.owner, self.parameters())
+
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         text = rendered.parts.get("text", "")
         encoding, texts = split_text(text)
-        bind = connection(self.parameters())
+        bind = connection(self.parameters(), self.owner)
         sender = rendered.from_name or setting_or(self.source_addr, "SMPP_SOURCE_ADDR")
         common: dict[str, Any] = {
             **address_fields(sender, "source_addr"),

@@ -1,6 +1,7 @@
 """SMS through Twilio's REST API (the twilio package): one `Messages.create` per send, against
 TWILIO_BASE_URL (a test's loopback fake), with a status callback to /webhooks/twilio/status when
-TWILIO_WEBHOOK_BASE_URL is set, and the event's expiration as ValidityPeriod (seconds, 1 to 36000).
+a Twilio webhook base (TWILIO_WEBHOOK_BASE_URL, else PUBLIC_URL) is set, and the event's
+expiration as ValidityPeriod (seconds, 1 to 36000).
 
 Twilio's answer classified: 429 and 5xx, network errors, 401/403 (the operator fixes the
 credentials): temporary, and the provider's fault (messages.providers: the next provider is tried).
@@ -10,7 +11,9 @@ permanent, the number quarantined. Any other 4xx: permanent, the number usable.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import os
 import threading
 
 from django.conf import settings
@@ -28,23 +31,44 @@ TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
 QUARANTINING_CODES = {21211, 21610, 21614}
 VALIDITY_MAX_SECONDS = 36000
 
+CLIENTS_PER_THREAD = 16  # a thread's clients kept (the least recently used beyond are dropped)
+
 _local = threading.local()
+ClientKey = tuple[str, str, str, float]
 
 
 def client(account_sid: str, auth_token: str, base_url: str, timeout: float) -> Client:
     """This thread's client for these credentials (a requests session each: the sender threads
-    share none, and two Twilio accounts never share one)."""
+    share none, and two Twilio accounts never share one). At most CLIENTS_PER_THREAD are kept: an
+    organization's changed token does not keep its old client for the rest of the process."""
     key = (account_sid, auth_token, base_url, timeout)
-    clients: dict[tuple[str, str, str, float], Client] = getattr(_local, "clients", None) or {}
-    _local.clients = clients
+    clients: collections.OrderedDict[ClientKey, Client] | None = getattr(_local, "clients", None)
+    if clients is None:
+        clients = _local.clients = collections.OrderedDict()
     found = clients.get(key)
-    if found is None:
-        if not account_sid or not auth_token:
-            raise ImproperlyConfigured("the Twilio backend needs an account SID and an auth token")
-        found = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
-        found.api.base_url = base_url.rstrip("/")
-        clients[key] = found
+    if found is not None:
+        clients.move_to_end(key)
+        return found
+    if not account_sid or not auth_token:
+        raise ImproperlyConfigured("the Twilio backend needs an account SID and an auth token")
+    found = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
+    found.api.base_url = base_url.rstrip("/")
+    clients[key] = found
+    while len(clients) > CLIENTS_PER_THREAD:
+        _key, dropped = clients.popitem(last=False)
+        session = getattr(dropped.http_client, "session", None)
+        if session is not None:
+            session.close()
     return found
+
+
+def _forget_in_child() -> None:
+    """A forked child makes its own clients (the parent's sessions hold the parent's sockets)."""
+    global _local
+    _local = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def twilio_webhook_base() -> str:

@@ -36,10 +36,17 @@ def test_the_worker_uses_the_organizations_provider_and_its_change_without_a_res
             organization=organization,
             name="own-smtp",
             kind="smtp",
-            options={"host": "127.0.0.1", "port": first.port, "timeout": 5.0},
+            options={"host": "127.0.0.1", "port": first.port, "timeout": 5.0, "use_tls": False},
         )
         org_providers.save(provider, secrets={"password": "opened-by-the-worker"})  # no AUTH asked
-        env = stack_environment(smtp_port=installation.port, var_dir=tmp_path, ENCRYPTION_KEYS=KEY)
+        env = stack_environment(
+            smtp_port=installation.port,
+            var_dir=tmp_path,
+            ENCRYPTION_KEYS=KEY,
+            PROVIDER_ALLOW_PRIVATE_TARGETS="true",
+            # The worker sees a change at its next check of the caches' generations: at every batch here.
+            GENERATION_CHECK_SECONDS="0",
+        )
         flush_broker()
         web, base = start_web(env, tmp_path)
         worker = start_worker(env, tmp_path)

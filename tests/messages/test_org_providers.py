@@ -423,8 +423,9 @@ def test_an_organizations_postmark_sends_with_its_token_and_its_bounce_is_kept_o
     client, cart_configuration, settings
 ):
     """The organization's own Postmark account (its server token, encrypted) sends its email; the
-    provider's bounce, sent twice, is recorded once on that organization's delivery and quarantines
-    the address there only."""
+    provider's bounce, sent twice to its provider's route with its own webhook secret, is recorded
+    once on that organization's delivery and quarantines the address there only. The installation's
+    route (its secret) does not speak for the organization's account."""
     import base64
     import json
 
@@ -432,8 +433,9 @@ def test_an_organizations_postmark_sends_with_its_token_and_its_bounce_is_kept_o
     from messages.models import ProviderEvent
     from tests.postmark import TOKEN, FakePostmark, bounce
 
-    secret = "postmark:a-long-webhook-secret"
-    settings.ANYMAIL = {"WEBHOOK_SECRET": secret}  # the installation has no Postmark token of its own
+    installation_secret = "postmark:a-long-webhook-secret"
+    own_secret = "acme:its-own-webhook-secret"
+    settings.ANYMAIL = {"WEBHOOK_SECRET": installation_secret}  # no Postmark token of its own
     with FakePostmark() as fake:
         provider = OrganizationProvider(
             organization=cart_configuration.organization,
@@ -441,21 +443,26 @@ def test_an_organizations_postmark_sends_with_its_token_and_its_bounce_is_kept_o
             kind="postmark",
             options={"api_url": fake.url},
         )
-        org_providers.save(provider, secrets={"server_token": TOKEN})
+        org_providers.save(provider, secrets={"server_token": TOKEN, "webhook_secret": own_secret})
         delivery = send_cart(cart_configuration, "jack@example.com")
         (sent,) = fake.sent
     assert delivery.outcome == "sent" and delivery.provider == "postmark"
     assert delivery.provider_message_id == sent["MessageID"]
     payload = bounce(message_id=sent["MessageID"], email="jack@example.com")
-    auth = "Basic " + base64.b64encode(secret.encode()).decode()
-    for _ in range(2):
+
+    def post(url: str, secret: str) -> int:
+        auth = "Basic " + base64.b64encode(secret.encode()).decode()
         response = client.post(
-            "/anymail/postmark/tracking/",
-            json.dumps(payload),
-            content_type="application/json",
-            HTTP_AUTHORIZATION=auth,
+            url, json.dumps(payload), content_type="application/json", HTTP_AUTHORIZATION=auth
         )
-        assert response.status_code == 200
+        return response.status_code
+
+    assert post("/anymail/postmark/tracking/", installation_secret) == 200
+    assert not ProviderEvent.objects.exists()
+    own_route = f"/anymail/provider/{provider.pk}/postmark/tracking/"
+    assert post(own_route, installation_secret) == 400
+    assert not ProviderEvent.objects.exists()
+    assert [post(own_route, own_secret) for _ in range(2)] == [200, 200]
     (event,) = ProviderEvent.objects.all()
     assert event.organization == cart_configuration.organization and event.delivery == delivery
     assert list(Quarantine.objects.values_list("organization_id", "address")) == [
