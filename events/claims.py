@@ -25,6 +25,8 @@ from events import reasons
 from events.models import Event
 from events.statements import claim_sql
 from events.transitions import check_move, transition, transition_many
+from messages import services as message_services
+from messages.channels import channel_names, legacy_send_seconds
 
 S = Event.Status
 T = TypeVar("T")
@@ -42,12 +44,12 @@ class Claim:
     lease: dt.datetime
     event: Event | None = None
 
-    def renew(self) -> None:
-        """Extend the lease just before sending unless plenty of it is left (`lease_is_ample`), so that
-        a slow step (or the events before this one in a batch) cannot let it run out during the send
-        and cause a double send. While the lease runs nobody else can hold the event: only an
-        expired lease is ever reclaimed."""
-        if lease_is_ample(self.lease, now=timezone.now()):
+    def renew(self, *, send_seconds: float | None = None) -> None:
+        """Extend the lease just before sending unless plenty of it is left (`lease_is_ample`, with
+        the longest this event's send can take), so that a slow step (or the events before this one
+        in a batch) cannot let it run out during the send and cause a double send. While the lease
+        runs nobody else can hold the event: only an expired lease is ever reclaimed."""
+        if lease_is_ample(self.lease, now=timezone.now(), send_seconds=send_seconds):
             return
         kept, renewed = renew_leases([self.event_id], self.lease)
         if not kept:
@@ -65,11 +67,23 @@ def _worker_name(pid: int) -> str:
     return f"{socket.gethostname()[:80]}:{pid}"
 
 
-def lease_is_ample(lease: dt.datetime, *, now: dt.datetime) -> bool:
-    """More than half the lease is left, and more than the longest a send can take (an SMTP
-    conversation on a reused connection: about four exchanges of up to EMAIL_TIMEOUT each)."""
+def lease_is_ample(lease: dt.datetime, *, now: dt.datetime, send_seconds: float | None = None) -> bool:
+    """More than half the lease is left, and more than the longest a send can take: `send_seconds`
+    (the channel's backend's `max_send_seconds`, messages.services.longest_send), else the longest
+    of any channel's (`longest_send`), with the render's bound before it."""
     left = (lease - now).total_seconds()
-    return left > settings.EVENT_LEASE_SECONDS / 2 and left > 4 * settings.EMAIL_TIMEOUT + 5
+    send = longest_send() if send_seconds is None else send_seconds
+    render = float(getattr(settings, "RENDER_TIMEOUT_SECONDS", 0) or 0)
+    return left > settings.EVENT_LEASE_SECONDS / 2 and left > send + render
+
+
+def longest_send() -> float:
+    """The longest one send of any channel can take (its settings' backend), for a batch's events
+    whose channel is not known yet; each event's own is checked again just before its send."""
+    try:
+        return max((message_services.longest_send(name) for name in channel_names()), default=0.0)
+    except Exception:  # noqa: BLE001 - a backend that cannot be built fails at its send, not here
+        return legacy_send_seconds()
 
 
 def claim(event_id: int, *, now: dt.datetime) -> dt.datetime | None:

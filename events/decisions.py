@@ -136,16 +136,23 @@ def retry_or_fail(
     )
 
 
-def wait_for_rate_limit(event: Event, error: str, *, not_before: float | None = None) -> Decision:
-    """No slot of the providers' rate limits before the claim ended: nothing was sent. The event
-    goes back to `pending`, due when a slot should be free, and this attempt is not counted (the
-    excess of a rate limit waits, it does not fail); unless it expires first."""
+def wait_for_rate_limit(
+    event: Event, error: str, *, not_before: float | None = None, code: str = reasons.RATE_LIMITED
+) -> Decision:
+    """No slot of the providers' rate limits before the claim ended (or, `leaseTooShort`, too
+    little of the claim left for one send): nothing was sent. The event goes back to `pending`, due
+    when a slot should be free, and this attempt is not counted (the excess of a rate limit waits,
+    it does not fail); unless it expires first."""
     next_attempt_at = timezone.now() + dt.timedelta(seconds=not_before or 1.0)
     if event.expiration_at is not None and next_attempt_at >= event.expiration_at:
         reason = f"expires before the next attempt; last error: {error}"
         return Decision(Outcome(S.TOO_OLD, reason, reasons.EXPIRES_BEFORE_RETRY), last_error=error)
     return Decision(
-        Outcome(S.PENDING, f"waiting for the rate limit: {error}", reasons.RATE_LIMITED),
+        Outcome(
+            S.PENDING,
+            f"waiting for the rate limit: {error}" if code == reasons.RATE_LIMITED else f"not sent: {error}",
+            code,
+        ),
         retry_at=next_attempt_at,
         attempts=max(event.attempts - 1, 0),  # read after the claim, which counted this attempt
     )

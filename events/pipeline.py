@@ -621,10 +621,11 @@ def _render_and_send(send: _Send) -> Decision:
 
 
 def _send_deadline(lease: dt.datetime) -> float:
-    """The latest time (time.monotonic()) a send of this claim may start, waiting for a slot of a
-    provider's rate limit: the lease less the longest a send takes (claims.lease_is_ample)."""
-    left = (lease - timezone.now()).total_seconds() - (4 * settings.EMAIL_TIMEOUT + 5)
-    return time.monotonic() + left
+    """The end of this claim's lease in time.monotonic(): a send starts only if the longest it can
+    take (its provider's `max_send_seconds`) ends before (messages.providers.fits), a slot of a
+    provider's rate limit is waited for only as long as the send still fits after it, and the
+    lease is renewed before the send unless that much of it is left (claims.lease_is_ample)."""
+    return time.monotonic() + (lease - timezone.now()).total_seconds()
 
 
 def _displayed(send: _Send, rendered: RenderedMessage) -> RenderedMessage:
@@ -653,8 +654,11 @@ def _sent_decision(
     displayed: RenderedMessage | None = None,
 ) -> Decision:
     event = send.event
-    if result.rate_limited:  # nothing was sent: no delivery, and the attempt is not counted
-        decision = wait_for_rate_limit(event, result.provider_response, not_before=result.retry_after)
+    if result.rate_limited or result.lease_too_short:  # nothing sent: no delivery, attempt not counted
+        code = reasons.LEASE_TOO_SHORT if result.lease_too_short else reasons.RATE_LIMITED
+        decision = wait_for_rate_limit(
+            event, result.provider_response, not_before=result.retry_after, code=code
+        )
         return dataclasses.replace(decision, profile=send.profile, message_version=send.version)
     delivery = DeliveryRecord(
         message=send.message,
@@ -786,5 +790,6 @@ def _targeted(
 
     # The lease is extended (if it runs short) before the render and the send, which are bounded
     # (RENDER_TIMEOUT_SECONDS, the send's timeouts) well within what `lease_is_ample` leaves.
-    with_database_retries(held.renew)
+    send_seconds = message_services.longest_send(channel, organization_id)
+    with_database_retries(functools.partial(held.renew, send_seconds=send_seconds))
     return _Send(event, held, message, version, profile, recipient, enriched)

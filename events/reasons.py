@@ -36,6 +36,7 @@ PROVIDER_REJECTED = "providerRejected"  # providerRejected:<status>
 PROVIDER_UNAVAILABLE = "providerUnavailable"
 RETRY_SCHEDULED = "retryScheduled"
 RATE_LIMITED = "rateLimited"
+LEASE_TOO_SHORT = "leaseTooShort"
 SENSITIVE_KEY_MISSING = "sensitiveKeyMissing"
 
 # code -> (the status it leads to, what it means). The README's "Reason codes" table says the same.
@@ -76,6 +77,10 @@ CODES: dict[str, tuple[str, str]] = {
     RATE_LIMITED: (
         "pending",
         "no slot of the provider's rate limit before its claim ended: handed back, attempt not counted",
+    ),
+    LEASE_TOO_SHORT: (
+        "pending",
+        "less of its claim's lease was left than one send can take: handed back unsent, attempt not counted",
     ),
     SENSITIVE_KEY_MISSING: (
         "pending",

@@ -164,6 +164,11 @@ class TransactionalMessageForm(forms.ModelForm):
             for key, field in (("from", "from_address"), ("replyTo", "reply_to")):
                 if key in problems:
                     self.add_error(field, problems[key])
+        if "from_name" in cleaned and "from_name" in self.fields:
+            try:  # the channel's rule (an SMS sender's), the publication's own
+                cleaned["from_name"] = of_channel.sender_name(cleaned["from_name"] or "")
+            except ValueError as error:
+                self.add_error("from_name", str(error))
         variants = cleaned.get("variants") or {}
         if not isinstance(variants, dict):
             self.add_error("variants", 'Variants are an object: {"fr": {"subject": ...}}.')

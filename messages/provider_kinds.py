@@ -28,7 +28,7 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from campaign import addresses, network
-from messages.channels import ChannelBackend
+from messages.channels import ChannelBackend, send_bound_problem
 
 URL_MAX_LENGTH = 500
 TEXT_MAX_LENGTH = 200
@@ -331,6 +331,15 @@ SES_ENDPOINTS = (r"https://email\.[a-z]{2}(-[a-z]+)+-[0-9]\.amazonaws\.com/?",)
 SES_MAX_ATTEMPTS = 2  # botocore's total attempts (the pipeline retries the message later)
 
 
+def ses_config(timeout: float) -> dict[str, Any]:
+    """boto3's client config of an organization's Amazon SES: bounded requests."""
+    return {
+        "connect_timeout": timeout,
+        "read_timeout": timeout,
+        "retries": {"max_attempts": SES_MAX_ATTEMPTS, "mode": "standard"},
+    }
+
+
 def ses_params(options: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
     """anymail's session and client parameters of an organization's Amazon SES: its own keys,
     always (ImproperlyConfigured without them: boto3 would otherwise use the machine's AWS
@@ -345,14 +354,7 @@ def ses_params(options: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[s
             official_problem(endpoint, SES_ENDPOINTS)
         except FieldProblem as problem:
             raise ImproperlyConfigured(f"Amazon SES endpoint: {problem}") from None
-    timeout = float(options.get("timeout") or 10.0)
-    client: dict[str, Any] = {
-        "config": {
-            "connect_timeout": timeout,
-            "read_timeout": timeout,
-            "retries": {"max_attempts": SES_MAX_ATTEMPTS, "mode": "standard"},
-        }
-    }
+    client: dict[str, Any] = {"config": ses_config(float(options.get("timeout") or 10.0))}
     if endpoint:
         client["endpoint_url"] = endpoint
     session = {
@@ -385,11 +387,11 @@ def _json_gateway(kind: Kind, options: dict[str, Any], secrets: dict[str, str], 
 
 def twilio_callback_url(provider_id: int, route: str = "status") -> str:
     """Where Twilio reports an organization's SMS (its own route, checked with its own token):
-    TWILIO_WEBHOOK_BASE_URL (else PUBLIC_URL) + the route; "" when neither is set."""
-    base = settings.TWILIO_WEBHOOK_BASE_URL or getattr(settings, "PUBLIC_URL", "")
-    if not base:
-        return ""
-    return base.rstrip("/") + reverse(f"twilio-provider-{route}", args=[provider_id])
+    the Twilio webhook base (twilio_sms.twilio_webhook_base) + the route; "" without a base."""
+    from messages.channels.twilio_sms import twilio_webhook_base
+
+    base = twilio_webhook_base()
+    return base + reverse(f"twilio-provider-{route}", args=[provider_id]) if base else ""
 
 
 def _twilio(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context: BuildContext):
@@ -707,6 +709,12 @@ def check_options(kind: Kind, values: Mapping[str, Any]) -> Checked:
             checked.problems[item.name] = problem
     if checked.options.get("use_tls") and checked.options.get("use_ssl"):
         checked.problems["use_ssl"] = "Choose STARTTLS or TLS from the start, not both."
+    if checked.options.get("timeout") and "timeout" not in checked.problems and kind.backend:
+        # One send within what an event's claim leaves (messages.channels.send_budget).
+        ses = {"client_params": {"config": ses_config(1.0)}} if kind.key == "amazon_ses" else None
+        problem = send_bound_problem(kind.backend, float(checked.options["timeout"]), ses)
+        if problem:
+            checked.problems["timeout"] = problem
     return checked
 
 

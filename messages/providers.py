@@ -11,13 +11,25 @@ channel sends through its single backend as before.
   such a fault is tried at once on the next usable provider; every attempt is recorded on the
   delivery (`SendResult.attempts`: provider, outcome, answer) and the delivery names the provider
   that answered last. When every provider is set aside, the first one is tried anyway (a cool-down
-  is a preference, not an outage of the channel). No further provider is tried once the claim's
-  deadline (`send_deadline`) has passed: the fault stands and the event is retried later, so a chain
-  of slow providers never outlives the claim's lease.
+  is a preference, not an outage of the channel).
+* The claim's lease: before every attempt, the first included, a provider is tried only if the
+  longest one of its sends can take (its backend's `max_send_seconds`, from its timeouts) ends
+  before the claim does (`send_deadline`: the lease's end); a provider that does not fit is passed
+  over. When none was tried, nothing is sent (`SendResult.lease_too_short`: the event is tried again
+  at once with a new lease, the attempt not counted); after a fault, the fault stands (retried
+  later). A chain of slow providers never outlives the lease, so the worker that takes the event
+  over after it never sends it a second time.
+* An unknown outcome (`SendResult.outcome_unknown`: the request was written and its answer lost, a
+  read timeout, no submit_sm_resp, a connection lost after SMTP's DATA) is never sent at once
+  through the next provider: the provider may have taken the message. It counts toward the
+  provider's cool-down and the event is retried later, through the providers' order again. That
+  retry may duplicate the message, as any at-least-once sender's may; an immediate failover would
+  double that risk.
 * Rate limit: at most `rate_limit` sends start in any window of one second, across every process
   and machine sharing the Redis server (a sliding log in a Lua script, Redis's own clock). A send
-  over the limit waits for a slot, up to the deadline of its claim (`send_deadline`): one that
-  would wait longer is a temporary failure (retried later) rather than a send after the lease.
+  over the limit waits for a slot as long as the send still fits in its claim afterwards: one that
+  would wait longer is handed back unsent (retried when a slot should be free), never a send after
+  the lease.
 
 The shared state (failure counts, cool-downs, rate windows) lives in the Redis server of
 PROVIDERS_REDIS_URL (default: REDIS_URL, else the Celery broker if it is Redis). Without Redis
@@ -46,6 +58,8 @@ from messages.channels import (
     Recipient,
     RenderedMessage,
     SendResult,
+    max_send_seconds,
+    send_budget,
     waits_on_network,
 )
 
@@ -54,18 +68,51 @@ logger = logging.getLogger(__name__)
 TEMPORARY = "temporaryFailure"
 KEY_PREFIX = "transactional:provider"
 
-# The latest time (time.monotonic()) a send may still start: the claim's lease less the longest a
-# send takes (events.pipeline sets it around each send).
+# The end of the claim's lease, in time.monotonic() (events.pipeline sets it around each send): a
+# send starts only if it ends before (`fits`). None: no claim (a proof), no bound.
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("send_deadline", default=None)
 
 
 @contextlib.contextmanager
-def send_deadline(monotonic_deadline: float | None) -> Iterator[None]:
-    token = _deadline.set(monotonic_deadline)
+def send_deadline(claim_end: float | None) -> Iterator[None]:
+    token = _deadline.set(claim_end)
     try:
         yield
     finally:
         _deadline.reset(token)
+
+
+def bounded(seconds: float) -> float:
+    """A send's bound, at most the send budget: a backend whose timeouts allow more than the lease
+    could ever hold (`manage.py check` warns of it) still sends, within what any claim leaves."""
+    return min(seconds, send_budget())
+
+
+def latest_start(seconds: float) -> float | None:
+    """The latest time (time.monotonic()) a send of this bound may start within the claim."""
+    end = _deadline.get()
+    return None if end is None else end - bounded(seconds)
+
+
+def fits(seconds: float) -> bool:
+    """Whether a send of this bound, started now, ends before the claim does."""
+    latest = latest_start(seconds)
+    return latest is None or time.monotonic() <= latest
+
+
+def too_short(name: str, seconds: float) -> SendResult:
+    """Nothing sent: a send of this bound would outlive the claim (tried again with a new lease)."""
+    end = _deadline.get()
+    left = max((end or 0.0) - time.monotonic(), 0.0)
+    return SendResult(
+        TEMPORARY,
+        provider_response=(
+            f"{name}: one send may take up to {bounded(seconds):.0f} s, more than the {left:.0f} s "
+            "left of the claim's lease"
+        ),
+        retry_after=1.0,
+        lease_too_short=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -261,6 +308,11 @@ class FailoverBackend:
     def waits_on_network(self) -> bool:
         return any(waits_on_network(p.backend) for p in self.providers)
 
+    @property
+    def max_send_seconds(self) -> float:
+        """The longest one provider's send can take (one attempt at a time fits the claim)."""
+        return max(max_send_seconds(p.backend) for p in self.providers)
+
     def key(self, provider: Provider) -> str:
         return f"{self.channel}:{provider.key or provider.name}"
 
@@ -281,15 +333,17 @@ class FailoverBackend:
         except Exception:  # the shared state unreachable: the providers in their order
             logger.warning("%s: the providers' shared state is unreachable", self.channel, exc_info=True)
             order = self.providers
-        deadline = _deadline.get()
+        passed_over: list[Provider] = []
         for provider in order:
-            if attempts and deadline is not None and time.monotonic() > deadline:
-                # No time left in the claim for another provider's send: the last fault stands
-                # (retried later) rather than a send that could outlive the lease.
-                break
+            bound = max_send_seconds(provider.backend)
+            if not fits(bound):
+                # Its send could outlive the claim's lease (and be made again by the worker that
+                # takes the event over): not tried now.
+                passed_over.append(provider)
+                continue
             key = self.key(provider)
             try:
-                slot = wait_for_slot(key, provider.rate_limit, deadline=deadline)
+                slot = wait_for_slot(key, provider.rate_limit, deadline=latest_start(bound))
             except Exception as error:  # no slot can be counted: never send beyond the limit
                 logger.warning("%s: the rate limit's store is unreachable", key, exc_info=True)
                 result = SendResult(
@@ -321,7 +375,13 @@ class FailoverBackend:
                 logger.warning("%s: the providers' shared state is unreachable", key, exc_info=True)
                 if not result.provider_fault:
                     break
-        assert result is not None
+            if result.outcome_unknown:
+                # The provider may have taken the message: the next one would be a second copy now.
+                break
+        if result is None:  # every provider passed over: nothing sent, tried with a new lease
+            first = passed_over[0]
+            result = too_short(first.name, max_send_seconds(first.backend))
+            attempts.append(_attempt(first, result))
         return replace(result, provider=attempts[-1]["provider"], attempts=tuple(attempts))
 
 

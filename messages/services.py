@@ -25,7 +25,14 @@ from campaign import senders
 from campaign.metrics import DELIVERIES
 from campaign.models import OPT_OUT_COLUMNS, CustomResource, Organization, Profile, Quarantine
 from messages import lifecycle, tracking
-from messages.channels import Recipient, RenderedMessage, SendResult, backend_for, waits_on_network
+from messages.channels import (
+    Recipient,
+    RenderedMessage,
+    SendResult,
+    backend_for,
+    max_send_seconds,
+    waits_on_network,
+)
 from messages.channels import channel as channel_of
 from messages.lifecycle import PublicationError
 from messages.models import Delivery, MessageVersion, TransactionalMessage
@@ -134,16 +141,24 @@ def part_length_problems(*, channel: str, content: dict[str, Any]) -> list[Conte
 
 
 def content_sender_problems(message: TransactionalMessage, content: dict[str, Any]) -> dict[str, str]:
-    """{"from"/"replyTo": why} for the content's senders outside the organization's sender domains:
-    checked again on every publication, since a domain may be withdrawn after the draft was saved."""
+    """{"from"/"replyTo"/"from.name": why} for the content's senders outside the organization's
+    sender domains (checked again on every publication, since a domain may be withdrawn after the
+    draft was saved), and a sender name its channel refuses (an SMS sender: `sender_name`)."""
     sender = content.get("from") or {}
     configuration = message.configuration
-    return senders.sender_problems(
+    of_channel = channel_of(configuration.channel)
+    problems = senders.sender_problems(
         organization=configuration.organization,
         from_address=str(sender.get("address") or ""),
         reply_to=str(content.get("replyTo") or ""),
-        uses_default_sender=channel_of(configuration.channel).uses_default_sender,
+        uses_default_sender=of_channel.uses_default_sender,
     )
+    if of_channel.sender_name_label:
+        try:
+            of_channel.sender_name(str(sender.get("name") or ""))
+        except ValueError as error:
+            problems["from.name"] = f"{of_channel.sender_name_label}: {error}"
+    return problems
 
 
 def snapshot_draft(*, message: TransactionalMessage, user: Any = None) -> MessageVersion:
@@ -407,8 +422,25 @@ def send(
 ) -> SendResult:
     """Send through the organization's providers of the channel (else the settings'): as
     `sends_wait_on_network` found them just before on the task's thread (a send may run on a
-    sender thread, which reads no database), or looked up again (`check`: a proof, on its request)."""
-    return backend_for(channel, organization_id, check=check).send(rendered, recipient)
+    sender thread, which reads no database), or looked up again (`check`: a proof, on its request).
+    Within a claim (messages.providers.send_deadline), a send that could outlive the claim's lease
+    is not made (`SendResult.lease_too_short`); a list of providers checks each one it tries."""
+    from messages import providers
+
+    backend = backend_for(channel, organization_id, check=check)
+    if not isinstance(backend, providers.FailoverBackend):
+        bound = max_send_seconds(backend)
+        if not providers.fits(bound):
+            return providers.too_short(channel, bound)
+    return backend.send(rendered, recipient)
+
+
+def longest_send(channel: str, organization_id: int | None = None) -> float:
+    """The longest one send of this channel (for this organization) can take (its backend's
+    `max_send_seconds`, at most the send budget): how much lease a claim keeps before its send."""
+    from messages import providers
+
+    return providers.bounded(max_send_seconds(backend_for(channel, organization_id)))
 
 
 def sends_wait_on_network(channel: str, organization_id: int | None = None) -> bool:

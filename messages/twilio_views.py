@@ -26,16 +26,17 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 def signed(request: HttpRequest, auth_token: str | None = None) -> bool:
     """Whether Twilio signed this request with the auth token (default TWILIO_AUTH_TOKEN; an
-    organization's Twilio provider's on its own routes): over TWILIO_WEBHOOK_BASE_URL + path (the
-    URL Twilio was given) when set, else over the URL as the request reached us."""
+    organization's Twilio provider's on its own routes): over the Twilio webhook base + path (the
+    URL Twilio was given: twilio_sms.twilio_webhook_base) when set, else over the URL as the request
+    reached us."""
     token = settings.TWILIO_AUTH_TOKEN if auth_token is None else auth_token
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature or not token:
         return False
-    if settings.TWILIO_WEBHOOK_BASE_URL:
-        url = settings.TWILIO_WEBHOOK_BASE_URL.rstrip("/") + request.get_full_path()
-    else:
-        url = request.build_absolute_uri()
+    from messages.channels.twilio_sms import twilio_webhook_base
+
+    base = twilio_webhook_base()  # the base the callbacks were asked with, the one Twilio signs
+    url = base + request.get_full_path() if base else request.build_absolute_uri()
     form = {key: request.POST.get(key, "") for key in request.POST}
     return bool(RequestValidator(token).validate(url, form, signature))
 

@@ -61,6 +61,8 @@ class FakeGoogle:
         self.sends: list[dict[str, Any]] = []  # {"path", "authorization", "body"}
         self.answers: list[Answer] = []
         self.issued = 0
+        self.token_status = 200  # another: the token endpoint answers it (google-auth retries a 5xx)
+        self.token_requests = 0
         self.lock = threading.Lock()
         self.sent = threading.Condition(self.lock)
         fake = self
@@ -72,6 +74,11 @@ class FakeGoogle:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode()
+                if self.path == "/token" and fake.token_status != 200:
+                    with fake.lock:
+                        fake.token_requests += 1
+                    self._answer(Answer(fake.token_status, {"error": "temporarily_unavailable"}))
+                    return
                 if self.path == "/token":
                     form = urllib.parse.parse_qs(raw)
                     with fake.lock:

@@ -48,6 +48,7 @@ class FakeSmsc:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.submit_status = submit_status
+        self.answered_submits: int | None = None  # answer only this many submit_sm (None: all)
         self.submitted: list[Any] = []  # submit_sm PDUs, as received
         self.binds: list[Any] = []
         self.unbinds = 0  # unbind PDUs received
@@ -92,7 +93,8 @@ class FakeSmsc:
                         self._next_id += 1
                         status = self.submit_status
                         message_id = f"msg{self._next_id}" if status == 0 else ""
-                        self._answer(conn, "submit_sm_resp", pdu, message_id=message_id, status=status)
+                        if self.answered_submits is None or len(self.submitted) <= self.answered_submits:
+                            self._answer(conn, "submit_sm_resp", pdu, message_id=message_id, status=status)
                     elif pdu.command == "deliver_sm_resp":
                         self.deliver_answers.append(pdu)
                     elif pdu.command == "enquire_link":

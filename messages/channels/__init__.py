@@ -14,6 +14,9 @@ A backend never raises for a delivery problem: it classifies it as a temporary f
 later: SMTP 4xx, connection refused, timeout) or a permanent one (SMTP 5xx for the recipient).
 A backend whose sends wait on a server says so (`waits_on_network`): the worker then runs several
 of its sends at once, on threads (events.sending), so it must be safe to call from several threads.
+A backend also says the longest one send can take, from its own timeouts (`max_send_seconds`): a
+send starts only if that much of its claim's lease is left (messages.providers), so a send never
+outlives the lease and is never made twice by the worker that takes the event over.
 """
 
 from __future__ import annotations
@@ -76,6 +79,13 @@ class SendResult:
     # Nothing was sent nor tried: the providers' rate limits had no slot before the claim ended
     # (messages.providers). The event waits for one, the attempt not counted.
     rate_limited: bool = False
+    # Nothing was sent nor tried: less of the claim's lease was left than one send can take
+    # (`max_send_seconds`). The event is tried again with a new lease, the attempt not counted.
+    lease_too_short: bool = False
+    # A failure after the request was written and before its answer came (a read timeout, no
+    # submit_sm_resp, a connection lost after SMTP's DATA): the provider may have taken the message.
+    # It is never sent at once through another provider (messages.providers), only retried later.
+    outcome_unknown: bool = False
 
     @property
     def sent(self) -> bool:
@@ -89,6 +99,72 @@ class ChannelBackend(Protocol):
 def waits_on_network(backend: ChannelBackend) -> bool:
     """Whether the backend's sends wait on a server (an attribute a backend may declare; default no)."""
     return bool(getattr(backend, "waits_on_network", False))
+
+
+# The margin a claim keeps besides its send: the records written after it (and the clocks' drift).
+RECORD_MARGIN_SECONDS = 5.0
+
+
+def legacy_send_seconds() -> float:
+    """The bound of a backend that declares none: an SMTP conversation of EMAIL_TIMEOUT exchanges."""
+    return 4 * float(settings.EMAIL_TIMEOUT or 10) + 5
+
+
+def max_send_seconds(backend: ChannelBackend) -> float:
+    """The longest one send of this backend can take, from its own timeouts (its
+    `max_send_seconds`; a backend that declares none is given the SMTP bound)."""
+    declared = getattr(backend, "max_send_seconds", None)
+    return float(declared) if declared is not None else legacy_send_seconds()
+
+
+def send_budget() -> float:
+    """The longest one send may take: the lease (EVENT_LEASE_SECONDS) less the render's bound
+    (RENDER_TIMEOUT_SECONDS, between the lease's renewal and the send) and the records' margin.
+    A provider whose timeouts allow more is refused in the organization's form and warned about by
+    `manage.py check` (messages.checks)."""
+    lease = float(settings.EVENT_LEASE_SECONDS)
+    render = float(getattr(settings, "RENDER_TIMEOUT_SECONDS", 2.0) or 0)
+    return max(lease - render - RECORD_MARGIN_SECONDS, 1.0)
+
+
+def send_bound_problem(backend_path: str, timeout: float, options: dict[str, Any] | None = None) -> str:
+    """Why a provider's timeout is too long for an event's claim ("" when it fits): one send could
+    take longer than `send_budget` (an organization's provider form names the highest that fits).
+    `options`: a Django email backend's other options (their timeouts set to this one)."""
+    longest = longest_send(backend_path, timeout, options)
+    budget = send_budget()
+    if longest is None or longest <= budget:
+        return ""
+    one = longest_send(backend_path, 1.0, options) or 0.0
+    two = longest_send(backend_path, 2.0, options) or 0.0
+    per_second = max(two - one, 0.000001)  # every bound grows linearly with the timeout
+    highest = int((budget - (one - per_second)) / per_second * 10) / 10
+    allowed = f"at most {highest:g} seconds" if highest >= 0.1 else "raise EVENT_LEASE_SECONDS"
+    return (
+        f"One send could take up to {longest:.0f} s with this timeout, more than the {budget:.0f} s "
+        f"a worker's claim on an event leaves for it: {allowed}."
+    )
+
+
+def longest_send(backend_path: str, timeout: float, options: dict[str, Any] | None = None) -> float | None:
+    """The longest one send of a backend class (or Django email backend) given this timeout: its
+    `send_seconds(timeout)`, else a Django email backend's bound (`options`: its other options, an
+    Amazon SES client config whose timeouts become this one)."""
+    from messages.channels.email import django_send_seconds
+
+    try:
+        target = import_string(backend_path)
+    except Exception:  # noqa: BLE001 - an email backend whose package is missing: its bound is known
+        target = None
+    bound = getattr(target, "send_seconds", None)
+    if callable(bound):
+        return float(bound(timeout))
+    given: dict[str, Any] = {**(options or {}), "timeout": timeout}
+    config = (given.get("client_params") or {}).get("config")
+    if isinstance(config, dict):
+        config = {**config, "connect_timeout": timeout, "read_timeout": timeout}
+        given["client_params"] = {**given["client_params"], "config": config}
+    return django_send_seconds(backend_path, given)
 
 
 # --- A backend's options (its keyword arguments: a provider's `options` in <CHANNEL>_PROVIDERS) ---
@@ -292,6 +368,11 @@ class Channel:
     def default_sender_name(self, organization: Organization) -> str:
         """The sender name of a message that names none: the organization's brand (a From name)."""
         return organization.sender_name or organization.name
+
+    def sender_name(self, name: str) -> str:
+        """A message's own sender name as it is sent, checked (ValueError says why): any text by
+        default (an email's From name); "" stays "" (the organization's default)."""
+        return name
 
     # --- recipients ----------------------------------------------------------------------------
 

@@ -116,8 +116,13 @@ def classify_provider_error(error: Exception) -> SendResult | None:
             return SendResult(PERMANENT, provider_response=answer, quarantines=False)
         # An API that did not answer or answered so is the provider's fault (messages.providers:
         # the next provider is tried); an error raised before the call (an invalid address...) is not.
+        from messages.channels.http import written_then_lost
+
         return SendResult(
-            TEMPORARY, provider_response=answer, provider_fault=isinstance(error, AnymailAPIError)
+            TEMPORARY,
+            provider_response=answer,
+            provider_fault=isinstance(error, AnymailAPIError),
+            outcome_unknown=status is None and written_then_lost(error),  # a request with no answer
         )
     return None
 
@@ -157,6 +162,49 @@ class PreparedEmail(EmailMultiAlternatives):
         return message
 
 
+def django_send_seconds(path: str, options: dict[str, Any]) -> float:
+    """The longest one send through a Django email backend can take: nothing to wait for in the
+    process; SMTP about four exchanges (MAIL, RCPT, DATA, the message) of its timeout each, and a
+    margin; an anymail API one request of its timeout (REQUESTS_TIMEOUT, 30 s by default); Amazon
+    SES each of boto3's attempts (its config's read timeout, 60 s and 5 attempts by default), each
+    request counted as one timeout as everywhere (connecting is quick or fails at once)."""
+    if path in IN_PROCESS_BACKENDS:
+        return 1.0
+    anymail = dict(getattr(settings, "ANYMAIL", None) or {})
+    if path.startswith("anymail.backends.amazon_ses"):
+        client = options.get("client_params") or anymail.get("AMAZON_SES_CLIENT_PARAMS") or {}
+        config = client.get("config") or {}
+
+        def setting(name: str) -> Any:  # a botocore Config or its dict
+            return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+
+        read = setting("read_timeout")
+        retries = setting("retries") or {}
+        attempts = retries.get("total_max_attempts") or (retries.get("max_attempts", 4) + 1)
+        return float(attempts) * float(read or 60) + float(attempts)  # and the retries' sleeps
+    if path.startswith("anymail."):
+        timeout = options.get("timeout") or anymail.get("REQUESTS_TIMEOUT") or 30
+        seconds = sum(timeout) if isinstance(timeout, list | tuple) else float(timeout)
+        return seconds + 1.0
+    timeout = options.get("timeout") or settings.EMAIL_TIMEOUT or 10
+    return 4 * float(timeout) + 5
+
+
+def _note_data(connection: Any, local: threading.local) -> None:
+    """Note when an SMTP connection starts a message's DATA: a failure after it leaves the outcome
+    unknown (the server may have taken the message and its answer was lost)."""
+    smtp = getattr(connection, "connection", None)
+    if not isinstance(smtp, smtplib.SMTP):
+        return
+    data = smtp.data
+
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        local.data_started = True
+        return data(*args, **kwargs)
+
+    smtp.data = noted  # type: ignore[method-assign]
+
+
 def is_provider_fault(error: Exception) -> bool:
     """Whether a send's exception is the server's fault rather than the recipient's or the
     message's: a refused or dropped connection, a timeout, a refused login, a 5xx or 4xx answer
@@ -189,8 +237,13 @@ class DjangoMailBackend:
         if connection is None:
             connection = get_connection(self.backend_path, fail_silently=False, **self.options)
             connection.open()
+            _note_data(connection, self._local)
             self._local.connection = connection
         return connection
+
+    @property
+    def max_send_seconds(self) -> float:
+        return django_send_seconds(self.backend_path or settings.EMAIL_BACKEND, self.options)
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
@@ -230,6 +283,7 @@ class DjangoMailBackend:
         message = self.build(rendered, recipient)
         for attempt in (1, 2):
             reused = getattr(self._local, "connection", None) is not None
+            self._local.data_started = False
             try:
                 connection = self._connection()
                 connection.send_messages([message])
@@ -240,17 +294,29 @@ class DjangoMailBackend:
                 )
             except smtplib.SMTPServerDisconnected as error:
                 self.close()
-                if reused and attempt == 1:
+                unknown = bool(getattr(self._local, "data_started", False))
+                if reused and attempt == 1 and not unknown:
                     continue  # the server closed an idle connection: one fresh try
                 outcome, answer = classify_smtp_error(error)
-                return SendResult(outcome, provider_response=answer, provider_fault=True)
+                return SendResult(
+                    outcome, provider_response=answer, provider_fault=True, outcome_unknown=unknown
+                )
             except Exception as error:
                 self.close()
                 refused = classify_provider_error(error)
                 if refused is not None:
                     return refused
                 outcome, answer = classify_smtp_error(error)
-                return SendResult(outcome, provider_response=answer, provider_fault=is_provider_fault(error))
+                # No answer after the message's DATA (a timeout, a dropped connection): maybe sent.
+                unknown = bool(getattr(self._local, "data_started", False)) and not isinstance(
+                    error, smtplib.SMTPResponseException
+                )
+                return SendResult(
+                    outcome,
+                    provider_response=answer,
+                    provider_fault=is_provider_fault(error),
+                    outcome_unknown=unknown,
+                )
         raise AssertionError("unreachable")
 
 

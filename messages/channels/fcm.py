@@ -25,6 +25,7 @@ import email.utils
 import json
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from google.auth.transport import requests as auth_requests
 from google.oauth2 import service_account
 
 from messages.channels import SendResult
+from messages.channels.http import written_then_lost
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
@@ -71,18 +73,31 @@ def service_account_info(content: str | dict[str, Any], path: str = "") -> dict[
     return info
 
 
+# google-auth retries a token exchange answered 5xx, sleeping up to about 4.4 s before a retry: a
+# retry never starts after the exchange's deadline, so one sleep at most runs past it.
+TOKEN_RETRY_SLEEP = 5.0
+
+
 class _BoundedRequest(auth_requests.Request):
-    """google-auth's transport with our timeout on the token exchange (its own default is 120 s),
+    """google-auth's transport with our timeout on the token exchange (its own default is 120 s):
+    the whole exchange, google-auth's own retries included, within one timeout (`start`),
     following no redirect (the signed assertion goes to the token URI only), and remembering the
     last answer's status (a failed exchange is told by its status and error code, never its body)."""
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
         self._timeout = timeout
+        self._deadline = 0.0
         self.last_status: int | None = None
 
+    def start(self) -> None:
+        self._deadline = time.monotonic() + self._timeout
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["timeout"] = self._timeout
+        left = min(self._timeout, self._deadline - time.monotonic()) if self._deadline else self._timeout
+        if left <= 0:
+            raise auth_exceptions.TransportError("the token exchange ran out of time")
+        kwargs["timeout"] = left
         kwargs["allow_redirects"] = False
         self.last_status = None
         response = super().__call__(*args, **kwargs)
@@ -173,6 +188,12 @@ def classify(status: int, body: str, headers: Any, now: dt.datetime) -> SendResu
     return SendResult(PERMANENT, provider_response=response, quarantines=False)
 
 
+def send_seconds(timeout: float) -> float:
+    """The longest one send can take: a token exchange (its retries within one timeout), the POST,
+    and after a 401 a second exchange and POST."""
+    return 2 * (float(timeout) + TOKEN_RETRY_SLEEP) + 2 * float(timeout)
+
+
 class FcmClient:
     """One Firebase project's sender: its credentials (refreshed when due) and the messages:send URL."""
 
@@ -205,6 +226,7 @@ class FcmClient:
         with self._lock:
             credentials = self.credentials
             if not credentials.valid or (refused is not None and credentials.token == refused):
+                self._token_request.start()
                 credentials.refresh(self._token_request)
             return str(credentials.token)
 
@@ -227,6 +249,10 @@ class FcmClient:
             body = response.raw.read(MAX_ANSWER_BYTES, decode_content=True) or b""
             return response.status_code, body.decode(errors="replace"), response.headers
 
+    @property
+    def max_send_seconds(self) -> float:
+        return send_seconds(self.timeout)
+
     def send(self, payload: dict[str, Any]) -> SendResult:
         try:
             token = self.access_token()
@@ -248,6 +274,7 @@ class FcmClient:
                 TEMPORARY,
                 provider_response=f"{error.__class__.__name__}: {str(error)[:400]}",
                 provider_fault=True,
+                outcome_unknown=written_then_lost(error),  # the POST written, FCM's answer lost
             )
         now = dt.datetime.now(dt.UTC)
         return classify(status, body, headers, now)

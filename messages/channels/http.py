@@ -17,6 +17,51 @@ from campaign import network
 from messages.channels import Recipient, RenderedMessage, SendResult
 
 TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
+GATEWAY_TIMEOUT = 10.0  # seconds: post_json's default
+
+
+def written_then_lost(error: BaseException) -> bool:
+    """Whether a request failed after it was written, its answer lost (a read timeout, a connection
+    dropped while waiting for the answer): the provider may have taken it (SendResult.outcome_unknown).
+    A refused connection, a connect timeout, a failed TLS handshake or name lookup: nothing went out.
+    The exception's causes are followed (anymail and the twilio client wrap those of requests)."""
+    import requests
+    import urllib3
+
+    seen: BaseException | None = error
+    for _ in range(6):  # the chain of causes, bounded
+        if seen is None:
+            return False
+        if isinstance(
+            seen,
+            requests.ConnectTimeout
+            | urllib3.exceptions.ConnectTimeoutError
+            | urllib3.exceptions.NewConnectionError
+            | urllib3.exceptions.NameResolutionError
+            | requests.exceptions.SSLError,
+        ):
+            return False
+        if isinstance(
+            seen,
+            requests.ReadTimeout
+            | requests.exceptions.ChunkedEncodingError
+            | urllib3.exceptions.ReadTimeoutError
+            | urllib3.exceptions.ProtocolError
+            | http.client.RemoteDisconnected,
+        ):
+            return True
+        if type(seen).__name__ == "ReadTimeoutError":  # botocore's (Amazon SES), not imported here
+            return True
+        reason = getattr(seen, "reason", None)  # urllib3's MaxRetryError carries the failure
+        if isinstance(reason, BaseException):
+            seen = reason
+            continue
+        args = getattr(seen, "args", ())
+        if args and isinstance(args[0], BaseException):  # requests' ConnectionError(MaxRetryError)
+            seen = args[0]
+            continue
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def post_json(
@@ -24,7 +69,7 @@ def post_json(
     payload: dict[str, Any],
     *,
     token: str = "",
-    timeout: float = 10.0,
+    timeout: float = GATEWAY_TIMEOUT,
     allow_private: bool = True,
 ) -> SendResult:
     """POST a JSON payload: 2xx sent; 401/403/429/5xx and network errors temporary (the gateway's
@@ -49,11 +94,13 @@ def post_json(
         **({"Authorization": f"Bearer {token}"} if token else {}),
     }
     connection: http.client.HTTPConnection | None = None
+    written = False
     try:
         connection = network.pinned_connection(
             parts.scheme, parts.hostname, port, allow_private=allow_private, timeout=timeout
         )
         connection.request("POST", path, body=json.dumps(payload).encode(), headers=headers)
+        written = True
         response = connection.getresponse()
         status = response.status
         if 300 <= status < 400:
@@ -62,8 +109,9 @@ def post_json(
             )
         body = response.read(4096 if 200 <= status < 300 else 2048).decode(errors="replace")
     except (OSError, http.client.HTTPException) as error:
+        # Written and the answer lost (a read timeout, a dropped connection): maybe sent.
         answer = f"{error.__class__.__name__}: {error}"[:500]
-        return SendResult(TEMPORARY, provider_response=answer, provider_fault=True)
+        return SendResult(TEMPORARY, provider_response=answer, provider_fault=True, outcome_unknown=written)
     finally:
         if connection is not None:
             connection.close()
@@ -94,9 +142,13 @@ class OrganizationGateway:
         url: str,
         token: str,
         payload: Callable[[RenderedMessage, Recipient], dict[str, Any]],
-        timeout: float = 10.0,
+        timeout: float = GATEWAY_TIMEOUT,
     ) -> None:
         self.url, self.token, self.payload, self.timeout = url, token, payload, timeout
+
+    @property
+    def max_send_seconds(self) -> float:
+        return float(self.timeout) + 1  # one request
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         allow = bool(getattr(settings, "PROVIDER_ALLOW_PRIVATE_TARGETS", False))
@@ -113,6 +165,7 @@ class FileOutbox:
     """Writes each message as a JSON file under var/outbox/<channel>/: for development and the demo."""
 
     channel = "outbox"
+    max_send_seconds = 1.0  # a file written on a local disk
 
     def write(self, payload: dict[str, Any]) -> SendResult:
         folder = Path(settings.CHANNEL_OUTBOX_DIR) / self.channel

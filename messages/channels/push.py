@@ -24,7 +24,7 @@ from messages.channels import (
     setting_or,
 )
 from messages.channels.fcm import FcmClient, ttl_seconds
-from messages.channels.http import FileOutbox, post_json
+from messages.channels.http import GATEWAY_TIMEOUT, FileOutbox, post_json
 
 PUSH_PLATFORMS = {"gcm": "gcm", "fcm": "gcm", "apns": "apns"}
 REGISTRATION_TOKEN_MAX_LENGTH, APPLICATION_MAX_LENGTH = 4096, 255  # events.models.Event's columns
@@ -84,6 +84,16 @@ class FcmPushBackend:
             ),
         )
 
+    @staticmethod
+    def send_seconds(timeout: float) -> float:
+        from messages.channels.fcm import send_seconds
+
+        return send_seconds(timeout)
+
+    @property
+    def max_send_seconds(self) -> float:
+        return self.client.max_send_seconds
+
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         return self.client.send(fcm_payload(rendered, recipient))
 
@@ -94,6 +104,7 @@ class HttpPushBackend:
     takes a static token)."""
 
     waits_on_network = True  # one request per send, nothing shared: safe on several threads
+    max_send_seconds = GATEWAY_TIMEOUT + 1  # one request
 
     def __init__(self, *, url: str | None = None, token: str | None = None) -> None:
         self.url = backend_option("HttpPushBackend", "url", url, str)

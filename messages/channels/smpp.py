@@ -31,6 +31,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -224,6 +225,10 @@ class BindOwner(NamedTuple):
 INSTALLATION = BindOwner()
 
 
+class Unanswered(Exception):
+    """A submit_sm went out and its answer did not come: the SMSC may have taken the message."""
+
+
 class SmppConnection:
     """The process's bind: opened on the first send, opened again after it is lost."""
 
@@ -378,25 +383,34 @@ class SmppConnection:
             return self._reference
 
     def submit(self, parts: list[dict[str, Any]]) -> list[Any]:
-        """Send the parts' submit_sm and wait for their answers (PDUs, in order)."""
+        """Send the parts' submit_sm and wait for their answers (PDUs, in order), all of them within
+        one `timeout` (not one per part: a long message's send stays within its bound). Unanswered
+        once a submit_sm went out and its answer did not come (the SMSC may have taken it)."""
         client = self._bound()
         futures: list[Future[Any]] = [Future() for _ in parts]
+        written = False
         try:
             for fields, future in zip(parts, futures, strict=True):
                 pdu = smpplib.smpp.make_pdu("submit_sm", client=client, **fields)
                 with self._pending_lock:
                     self._pending[pdu.sequence] = (future, futures)
                 client.send_pdu(pdu)
+                written = True
         except (smpplib.exceptions.ConnectionError, OSError) as error:
             self._lost(client, error)
+            if written:
+                raise Unanswered(f"the bind was lost after a submit_sm: {error}") from error
             raise
+        deadline = time.monotonic() + self.timeout
         try:
-            return [future.result(timeout=self.timeout) for future in futures]
+            return [future.result(timeout=max(deadline - time.monotonic(), 0.0)) for future in futures]
         except FutureTimeout:
             with self._pending_lock:  # answers that never came: forgotten
                 for sequence in [k for k, (f, _) in self._pending.items() if f in futures]:
                     del self._pending[sequence]
-            raise
+            raise Unanswered("no submit_sm_resp in time") from None
+        except smpplib.exceptions.ConnectionError as error:  # the bind lost before the answers
+            raise Unanswered(f"the bind was lost before the submit_sm_resp: {error}") from None
 
 
 class BindParameters(NamedTuple):
@@ -498,6 +512,15 @@ class SmppSmsBackend:
         self.source_addr = backend_option(name, "source_addr", source_addr, str)
         self.timeout = backend_option(name, "timeout", timeout, float, low=0.1, high=120)
 
+    @staticmethod
+    def send_seconds(timeout: float) -> float:
+        """Connect, bind, then every part's answer within one timeout (SmppConnection.submit)."""
+        return 3 * float(timeout) + 1
+
+    @property
+    def max_send_seconds(self) -> float:
+        return self.send_seconds(setting_or(self.timeout, "SMPP_TIMEOUT_SECONDS"))
+
     def parameters(self) -> BindParameters:
         return BindParameters(
             host=setting_or(self.host, "SMPP_HOST"),
@@ -540,6 +563,10 @@ class SmppSmsBackend:
             ]
         try:
             answers = bind.submit(parts)
+        except Unanswered as error:  # maybe sent: never sent at once through another provider
+            return SendResult(
+                TEMPORARY, provider_response=f"SMPP: {error}"[:500], provider_fault=True, outcome_unknown=True
+            )
         except (
             TimeoutError,
             smpplib.exceptions.ConnectionError,
@@ -552,9 +579,6 @@ class SmppSmsBackend:
                 provider_response=f"SMPP: {error or type(error).__name__}"[:500],
                 provider_fault=True,
             )
-        except FutureTimeout:
-            answer = "SMPP: no submit_sm_resp in time"
-            return SendResult(TEMPORARY, provider_response=answer, provider_fault=True)
         refused = next((a for a in answers if a.status != smpplib.consts.SMPP_ESME_ROK), None)
         ids = [_text(a.message_id) for a in answers]
         if refused is not None:

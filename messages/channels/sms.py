@@ -20,7 +20,7 @@ from messages.channels import (
     backend_option,
     setting_or,
 )
-from messages.channels.http import FileOutbox, post_json
+from messages.channels.http import GATEWAY_TIMEOUT, FileOutbox, post_json
 
 
 def sms_payload(rendered: RenderedMessage, recipient: Recipient) -> dict[str, str]:
@@ -32,6 +32,7 @@ class HttpSmsBackend:
     SMS_GATEWAY_URL and SMS_GATEWAY_TOKEN settings)."""
 
     waits_on_network = True  # one request per send, nothing shared: safe on several threads
+    max_send_seconds = GATEWAY_TIMEOUT + 1  # one request
 
     def __init__(self, *, url: str | None = None, token: str | None = None) -> None:
         self.url = backend_option("HttpSmsBackend", "url", url, str)
@@ -126,6 +127,11 @@ class SmsChannel(Channel):
         """The organization's SMS sender, not its name (an email From name, rarely a valid SMS
         sender); empty: the provider's default (TWILIO_FROM, SMPP_SOURCE_ADDR...)."""
         return organization.sms_sender
+
+    def sender_name(self, name: str) -> str:
+        """The organization's SMS sender rule (campaign.addresses.sms_sender): an E.164 number, a
+        short code, or 1 to 11 GSM characters; an SMSC would cut a longer one silently."""
+        return addresses.sms_sender(name) if name.strip() else ""
 
     def recipient_from_body(self, body: Any, *, required: bool) -> dict[str, str]:
         value = body.get("mobilePhone")

@@ -1,6 +1,7 @@
 """SMS through Twilio's REST API (the twilio package): one `Messages.create` per send, against
 TWILIO_BASE_URL (a test's loopback fake), with a status callback to /webhooks/twilio/status when
-TWILIO_WEBHOOK_BASE_URL is set, and the event's expiration as ValidityPeriod (seconds, 1 to 36000).
+a Twilio webhook base (TWILIO_WEBHOOK_BASE_URL, else PUBLIC_URL) is set, and the event's
+expiration as ValidityPeriod (seconds, 1 to 36000).
 
 Twilio's answer classified: 429 and 5xx, network errors, 401/403 (the operator fixes the
 credentials): temporary, and the provider's fault (messages.providers: the next provider is tried).
@@ -24,6 +25,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from messages.channels import Recipient, RenderedMessage, SendResult, backend_option, setting_or
+from messages.channels.http import written_then_lost
 
 TEMPORARY, PERMANENT, SENT = "temporaryFailure", "permanentFailure", "sent"
 QUARANTINING_CODES = {21211, 21610, 21614}
@@ -69,6 +71,15 @@ def _forget_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
+def twilio_webhook_base() -> str:
+    """This site as Twilio reaches it, the one base of every Twilio URL: the status callbacks a
+    send asks for (the settings' and each organization's provider's) and the URL a webhook's
+    signature is checked over. TWILIO_WEBHOOK_BASE_URL, else PUBLIC_URL; "" when neither is set
+    (no status callback is asked for; a signature is checked over the URL as it reached us)."""
+    base = str(settings.TWILIO_WEBHOOK_BASE_URL or getattr(settings, "PUBLIC_URL", "") or "")
+    return base.rstrip("/")
+
+
 def validity_seconds(expires_at: dt.datetime | None) -> int | None:
     if expires_at is None:
         return None
@@ -79,8 +90,8 @@ def validity_seconds(expires_at: dt.datetime | None) -> int | None:
 class TwilioSmsBackend:
     """One Twilio account. Each option (a provider's `options` in SMS_PROVIDERS) defaults to its
     TWILIO_* setting, read at each send: `from_` is the sender of a message whose organization
-    names none; `status_callback_url` defaults to TWILIO_WEBHOOK_BASE_URL + /webhooks/twilio/status
-    when that is set ("": no status callback)."""
+    names none; `status_callback_url` defaults to `twilio_webhook_base()` + /webhooks/twilio/status
+    when a base is set ("": no status callback)."""
 
     waits_on_network = True  # one client per thread
 
@@ -112,12 +123,20 @@ class TwilioSmsBackend:
             setting_or(self.timeout, "TWILIO_TIMEOUT_SECONDS"),
         )
 
+    @staticmethod
+    def send_seconds(timeout: float) -> float:
+        """One request (the twilio client retries none)."""
+        return float(timeout) + 1
+
+    @property
+    def max_send_seconds(self) -> float:
+        return self.send_seconds(setting_or(self.timeout, "TWILIO_TIMEOUT_SECONDS"))
+
     def callback_url(self) -> str:
         if self.status_callback_url is not None:
             return str(self.status_callback_url)
-        if settings.TWILIO_WEBHOOK_BASE_URL:
-            return str(settings.TWILIO_WEBHOOK_BASE_URL).rstrip("/") + reverse("twilio-status")
-        return ""
+        base = twilio_webhook_base()
+        return base + reverse("twilio-status") if base else ""
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         fields: dict[str, object] = {"to": recipient.address, "body": rendered.parts.get("text", "")}
@@ -143,7 +162,12 @@ class TwilioSmsBackend:
                 PERMANENT, provider_response=response, quarantines=error.code in QUARANTINING_CODES
             )
         except (TwilioException, OSError) as error:
-            return SendResult(TEMPORARY, provider_response=f"Twilio: {error}"[:500], provider_fault=True)
+            return SendResult(
+                TEMPORARY,
+                provider_response=f"Twilio: {error}"[:500],
+                provider_fault=True,
+                outcome_unknown=written_then_lost(error),  # the request written, the answer lost
+            )
         return SendResult(
             SENT, provider_message_id=message.sid or "", provider_response=f"Twilio {message.status}"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from django.utils import timezone
@@ -109,3 +110,54 @@ def test_a_backlog_leaves_events_just_handed_to_another_task_and_takes_those_stu
     assert Event.objects.get(pk=just_handed.pk).status == "pending"
     # Its own task, when it starts, still finds it.
     assert claims.claim_due([just_handed.pk], now=now, limit=10)[0] == [just_handed.pk]
+
+
+# --- the lease and the longest a send can take ---------------------------------------------------
+
+
+def test_a_lease_is_ample_only_with_more_left_than_the_channels_longest_send(settings):
+    settings.EVENT_LEASE_SECONDS, settings.RENDER_TIMEOUT_SECONDS = 60, 2
+    now = timezone.now()
+    lease = now + dt.timedelta(seconds=40)
+    assert claims.lease_is_ample(lease, now=now, send_seconds=10)
+    assert not claims.lease_is_ample(lease, now=now, send_seconds=38)  # 38 s of send + 2 of render
+
+
+@pytest.mark.django_db
+def test_the_lease_kept_before_a_send_is_the_channels_backends_own_bound(
+    cart_configuration, settings, smtp_email, monkeypatch
+):
+    """SMTP with EMAIL_TIMEOUT=3: four exchanges of 3 s and a margin, not a bound of its own."""
+    from events import pipeline
+
+    settings.EMAIL_TIMEOUT = 3
+    asked: list[float | None] = []
+    real = claims.lease_is_ample
+
+    def noted(lease, *, now, send_seconds=None):
+        asked.append(send_seconds)
+        return real(lease, now=now, send_seconds=send_seconds)
+
+    monkeypatch.setattr(claims, "lease_is_ample", noted)
+    event = accept(cart_configuration, live_body())
+    assert pipeline.process(event.pk) == "processed"
+    assert 4 * 3 + 5 in asked
+
+
+@pytest.mark.django_db
+def test_a_send_that_could_outlive_the_claim_waits_unsent_and_uncounted(cart_configuration, monkeypatch):
+    from django.core import mail
+
+    from events import pipeline
+
+    real = pipeline._send_deadline
+    monkeypatch.setattr(pipeline, "_send_deadline", lambda lease: time.monotonic() + 0.5)  # 0.5 s left
+    event = accept(cart_configuration, live_body())
+    assert pipeline.process(event.pk) == "pending"
+    event.refresh_from_db()
+    assert event.attempts == 0 and not event.deliveries.exists() and mail.outbox == []
+    change = event.status_changes.last()
+    assert change.code == "leaseTooShort" and "left of the claim's lease" in change.reason
+    monkeypatch.setattr(pipeline, "_send_deadline", real)
+    Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+    assert pipeline.process(event.pk) == "processed" and len(mail.outbox) == 1

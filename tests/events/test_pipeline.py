@@ -396,7 +396,7 @@ def test_a_pause_during_a_batch_keeps_its_later_events(cart_configuration, monke
 def test_a_long_batch_renews_its_leases_and_drops_an_event_whose_lease_ran_out(
     cart_configuration, monkeypatch
 ):
-    monkeypatch.setattr(claims, "lease_is_ample", lambda lease, now: False)
+    monkeypatch.setattr(claims, "lease_is_ample", lambda lease, now, send_seconds=None: False)
     first = accept(cart_configuration, live_body(email="one@example.com"))
     second = accept(cart_configuration, live_body(email="two@example.com"))
     third = accept(cart_configuration, live_body(email="three@example.com"))

@@ -462,6 +462,32 @@ def test_each_channels_editor_shows_the_sender_fields_its_messages_use(client, m
     assert form.fields["from_name"].label == "From name"
 
 
+def test_an_sms_messages_own_sender_follows_the_organizations_sms_sender_rule(client, marketer, organization):
+    """An SMSC keeps 11 characters of an alphanumeric sender: a longer one is refused in the editor
+    and at publication (a draft saved before the rule), naming the field, never cut silently."""
+    from events import publication
+    from messages.lifecycle import PublicationError
+
+    (sms,) = publish_events(organization, {"name": "otp", "channel": "sms", "message": {"text": "Your code"}})
+    client.force_login(marketer)
+    answer = submit(client, sms.message, from_name="Geometrixx Outdoors", _save="Save")
+    errors = answer.context["adminform"].form.errors
+    assert "is not an SMS sender" in " ".join(errors["from_name"])
+    sms.message.refresh_from_db()
+    assert sms.message.from_name == ""
+    answer = submit(client, sms.message, from_name="+33 6 12 34 56 78", _save="Save")
+    assert answer.status_code == 302
+    sms.message.refresh_from_db()
+    assert sms.message.from_name == "+33612345678"  # as it is sent
+
+    sms.message.from_name = "Geometrixx Outdoors"  # a draft saved before the rule
+    services.save_draft(message=sms.message)
+    with pytest.raises(
+        PublicationError, match=r"from\.name: SMS sender: 'Geometrixx Outdoors' is not an SMS"
+    ):
+        publication.publish_message(message=sms.message, user=marketer)
+
+
 # --- Deleting, refusals, and who did what -----------------------------------------------------
 
 

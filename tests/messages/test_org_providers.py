@@ -265,6 +265,9 @@ def errors_of(response) -> dict[str, list[str]]:
         ({"kind": "nosuchkind"}, "kind", "Select a valid choice"),
         ({"name": "not a slug"}, "name", "letters"),
         ({"smtp__use_tls": "on", "smtp__use_ssl": "on"}, "smtp__use_ssl", "not both"),
+        # 4 exchanges of 30 s and a margin outlive what a lease of 60 s leaves: the highest that fits
+        ({"smtp__timeout": "30"}, "smtp__timeout", "more than the 53 s a worker's claim on an event"),
+        ({"smtp__timeout": "30"}, "smtp__timeout", "at most 12 seconds"),
     ],
 )
 def test_bounds_are_form_errors(client, administrator, overrides, field, reason):

@@ -3,11 +3,13 @@ failing provider, and the failover of email between two SMTP servers on loopback
 
 from __future__ import annotations
 
+import datetime as dt
 import smtplib
 import threading
 import time
 
 import pytest
+from django.utils import timezone
 
 from events import pipeline
 from messages import providers
@@ -133,8 +135,9 @@ def test_n_failures_in_a_row_set_a_provider_aside_for_the_cool_down(request, set
 
 
 class _Failing:
-    def __init__(self, answer: SendResult) -> None:
+    def __init__(self, answer: SendResult, max_send_seconds: float = 1.0) -> None:
         self.answer, self.calls = answer, 0
+        self.max_send_seconds = max_send_seconds
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         self.calls += 1
@@ -166,22 +169,60 @@ def test_every_provider_set_aside_still_tries_the_first(providers_redis, setting
     assert [a["provider"] for a in result.attempts] == ["a"]
 
 
-def test_a_fault_after_the_claims_deadline_tries_no_other_provider(providers_redis, settings):
+def test_a_fault_with_too_little_of_the_claim_left_tries_no_slower_provider(providers_redis, settings):
     """A failover that would start a send the claim's lease may not cover stops: the fault stands
     (retried later) and the next provider is not tried."""
     settings.PROVIDER_FAILURES_BEFORE_COOLDOWN = 5
-    down = SendResult("temporaryFailure", provider_response="timed out", provider_fault=True)
-    first, second = _Failing(down), _Failing(SendResult("sent"))
+    down = SendResult("temporaryFailure", provider_response="refused", provider_fault=True)
+    first, second = _Failing(down), _Failing(SendResult("sent"), max_send_seconds=40)
     backend = providers.FailoverBackend(
         "email", [providers.Provider("a", first), providers.Provider("b", second)]
     )
-    with providers.send_deadline(time.monotonic() - 1):
+    with providers.send_deadline(time.monotonic() + 20):  # 20 s of the claim left: b needs 40
         result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
     assert result.outcome == "temporaryFailure" and [a["provider"] for a in result.attempts] == ["a"]
-    assert second.calls == 0
-    with providers.send_deadline(time.monotonic() + 30):
+    assert second.calls == 0 and not result.lease_too_short
+    with providers.send_deadline(time.monotonic() + 50):
         result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
     assert result.sent and [a["provider"] for a in result.attempts] == ["a", "b"]
+
+
+def test_a_provider_whose_send_could_outlive_the_claim_is_not_tried(providers_redis, settings):
+    """Before the first attempt too: a provider whose longest send ends after the claim's lease is
+    passed over; when none fits, nothing is sent and the event waits for a new lease."""
+    slow, quick = _Failing(SendResult("sent"), max_send_seconds=45), _Failing(SendResult("sent"))
+    backend = providers.FailoverBackend(
+        "email", [providers.Provider("slow", slow), providers.Provider("quick", quick)]
+    )
+    assert backend.max_send_seconds == 45
+    with providers.send_deadline(time.monotonic() + 30):
+        result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
+    assert result.sent and result.provider == "quick" and slow.calls == 0
+    with providers.send_deadline(time.monotonic() + 0.5):  # not even the quick one fits
+        result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
+    assert result.lease_too_short and not result.sent and (slow.calls, quick.calls) == (0, 1)
+    assert "more than the 0 s left of the claim's lease" in result.provider_response
+    with providers.send_deadline(time.monotonic() + 50):
+        result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
+    assert result.sent and result.provider == "slow"
+
+
+def test_an_unknown_outcome_is_not_sent_again_through_the_next_provider(providers_redis, settings):
+    """The request went out and its answer was lost: the first provider may have sent the message,
+    so the next one is not tried now; the fault counts toward the first one's cool-down."""
+    settings.PROVIDER_FAILURES_BEFORE_COOLDOWN = 1
+    lost = SendResult(
+        "temporaryFailure", provider_response="ReadTimeout", provider_fault=True, outcome_unknown=True
+    )
+    first, second = _Failing(lost), _Failing(SendResult("sent"))
+    backend = providers.FailoverBackend(
+        "email", [providers.Provider("a", first), providers.Provider("b", second)]
+    )
+    result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
+    assert result.outcome == "temporaryFailure" and result.outcome_unknown and second.calls == 0
+    assert providers.state().set_aside("email:a")  # the retry goes through the order again: b
+    result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
+    assert result.sent and result.provider == "b"
 
 
 # --- failover of email between two SMTP servers ------------------------------------------------
@@ -266,18 +307,22 @@ def test_a_send_with_no_slot_before_its_claim_ends_waits_unsent_and_uncounted(
 
     from events.models import Event
 
+    # One send per 100 s: the next slot comes after the claim's lease of 60 s has ended.
     settings.EMAIL_PROVIDERS = [
-        {"name": "limited", "backend": "django.core.mail.backends.locmem.EmailBackend", "rate_limit": 1}
+        {"name": "limited", "backend": "django.core.mail.backends.locmem.EmailBackend", "rate_limit": 0.01}
     ]
-    # A lease of 60 s less the longest a send takes (4 x 20 + 5 s): no time left to wait for a slot.
-    settings.EVENT_LEASE_SECONDS, settings.EMAIL_TIMEOUT = 60, 20
+    settings.EVENT_LEASE_SECONDS = 60
     backend_for.cache_clear()
-    assert providers.state().take_slot("email:limited", 1, 1_000_000) == 0  # another worker's send
+    shared = providers.state()
+    assert shared.take_slot("email:limited", 1, 100_000_000) == 0  # another worker's send
     event = accept(cart_configuration, {**seed_body(scheduled=None, expiration=FUTURE)})
     assert pipeline.process(event.pk) == "pending"
     event.refresh_from_db()
     assert event.attempts == 0 and not event.deliveries.exists() and mail.outbox == []
     assert event.status_changes.last().code == "rateLimited"
+    assert event.next_attempt_at > timezone.now() + dt.timedelta(seconds=90)  # when a slot is free
+    shared.client.delete(f"{providers.KEY_PREFIX}:rate:email:limited")  # that slot's window over
+    Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
     assert wait_until(lambda: pipeline.process(event.pk) == "processed", timeout=10)
     assert Event.objects.get(pk=event.pk).attempts == 1 and len(mail.outbox) == 1
     assert Delivery.objects.get(event_link__event=event).provider == "limited"
@@ -300,3 +345,18 @@ def test_which_smtp_failures_are_the_providers(error, fault):
     from messages.channels.email import is_provider_fault
 
     assert is_provider_fault(error) is fault
+
+
+def test_a_settings_provider_whose_send_could_outlive_a_claim_is_warned_of(settings):
+    from messages.checks import providers_settings
+
+    settings.EVENT_LEASE_SECONDS, settings.RENDER_TIMEOUT_SECONDS = 60, 2  # 53 s for a send
+    smpp = "messages.channels.smpp.SmppSmsBackend"
+    settings.SMS_PROVIDERS = [
+        {"name": "quick", "backend": smpp, "options": {"host": "127.0.0.1", "timeout": 10}},
+        {"name": "slow", "backend": smpp, "options": {"host": "127.0.0.1", "timeout": 20}},
+    ]
+    (warning,) = [m for m in providers_settings() if m.id == "transactional.W010"]
+    assert "SMS_PROVIDERS: 'slow'" in warning.msg and "61 s" in warning.msg and "53 s" in warning.msg
+    settings.EVENT_LEASE_SECONDS = 120
+    assert not [m for m in providers_settings() if m.id == "transactional.W010"]

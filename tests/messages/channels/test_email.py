@@ -103,3 +103,60 @@ def test_an_address_anymail_refuses_before_any_call_is_no_fault_of_the_provider(
 
     assert not classify_provider_error(AnymailInvalidAddress("not an address")).provider_fault
     assert not classify_provider_error(AnymailRecipientsRefused()).provider_fault
+
+
+# --- an unknown outcome: the message written, its answer lost ------------------------------------
+
+
+def _smtp_send(address: str):
+    from messages.channels import Recipient, RenderedMessage
+    from messages.channels.email import DjangoMailBackend
+
+    rendered = RenderedMessage(parts={"subject": "Hi", "text": "Hello"}, from_address="shop@example.com")
+    return DjangoMailBackend().send(rendered, Recipient(address))
+
+
+def test_an_smtp_timeout_after_data_is_an_unknown_outcome_and_one_before_is_not(settings, smtp_email):
+    """Timed out waiting for the answer to the message itself: the server may have taken it (no
+    failover). Timed out on RCPT TO: nothing was sent (safe to try the next provider)."""
+    settings.EMAIL_TIMEOUT = 1
+    smtp_email.data_seconds = 3
+    result = _smtp_send("jack@example.com")
+    assert result.outcome == "temporaryFailure" and result.provider_fault and result.outcome_unknown
+    smtp_email.data_seconds = 0
+    smtp_email.slow_seconds = 3
+    result = _smtp_send("slow@example.com")
+    assert result.outcome == "temporaryFailure" and result.provider_fault and not result.outcome_unknown
+
+
+def test_an_smtp_backends_bound_is_four_exchanges_of_its_timeout(settings):
+    from messages.channels.email import DjangoMailBackend
+
+    settings.EMAIL_TIMEOUT = 7
+    smtp = "django.core.mail.backends.smtp.EmailBackend"
+    assert DjangoMailBackend(smtp).max_send_seconds == 4 * 7 + 5
+    assert DjangoMailBackend(smtp, {"timeout": 3}).max_send_seconds == 4 * 3 + 5
+    assert DjangoMailBackend("django.core.mail.backends.locmem.EmailBackend").max_send_seconds <= 1
+
+
+@pytest.mark.parametrize(
+    "cause, unknown",
+    [
+        (requests.ReadTimeout("read timed out"), True),  # the request went out, no answer
+        (requests.ConnectTimeout("connect timed out"), False),
+        (requests.ConnectionError("refused"), False),
+    ],
+)
+def test_an_email_service_providers_lost_answer_is_an_unknown_outcome(cause, unknown):
+    from anymail.exceptions import AnymailRequestsAPIError
+
+    from messages.channels.email import classify_provider_error
+
+    try:
+        try:
+            raise cause
+        except requests.RequestException as error:
+            raise AnymailRequestsAPIError("Error posting to the ESP") from error
+    except AnymailRequestsAPIError as error:
+        result = classify_provider_error(error)
+    assert result is not None and result.provider_fault and result.outcome_unknown is unknown

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import time
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -193,6 +194,21 @@ def test_a_timeout_is_a_temporary_failure(fake, settings):
     finally:
         silent.close()
     assert result.outcome == "temporaryFailure" and "Timeout" in result.provider_response
+    assert result.outcome_unknown  # the POST went out, FCM's answer was lost: no failover
+
+
+def test_a_token_exchange_with_its_retries_stays_within_one_timeout(fake, settings):
+    """google-auth retries a token endpoint's 5xx on its own: never past the exchange's deadline,
+    so a send stays within its bound (4 timeouts and the retries' sleeps)."""
+    settings.FCM_TIMEOUT_SECONDS = 0.5
+    fake.token_status = 503
+    backend = FcmPushBackend()
+    assert backend.max_send_seconds == 4 * 0.5 + 10
+    started = time.monotonic()
+    result = backend.send(rendered(), ANDROID)
+    assert time.monotonic() - started < 0.5 + 5
+    assert result.outcome == "temporaryFailure" and result.provider_fault and not result.outcome_unknown
+    assert fake.token_requests >= 1 and fake.sends == []
 
 
 def test_an_answer_without_error_details_is_still_classified():

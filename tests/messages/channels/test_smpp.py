@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import pytest
 import smpplib.consts
@@ -152,6 +153,30 @@ def test_an_unreachable_smsc_is_a_temporary_failure(settings, smsc):
     smsc.close()
     result = send("Hello")
     assert result.outcome == "temporaryFailure" and "SMPP" in result.provider_response
+
+
+def test_a_long_messages_parts_share_one_deadline_and_a_lost_answer_is_an_unknown_outcome(settings, smsc):
+    """The SMSC answers the first part and not the others: the send gives up within one timeout
+    (not one per part), the SMSC may have taken the message (no failover), and the backend's bound
+    counts connect, bind and that one deadline."""
+    settings.SMPP_TIMEOUT_SECONDS = 1
+    assert send("warm-up").sent  # the bind is made: what follows is the parts' answers alone
+    smsc.answered_submits = len(smsc.submitted) + 1
+    started = time.monotonic()
+    result = send("Привет! " * 40)  # 320 UTF-16 units: five parts
+    elapsed = time.monotonic() - started
+    assert len(smsc.submitted) == 1 + 5
+    assert result.outcome == "temporaryFailure" and result.outcome_unknown and result.provider_fault
+    assert "no submit_sm_resp" in result.provider_response
+    assert elapsed < 2.5  # one timeout of 1 s, where one per unanswered part would be 4 s
+    assert SmppSmsBackend().max_send_seconds == 3 * 1 + 1
+    assert SmppSmsBackend(timeout=20).max_send_seconds == 3 * 20 + 1
+
+
+def test_a_refused_connection_is_safe_to_fail_over(smsc):
+    smsc.close()
+    result = send("Hello")
+    assert result.provider_fault and not result.outcome_unknown
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,19 @@ def test_twilio_errors_are_classified(twilio, status, code, outcome, quarantines
 
 def test_an_unreachable_twilio_is_a_temporary_failure(twilio):
     twilio.stop()
-    assert send().outcome == "temporaryFailure"
+    result = send()
+    assert result.outcome == "temporaryFailure" and not result.outcome_unknown  # safe to fail over
+
+
+def test_a_twilio_that_takes_the_request_and_never_answers_is_an_unknown_outcome(settings, twilio):
+    import socket
+
+    settings.TWILIO_TIMEOUT_SECONDS = 0.5
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        settings.TWILIO_BASE_URL = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = send()
+    assert result.outcome == "temporaryFailure" and result.provider_fault and result.outcome_unknown
+    assert TwilioSmsBackend().max_send_seconds == 0.5 + 1
 
 
 # --- webhooks ----------------------------------------------------------------------------------
@@ -117,6 +129,25 @@ def test_a_signed_status_callback_is_recorded_on_the_delivery(client, twilio, de
     (receipt,) = receipts_of(delivery)
     assert (receipt.provider, receipt.status, receipt.error_code) == ("twilio", "undelivered", "30003")
     assert receipt.delivery == delivery
+
+
+def test_without_a_twilio_base_the_public_url_is_the_one_base_of_callbacks_and_signatures(
+    client, settings, twilio, delivery
+):
+    """The callback a send asks for, an organization's provider's and the URL a signature is checked
+    over share one base (twilio_webhook_base): Twilio signs the URL it was given."""
+    from messages.channels.twilio_sms import twilio_webhook_base
+    from messages.provider_kinds import twilio_callback_url
+
+    settings.TWILIO_WEBHOOK_BASE_URL, settings.PUBLIC_URL = "", "https://campaign.example.com/"
+    assert twilio_webhook_base() == "https://campaign.example.com"
+    assert TwilioSmsBackend().callback_url() == "https://campaign.example.com/webhooks/twilio/status"
+    assert twilio_callback_url(7).startswith("https://campaign.example.com/webhooks/twilio/7/")
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered", "To": NUMBER}
+    assert post_signed(client, "twilio-status", form).status_code == 204  # signed over PUBLIC_URL
+    settings.PUBLIC_URL = ""
+    assert TwilioSmsBackend().callback_url() == ""  # no base: no status callback asked for
+    assert post_signed(client, "twilio-status", form).status_code == 403  # checked over testserver
 
 
 @pytest.mark.parametrize("signature", ["", "bm90IHRoZSBzaWduYXR1cmU=", "wrong-token"])
