@@ -328,7 +328,7 @@ def _smtp(kind: Kind, options: dict[str, Any], secrets: dict[str, str], context:
 
 
 SES_ENDPOINTS = (r"https://email\.[a-z]{2}(-[a-z]+)+-[0-9]\.amazonaws\.com/?",)
-SES_MAX_ATTEMPTS = 2  # botocore's total attempts (the pipeline retries the message later)
+SES_MAX_ATTEMPTS = 2  # botocore's total attempts, the first included (the pipeline retries the message later)
 
 
 def ses_config(timeout: float) -> dict[str, Any]:
@@ -336,7 +336,7 @@ def ses_config(timeout: float) -> dict[str, Any]:
     return {
         "connect_timeout": timeout,
         "read_timeout": timeout,
-        "retries": {"max_attempts": SES_MAX_ATTEMPTS, "mode": "standard"},
+        "retries": {"total_max_attempts": SES_MAX_ATTEMPTS, "mode": "standard"},
     }
 
 
@@ -432,7 +432,7 @@ def _timeout(default: float = 10.0, high: float = TIMEOUT_BOUNDS[1]) -> Field:
         "Timeout (seconds)",
         "seconds",
         default=default,
-        help=f"0.1 to {high:g} seconds.",
+        help=f"0.1 to {high:g} seconds, short enough for one send to fit in an event's claim.",
         high=high,
     )
 
