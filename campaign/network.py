@@ -13,6 +13,7 @@ import ipaddress
 import re
 import socket
 import ssl
+from collections.abc import Sequence
 
 # A host name (labels of letters, digits and '-') or an IPv4/IPv6 literal; 253 characters at most.
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -88,39 +89,52 @@ def checked_addresses(
     return addresses
 
 
+def connect_first(addresses: Sequence[str], port: int, timeout: float | None) -> socket.socket:
+    """A TCP connection to the first of these (checked) addresses that answers, in the resolver's
+    order, as socket.create_connection tries a name's: an IPv6 address first on a machine without
+    IPv6 is no outage. The last address's error when none answers."""
+    failure: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as error:
+            failure = error
+    raise failure or HostRefused("No address to connect to.")
+
+
 def pinned_socket(host: str, port: int, *, allow_private: bool, timeout: float | None) -> socket.socket:
-    """A TCP connection to the host's first checked address (resolved and checked now)."""
-    address = checked_addresses(host, port, allow_private=allow_private)[0]
-    return socket.create_connection((address, port), timeout)
+    """A TCP connection to one of the host's addresses, resolved and every one checked now."""
+    return connect_first(checked_addresses(host, port, allow_private=allow_private), port, timeout)
 
 
 class PinnedHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection to an address checked beforehand (`address`), the Host header naming `host`."""
+    """An HTTP connection to addresses checked beforehand (`address`: one, or several tried in
+    order), the Host header naming `host`."""
 
-    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, address: str | Sequence[str], timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
-        self.address = address
+        self.addresses = (address,) if isinstance(address, str) else tuple(address)
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = connect_first(self.addresses, self.port, self.timeout)
 
 
 class PinnedHTTPSConnection(http.client.HTTPSConnection):
     """As PinnedHTTPConnection, over TLS: the certificate checked against the host name."""
 
-    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, address: str | Sequence[str], timeout: float) -> None:
         super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self.address = address
+        self.addresses = (address,) if isinstance(address, str) else tuple(address)
 
     def connect(self) -> None:
-        raw = socket.create_connection((self.address, self.port), self.timeout)
+        raw = connect_first(self.addresses, self.port, self.timeout)
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 def pinned_connection(
     scheme: str, host: str, port: int, *, allow_private: bool, timeout: float
 ) -> http.client.HTTPConnection:
-    """An HTTP(S) connection to `host`, resolved and checked now, made to the address checked."""
-    address = checked_addresses(host, port, allow_private=allow_private)[0]
+    """An HTTP(S) connection to `host`, resolved and checked now, made to the addresses checked."""
+    addresses = checked_addresses(host, port, allow_private=allow_private)
     kind = PinnedHTTPSConnection if scheme == "https" else PinnedHTTPConnection
-    return kind(host, port, address=address, timeout=timeout)
+    return kind(host, port, address=addresses, timeout=timeout)

@@ -84,11 +84,11 @@ def post(url: str, *, body: bytes, headers: Mapping[str, str]) -> Answer:
     try:
         parts = parse(url)
         host, port = parts.hostname or "", _port(parts)
-        address = resolve(host, port)[0]
+        addresses = resolve(host, port)
     except TargetRefused as refused:
         return Answer(None, took(), f"refused: {refused}")
     kind = network.PinnedHTTPSConnection if parts.scheme == "https" else network.PinnedHTTPConnection
-    connection = kind(host, port, address=address, timeout=settings.WEBHOOK_TIMEOUT_SECONDS)
+    connection = kind(host, port, address=addresses, timeout=settings.WEBHOOK_TIMEOUT_SECONDS)
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"

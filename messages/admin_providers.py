@@ -210,7 +210,9 @@ class OrganizationProviderAdmin(OrganizationScopedAdmin):
         js = ["campaign/provider_form.js"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["kind", "channel", "updated_at", "test_link"] if obj is not None else []
+        # The name is fixed once created: deliveries name the provider that sent them, and its later
+        # reports (bounces, receipts) are joined to them by it.
+        return ["name", "kind", "channel", "updated_at", "test_link"] if obj is not None else []
 
     @method_decorator(sensitive_post_parameters())
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):

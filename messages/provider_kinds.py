@@ -276,7 +276,7 @@ _ANYMAIL_FIXED: dict[str, Any] = {
     "ignore_recipient_status": False,
     "debug_api_requests": False,
     "send_defaults": {},
-    "requests_timeout": 30,
+    "requests_timeout": 20,  # the bound of one send (messages.channels.email)
 }
 _ANYMAIL_OF_KIND: dict[str, dict[str, Any]] = {
     "postmark": {"message_stream": None, "use_bulk_api": False, "generate_message_id": False},

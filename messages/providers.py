@@ -333,14 +333,17 @@ class FailoverBackend:
         except Exception:  # the shared state unreachable: the providers in their order
             logger.warning("%s: the providers' shared state is unreachable", self.channel, exc_info=True)
             order = self.providers
-        passed_over: list[Provider] = []
         for provider in order:
             bound = max_send_seconds(provider.backend)
             if not fits(bound):
                 # Its send could outlive the claim's lease (and be made again by the worker that
-                # takes the event over): not tried now.
-                passed_over.append(provider)
-                continue
+                # takes the event over): not tried now. Nor is the next one in its place: the
+                # preferred provider (its sender, its cost) waits for a new lease; after a fault,
+                # the fault stands.
+                if result is None:
+                    result = too_short(provider.name, bound)
+                    attempts.append(_attempt(provider, result))
+                break
             key = self.key(provider)
             try:
                 slot = wait_for_slot(key, provider.rate_limit, deadline=latest_start(bound))
@@ -378,10 +381,7 @@ class FailoverBackend:
             if result.outcome_unknown:
                 # The provider may have taken the message: the next one would be a second copy now.
                 break
-        if result is None:  # every provider passed over: nothing sent, tried with a new lease
-            first = passed_over[0]
-            result = too_short(first.name, max_send_seconds(first.backend))
-            attempts.append(_attempt(first, result))
+        assert result is not None
         return replace(result, provider=attempts[-1]["provider"], attempts=tuple(attempts))
 
 

@@ -165,9 +165,9 @@ class PreparedEmail(EmailMultiAlternatives):
 def django_send_seconds(path: str, options: dict[str, Any]) -> float:
     """The longest one send through a Django email backend can take: nothing to wait for in the
     process; SMTP about four exchanges (MAIL, RCPT, DATA, the message) of its timeout each, and a
-    margin; an anymail API one request of its timeout (REQUESTS_TIMEOUT, 30 s by default); Amazon
-    SES each of boto3's attempts (its config's read timeout, 60 s and 5 attempts by default), each
-    request counted as one timeout as everywhere (connecting is quick or fails at once)."""
+    margin; an anymail API one request of its timeout (requests_timeout, else REQUESTS_TIMEOUT, 30 s
+    by default); Amazon SES each of boto3's attempts (its config's read timeout, 60 s and 5 attempts
+    by default), each request counted as one timeout (connecting is quick or fails at once)."""
     if path in IN_PROCESS_BACKENDS:
         return 1.0
     anymail = dict(getattr(settings, "ANYMAIL", None) or {})
@@ -183,11 +183,26 @@ def django_send_seconds(path: str, options: dict[str, Any]) -> float:
         attempts = retries.get("total_max_attempts") or (retries.get("max_attempts", 4) + 1)
         return float(attempts) * float(read or 60) + float(attempts)  # and the retries' sleeps
     if path.startswith("anymail."):
-        timeout = options.get("timeout") or anymail.get("REQUESTS_TIMEOUT") or 30
-        seconds = sum(timeout) if isinstance(timeout, list | tuple) else float(timeout)
-        return seconds + 1.0
+        timeout = (
+            options.get("requests_timeout") or options.get("timeout") or anymail.get("REQUESTS_TIMEOUT") or 30
+        )
+        return requests_seconds(timeout) + 1.0
     timeout = options.get("timeout") or settings.EMAIL_TIMEOUT or 10
     return 4 * float(timeout) + 5
+
+
+def requests_seconds(timeout: Any) -> float:
+    """The longest a `requests` call to an email API with this timeout waits: a single number is
+    counted once (the API's own host answers a connection at once or refuses it; reading is what
+    takes time); a (connect, read) pair, or its "3.05,27" form from the environment, their sum."""
+    if isinstance(timeout, str):
+        try:
+            timeout = [float(part) for part in timeout.split(",") if part.strip()]
+        except ValueError:
+            timeout = 30.0
+    if isinstance(timeout, list | tuple):
+        return float(sum(float(part) for part in timeout)) if timeout else 60.0
+    return float(timeout)
 
 
 def _note_data(connection: Any, local: threading.local) -> None:

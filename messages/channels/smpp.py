@@ -193,22 +193,13 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _operator_hosts() -> set[str]:
-    """The SMSC hosts the installation's own settings name (SMPP_HOST, SMS_PROVIDERS' options)."""
-    hosts = {str(settings.SMPP_HOST)}
-    for entry in getattr(settings, "SMS_PROVIDERS", None) or []:
-        if isinstance(entry, dict) and isinstance(entry.get("options"), dict):
-            hosts.add(str(entry["options"].get("host") or ""))
-    return hosts - {""}
-
-
-def connect_address(host: str, port: int) -> str:
+def connect_address(host: str, port: int, *, organizations: bool) -> str:
     """The IPv4 address (smpplib's socket is IPv4) a bind connects to, resolved and checked at each
-    (re)connection: a host the installation's settings name may be anywhere; another (an
-    organization's provider) may not resolve to a private, loopback or link-local address unless
+    (re)connection: the installation's own SMSC (its settings) may be anywhere; an organization's
+    provider's (`organizations`) may not resolve to a private, loopback or link-local address unless
     PROVIDER_ALLOW_PRIVATE_TARGETS (a DNS rebinding after its form was saved reaches nothing).
     campaign.network.HostRefused (an OSError) otherwise."""
-    allow = bool(getattr(settings, "PROVIDER_ALLOW_PRIVATE_TARGETS", False)) or host in _operator_hosts()
+    allow = not organizations or bool(getattr(settings, "PROVIDER_ALLOW_PRIVATE_TARGETS", False))
     return network.checked_addresses(host, port, allow_private=allow, family=socket.AF_INET)[0]
 
 
@@ -271,7 +262,9 @@ class SmppConnection:
             client.set_message_received_handler(self._delivered)
             client.set_error_pdu_handler(lambda pdu: None)  # a refused submit: its sender decides
             try:
-                client.host = connect_address(self.host, self.port)  # resolved and checked now
+                client.host = connect_address(  # resolved and checked now
+                    self.host, self.port, organizations=self.owner.organization_id is not None
+                )
                 client.connect()
                 client.bind_transceiver(
                     system_id=self.system_id, password=self.password, system_type=self.system_type

@@ -191,6 +191,21 @@ def test_secrets_are_encrypted_in_the_table_and_never_on_a_page(client, administ
     assert PASSWORD not in listed and "password: set" in listed
 
 
+def test_a_providers_name_is_fixed_once_created(client, administrator):
+    """Deliveries name the provider that sent them and its later bounces and receipts are joined by
+    that name: a change form keeps it, whatever is POSTed."""
+    client.force_login(administrator)
+    client.post(ADD, smtp_form(2525))
+    provider = OrganizationProvider.objects.get()
+    change = reverse("admin:transactional_organizationprovider_change", args=[provider.pk])
+    form = smtp_form(2526, name="renamed", smtp__password="")
+    del form["kind"]
+    assert client.post(change, form).status_code == 302
+    provider.refresh_from_db()
+    assert provider.name != "renamed" and provider.options["port"] == 2526
+    assert 'name="name"' not in client.get(change).content.decode()
+
+
 def test_a_secret_is_cleared_by_its_tick(client, administrator):
     client.force_login(administrator)
     client.post(ADD, smtp_form(2525))

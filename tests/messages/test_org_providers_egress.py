@@ -327,19 +327,26 @@ def test_an_organizations_smtp_connects_to_the_address_it_checked(dns, settings)
 
 def test_an_organizations_smpp_bind_connects_to_the_address_it_checked(dns, settings):
     dns["smsc.example.org"] = "10.0.0.5"
+    settings.SMPP_HOST = "smsc.example.org"  # the installation's own SMSC, same name: no pass
     with pytest.raises(network.HostRefused):
-        smpp_channel.connect_address("smsc.example.org", 2775)
+        smpp_channel.connect_address("smsc.example.org", 2775, organizations=True)
     settings.PROVIDER_ALLOW_PRIVATE_TARGETS = True
-    assert smpp_channel.connect_address("smsc.example.org", 2775) == "10.0.0.5"
+    assert smpp_channel.connect_address("smsc.example.org", 2775, organizations=True) == "10.0.0.5"
     settings.PROVIDER_ALLOW_PRIVATE_TARGETS = False
-    settings.SMPP_HOST = "smsc.example.org"  # the installation's own SMSC may be anywhere
-    assert smpp_channel.connect_address("smsc.example.org", 2775) == "10.0.0.5"
+    # The installation's own SMSC (its settings) may be anywhere.
+    assert smpp_channel.connect_address("smsc.example.org", 2775, organizations=False) == "10.0.0.5"
 
 
 def test_an_smpp_send_to_a_rebound_host_fails_without_connecting(dns, settings):
     dns["smsc.example.org"] = "127.0.0.1"
-    backend = smpp_channel.SmppSmsBackend(
-        host="smsc.example.org", port=1, system_id="org", password="", system_type="", timeout=2
+    backend = smpp_channel.SmppSmsBackend(  # an organization's provider's bind
+        host="smsc.example.org",
+        port=1,
+        system_id="org",
+        password="",
+        system_type="",
+        timeout=2,
+        owner=smpp_channel.BindOwner(1, "smpp:org1:1", "own-smsc"),
     )
     try:
         result = backend.send(SMS, Recipient("+33612345678"))

@@ -189,7 +189,8 @@ def test_a_fault_with_too_little_of_the_claim_left_tries_no_slower_provider(prov
 
 def test_a_provider_whose_send_could_outlive_the_claim_is_not_tried(providers_redis, settings):
     """Before the first attempt too: a provider whose longest send ends after the claim's lease is
-    passed over; when none fits, nothing is sent and the event waits for a new lease."""
+    not tried, nor is the next one in its place (the preferred provider, its sender and its cost,
+    waits): nothing is sent and the event waits for a new lease."""
     slow, quick = _Failing(SendResult("sent"), max_send_seconds=45), _Failing(SendResult("sent"))
     backend = providers.FailoverBackend(
         "email", [providers.Provider("slow", slow), providers.Provider("quick", quick)]
@@ -197,10 +198,15 @@ def test_a_provider_whose_send_could_outlive_the_claim_is_not_tried(providers_re
     assert backend.max_send_seconds == 45
     with providers.send_deadline(time.monotonic() + 30):
         result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
-    assert result.sent and result.provider == "quick" and slow.calls == 0
+    assert result.lease_too_short and not result.sent and result.provider == "slow"
+    assert (slow.calls, quick.calls) == (0, 0)
+    assert "slow: one send may take up to 45 s, more than the" in result.provider_response
+    reversed_order = providers.FailoverBackend(
+        "email", [providers.Provider("quick", quick), providers.Provider("slow", slow)]
+    )
     with providers.send_deadline(time.monotonic() + 0.5):  # not even the quick one fits
-        result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))
-    assert result.lease_too_short and not result.sent and (slow.calls, quick.calls) == (0, 1)
+        result = reversed_order.send(RenderedMessage(parts={}), Recipient("x@example.com"))
+    assert result.lease_too_short and not result.sent and (slow.calls, quick.calls) == (0, 0)
     assert "more than the 0 s left of the claim's lease" in result.provider_response
     with providers.send_deadline(time.monotonic() + 50):
         result = backend.send(RenderedMessage(parts={}), Recipient("x@example.com"))

@@ -139,6 +139,19 @@ def test_an_smtp_backends_bound_is_four_exchanges_of_its_timeout(settings):
     assert DjangoMailBackend("django.core.mail.backends.locmem.EmailBackend").max_send_seconds <= 1
 
 
+def test_an_email_apis_bound_is_its_own_requests_timeout_not_the_installations(settings):
+    """An organization's anymail provider passes `requests_timeout`: its bound follows it, whatever
+    the installation's ANYMAIL REQUESTS_TIMEOUT (a number, or a "connect,read" pair from the env)."""
+    from messages.channels.email import DjangoMailBackend
+
+    postmark = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {"REQUESTS_TIMEOUT": "3.05,27"}
+    assert DjangoMailBackend(postmark).max_send_seconds == pytest.approx(3.05 + 27 + 1)
+    assert DjangoMailBackend(postmark, {"requests_timeout": 20}).max_send_seconds == 21
+    settings.ANYMAIL = {"REQUESTS_TIMEOUT": "not a number"}
+    assert DjangoMailBackend(postmark).max_send_seconds == 31
+
+
 @pytest.mark.parametrize(
     "cause, unknown",
     [
