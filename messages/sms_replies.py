@@ -25,7 +25,7 @@ from django.utils import timezone
 from campaign import addresses
 from campaign.models import Profile
 from messages import org_providers, services
-from messages.models import Delivery, SmsReceipt
+from messages.models import Delivery, OrganizationProvider, SmsReceipt
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +102,15 @@ def of_another_organization(organization_id: int, message_id: str) -> bool:
 
 def unjoined_match(organization_id: int, message_ids: list[str]) -> Q:
     """The receipts not joined yet (arrived before their delivery was written) with these message
-    ids that may be this organization's: its own, or the installation's whose owner is not known."""
-    return Q(delivery__isnull=True, message_id__in=message_ids) & (
-        Q(organization_id=organization_id) | Q(organization__isnull=True)
-    )
+    ids that may be this organization's: its own; and the installation's whose owner is not known,
+    only while it sends SMS through the installation's providers (record_receipt's rule: another
+    SMSC's receipt with the same message id is not its to see, nor to forget)."""
+    whose = Q(organization_id=organization_id)
+    if not OrganizationProvider.objects.filter(
+        organization_id=organization_id, channel="sms", enabled=True
+    ).exists():
+        whose |= Q(organization__isnull=True)
+    return Q(delivery__isnull=True, message_id__in=message_ids) & whose
 
 
 def receipts_of(delivery: Delivery) -> QuerySet[SmsReceipt]:

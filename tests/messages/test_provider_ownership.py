@@ -401,3 +401,18 @@ def test_the_webhook_secrets_are_never_given_to_the_sending_backend(organization
     (built,) = org_providers.build("email", [provider]).providers
     assert "api_key" in built.backend.options
     assert not {"webhook_secret", "webhook_signing_key"} & set(built.backend.options)
+
+
+def test_an_organization_with_its_own_smsc_neither_sees_nor_forgets_the_installations_receipts(
+    smscs, cart_configuration, organization
+):
+    """An unjoined receipt of the installation's SMSC (owner not known yet) with the same message id
+    as a delivery sent through the organization's own SMSC is not that organization's."""
+    smpp_provider(organization, smscs())
+    mine = sms_delivery(cart_configuration, organization, "msg7", provider="smsc")
+    installations = SmsReceipt.objects.create(provider="smpp", message_id="msg7", status="UNDELIV")
+    assert list(receipts_of(mine)) == [] and provider_history([mine]).reports == []
+    ProfileFactory(organization=organization, email="jill@example.com", mobile_phone=NUMBER)
+    person.forget_person(organization=organization, email="jill@example.com")
+    assert not Delivery.objects.filter(pk=mine.pk).exists()
+    assert SmsReceipt.objects.filter(pk=installations.pk).exists()
