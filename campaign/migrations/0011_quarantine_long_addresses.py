@@ -7,17 +7,26 @@ import hashlib
 from django.db import migrations, models
 
 
+BATCH = 1000  # rows per UPDATE (bulk_update) and DELETE: a large quarantine in few statements
+
+
 def fill_digests(apps, schema_editor):
     Quarantine = apps.get_model("campaign", "Quarantine")
     seen: set[tuple[int, str, str]] = set()
-    for entry in Quarantine.objects.order_by("created_at", "pk").iterator():
-        digest = hashlib.sha256(entry.address.lower().encode()).hexdigest()
-        key = (entry.organization_id, entry.channel, digest)
+    doubles: list[int] = []
+    digested = []
+    rows = Quarantine.objects.order_by("created_at", "pk").values_list("pk", "organization_id", "channel", "address")
+    for pk, organization_id, channel, address in rows.iterator(chunk_size=BATCH):
+        digest = hashlib.sha256(address.lower().encode()).hexdigest()
+        key = (organization_id, channel, digest)
         if key in seen:
-            entry.delete()
+            doubles.append(pk)
             continue
         seen.add(key)
-        Quarantine.objects.filter(pk=entry.pk).update(address_digest=digest)
+        digested.append(Quarantine(pk=pk, address_digest=digest))
+    for start in range(0, len(doubles), BATCH):
+        Quarantine.objects.filter(pk__in=doubles[start : start + BATCH]).delete()
+    Quarantine.objects.bulk_update(digested, ["address_digest"], batch_size=BATCH)
 
 
 class Migration(migrations.Migration):
