@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import threading
 import time
 import urllib.parse
 import uuid
@@ -95,10 +97,18 @@ def post_json(
     }
     connection: http.client.HTTPConnection | None = None
     written = False
+    watchdog: threading.Timer | None = None
     try:
         connection = network.pinned_connection(
             parts.scheme, parts.hostname, port, allow_private=allow_private, timeout=timeout
         )
+        connection.connect()
+        # The socket's timeout bounds each wait, not the request: a server answering a byte at a
+        # time could hold a send past its claim. The watchdog cuts the connection at `timeout`.
+        cut = threading.Event()
+        watchdog = threading.Timer(timeout, _cut, args=(connection, cut))
+        watchdog.daemon = True
+        watchdog.start()
         connection.request("POST", path, body=json.dumps(payload).encode(), headers=headers)
         written = True
         response = connection.getresponse()
@@ -108,11 +118,15 @@ def post_json(
                 TEMPORARY, provider_response=f"{status} redirect not followed", provider_fault=True
             )
         body = response.read(4096 if 200 <= status < 300 else 2048).decode(errors="replace")
+        if cut.is_set():  # what was read may be a part: the answer is lost
+            raise TimeoutError(f"no whole answer within {timeout:g} s")
     except (OSError, http.client.HTTPException) as error:
         # Written and the answer lost (a read timeout, a dropped connection): maybe sent.
         answer = f"{error.__class__.__name__}: {error}"[:500]
         return SendResult(TEMPORARY, provider_response=answer, provider_fault=True, outcome_unknown=written)
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         if connection is not None:
             connection.close()
     if 200 <= status < 300:
@@ -128,6 +142,18 @@ def post_json(
     fault = status in (401, 403, 429) or status >= 500
     outcome = TEMPORARY if fault else PERMANENT
     return SendResult(outcome, provider_response=f"{status} {body[:500]}", provider_fault=fault)
+
+
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
+    """End a request that outlived its timeout: its blocked read returns at once (an error, or the
+    end of a part of an answer: `cut` says it was not whole)."""
+    cut.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
 
 
 class OrganizationGateway:
@@ -148,7 +174,7 @@ class OrganizationGateway:
 
     @property
     def max_send_seconds(self) -> float:
-        return float(self.timeout) + 1  # one request
+        return 2 * float(self.timeout) + 1  # connecting, then the request (cut at its timeout)
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         allow = bool(getattr(settings, "PROVIDER_ALLOW_PRIVATE_TARGETS", False))

@@ -104,7 +104,7 @@ class HttpPushBackend:
     takes a static token)."""
 
     waits_on_network = True  # one request per send, nothing shared: safe on several threads
-    max_send_seconds = GATEWAY_TIMEOUT + 1  # one request
+    max_send_seconds = 2 * GATEWAY_TIMEOUT + 1  # connecting, then the request (messages.channels.http)
 
     def __init__(self, *, url: str | None = None, token: str | None = None) -> None:
         self.url = backend_option("HttpPushBackend", "url", url, str)
