@@ -296,11 +296,14 @@ class DjangoMailBackend:
 
     def send(self, rendered: RenderedMessage, recipient: Recipient) -> SendResult:
         message = self.build(rendered, recipient)
+        cut = threading.Event()
         for attempt in (1, 2):
             reused = getattr(self._local, "connection", None) is not None
             self._local.data_started = False
+            watchdog: threading.Timer | None = None
             try:
                 connection = self._connection()
+                watchdog = _watch(connection, self.max_send_seconds, cut)
                 connection.send_messages([message])
                 return SendResult(
                     SENT,
@@ -310,7 +313,7 @@ class DjangoMailBackend:
             except smtplib.SMTPServerDisconnected as error:
                 self.close()
                 unknown = bool(getattr(self._local, "data_started", False))
-                if reused and attempt == 1 and not unknown:
+                if reused and attempt == 1 and not unknown and not cut.is_set():
                     continue  # the server closed an idle connection: one fresh try
                 outcome, answer = classify_smtp_error(error)
                 return SendResult(
@@ -332,7 +335,31 @@ class DjangoMailBackend:
                     provider_fault=is_provider_fault(error),
                     outcome_unknown=unknown,
                 )
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
         raise AssertionError("unreachable")
+
+
+def _watch(connection: Any, seconds: float, cut: threading.Event) -> threading.Timer | None:
+    """A socket's timeout bounds each wait, not a conversation: an SMTP server answering a byte at
+    a time could hold a send past its bound (and its claim). The watchdog shuts the connection's
+    socket down after `seconds`; smtplib then raises SMTPServerDisconnected (never a success)."""
+    sock = getattr(getattr(connection, "connection", None), "sock", None)
+    if sock is None:  # not SMTP (an email API, a file): its own timeouts bound it
+        return None
+
+    def shut() -> None:
+        cut.set()
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # closed meanwhile
+            pass
+
+    watchdog = threading.Timer(seconds, shut)
+    watchdog.daemon = True
+    watchdog.start()
+    return watchdog
 
 
 EMAIL_MAX_LENGTH = 254  # events.models.Event.email

@@ -6,7 +6,10 @@ from __future__ import annotations
 import email
 import email.policy
 import random
+import socket
 import string
+import threading
+import time
 from email._policybase import compat32
 
 import pytest
@@ -173,3 +176,47 @@ def test_an_email_service_providers_lost_answer_is_an_unknown_outcome(cause, unk
     except AnymailRequestsAPIError as error:
         result = classify_provider_error(error)
     assert result is not None and result.provider_fault and result.outcome_unknown is unknown
+
+
+def test_an_smtp_server_answering_a_byte_at_a_time_is_cut_at_the_sends_bound():
+    """Each byte of RCPT's answer comes within the socket's timeout and the answer never ends: the
+    conversation is cut at the backend's bound (4 x 0.25 + 5 s), not held past the claim, and the
+    message is not sent."""
+    from messages.channels import Recipient, RenderedMessage
+    from messages.channels.email import DjangoMailBackend
+
+    stop = threading.Event()
+
+    def serve(server: socket.socket) -> None:
+        connection, _ = server.accept()
+        ends = time.monotonic() + 15  # without the cut, the test fails rather than hangs
+        with connection, connection.makefile("rb") as lines:
+            connection.sendall(b"220 slow.example.com ESMTP\r\n")
+            for line in lines:
+                if line.upper().startswith((b"EHLO", b"HELO", b"MAIL")):
+                    connection.sendall(b"250 ok\r\n")
+                elif line.upper().startswith(b"RCPT"):
+                    while not stop.wait(0.1) and time.monotonic() < ends:
+                        try:
+                            connection.sendall(b"2")
+                        except OSError:
+                            return
+                    return
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        thread = threading.Thread(target=serve, args=(server,), daemon=True)
+        thread.start()
+        backend = DjangoMailBackend(
+            "django.core.mail.backends.smtp.EmailBackend",
+            {"host": "127.0.0.1", "port": server.getsockname()[1], "timeout": 0.25},
+        )
+        assert backend.max_send_seconds == 6
+        started = time.monotonic()
+        result = backend.send(
+            RenderedMessage(parts={"subject": "s", "text": "t"}, from_address="a@example.com"),
+            Recipient("b@example.com"),
+        )
+        took = time.monotonic() - started
+        stop.set()
+        thread.join(5)
+    assert result.outcome == "temporaryFailure" and not result.sent and 5.5 < took < 9
