@@ -26,7 +26,6 @@ from typing import Any
 
 from django.db import connection
 
-from campaign import services as campaign_services
 from tests.smtp import free_port
 from tests.tools import missing_tool
 
@@ -235,6 +234,9 @@ def http(method: str, url: str, *, body=None, headers=None, form=None) -> tuple[
 def token_headers(base_url: str, organization: Any) -> dict[str, str]:
     """The API's headers for a new credential of the organization: its key and an access token
     asked of the stack's own token endpoint (as an integration does)."""
+    # Imported here: bench/run.py imports this module before Django is set up (models unloadable).
+    from campaign import services as campaign_services
+
     issued = campaign_services.create_api_credential(organization=organization)
     status, answer = http(
         "POST",
